@@ -1,0 +1,249 @@
+"""The one pipeline: a micro-batch of events in, per-event forecasts, scores and alerts out.
+
+The Faust agent, offline replay, benchmarks and tests all call :meth:`Runner.process`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .errors import ConfigError, InputError
+from .nets import NetConfig, RecurrentForecaster
+from .scoring import Scorer, ScoringConfig
+from .state import EvictionPolicy, StateSlab
+
+__all__ = ["Alert", "Batch", "Results", "Runner", "resolve_device"]
+
+# per-row rejection reasons (machine-readable; also used as dead-letter reasons)
+REJECT_NON_FINITE = "non_finite"
+REJECT_OUT_OF_ORDER = "out_of_order"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without it is a configuration error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return dev
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Events of many streams: ``stream_ids[B]``, event times ``ts[B]`` (epoch s), ``x[B, F]``.
+
+    Example:
+        >>> b = Batch.from_rows([("pump-1", 0.0, [1.0]), ("pump-2", 0.0, [3.0])])
+        >>> b.x.shape
+        (2, 1)
+    """
+
+    stream_ids: Sequence[str]
+    ts: np.ndarray
+    x: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.stream_ids)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[str, float, Sequence[float]]]) -> Batch:
+        ids = [r[0] for r in rows]
+        ts = np.fromiter((r[1] for r in rows), np.float64, len(rows))
+        x = np.asarray([r[2] for r in rows], dtype=np.float32).reshape(len(rows), -1)
+        return cls(ids, ts, x)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alert transition of one stream (``state`` is ``open`` or ``resolved``)."""
+
+    index: int
+    stream_id: str
+    ts: float
+    state: str
+    score: float
+    expected: list[float]
+    actual: list[float]
+
+
+@dataclass
+class Results:
+    """Per-row outputs, aligned with the batch. Rejected rows have ``accepted`` False, a
+    ``reason``, NaN forecasts and score 0."""
+
+    accepted: np.ndarray  # [B] bool
+    reason: list[str | None]
+    prediction: np.ndarray  # [B, F] forecast of the stream's next input
+    expected: np.ndarray  # [B, F] what the model expected for this input
+    score: np.ndarray  # [B] anomaly score in [0, 1]
+    anomaly: np.ndarray  # [B] bool
+    transition: np.ndarray  # [B] int8: +1 opened, -1 resolved
+    alerts: list[Alert] = field(default_factory=list)
+
+    @property
+    def n_rejected(self) -> int:
+        return int((~self.accepted).sum())
+
+
+def _waves(slots: np.ndarray) -> np.ndarray:
+    """Occurrence rank of each row among rows of the same slot (0 for the first)."""
+    n = len(slots)
+    order = np.argsort(slots, kind="stable")
+    s = slots[order]
+    starts = np.r_[True, s[1:] != s[:-1]]
+    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - first
+    return rank
+
+
+class Runner:
+    """Model + scorer + state slab; decides device, dtype and code path once.
+
+    Example:
+        >>> r = Runner(RecurrentForecaster(NetConfig(hidden_size=8)), ScoringConfig(warmup=0))
+        >>> res = r.process(Batch.from_rows([("a", 0.0, [1.0]), ("a", 1.0, [1.5]), ("b", 0.0, [2.0])]))
+        >>> res.accepted.tolist(), len(r.slab)
+        ([True, True, True], 2)
+    """
+
+    def __init__(
+        self,
+        model: RecurrentForecaster,
+        scoring: ScoringConfig | None = None,
+        *,
+        device: str | torch.device = "auto",
+        capacity: int = 1024,
+        max_capacity: int | None = 1 << 20,
+        eviction: EvictionPolicy = "lru",
+        ttl_seconds: float | None = None,
+        model_id: str = "unnamed",
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.config: NetConfig = model.config
+        self.scoring = scoring or ScoringConfig()
+        self.scorer = Scorer(self.scoring, self.config.input_size)
+        self.model_id = model_id
+        c = self.config
+        self.slab = StateSlab(
+            layers=c.num_layers,
+            parts=c.state_parts,
+            hidden=c.hidden_size,
+            aux_init=self.scorer.init_row(),
+            capacity=capacity,
+            max_capacity=max_capacity,
+            eviction=eviction,
+            ttl_seconds=ttl_seconds,
+            device=self.device,
+        )
+        self.events = 0
+        self.rejected = 0
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, **kwargs: object) -> Runner:
+        """Build a runner from a checkpoint (default: the bundled sensor checkpoint)."""
+        ckpt = load_checkpoint(path)
+        kwargs.setdefault("model_id", ckpt.model_id)
+        return cls(ckpt.model, ckpt.scoring, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def n_features(self) -> int:
+        return self.config.input_size
+
+    def process(self, batch: Batch) -> Results:
+        """Advance each event's stream by one step, in batch order per stream."""
+        n, f = len(batch), self.config.input_size
+        x = np.ascontiguousarray(batch.x, dtype=np.float32)
+        if x.ndim != 2 or x.shape != (n, f) or batch.ts.shape != (n,):
+            raise InputError(
+                f"batch of {n} events needs x[{n}, {f}] and ts[{n}], got x{list(x.shape)} ts{list(batch.ts.shape)}; "
+                f"this model takes {f} feature(s) per event"
+            )
+        out_p = np.full((n, f), np.nan, np.float32)
+        out_e = np.full((n, f), np.nan, np.float32)
+        score = np.zeros(n, np.float32)
+        anomaly = np.zeros(n, bool)
+        transition = np.zeros(n, np.int8)
+        reason: list[str | None] = [None] * n
+        if n == 0:
+            return Results(np.zeros(0, bool), reason, out_p, out_e, score, anomaly, transition)
+
+        finite = np.isfinite(x).all(1) & np.isfinite(batch.ts)
+        for i in np.flatnonzero(~finite):
+            reason[i] = REJECT_NON_FINITE
+        cand = np.flatnonzero(finite)
+        ids = [batch.stream_ids[i] for i in cand.tolist()]
+        slots = self.slab.assign(ids, batch.ts[cand])
+        rank = _waves(slots) if len(set(slots.tolist())) < len(slots) else np.zeros(len(slots), np.int64)
+
+        # order accepted rows wave by wave; reject events older than their stream's last one
+        rows_parts, slot_parts, bounds = [], [], [0]
+        ts = batch.ts
+        for w in range(int(rank.max()) + 1 if len(rank) else 0):
+            sel = rank == w
+            r, s = cand[sel], slots[sel]
+            ok = ts[r] >= self.slab.last_ts[s]
+            for i in r[~ok]:
+                reason[i] = REJECT_OUT_OF_ORDER
+            r, s = r[ok], s[ok]
+            self.slab.last_ts[s] = ts[r]
+            self.slab.steps[s] += 1
+            rows_parts.append(r)
+            slot_parts.append(s)
+            bounds.append(bounds[-1] + len(r))
+        rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.int64)
+        accepted = np.zeros(n, bool)
+        accepted[rows] = True
+        if len(rows):
+            packed = self._step(x[rows], np.concatenate(slot_parts), bounds)
+            out_p[rows] = packed[:, :f]
+            out_e[rows] = packed[:, f : 2 * f]
+            score[rows] = packed[:, 2 * f]
+            anomaly[rows] = packed[:, 2 * f + 1] > 0
+            transition[rows] = packed[:, 2 * f + 2].astype(np.int8)
+        self.events += len(rows)
+        self.rejected += n - len(rows)
+        alerts = [
+            Alert(
+                index=int(i),
+                stream_id=batch.stream_ids[i],
+                ts=float(ts[i]),
+                state="open" if transition[i] > 0 else "resolved",
+                score=float(score[i]),
+                expected=out_e[i].tolist(),
+                actual=x[i].tolist(),
+            )
+            for i in np.flatnonzero(transition).tolist()
+        ]
+        return Results(accepted, reason, out_p, out_e, score, anomaly, transition, alerts)
+
+    @torch.inference_mode()
+    def _step(self, x: np.ndarray, slots: np.ndarray, bounds: list[int]) -> np.ndarray:
+        """One host->device copy in, one step per wave on the device, one copy out."""
+        dev = self.device
+        xd = torch.from_numpy(x).to(dev, non_blocking=True)  # [N, F]
+        idx = torch.from_numpy(slots).to(dev, non_blocking=True)  # [N]
+        if len(bounds) == 2:  # the common case: every stream once
+            return self._wave(idx, xd).cpu().numpy()
+        parts = [self._wave(idx[a:b], xd[a:b]) for a, b in itertools.pairwise(bounds) if a < b]
+        return torch.cat(parts).cpu().numpy()  # [N, 2F+3]
+
+    def _wave(self, idx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Rows of distinct streams: gather, normalise, step, score, scatter."""
+        h, aux = self.slab.gather(idx)  # [b, L, K, H], [b, A]
+        x_norm, err = self.scorer.pre(aux, x)  # [b, F], [b]
+        forecast, h = self.model.step(x_norm, h)  # [b, F], [b, L, K, H]
+        out = self.scorer.post(aux, err, forecast)  # [b, 2F+3]
+        self.slab.scatter(idx, h, aux)
+        return out

@@ -1,0 +1,261 @@
+"""Per-stream state in one preallocated device slab.
+
+The slab holds two tensors with one row ("slot") per resident stream: ``hidden`` for the
+recurrent state and ``aux`` for normaliser/scorer state. Bookkeeping (stream id -> slot, step
+counts, last event time, recency) lives on the host in numpy arrays, so a batch costs one
+gather and one scatter per tensor however many streams it touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import CapacityError, ConfigError
+
+__all__ = ["EvictionPolicy", "SlabSnapshot", "StateSlab"]
+
+EvictionPolicy = Literal["lru", "ttl", "none"]
+
+
+@dataclass(frozen=True)
+class SlabSnapshot:
+    """Immutable CPU copy of some streams' slots (what a checkpoint or changelog stores)."""
+
+    stream_ids: tuple[str, ...]
+    hidden: Tensor  # [N, L, K, H] cpu
+    aux: Tensor  # [N, A] cpu
+    steps: np.ndarray  # [N] int64, read-only
+    last_ts: np.ndarray  # [N] float64, read-only
+
+    def __len__(self) -> int:
+        return len(self.stream_ids)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, copy=True)
+    a.flags.writeable = False
+    return a
+
+
+class StateSlab:
+    """Slots of per-stream state on one device, addressed by stream id.
+
+    New streams get pristine slots (zero hidden state, ``aux_init`` scorer state). When no
+    slot is free the slab grows (doubling, up to ``max_capacity``), then evicts by policy:
+    ``lru`` evicts the least recently used streams not in the current batch, ``ttl`` only
+    streams idle longer than ``ttl_seconds`` of event time, ``none`` never evicts; if nothing
+    can be freed a :class:`CapacityError` says which setting to raise.
+
+    Example:
+        >>> slab = StateSlab(layers=1, parts=1, hidden=4, aux_init=torch.zeros(2), capacity=2)
+        >>> slots = slab.assign(["a", "b", "a"], np.array([1.0, 1.0, 2.0]))
+        >>> slots.tolist(), len(slab)
+        ([0, 1, 0], 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        layers: int,
+        parts: int,
+        hidden: int,
+        aux_init: Tensor,
+        capacity: int = 1024,
+        max_capacity: int | None = None,
+        eviction: EvictionPolicy = "lru",
+        ttl_seconds: float | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if capacity < 1:
+            raise ConfigError(f"slab capacity must be >= 1, got {capacity}")
+        if eviction not in ("lru", "ttl", "none"):
+            raise ConfigError(f"eviction must be 'lru', 'ttl' or 'none', got {eviction!r}")
+        if eviction == "ttl" and not ttl_seconds:
+            raise ConfigError("eviction='ttl' needs ttl_seconds > 0")
+        self.max_capacity = max(capacity, max_capacity or capacity)
+        self.eviction: EvictionPolicy = eviction
+        self.ttl_seconds = ttl_seconds
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self._shape = (layers, parts, hidden)
+        self._aux_init = aux_init.to(self.device, torch.float32)  # [A]
+        self.evictions = 0
+        self._tick = 0
+        self._alloc(capacity)
+
+    # -- layout -------------------------------------------------------------------------
+    def _alloc(self, capacity: int) -> None:
+        self.hidden = torch.zeros((capacity, *self._shape), device=self.device, dtype=self.dtype)  # [C, L, K, H]
+        self.aux = self._aux_init.expand(capacity, -1).clone()  # [C, A]
+        self.steps = np.zeros(capacity, np.int64)
+        self.last_ts = np.full(capacity, -np.inf)
+        self.last_used = np.zeros(capacity, np.int64)
+        self._ids: list[str | None] = [None] * capacity
+        self._slot_of: dict[str, int] = {}
+        self._free = list(range(capacity - 1, -1, -1))  # pop() hands out low slots first
+
+    @property
+    def capacity(self) -> int:
+        return self.hidden.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        """Device bytes of the slab (hidden + aux)."""
+        return self.hidden.numel() * self.hidden.element_size() + self.aux.numel() * self.aux.element_size()
+
+    @property
+    def bytes_per_stream(self) -> int:
+        return self.nbytes // self.capacity
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def __contains__(self, stream_id: object) -> bool:
+        return stream_id in self._slot_of
+
+    def stream_ids(self) -> list[str]:
+        return list(self._slot_of)
+
+    def slot(self, stream_id: str) -> int | None:
+        return self._slot_of.get(stream_id)
+
+    # -- slots --------------------------------------------------------------------------
+    def assign(self, stream_ids: Sequence[str], ts: np.ndarray | None = None) -> np.ndarray:
+        """Slots for a batch of stream ids (new streams get pristine slots); marks them used."""
+        self._tick += 1
+        slot_of = self._slot_of
+        slots = np.fromiter((slot_of.get(s, -1) for s in stream_ids), np.int64, len(stream_ids))
+        missing = slots < 0
+        if missing.any():
+            new_ids = list(dict.fromkeys(s for s, m in zip(stream_ids, missing) if m))
+            self.last_used[slots[~missing]] = self._tick  # protect this batch from eviction
+            self._make_room(len(new_ids), ts)
+            for s in new_ids:
+                k = self._free.pop()
+                slot_of[s] = k
+                self._ids[k] = s
+            slots[missing] = [slot_of[s] for s, m in zip(stream_ids, missing) if m]
+        self.last_used[slots] = self._tick
+        return slots
+
+    def _make_room(self, n: int, ts: np.ndarray | None) -> None:
+        if n <= len(self._free):
+            return
+        if self.capacity < self.max_capacity:
+            need = len(self._slot_of) + n
+            new_cap = self.capacity
+            while new_cap < need:
+                new_cap *= 2
+            self._grow(min(max(new_cap, need), self.max_capacity))
+            if n <= len(self._free):
+                return
+        short = n - len(self._free)
+        if self.eviction == "lru":
+            live = np.flatnonzero(self.last_used < self._tick)
+            live = live[[self._ids[k] is not None for k in live]] if len(live) else live
+            if len(live) >= short:
+                victims = live[np.argpartition(self.last_used[live], short - 1)[:short]]
+                self.evict([self._ids[k] for k in victims])  # type: ignore[misc]
+                return
+        elif self.eviction == "ttl" and ts is not None and len(ts):
+            self.evict_idle(float(np.max(ts)))
+            if n <= len(self._free):
+                return
+        raise CapacityError(
+            f"state slab full: {len(self._slot_of)} resident streams, capacity {self.capacity}, "
+            f"{n} new in this batch; raise the slab's max capacity (SEQSTREAM_MAX_STREAMS) "
+            f"or enable eviction (lru, or ttl with a shorter ttl)"
+        )
+
+    def _grow(self, new_cap: int) -> None:
+        old_h, old_a, c = self.hidden, self.aux, self.capacity
+        self.hidden = torch.zeros((new_cap, *self._shape), device=self.device, dtype=self.dtype)  # [C', L, K, H]
+        self.hidden[:c] = old_h  # [C, L, K, H]
+        self.aux = self._aux_init.expand(new_cap, -1).clone()  # [C', A]
+        self.aux[:c] = old_a  # [C, A]
+        grow = new_cap - c
+        self.steps = np.concatenate([self.steps, np.zeros(grow, np.int64)])
+        self.last_ts = np.concatenate([self.last_ts, np.full(grow, -np.inf)])
+        self.last_used = np.concatenate([self.last_used, np.zeros(grow, np.int64)])
+        self._ids.extend([None] * grow)
+        self._free = list(range(new_cap - 1, c - 1, -1)) + self._free
+
+    def evict(self, stream_ids: Sequence[str]) -> int:
+        """Drop streams and return their slots to the free list, pristine; returns how many."""
+        slots = [self._slot_of.pop(s) for s in stream_ids if s in self._slot_of]
+        if not slots:
+            return 0
+        self._reset(np.asarray(slots, np.int64))
+        for k in slots:
+            self._ids[k] = None
+        self._free.extend(slots)
+        self.evictions += len(slots)
+        return len(slots)
+
+    def evict_idle(self, now: float) -> list[str]:
+        """TTL eviction: streams whose last event is older than ``now - ttl_seconds``."""
+        if not self.ttl_seconds:
+            return []
+        idle = [s for s, k in self._slot_of.items() if self.last_ts[k] < now - self.ttl_seconds]
+        self.evict(idle)
+        return idle
+
+    def _reset(self, slots: np.ndarray) -> None:
+        idx = torch.from_numpy(slots).to(self.device)  # [n]
+        self.hidden.index_fill_(0, idx, 0.0)  # [C, L, K, H]
+        self.aux.index_copy_(0, idx, self._aux_init.expand(len(slots), -1).contiguous())  # [C, A]
+        self.steps[slots] = 0
+        self.last_ts[slots] = -np.inf
+        self.last_used[slots] = 0
+
+    def clear(self) -> None:
+        self._alloc(self.capacity)
+
+    # -- gather / scatter ---------------------------------------------------------------
+    def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """``idx[B]`` (int64, on the slab's device) -> ``hidden[B, L, K, H]``, ``aux[B, A]`` copies."""
+        return self.hidden.index_select(0, idx), self.aux.index_select(0, idx)
+
+    def scatter(self, idx: Tensor, hidden: Tensor, aux: Tensor) -> None:
+        """Write rows back; ``idx`` must not repeat (a batch with repeats is split into waves)."""
+        self.hidden.index_copy_(0, idx, hidden.to(self.dtype))  # [C, L, K, H]
+        self.aux.index_copy_(0, idx, aux)  # [C, A]
+
+    # -- snapshots ----------------------------------------------------------------------
+    def snapshot(self, stream_ids: Sequence[str] | None = None) -> SlabSnapshot:
+        """Immutable CPU copy of the given (default: all) resident streams."""
+        ids = tuple(self._slot_of) if stream_ids is None else tuple(s for s in stream_ids if s in self._slot_of)
+        slots = np.fromiter((self._slot_of[s] for s in ids), np.int64, len(ids))
+        idx = torch.from_numpy(slots).to(self.device)  # [N]
+        return SlabSnapshot(
+            stream_ids=ids,
+            hidden=self.hidden.index_select(0, idx).to("cpu", torch.float32),  # [N, L, K, H]
+            aux=self.aux.index_select(0, idx).cpu(),  # [N, A]
+            steps=_frozen(self.steps[slots]),
+            last_ts=_frozen(self.last_ts[slots]),
+        )
+
+    def restore(self, snap: SlabSnapshot, *, replace: bool = True) -> None:
+        """Load a snapshot; ``replace`` clears the slab first, else it adds/overwrites streams."""
+        if tuple(snap.hidden.shape[1:]) != self._shape or snap.aux.shape[1] != self.aux.shape[1]:
+            raise ConfigError(
+                f"snapshot layout {tuple(snap.hidden.shape[1:])}+aux{snap.aux.shape[1]} does not match "
+                f"the slab {self._shape}+aux{self.aux.shape[1]}; restore it with the checkpoint that wrote it"
+            )
+        if replace:
+            self.clear()
+        if not len(snap):
+            return
+        slots = self.assign(snap.stream_ids)
+        idx = torch.from_numpy(slots).to(self.device)  # [N]
+        self.hidden.index_copy_(0, idx, snap.hidden.to(self.device, self.dtype))  # [C, L, K, H]
+        self.aux.index_copy_(0, idx, snap.aux.to(self.device))  # [C, A]
+        self.steps[slots] = snap.steps
+        self.last_ts[slots] = snap.last_ts

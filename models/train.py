@@ -1,0 +1,218 @@
+"""Offline training of forecaster checkpoints.
+
+Inputs are normalised with the serving path's own online normaliser (``Scorer.pre``), so the
+model sees in training exactly what it will see when streaming. Training uses truncated
+backpropagation through time on windows cut from each series, gradient clipping, Adam, early
+stopping on a held-out tail of every series, and fixed seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import save_checkpoint
+from .errors import ConfigError, InputError
+from .nets import NetConfig, RecurrentForecaster
+from .scoring import Scorer, ScoringConfig
+
+__all__ = ["TrainConfig", "normalise_series", "synthetic_series", "train"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    window: int = 128
+    batch_size: int = 64
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    lr: float = 3e-3
+    clip: float = 1.0
+    patience: int = 5
+    val_fraction: float = 0.15
+    seed: int = 0
+
+
+def normalise_series(series: Sequence[np.ndarray], scoring: ScoringConfig) -> list[np.ndarray]:
+    """Run every series ``[T, F]`` through the serving normaliser, all series in one batch per step."""
+    f = series[0].shape[1]
+    scorer = Scorer(scoring, f)
+    t_max = max(len(s) for s in series)
+    xs = np.full((len(series), t_max, f), np.nan, np.float32)
+    for i, s in enumerate(series):
+        xs[i, : len(s)] = s
+    x = torch.from_numpy(xs)  # [S, T, F]
+    aux = scorer.init_row().expand(len(series), -1).clone()  # [S, A]
+    out = torch.zeros_like(x)  # [S, T, F]
+    with torch.inference_mode():
+        for t in range(t_max):
+            live = torch.isfinite(x[:, t]).all(1)  # [S]
+            idx = live.nonzero().squeeze(1)  # [s]
+            sub = aux[idx]  # [s, A]
+            xn, _ = scorer.pre(sub, x[idx, t])  # [s, F]
+            aux[idx] = sub
+            out[idx, t] = xn
+    return [out[i, : len(s)].numpy() for i, s in enumerate(series)]
+
+
+def synthetic_series(n: int, length: int = 4000, seed: int = 0) -> list[np.ndarray]:
+    """Univariate sensor-like series: seasonality, trends, noise, level shifts, random walks."""
+    rng = np.random.default_rng(seed)
+    out = []
+    t = np.arange(length, dtype=np.float64)
+    for _ in range(n):
+        kind = rng.integers(0, 4)
+        level = rng.normal(0, 50)
+        scale = 10 ** rng.uniform(-1, 3)
+        noise = rng.uniform(0.01, 0.5)
+        if kind == 0:  # daily-like seasonality
+            period = rng.choice([24, 48, 96, 144, 288])
+            y = np.sin(2 * np.pi * t / period + rng.uniform(0, 6.3)) + 0.3 * np.sin(4 * np.pi * t / period)
+        elif kind == 1:  # random walk
+            y = np.cumsum(rng.normal(0, 0.1, length))
+        elif kind == 2:  # AR(1) around a slow trend
+            y = np.zeros(length)
+            phi = rng.uniform(0.5, 0.99)
+            for i in range(1, length):
+                y[i] = phi * y[i - 1] + rng.normal(0, 0.3)
+            y += t * rng.normal(0, 1e-3)
+        else:  # piecewise constant with level shifts
+            y = np.repeat(rng.normal(0, 1, length // 200 + 1), 200)[:length]
+        y = y + rng.normal(0, noise, length)
+        out.append(((level + scale * y)[:, None]).astype(np.float32))
+    return out
+
+
+def _windows(series: list[np.ndarray], window: int) -> list[tuple[int, int]]:
+    return [(i, s) for i, x in enumerate(series) for s in range(0, max(len(x) - window - 1, 0) + 1, window // 2)]
+
+
+def train(
+    series: Sequence[np.ndarray],
+    net: NetConfig,
+    scoring: ScoringConfig,
+    cfg: TrainConfig,
+    progress: Callable[[int, float, float], None] | None = None,
+) -> tuple[RecurrentForecaster, dict[str, Any]]:
+    """Fit a forecaster to predict each next normalised input; returns (model, metadata)."""
+    if not series:
+        raise InputError("no training series; pass CSV files or --synthetic N")
+    if any(s.ndim != 2 or s.shape[1] != net.input_size for s in series):
+        raise ConfigError(f"every series must be [T, {net.input_size}] to match --features")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    norm = normalise_series(series, scoring)
+    train_s, val_s = [], []
+    for x in norm:
+        cut = int(len(x) * (1 - cfg.val_fraction))
+        if cut > cfg.window + 1:
+            train_s.append(x[:cut])
+            val_s.append(x[cut - 1 :])
+    if not train_s:
+        raise InputError(f"series too short for window {cfg.window}; use a smaller --window")
+    train_w, val_w = _windows(train_s, cfg.window), _windows(val_s, cfg.window)
+    if not val_w:
+        val_w = train_w
+
+    def batch(src: list[np.ndarray], ws: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk = np.stack([src[i][s : s + cfg.window + 1] for i, s in ws])  # [B, W+1, F]
+        xb = torch.from_numpy(chunk)  # [B, W+1, F]
+        return xb[:, :-1], xb[:, 1:]
+
+    model = RecurrentForecaster(net)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    loss_fn = nn.SmoothL1Loss(beta=0.5)
+    burn = min(16, cfg.window // 4)  # ignore the first steps of each window: the state is cold there
+    best, best_state, bad, history = math.inf, None, 0, []
+    t0 = time.monotonic()
+    for epoch in range(cfg.epochs):
+        model.train()
+        tr = 0.0
+        for _ in range(cfg.steps_per_epoch):
+            pick = rng.integers(0, len(train_w), cfg.batch_size)
+            xb, yb = batch(train_s, [train_w[k] for k in pick])
+            pred, _ = model(xb)  # [B, W, F]
+            loss = loss_fn(pred[:, burn:], yb[:, burn:])
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            tr += loss.item()
+        model.eval()
+        with torch.no_grad():
+            vl, nv = 0.0, 0
+            for k in range(0, len(val_w), 256):
+                xb, yb = batch(val_s, val_w[k : k + 256])
+                pred, _ = model(xb)  # [B, W, F]
+                vl += loss_fn(pred[:, burn:], yb[:, burn:]).item() * len(xb)
+                nv += len(xb)
+        vl /= max(nv, 1)
+        tr /= cfg.steps_per_epoch
+        history.append({"epoch": epoch, "train_loss": tr, "val_loss": vl})
+        if progress:
+            progress(epoch, tr, vl)
+        if vl < best - 1e-5:
+            best, bad = vl, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    meta = {
+        "train_config": asdict(cfg),
+        "epochs_run": len(history),
+        "best_val_loss": best,
+        "history": history,
+        "n_series": len(series),
+        "n_events": int(sum(len(s) for s in series)),
+        "seconds": round(time.monotonic() - t0, 1),
+        "torch": torch.__version__,
+    }
+    return model.eval(), meta
+
+
+def load_training_csvs(paths: Sequence[str | Path], values: Sequence[str] | None = None) -> list[np.ndarray]:
+    """Value columns of CSV files (directories are searched for *.csv); one series per file/stream."""
+    from .replay import iter_csv_files, read_csv
+
+    out: list[np.ndarray] = []
+    for p in paths:
+        for f in iter_csv_files(Path(p)):
+            table = read_csv(f, values=values)
+            for sid in dict.fromkeys(table.stream_ids):
+                rows = table.ok & np.array([s == sid for s in table.stream_ids])
+                if rows.sum() > 0:
+                    out.append(table.x[rows])
+    return out
+
+
+def run_training(
+    output: str | Path,
+    net: NetConfig,
+    scoring: ScoringConfig,
+    cfg: TrainConfig,
+    csvs: Sequence[str] = (),
+    synthetic: int = 0,
+    values: Sequence[str] | None = None,
+    model_id: str | None = None,
+    progress: Callable[[int, float, float], None] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    series = load_training_csvs(csvs, values) if csvs else []
+    if synthetic:
+        if net.input_size != 1:
+            raise ConfigError("--synthetic generates univariate series; use --features 1")
+        series += synthetic_series(synthetic, seed=cfg.seed)
+    model, meta = train(series, net, scoring, cfg, progress)
+    meta["data"] = {"csv": [str(c) for c in csvs], "synthetic_series": synthetic}
+    meta["model_id"] = model_id or Path(output).stem
+    path = save_checkpoint(output, model, scoring, meta)
+    return path, meta

@@ -1,0 +1,144 @@
+"""`seqstream` command line. Heavy imports (torch, faust) happen inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from models.replay import replay_path
+
+    report = replay_path(
+        args.input,
+        args.output,
+        checkpoint=args.checkpoint,
+        batch_size=args.batch_size,
+        device=args.device,
+        values=args.values.split(",") if args.values else None,
+        progress=not args.quiet,
+    )
+    print(report.summary(), file=sys.stderr)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from models.nets import NetConfig
+    from models.scoring import ScoringConfig
+    from models.train import TrainConfig, run_training
+
+    if not args.csv and not args.synthetic:
+        print("seqstream train: give CSV files/directories or --synthetic N", file=sys.stderr)
+        return 2
+    net = NetConfig(
+        cell=args.cell,
+        input_size=args.features,
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        proj_size=args.proj,
+    )
+    cfg = TrainConfig(
+        window=args.window,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        lr=args.lr,
+        clip=args.clip,
+        patience=args.patience,
+        seed=args.seed,
+    )
+
+    def progress(epoch: int, tr: float, vl: float) -> None:
+        print(f"epoch {epoch + 1:3d}/{cfg.epochs}  train {tr:.5f}  val {vl:.5f}", file=sys.stderr, flush=True)
+
+    path, meta = run_training(
+        args.output,
+        net,
+        ScoringConfig(),
+        cfg,
+        csvs=args.csv,
+        synthetic=args.synthetic,
+        values=args.values.split(",") if args.values else None,
+        model_id=args.model_id,
+        progress=progress,
+    )
+    print(
+        f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}, "
+        f"{meta['n_series']} series / {meta['n_events']} events, {meta['seconds']} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _add_train_arguments(t: argparse.ArgumentParser) -> None:
+    t.add_argument("csv", nargs="*", help="CSV files or directories (timestamp,value[,...][,stream])")
+    t.add_argument("-o", "--output", required=True, help="checkpoint file to write")
+    t.add_argument("--synthetic", type=int, default=0, help="add N generated univariate sensor series")
+    t.add_argument("--cell", choices=["gru", "lstm"], default="gru")
+    t.add_argument("--features", type=int, default=1, help="input vector length")
+    t.add_argument("--hidden", type=int, default=64)
+    t.add_argument("--layers", type=int, default=1)
+    t.add_argument("--proj", type=int, default=0, help="input projection size (0: none)")
+    t.add_argument("--window", type=int, default=128, help="truncated-BPTT window (events)")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--steps-per-epoch", type=int, default=100)
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip")
+    t.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--values", default=None, help="comma-separated value columns")
+    t.add_argument("--model-id", default=None, help="model id stored in the checkpoint (default: file stem)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seqstream", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("replay", help="stream CSV file(s) through the Runner offline (NAB results format)")
+    r.add_argument("input", help="a CSV file (timestamp,value[,value...][,stream]) or a directory of them")
+    r.add_argument("-o", "--output", required=True, help="output CSV (for a file) or directory (for a directory)")
+    r.add_argument("--checkpoint", default=None, help="checkpoint file (default: the bundled sensor model)")
+    r.add_argument("--batch-size", type=int, default=256, help="events per micro-batch (default 256)")
+    r.add_argument("--device", default="cpu", help="auto | cpu | cuda (default cpu)")
+    r.add_argument("--values", default=None, help="comma-separated value columns (default: all but timestamp/stream)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_replay)
+
+    t = sub.add_parser("train", help="train a GRU/LSTM forecaster checkpoint offline")
+    _add_train_arguments(t)
+    t.set_defaults(func=_cmd_train)
+
+    try:
+        from stream.commands import register
+    except ImportError:  # the streaming commands are optional at this layer
+        pass
+    else:
+        register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from models.errors import SeqstreamError
+
+    try:
+        return int(args.func(args) or 0)
+    except SeqstreamError as exc:
+        print(f"seqstream: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
