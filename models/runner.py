@@ -149,6 +149,7 @@ class Runner:
         )
         self.events = 0
         self.rejected = 0
+        self._last_sweep = -np.inf
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kwargs: object) -> Runner:
@@ -214,6 +215,8 @@ class Runner:
             transition[rows] = packed[:, 2 * f + 2].astype(np.int8)
         self.events += len(rows)
         self.rejected += n - len(rows)
+        if self.slab.eviction == "ttl" and len(rows):
+            self._sweep_idle(float(ts[rows].max()))
         alerts = [
             Alert(
                 index=int(i),
@@ -227,6 +230,13 @@ class Runner:
             for i in np.flatnonzero(transition).tolist()
         ]
         return Results(accepted, reason, out_p, out_e, score, anomaly, transition, alerts)
+
+    def _sweep_idle(self, now: float) -> None:
+        """TTL eviction at most four times per TTL of event time (a sweep walks every stream)."""
+        ttl = self.slab.ttl_seconds or 0.0
+        if now - self._last_sweep >= ttl / 4:
+            self._last_sweep = now
+            self.slab.evict_idle(now)
 
     @torch.inference_mode()
     def _step(self, x: np.ndarray, slots: np.ndarray, bounds: list[int]) -> np.ndarray:

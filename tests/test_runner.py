@@ -162,3 +162,14 @@ def test_process_runs_under_inference_mode_and_keeps_no_graph() -> None:
     assert not r.slab.hidden.requires_grad
     assert all(not p.requires_grad for p in r.model.parameters())
     assert r.slab.hidden.dtype == torch.float32
+
+
+def test_ttl_eviction_sweeps_idle_streams_by_event_time() -> None:
+    r = make_runner(eviction="ttl", ttl_seconds=100.0)
+    r.process(Batch.from_rows([("old", 0.0, [1.0]), ("live", 0.0, [1.0])]))
+    for t in range(1, 40):
+        r.process(Batch.from_rows([("live", t * 10.0, [1.0])]))
+    assert "old" not in r.slab and "live" in r.slab
+    assert r.slab.evictions == 1
+    res = r.process(Batch.from_rows([("old", 400.0, [1.0])]))  # comes back with a fresh state
+    assert res.accepted.all() and r.slab.steps[r.slab.slot("old")] == 1
