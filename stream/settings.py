@@ -1,0 +1,235 @@
+"""Every knob of the streaming side, read once from the environment (``SEQSTREAM_*``).
+
+One frozen :class:`Settings` object is built at start-up (``Settings()`` or
+:func:`load_settings` with command-line overrides) and passed down; nothing else reads the
+environment.
+
+Profiles: ``production`` (the default) uses Kafka-friendly defaults. ``embedded`` is for the
+Tansu broker that ``seqstream demo`` and the tests start: short group session/heartbeat (Tansu
+completes a join only after ``session_timeout / 2``) and a short fetch wait (Tansu holds an
+empty long-poll fetch for about half of ``fetch_max_wait``). Tansu quirks never leak into the
+production profile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from models.checkpoint import DEFAULT_CHECKPOINT
+from models.errors import CheckpointError, ConfigError
+
+__all__ = ["SOURCES", "Settings", "load_settings"]
+
+# source kind -> default input topic
+SOURCES: dict[str, str] = {
+    "sensors": "sensor-readings",
+    "speech": "speech-features",
+    "ticks": "market-ticks",
+}
+_CHECKPOINT_FILES = {"sensors": "sensor_gru.pt", "speech": "speech_gru.pt", "ticks": "ticks_gru.pt"}
+
+
+def _bundled(source: str) -> Path:
+    return DEFAULT_CHECKPOINT.parent / _CHECKPOINT_FILES[source]
+
+
+class Settings(BaseSettings):
+    """Frozen settings of a seqstream worker, demo or simulator.
+
+    Example:
+        >>> s = Settings(broker_url="kafka://k1:9092,k2:9092", profile="embedded")
+        >>> s.bootstrap_servers
+        ['k1:9092', 'k2:9092']
+        >>> s.fetch_wait_ms, s.broker_session_timeout
+        (20, 6.0)
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SEQSTREAM_", frozen=True, extra="ignore")
+
+    profile: Literal["production", "embedded"] = "production"
+
+    # broker connection
+    broker_url: str | None = Field(
+        default=None, description="kafka://host:port[,host:port...]; None: the demo starts an embedded Tansu broker"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    # topics
+    topic_sensors: str = "sensor-readings"
+    topic_speech: str = "speech-features"
+    topic_ticks: str = "market-ticks"
+    topic_predictions: str = "predictions"
+    topic_alerts: str = "anomaly-alerts"
+    topic_dead_letter: str = "dead-letter"
+    topic_control: str = "seqstream-control"
+    partitions: int = Field(default=8, ge=1, le=4096)
+    replication_factor: int = Field(default=1, ge=1)
+
+    # which sources this worker serves (comma-separated in the environment)
+    sources: Annotated[tuple[Literal["sensors", "speech", "ticks"], ...], NoDecode] = ("sensors", "speech", "ticks")
+
+    # micro-batching
+    batch_max: int = Field(default=1024, ge=1, le=1 << 20)
+    # extra wait for a fuller batch when getmany returned fewer than batch_max (0: never wait;
+    # under load the fetch buffer fills batches anyway, and waiting only adds latency)
+    batch_wait_s: float = Field(default=0.0, ge=0.0, le=10.0)
+    fetch_max_wait_ms: int | None = Field(default=None, ge=0, description="None: 20 ms embedded, 100 ms production")
+
+    # models
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    checkpoint_sensors: Path | None = None
+    checkpoint_speech: Path | None = None
+    checkpoint_ticks: Path | None = None
+    open_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
+    slab_capacity: int = Field(default=1024, ge=1)
+    slab_max_capacity: int = Field(default=1 << 20, ge=1)
+
+    # worker identity and web/metrics endpoint
+    app_id: str = "seqstream"
+    consumer_group: str | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    producer_acks: Literal["all", "1", "0"] = "all"
+    producer_linger_ms: int = Field(default=2, ge=0)
+
+    # input limits
+    max_future_s: float = Field(default=300.0, ge=0.0)
+    max_payload_bytes: int = Field(default=65536, ge=16)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split_sources(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(s.strip() for s in v.split(",") if s.strip())
+        return v
+
+    # ---- derived values -------------------------------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``kafka://a:9092,b:9092`` -> ``['a:9092', 'b:9092']``."""
+        if not self.broker_url:
+            raise ConfigError(
+                "no broker configured; set SEQSTREAM_BROKER_URL=kafka://host:port (or run `seqstream demo`)"
+            )
+        out = []
+        for part in self.broker_url.split(","):
+            part = part.strip()
+            for scheme in ("kafka://", "aiokafka://", "tcp://"):
+                if part.startswith(scheme):
+                    part = part[len(scheme) :]
+            if part:
+                out.append(part if ":" in part else f"{part}:9092")
+        return out
+
+    @property
+    def faust_broker(self) -> str:
+        return ";".join(f"kafka://{hp}" for hp in self.bootstrap_servers)
+
+    @property
+    def group_id(self) -> str:
+        """Consumer group of the batch consumer (distinct from Faust's own group ``app_id``)."""
+        return self.consumer_group or f"{self.app_id}-core"
+
+    @property
+    def embedded(self) -> bool:
+        return self.profile == "embedded"
+
+    @property
+    def fetch_wait_ms(self) -> int:
+        """Broker long-poll wait of the input consumer."""
+        if self.fetch_max_wait_ms is not None:
+            return self.fetch_max_wait_ms
+        return 20 if self.embedded else 100
+
+    @property
+    def broker_session_timeout(self) -> float:
+        return 6.0 if self.embedded else 30.0
+
+    @property
+    def broker_heartbeat_interval(self) -> float:
+        return 1.0 if self.embedded else 3.0
+
+    def topic(self, source: str) -> str:
+        return str(getattr(self, f"topic_{source}"))
+
+    @property
+    def input_topics(self) -> dict[str, str]:
+        """Input topic -> source kind, for the sources this worker serves."""
+        return {self.topic(s): s for s in self.sources}
+
+    @property
+    def output_topics(self) -> list[str]:
+        return [self.topic_predictions, self.topic_alerts, self.topic_dead_letter]
+
+    def checkpoint(self, source: str) -> Path:
+        """The checkpoint file of a source; raises a :class:`CheckpointError` saying what to do."""
+        if source not in SOURCES:
+            raise ConfigError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
+        configured = getattr(self, f"checkpoint_{source}")
+        path = Path(configured) if configured is not None else _bundled(source)
+        if not path.is_file():
+            env = f"SEQSTREAM_CHECKPOINT_{source.upper()}"
+            raise CheckpointError(
+                f"checkpoint for source {source!r} not found at {path}; train one with `seqstream train` "
+                f"and set {env}=/path/to/model.pt, or serve fewer sources with SEQSTREAM_SOURCES"
+            )
+        return path
+
+    def kafka_kwargs(self) -> dict[str, Any]:
+        """Connection keyword arguments shared by aiokafka producers, consumers and admin clients."""
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            )
+        if self.security_protocol.startswith("SASL"):
+            kw["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        return kw
+
+    def faust_kwargs(self) -> dict[str, Any]:
+        """Faust app configuration; the Tansu-friendly knobs only in the embedded profile."""
+        kw: dict[str, Any] = {
+            "broker": self.faust_broker,
+            "web_host": self.web_host,
+            "web_port": self.web_port,
+            "web_bind": self.web_host,
+            "broker_session_timeout": self.broker_session_timeout,
+            "broker_heartbeat_interval": self.broker_heartbeat_interval,
+            "topic_partitions": self.partitions,
+            "topic_replication_factor": self.replication_factor,
+            "consumer_auto_offset_reset": self.auto_offset_reset,
+        }
+        if self.embedded:
+            kw["producer_max_batch_size"] = 1  # Tansu's ListOffsets is wrong after multi-record batches
+            kw["broker_commit_interval"] = 1.0
+        return kw
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a dict safe to log (secrets masked by pydantic's SecretStr)."""
+        return {k: (str(v) if isinstance(v, SecretStr) else v) for k, v in self.model_dump().items()}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Environment plus explicit overrides (``None`` values are ignored); errors become ConfigError."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except (ValidationError, SettingsError) as exc:
+        raise ConfigError(f"invalid seqstream settings: {exc}") from exc

@@ -1,0 +1,139 @@
+"""Fixtures for integration tests: a real Tansu broker (session) and a real worker process.
+
+Tests here are marked ``integration``; run them with ``pytest -m integration``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream.broker import EmbeddedBroker, create_topics
+from stream.launch import WorkerProcess
+from stream.settings import Settings
+
+N_FEATURES = {"sensors": 1, "speech": 8, "ticks": 2}
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """A Tansu broker on a free loopback port, in-memory storage, for the whole session."""
+    b = EmbeddedBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small deterministic checkpoints (untrained GRU, hidden 16, warm-up 20) for each source."""
+    import torch
+
+    from models import NetConfig, RecurrentForecaster, ScoringConfig, save_checkpoint
+
+    d = tmp_path_factory.mktemp("checkpoints")
+    out = {}
+    torch.manual_seed(0)
+    for source in ("sensors", "speech", "ticks"):
+        net = RecurrentForecaster(NetConfig(input_size=N_FEATURES[source], hidden_size=16))
+        out[source] = save_checkpoint(d / f"{source}.pt", net, ScoringConfig(warmup=20), {"model_id": f"test-{source}"})
+    return out
+
+
+@dataclass
+class WorkerHandle:
+    settings: Settings
+    broker: EmbeddedBroker
+    process: WorkerProcess
+    checkpoints: dict[str, Path]
+    startup_s: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def worker(
+    broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerHandle]:
+    """A ``seqstream worker`` child process (embedded profile) consuming all three sources."""
+    env = {
+        "SEQSTREAM_BROKER_URL": broker.url,
+        "SEQSTREAM_PROFILE": "embedded",
+        "SEQSTREAM_APP_ID": "itest",
+        **{f"SEQSTREAM_CHECKPOINT_{s.upper()}": str(p) for s, p in checkpoints.items()},
+    }
+    settings = Settings(
+        broker_url=broker.url,
+        profile="embedded",
+        app_id="itest",
+        **{f"checkpoint_{s}": p for s, p in checkpoints.items()},
+    )
+    create_topics(broker.bootstrap, [*settings.input_topics, *settings.output_topics], settings.partitions)
+    proc = WorkerProcess(env, log_path=tmp_path_factory.mktemp("worker") / "worker.log").start()
+    try:
+        startup = proc.wait_ready(timeout=120)
+    except Exception:
+        print(proc.log_tail(80))
+        proc.stop()
+        raise
+    yield WorkerHandle(settings, broker, proc, checkpoints, startup)
+    rc = proc.stop()
+    print(f"worker exited with {rc}; log {proc.log_path}")
+
+
+def consume_until(
+    bootstrap: str, topics: list[str], done: Callable[[dict[str, list[Any]]], bool], timeout: float = 90.0
+) -> dict[str, list[Any]]:
+    """Read topics from the beginning (no consumer group) until ``done(records_by_topic)``."""
+
+    async def run() -> dict[str, list[Any]]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+        await c.start()
+        try:
+            tps = [TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or [])]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+            got: dict[str, list[Any]] = {t: [] for t in topics}
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                data = await c.getmany(timeout_ms=200, max_records=10_000)
+                for tp, recs in data.items():
+                    got[tp.topic].extend(recs)
+                if done(got):
+                    # drain a little longer to catch extra (unexpected) records
+                    await asyncio.sleep(1.0)
+                    for tp, recs in (await c.getmany(timeout_ms=500)).items():
+                        got[tp.topic].extend(recs)
+                    return got
+            return got
+        finally:
+            await c.stop()
+
+    return asyncio.run(run())
+
+
+def produce_records(bootstrap: str, records: list[tuple[str, bytes | None, bytes | None]]) -> None:
+    """Produce (topic, key, value) in order; per key, order is kept (same partition)."""
+
+    async def run() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        from stream.engine import BulkProducer
+        from stream.pipeline import Output
+
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20, max_request_size=4 << 20)
+        await p.start()
+        try:
+            bulk = BulkProducer(p)
+            futs = await bulk.send_all([Output(t, k, v) for t, k, v in records])  # type: ignore[arg-type]
+            await asyncio.gather(*futs)
+        finally:
+            await p.stop()
+
+    asyncio.run(run())

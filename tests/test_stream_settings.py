@@ -1,0 +1,69 @@
+"""Settings: environment parsing, profiles, checkpoints, derived connection options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.errors import CheckpointError, ConfigError
+from stream.settings import Settings, load_settings
+
+
+def test_env_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEQSTREAM_BROKER_URL", "kafka://a:1, kafka://b:2,c")
+    monkeypatch.setenv("SEQSTREAM_SOURCES", "sensors,ticks")
+    monkeypatch.setenv("SEQSTREAM_WEB_PORT", "7070")
+    monkeypatch.setenv("SEQSTREAM_BATCH_MAX", "64")
+    monkeypatch.setenv("SEQSTREAM_SASL_PASSWORD", "hunter2")
+    s = Settings()
+    assert s.bootstrap_servers == ["a:1", "b:2", "c:9092"]
+    assert s.faust_broker == "kafka://a:1;kafka://b:2;kafka://c:9092"
+    assert s.sources == ("sensors", "ticks")
+    assert s.input_topics == {"sensor-readings": "sensors", "market-ticks": "ticks"}
+    assert s.web_port == 7070 and s.batch_max == 64
+    assert "hunter2" not in str(s.redacted()) and "hunter2" not in repr(s)
+
+
+def test_frozen_and_validation() -> None:
+    s = Settings()
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
+        s.batch_max = 3  # type: ignore[misc]
+    with pytest.raises(ConfigError):
+        load_settings(device="tpu")
+    with pytest.raises(ConfigError):
+        load_settings(sources="sensors,video")
+    with pytest.raises(ConfigError, match="SEQSTREAM_BROKER_URL"):
+        Settings().bootstrap_servers  # noqa: B018
+
+
+def test_profiles_keep_tansu_knobs_out_of_production() -> None:
+    prod = Settings(broker_url="kafka://k:9092")
+    emb = Settings(broker_url="kafka://k:9092", profile="embedded")
+    assert emb.broker_session_timeout == 6.0 and emb.broker_heartbeat_interval == 1.0 and emb.fetch_wait_ms == 20
+    assert prod.broker_session_timeout == 30.0 and prod.fetch_wait_ms == 100
+    assert "producer_max_batch_size" not in prod.faust_kwargs()
+    assert emb.faust_kwargs()["producer_max_batch_size"] == 1
+    assert Settings(broker_url="kafka://k", fetch_max_wait_ms=5).fetch_wait_ms == 5
+
+
+def test_sasl_ssl_kwargs(tmp_path: Path) -> None:
+    s = Settings(
+        broker_url="kafka://k:9093",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username="u",
+        sasl_password="p",
+    )
+    kw = s.kafka_kwargs()
+    assert kw["sasl_mechanism"] == "SCRAM-SHA-256" and kw["sasl_plain_password"] == "p"
+
+
+def test_checkpoint_paths(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="SEQSTREAM_CHECKPOINT_SPEECH"):
+        Settings(checkpoint_speech=tmp_path / "missing.pt").checkpoint("speech")
+    f = tmp_path / "x.pt"
+    f.write_bytes(b"")
+    assert Settings(checkpoint_ticks=f).checkpoint("ticks") == f
+    with pytest.raises(ConfigError):
+        Settings().checkpoint("video")
