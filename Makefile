@@ -27,8 +27,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not integration and not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check models stream tests bench
-	$(VENV)/bin/ruff format --check models stream tests bench
+	$(VENV)/bin/ruff check models stream tests bench deploy
+	$(VENV)/bin/ruff format --check models stream tests bench deploy
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

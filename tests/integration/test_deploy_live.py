@@ -1,0 +1,281 @@
+"""The deployment's Prometheus configuration, rules and dashboard against two live workers (issue 7).
+
+Two ``seqstream worker`` processes (one consumer group, different metrics ports) run against the
+Tansu broker of the session; a real Prometheus server scrapes both with the scrape job and rule
+file of ``deploy/prometheus`` (DNS discovery replaced by the two static targets); the simulator
+(``seqstream produce``) feeds all three sources. The dashboard's own throughput and latency
+queries must return data for each worker, every rule must evaluate without error, and every
+metric name the dashboard and rules use must be one a live worker exports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream.broker import EmbeddedBroker, create_topics
+from stream.launch import WorkerProcess, free_port
+
+from ..test_deploy import (
+    PROM_CONFIG,
+    PROMETHEUS_SYNTHETIC,
+    RULES,
+    all_promql,
+    dashboard,
+    grafana_to_promql,
+    load_yaml,
+    metric_names,
+    names_from_exposition,
+    recording_rule_names,
+)
+from .conftest import produce_records
+
+PROMETHEUS = os.environ.get("SEQSTREAM_PROMETHEUS_BIN") or shutil.which("prometheus") or "/usr/bin/prometheus"
+APP_ID = "deploylive"
+PARTITIONS = 4
+TOPICS = {
+    "sensors": "deploy-sensor-readings",
+    "speech": "deploy-speech-features",
+    "ticks": "deploy-market-ticks",
+    "predictions": "deploy-predictions",
+    "alerts": "deploy-anomaly-alerts",
+    "dead_letter": "deploy-dead-letter",
+    "control": "deploy-seqstream-control",
+}
+RATE_WINDOW = "20s"  # stands in for Grafana's $__rate_interval (scrapes every second here)
+
+
+def _query(base: str, promql: str) -> list[dict[str, Any]]:
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.load(r)
+
+
+def _target(w: WorkerProcess) -> str:
+    return f"{w.host}:{w.web_port}"
+
+
+@pytest.fixture(scope="module")
+def two_workers(
+    broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[WorkerProcess]]:
+    env = {
+        "SEQSTREAM_BROKER_URL": broker.url,
+        "SEQSTREAM_PROFILE": "embedded",
+        "SEQSTREAM_APP_ID": APP_ID,
+        "SEQSTREAM_PARTITIONS": str(PARTITIONS),
+        **{f"SEQSTREAM_TOPIC_{k.upper()}": v for k, v in TOPICS.items()},
+        **{f"SEQSTREAM_CHECKPOINT_{s.upper()}": str(p) for s, p in checkpoints.items()},
+    }
+    create_topics(broker.bootstrap, [v for k, v in TOPICS.items() if k != "control"], PARTITIONS)
+    create_topics(broker.bootstrap, [TOPICS["control"]], 1)
+    logs = tmp_path_factory.mktemp("deploy-workers")
+    workers = [WorkerProcess(env, log_path=logs / f"worker{i}.log").start() for i in range(2)]
+    try:
+        for w in workers:
+            w.wait_ready(timeout=120)
+        # both in the group: every input partition assigned, each worker holding some
+        deadline = time.monotonic() + 90
+        while True:
+            assigned = [w.metrics().get("seqstream_assigned_partitions", 0) for w in workers]
+            if all(a > 0 for a in assigned) and sum(assigned) == 3 * PARTITIONS:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"the two workers never split the partitions: {assigned}")
+            time.sleep(0.5)
+        yield workers
+    except BaseException:
+        for w in workers:
+            print(f"---- {w.log_path}\n{w.log_tail(60)}")
+        raise
+    finally:
+        for w in workers:
+            w.stop()
+
+
+@pytest.fixture(scope="module")
+def prometheus(two_workers: list[WorkerProcess], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not os.path.exists(PROMETHEUS):
+        if os.environ.get("CI"):
+            pytest.fail(f"prometheus binary not found at {PROMETHEUS}; CI must install it (apt-get install prometheus)")
+        pytest.skip("prometheus binary not installed (apt-get install -y prometheus); runs in CI")
+    d = tmp_path_factory.mktemp("deploy-prometheus")
+    port = free_port()
+    cfg = load_yaml(PROM_CONFIG)
+    cfg["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    cfg["rule_files"] = [str(RULES)]
+    for job in cfg["scrape_configs"]:
+        if job["job_name"] == "seqstream":
+            job.pop("dns_sd_configs")
+            job["static_configs"] = [{"targets": [_target(w) for w in two_workers]}]
+        else:
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+    (d / "prometheus.yml").write_text(json.dumps(cfg))
+    log = open(d / "prometheus.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={d / 'prometheus.yml'}",
+            f"--storage.tsdb.path={d / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"prometheus did not become ready; see {d / 'prometheus.log'}")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def _panel_exprs(title_prefix: str) -> list[str]:
+    for p in dashboard()["panels"]:
+        if p.get("title", "").startswith(title_prefix):
+            return [t["expr"] for t in p["targets"]]
+    raise AssertionError(f"no dashboard panel titled {title_prefix!r}")
+
+
+def _for_instance(expr: str, instance: str) -> str:
+    expr = expr.replace("$__rate_interval", RATE_WINDOW).replace("$instance", instance.replace(".", "\\\\."))
+    return grafana_to_promql(expr)  # the remaining variables ($source) -> all
+
+
+def _values(result: list[dict[str, Any]]) -> list[float]:
+    return [float(r["value"][1]) for r in result]
+
+
+def test_dashboard_queries_return_data_for_both_workers(
+    broker: EmbeddedBroker, two_workers: list[WorkerProcess], prometheus: str
+) -> None:
+    instances = [_target(w) for w in two_workers]
+    env = {**os.environ, "SEQSTREAM_BROKER_URL": broker.url}
+
+    def simulator(source: str) -> subprocess.Popen[bytes]:
+        args = ["produce", "--source", source, "--streams", "40", "--rate", "300", "--seconds", "40"]
+        args += ["--seed", "3", "--topic", TOPICS[source]]
+        return subprocess.Popen([sys.executable, "-m", "stream.cli", *args], env=env, stdout=subprocess.DEVNULL)
+
+    producers = [simulator(source) for source in ("sensors", "speech", "ticks")]
+    # a few undecodable records so that dead-letter series exist
+    produce_records(broker.bootstrap, [(TOPICS["sensors"], f"bad-{i}".encode(), b"\xff not json") for i in range(8)])
+
+    throughput = _panel_exprs("Throughput by source")[0]  # records in, by source
+    by_worker = _panel_exprs("Throughput by worker")[0]
+    latency = _panel_exprs("End-to-end latency")  # p50, p90, p99, processing p99
+    latency_by_worker = _panel_exprs("End-to-end p99 by worker")[0]
+    step = _panel_exprs("Inference step")
+
+    def check() -> list[str]:
+        problems = []
+        for inst in instances:
+            rate = _values(_query(prometheus, _for_instance(throughput, inst)))
+            if not rate or max(rate) <= 0:
+                problems.append(f"{inst}: throughput {rate}")
+            per = {
+                r["metric"].get("instance"): float(r["value"][1])
+                for r in _query(prometheus, _for_instance(by_worker, inst))
+            }
+            if per.get(inst, 0) <= 0:
+                problems.append(f"{inst}: throughput by worker {per}")
+            for e in [*latency, latency_by_worker, *step]:
+                vals = [v for v in _values(_query(prometheus, _for_instance(e, inst))) if math.isfinite(v)]
+                if not vals or max(vals) <= 0:
+                    problems.append(f"{inst}: no latency data for {e}")
+        return problems
+
+    problems = ["no check ran"]
+    p99: list[float] = []
+    rates: dict[str, float] = {}
+    try:
+        time.sleep(8)  # several scrapes of traffic
+        deadline = time.monotonic() + 30
+        while problems and time.monotonic() < deadline:
+            problems = check()
+            if problems:
+                time.sleep(2)
+        # what the dashboard shows over both workers (all instances), while traffic still flows
+        p99 = _values(_query(prometheus, _all(latency[2])))
+        rates = {r["metric"]["instance"]: float(r["value"][1]) for r in _query(prometheus, _all(by_worker))}
+    finally:
+        for p in producers:
+            p.terminate()
+            p.wait(timeout=20)
+    assert not problems, "\n".join(problems)
+
+    up = {r["metric"]["instance"]: r["value"][1] for r in _query(prometheus, 'up{job="seqstream"}')}
+    assert up == dict.fromkeys(instances, "1"), up
+
+    # every rule of deploy/prometheus evaluates without error against live series
+    groups = _get(f"{prometheus}/api/v1/rules")["data"]["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    assert len(rules) == sum(len(g["rules"]) for g in load_yaml(RULES)["groups"])
+    bad = [f"{r['name']}: {r.get('lastError')}" for r in rules if r.get("health") == "err"]
+    assert not bad, bad
+    # none of the alerts fires on a healthy pair of workers
+    firing = [a["labels"]["alertname"] for a in _get(f"{prometheus}/api/v1/alerts")["data"]["alerts"]]
+    assert not firing, firing
+
+    print(
+        "dashboard over two workers: "
+        + ", ".join(f"{inst} {rate:.0f} ev/s" for inst, rate in sorted(rates.items()))
+        + f"; e2e p99 by source {[round(v * 1000) for v in p99]} ms"
+    )
+    # the p99 the dashboard shows is plausible for a light load on a loopback broker
+    finite = [v for v in p99 if math.isfinite(v)]
+    assert finite and max(finite) < 30, p99
+
+
+def _all(expr: str) -> str:
+    return grafana_to_promql(expr.replace("$__rate_interval", RATE_WINDOW))
+
+
+def test_every_metric_name_used_is_exported_by_a_live_worker(two_workers: list[WorkerProcess], prometheus: str) -> None:
+    live: set[str] = set()
+    for w in two_workers:
+        with urllib.request.urlopen(w.metrics_url, timeout=5) as r:
+            live |= names_from_exposition(r.read().decode())
+    allowed = live | PROMETHEUS_SYNTHETIC | recording_rule_names()
+    missing = sorted({f"{n} ({where})" for where, e in all_promql() for n in metric_names(e) if n not in allowed})
+    assert not missing, "used by the dashboard/rules but not exported by a live worker:\n" + "\n".join(missing)
+    # and Prometheus stores the series the throughput and latency panels read
+    stored = {r["metric"]["__name__"] for r in _query(prometheus, 'count by (__name__) ({job="seqstream"})')}
+    for n in (
+        "seqstream_events_in_total",
+        "seqstream_end_to_end_latency_seconds_bucket",
+        "seqstream_inference_step_seconds_bucket",
+        "seqstream_consumer_lag",
+        "seqstream_assigned_partitions",
+    ):
+        assert n in stored, (n, sorted(stored))
