@@ -4,11 +4,23 @@ All state is a row of the slab's ``aux`` tensor, so scoring runs on the same dev
 model and needs no per-stream Python objects. Everything is causal: an event is normalised and
 scored with statistics of the events before it, then folded into them.
 
-Score: the residual ``e_t = mean |x_t - forecast_{t-1}|`` (normalised units) is compared with
-its own history. ``z = (short_mean(e) - long_mean(e)) / long_std(e)`` gives a Gaussian tail
-probability ``p``; the anomaly score is ``log(p + 1e-10) / log(1e-10)`` clipped to [0, 1] (an
-"anomaly likelihood" on a log scale: 0.5 means p = 1e-5), so scores keep their order far into
-the tail instead of saturating at 1.0.
+Score ("anomaly likelihood", multi-scale):
+
+1. the residual ``e_t = mean |x_t - forecast_{t-1}|`` in normalised units;
+2. for every averaging horizon ``k`` in ``(err_short, *err_scales)`` a short mean ``s_k`` of
+   ``e`` (exponential, rate ``1/k``) is compared with its own long-run mean and variance
+   (horizon ``err_window``): ``z_k = (s_k - mean_k) / std_k``; the largest ``z_k`` wins;
+3. the Gaussian tail probability ``p`` of that ``z`` becomes ``log(p + 1e-10) / log(1e-10)``
+   clipped to [0, 1] (0.5 means p = 1e-5), so scores keep their order far into the tail;
+4. the long-run statistics fold in each value winsorised at ``fold_clip`` standard deviations,
+   so one burst does not blind the stream to the next one;
+5. suppression: after an emitted score reaches ``suppress_level`` the stream's scores are
+   multiplied by ``suppress_factor`` for the next ``suppress`` events (an alert reports the onset
+   of unusual behaviour once instead of every event of it).
+
+The alert policy works on the emitted score: no alert during a stream's first ``warmup``
+events; an alert opens at ``open_threshold`` and resolves after ``close_after`` consecutive
+events below ``close_threshold``.
 """
 
 from __future__ import annotations
@@ -33,8 +45,8 @@ class ScoringConfig:
     """Horizons are in events of one stream; thresholds are on the [0, 1] anomaly score."""
 
     norm_window: int = 1000
-    err_window: int = 1000
-    err_short: int = 4
+    err_window: int = 2000
+    err_short: int = 1
     warmup: int = 150
     open_threshold: float = 0.5
     close_threshold: float = 0.3
@@ -42,8 +54,17 @@ class ScoringConfig:
     clip: float = 8.0
     min_std: float = 1e-3
     err_var_prior: float = 0.25
+    err_scales: tuple[int, ...] = ()
+    fold_clip: float = 0.0
+    suppress: int = 200
+    suppress_level: float = 0.5
+    suppress_factor: float = 0.0
+    max_window: int = 0
+    max_ratio: float = 1.0
+    max_power: float = 1.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
         if not 0.0 <= self.close_threshold <= self.open_threshold <= 1.0:
             raise ConfigError(
                 f"need 0 <= close_threshold ({self.close_threshold}) <= open_threshold ({self.open_threshold}) <= 1"
@@ -51,15 +72,24 @@ class ScoringConfig:
         for name in ("norm_window", "err_window", "err_short", "close_after"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup < 0:
-            raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
+        if any(k < 1 for k in self.err_scales):
+            raise ConfigError(f"err_scales must all be >= 1, got {self.err_scales}")
+        if self.warmup < 0 or self.suppress < 0 or self.fold_clip < 0:
+            raise ConfigError("warmup, suppress and fold_clip must be >= 0")
+        if not 0.0 <= self.suppress_factor <= 1.0:
+            raise ConfigError(f"suppress_factor must be in [0, 1], got {self.suppress_factor}")
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return (self.err_short, *self.err_scales)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class Scorer:
-    """Stateless operator over ``aux[B, A]`` rows; the layout depends only on ``n_features``.
+    """Stateless operator over ``aux[B, A]`` rows; the layout depends only on ``n_features``
+    and the number of averaging horizons.
 
     Works in place on views of ``aux`` (few, fused-friendly ops: at batch 1 the per-op
     dispatch cost, not arithmetic, dominates).
@@ -73,15 +103,28 @@ class Scorer:
         [0.0, 0.0]
     """
 
+    # fixed columns: count (pre), steps (post), open, below, since (events since a suppressing score)
+    COUNT, STEPS, OPEN, BELOW, SINCE = range(5)
+
     def __init__(self, config: ScoringConfig, n_features: int) -> None:
         self.config = config
-        f = n_features
+        f, k = n_features, len(config.scales)
         self.n_features = f
-        # aux layout: [count, steps, err_mean, err_var, err_short, open, below, mean[F], var[F], fcast[F]]
-        self._mean = slice(7, 7 + f)
-        self._var = slice(7 + f, 7 + 2 * f)
-        self._fcast = slice(7 + 2 * f, 7 + 3 * f)
-        self.size = 7 + 3 * f
+        self.n_scales = k
+        # aux layout: [count, steps, open, below, since, short[K], mean[K], var[K], peak[K],
+        #              x_mean[F], x_var[F], fcast[F]]
+        o = 5
+        self._short = slice(o, o + k)
+        self._emean = slice(o + k, o + 2 * k)
+        self._evar = slice(o + 2 * k, o + 3 * k)
+        self._peak = slice(o + 3 * k, o + 4 * k)
+        o += 4 * k
+        self._mean = slice(o, o + f)
+        self._var = slice(o + f, o + 2 * f)
+        self._fcast = slice(o + 2 * f, o + 3 * f)
+        self.size = o + 3 * f
+        self._rates = torch.tensor([1.0 / s for s in config.scales])  # [K]
+        self._rates_on: dict[torch.device, Tensor] = {}
         # packed output columns of post(): prediction[F], expected[F], score, anomaly, transition
         self.PRED = slice(0, f)
         self.EXPECTED = slice(f, 2 * f)
@@ -90,8 +133,15 @@ class Scorer:
 
     def init_row(self) -> Tensor:
         row = torch.zeros(self.size)  # [A]
-        row[3] = self.config.err_var_prior  # err_var: a prior worth one residual
+        row[self._evar] = self.config.err_var_prior  # a prior worth one residual
+        row[self.SINCE] = float(self.config.suppress)  # nothing to suppress yet
         return row
+
+    def _rates_for(self, dev: torch.device) -> Tensor:
+        r = self._rates_on.get(dev)
+        if r is None:
+            r = self._rates_on[dev] = self._rates.to(dev)
+        return r
 
     def pre(self, aux: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """Normalise ``x[B, F]`` with the stats so far, measure the residual, update the stats.
@@ -99,7 +149,7 @@ class Scorer:
         Returns the model input ``x_norm[B, F]`` and the residual ``err[B]``; updates ``aux`` in place.
         """
         cfg = self.config
-        count = aux[:, 0]  # [B] view
+        count = aux[:, self.COUNT]  # [B] view
         mean, var = aux[:, self._mean], aux[:, self._var]  # [B, F] views
         # the first event centres its stream (x_norm = 0, err = 0 against the zero forecast)
         mean.copy_(torch.where((count == 0).unsqueeze(1), x, mean))  # [B, F]
@@ -121,17 +171,34 @@ class Scorer:
         (+1 opened, -1 resolved); see the column attributes.
         """
         cfg = self.config
-        _, steps, em, ev, es, is_open, below = aux[:, :7].unbind(1)  # [B] views
-        es.lerp_(err, 1.0 / cfg.err_short)  # [B] short-horizon mean residual
-        # compare with the residual history *before* this event, then fold this event in
-        z = (es - em).mul_(ev.clamp_min(1e-8).rsqrt_())  # [B]
-        tail = torch.special.erfc(z.mul_(1.0 / math.sqrt(2.0))).mul_(0.5)  # [B]
-        score = tail.add_(_EPS_P).log_().mul_(1.0 / _LOG_EPS_P).clamp_(0.0, 1.0)  # [B]
+        steps, is_open, below, since = (aux[:, i] for i in (self.STEPS, self.OPEN, self.BELOW, self.SINCE))  # [B]
+        short, em, ev = aux[:, self._short], aux[:, self._emean], aux[:, self._evar]  # [B, K] views
+        # short means of the residual, exact (1/n) until each horizon has filled
+        first = (steps + 1.0).reciprocal_().unsqueeze(1)  # [B, 1]
+        short.lerp_(err.unsqueeze(1).expand_as(short), torch.maximum(self._rates_for(aux.device), first))  # [B, K]
+        # compare with each short mean's history *before* this event, then fold this event in
+        sd = ev.clamp_min(1e-8).sqrt_()  # [B, K]
+        z = (short - em) / sd  # [B, K]
+        tail = torch.special.erfc(z.mul_(1.0 / math.sqrt(2.0))).mul_(0.5)  # [B, K]
+        score = tail.add_(_EPS_P).log_().mul_(1.0 / _LOG_EPS_P).clamp_(0.0, 1.0)  # [B, K]
+        if cfg.max_window:
+            # novelty: how far each short mean exceeds its own recent (decaying) peak
+            peak = aux[:, self._peak]  # [B, K]
+            ratio = (short / peak.clamp_min(1e-6)).mul_(1.0 / cfg.max_ratio).clamp_(max=1.0)  # [B, K]
+            score = score * ratio.pow_(cfg.max_power)
+            torch.maximum(peak.mul_(math.exp(-1.0 / cfg.max_window)), short, out=peak)
+        score = score.amax(1)  # [B]
         score.mul_(steps >= 2)  # [B] needs two residuals of history
-        a = (steps + 1.0).reciprocal_().clamp_min_(1.0 / cfg.err_window).mul_(steps >= 1)  # [B] 0 before any residual
-        d = err - em  # [B]
+        a = first.clamp_min_(1.0 / cfg.err_window).mul_((steps >= 1).unsqueeze(1))  # [B, 1] 0 before any residual
+        d = short - em  # [B, K]
+        if cfg.fold_clip:
+            d = torch.minimum(d, sd.mul_(cfg.fold_clip))  # winsorise upward excursions
         ev.addcmul_(d, d * a).mul_(1.0 - a)
         em.addcmul_(a, d)
+        if cfg.suppress:
+            # scores shrink for `suppress` events after one reached suppress_level
+            score = torch.where(since < cfg.suppress, score * cfg.suppress_factor, score)  # [B]
+            since.add_(1.0).mul_(score < cfg.suppress_level).clamp_max_(float(cfg.suppress))
         # alert policy with hysteresis: open above open_threshold once warm, resolve after
         # close_after consecutive events below close_threshold
         anomaly = (score >= cfg.open_threshold) & (steps >= cfg.warmup)  # [B]

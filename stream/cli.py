@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -31,9 +32,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from models.scoring import ScoringConfig
     from models.train import TrainConfig, run_training
 
-    if not args.csv and not args.synthetic:
-        print("seqstream train: give CSV files/directories or --synthetic N", file=sys.stderr)
+    if not args.csv and not args.synthetic and not args.simulated:
+        print("seqstream train: give CSV files/directories, --synthetic N or --simulated SOURCE", file=sys.stderr)
         return 2
+    if args.simulated:
+        return _train_simulated(args)
     net = NetConfig(
         cell=args.cell,
         input_size=args.features,
@@ -74,10 +77,83 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from models.evaluate import evaluate_nab
+
+    rep = evaluate_nab(
+        args.data,
+        args.labels,
+        args.output,
+        checkpoint=args.checkpoint,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(rep.table())
+        print(f"{rep.events} events replayed in {rep.seconds:.1f} s ({rep.events / rep.seconds:.0f} events/s)")
+    return 0
+
+
+def _net_and_train_config(args: argparse.Namespace, features: int) -> tuple[Any, Any]:
+    from models.nets import NetConfig
+    from models.train import TrainConfig
+
+    net = NetConfig(
+        cell=args.cell, input_size=features, hidden_size=args.hidden, num_layers=args.layers, proj_size=args.proj
+    )
+    cfg = TrainConfig(
+        window=args.window,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        lr=args.lr,
+        clip=args.clip,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    return net, cfg
+
+
+def _train_simulated(args: argparse.Namespace) -> int:
+    """Train a source's checkpoint on simulator output decoded by the worker's codec."""
+    from models.checkpoint import save_checkpoint
+    from models.scoring import ScoringConfig
+    from models.train import train
+    from stream.training import N_FEATURES, simulated_series
+
+    series = simulated_series(args.simulated, args.sim_streams, args.sim_rounds, seed=args.seed)
+    net, cfg = _net_and_train_config(args, N_FEATURES[args.simulated])
+    scoring = ScoringConfig()
+
+    def progress(epoch: int, tr: float, vl: float) -> None:
+        print(f"epoch {epoch + 1:3d}/{cfg.epochs}  train {tr:.5f}  val {vl:.5f}", file=sys.stderr, flush=True)
+
+    model, meta = train(series, net, scoring, cfg, progress)
+    meta["data"] = {"simulated": args.simulated, "streams": args.sim_streams, "rounds": args.sim_rounds}
+    meta["model_id"] = args.model_id or f"{args.simulated}-{args.cell}-h{args.hidden}"
+    path = save_checkpoint(args.output, model, scoring, meta)
+    print(f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}", file=sys.stderr)
+    return 0
+
+
 def _add_train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("csv", nargs="*", help="CSV files or directories (timestamp,value[,...][,stream])")
     t.add_argument("-o", "--output", required=True, help="checkpoint file to write")
     t.add_argument("--synthetic", type=int, default=0, help="add N generated univariate sensor series")
+    t.add_argument(
+        "--simulated",
+        choices=["sensors", "speech", "ticks"],
+        default=None,
+        help="train on the simulator's streams of this source, decoded by the worker's codec",
+    )
+    t.add_argument("--sim-streams", type=int, default=64, help="simulated streams (with --simulated)")
+    t.add_argument("--sim-rounds", type=int, default=3000, help="simulated events per stream (with --simulated)")
     t.add_argument("--cell", choices=["gru", "lstm"], default="gru")
     t.add_argument("--features", type=int, default=1, help="input vector length")
     t.add_argument("--hidden", type=int, default=64)
@@ -113,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a GRU/LSTM forecaster checkpoint offline")
     _add_train_arguments(t)
     t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="score the detector on a labelled benchmark (NAB)")
+    e.add_argument("benchmark", choices=["nab"], help="benchmark (nab: Numenta Anomaly Benchmark scoring)")
+    e.add_argument("data", help="NAB data directory (category/file.csv)")
+    e.add_argument("labels", help="NAB combined_windows.json")
+    e.add_argument("-o", "--output", default=None, help="keep the result files in this directory")
+    e.add_argument("--checkpoint", default=None, help="checkpoint file (default: the bundled sensor model)")
+    e.add_argument("--threshold", type=float, default=None, help="fixed threshold (default: open_threshold)")
+    e.add_argument("--batch-size", type=int, default=256, help="events per micro-batch (default 256)")
+    e.add_argument("--device", default="cpu", help="auto | cpu | cuda (default cpu)")
+    e.add_argument("--json", action="store_true", help="print the results as JSON")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cmd_evaluate)
 
     try:
         from stream.commands import register

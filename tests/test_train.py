@@ -64,3 +64,17 @@ def test_cli_train_on_csv_writes_checkpoint(tmp_path) -> None:
     ck = load_checkpoint(out)
     assert ck.model.config.cell == "lstm" and ck.meta["epochs_run"] == 2
     assert ck.meta["data"]["csv"] == [str(tmp_path)]
+
+
+def test_cli_train_on_simulated_source_uses_the_worker_codec(tmp_path) -> None:
+    from stream.training import N_FEATURES, simulated_series
+
+    series = simulated_series("ticks", n_streams=3, rounds=40, seed=2)
+    assert len(series) == 3 and all(s.shape[1] == N_FEATURES["ticks"] for s in series)
+    assert all(len(s) >= 40 for s in series)  # bursty arrivals: at least one tick per round
+    out = tmp_path / "ticks.pt"
+    args = ["train", "--simulated", "speech", "--sim-streams", "4", "--sim-rounds", "200", "--hidden", "8"]
+    args += ["--epochs", "1", "--steps-per-epoch", "3", "--window", "32", "-o", str(out)]
+    assert main(args) == 0
+    ck = load_checkpoint(out)
+    assert ck.model.config.input_size == N_FEATURES["speech"] and ck.meta["data"]["simulated"] == "speech"

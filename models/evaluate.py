@@ -1,0 +1,178 @@
+"""Detector evaluation: NAB scoring of a replay, and detector vs forecaster throughput.
+
+:func:`evaluate_nab` is the product path: every labelled file is replayed through one
+:class:`~models.runner.Runner` as concurrent streams (:func:`models.replay.replay_path`), the
+result files are written, read back and scored with :mod:`models.nab` (threshold swept over the
+corpus, and one threshold fixed in advance: the scoring config's ``open_threshold``).
+
+:func:`lockstep_scores` runs the same scorer and model over whole series in lock-step (one batched
+step per time index, each series one stream). Per-stream results do not depend on batching, so it
+gives the replay's scores (to float rounding) several times faster; it is for experiments.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .nab import NabCorpus, NabResult, format_table, read_scores
+from .nets import RecurrentForecaster
+from .replay import read_csv, replay_path
+from .runner import Runner
+from .scoring import Scorer, ScoringConfig
+
+__all__ = ["NabReport", "bench_detector", "evaluate_nab", "lockstep_scores"]
+
+
+@dataclass
+class NabReport:
+    swept: dict[str, NabResult]
+    fixed: dict[str, NabResult]
+    fixed_threshold: float
+    events: int
+    seconds: float
+    results_dir: Path | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> str:
+        return format_table({"swept": self.swept, f"fixed {self.fixed_threshold:g}": self.fixed})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "swept": {k: v.to_dict() for k, v in self.swept.items()},
+            "fixed": {k: v.to_dict() for k, v in self.fixed.items()},
+            "fixed_threshold": self.fixed_threshold,
+            "events": self.events,
+            "seconds": self.seconds,
+            **self.meta,
+        }
+
+
+def evaluate_nab(
+    data_dir: str | Path,
+    labels: str | Path,
+    output: str | Path | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    scoring: ScoringConfig | None = None,
+    threshold: float | None = None,
+    batch_size: int = 256,
+    device: str = "cpu",
+    progress: bool = False,
+) -> NabReport:
+    """Replay ``data_dir`` through one Runner and score the results against NAB ``labels``."""
+    ckpt = load_checkpoint(checkpoint)
+    scoring = scoring or ckpt.scoring
+    runner = Runner(ckpt.model, scoring, device=device, model_id=ckpt.model_id)
+    corpus = NabCorpus.load(data_dir, labels)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(output) if output is not None else Path(tmp)
+        t0 = time.perf_counter()
+        report = replay_path(data_dir, out, runner=runner, batch_size=batch_size, progress=progress)
+        seconds = time.perf_counter() - t0
+        scores = read_scores(out, corpus.files)
+    fixed_thr = scoring.open_threshold if threshold is None else float(threshold)
+    return NabReport(
+        swept=corpus.score(scores),
+        fixed=corpus.score(scores, threshold=fixed_thr),
+        fixed_threshold=fixed_thr,
+        events=report.accepted,
+        seconds=seconds,
+        results_dir=Path(output) if output is not None else None,
+        meta={"model_id": ckpt.model_id, "scoring": scoring.to_dict()},
+    )
+
+
+@torch.inference_mode()
+def lockstep_scores(model: RecurrentForecaster, scoring: ScoringConfig, series: list[np.ndarray]) -> list[np.ndarray]:
+    """Anomaly scores of whole series ``[T, F]``, one stream each, stepped together (no look-ahead)."""
+    f = series[0].shape[1]
+    scorer = Scorer(scoring, f)
+    n, t_max = len(series), max(len(s) for s in series)
+    xs = np.zeros((t_max, n, f), np.float32)
+    lengths = np.array([len(s) for s in series])
+    for i, s in enumerate(series):
+        xs[: len(s), i] = s
+    x = torch.from_numpy(xs)  # [T, S, F]
+    aux = scorer.init_row().expand(n, -1).clone()  # [S, A]
+    h = model.zero_state(n)  # [S, L, K, H]
+    out = np.zeros((t_max, n), np.float32)
+    for t in range(t_max):
+        idx = torch.from_numpy(np.flatnonzero(lengths > t))  # [s]
+        if len(idx) == n:
+            x_n, err = scorer.pre(aux, x[t])
+            fc, h = model.step(x_n, h)
+            out[t] = scorer.post(aux, err, fc)[:, scorer.SCORE].numpy()
+        else:
+            a, hh = aux[idx], h[idx]
+            x_n, err = scorer.pre(a, x[t, idx])
+            fc, hh = model.step(x_n, hh)
+            out[t, idx.numpy()] = scorer.post(a, err, fc)[:, scorer.SCORE].numpy()
+            aux[idx], h[idx] = a, hh
+    return [out[: len(s), i].copy() for i, s in enumerate(series)]
+
+
+def load_corpus_series(data_dir: str | Path, files: list[str]) -> list[np.ndarray]:
+    """The value columns of each file, in row order (every row must parse)."""
+    out = []
+    for rel in files:
+        t = read_csv(Path(data_dir) / rel)
+        out.append(t.x)
+    return out
+
+
+def bench_detector(
+    checkpoint: str | Path | None = None,
+    batch_sizes: tuple[int, ...] = (1, 16, 256, 4096),
+    seconds: float = 1.0,
+    device: str = "cpu",
+) -> list[dict[str, float]]:
+    """Stream-steps/s of the plain forecaster (``model.step``) and of the full detector
+    (normalise + step + score + slab gather/scatter, :meth:`Runner._wave`), measured in the same run."""
+    ckpt = load_checkpoint(checkpoint)
+    rows = []
+    for b in batch_sizes:
+        runner = Runner(ckpt.model, ckpt.scoring, device=device, capacity=b)
+        dev = runner.device
+        ids = [f"s{i}" for i in range(b)]
+        idx = torch.from_numpy(runner.slab.assign(ids, np.zeros(b))).to(dev)
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(b, runner.n_features, generator=gen).to(dev)  # [B, F]
+        h = runner.model.zero_state(b, dev)  # [B, L, K, H]
+
+        rate = {
+            "model": _rate(lambda r=runner, x=x, h=h: r.model.step(x, h), b, seconds, dev),
+            "detector": _rate(lambda r=runner, i=idx, x=x: r._wave(i, x), b, seconds, dev),
+        }
+        rows.append(
+            {
+                "batch": b,
+                "model_steps_per_s": rate["model"],
+                "detector_steps_per_s": rate["detector"],
+                "detector_cost": rate["model"] / rate["detector"],
+            }
+        )
+    return rows
+
+
+@torch.inference_mode()
+def _rate(fn: Any, b: int, seconds: float, dev: torch.device) -> float:
+    for _ in range(5):
+        fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for _ in range(10):
+            fn()
+        n += 10
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        el = time.perf_counter() - t0
+        if el >= seconds:
+            return n * b / el
