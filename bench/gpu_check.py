@@ -1,0 +1,177 @@
+"""GPU check: CUDA vs CPU equality of the Runner, then the model step for 10k..4M resident streams.
+
+Run on a machine with CUDA (``bash bench/gpu_check.sh``); prints one JSON line per measurement
+and a table. Without CUDA it says so and exits 0, so it is safe anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models import Batch, NetConfig, RecurrentForecaster, Runner, ScoringConfig
+
+
+def _emit(rec: dict) -> None:
+    print(json.dumps(rec), flush=True)
+
+
+def equality(cell: str, layers: int, hidden: int, features: int, tol: float) -> dict:
+    torch.manual_seed(7)
+    net = RecurrentForecaster(NetConfig(cell=cell, input_size=features, hidden_size=hidden, num_layers=layers))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.2)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    runners = {}
+    for dev in ("cpu", "cuda"):
+        m = RecurrentForecaster(net.config)
+        m.load_state_dict(state)
+        runners[dev] = Runner(m, ScoringConfig(warmup=10), device=dev, capacity=256)
+    rng = np.random.default_rng(0)
+    worst_p = worst_s = 0.0
+    flags_equal = True
+    for step in range(60):
+        ids = [f"s{i}" for i in rng.integers(0, 600, 1500)]  # repeats -> waves
+        ts = np.full(len(ids), float(step))
+        x = (np.sin(step / 5 + rng.normal(0, 1, (len(ids), features))) * 10).astype(np.float32)
+        x[rng.random(len(ids)) < 0.002] += 50.0
+        out = {dev: r.process(Batch(ids, ts, x)) for dev, r in runners.items()}
+        a, b = out["cpu"], out["cuda"]
+        ok = a.accepted & b.accepted
+        rel = np.abs(a.prediction[ok] - b.prediction[ok]) / (1 + np.abs(a.prediction[ok]))
+        worst_p = max(worst_p, float(np.nanmax(rel)))
+        worst_s = max(worst_s, float(np.max(np.abs(a.score[ok] - b.score[ok]))))
+        flags_equal &= bool((a.accepted == b.accepted).all())
+    return {
+        "check": "cuda_vs_cpu",
+        "cell": cell,
+        "layers": layers,
+        "hidden": hidden,
+        "max_rel_pred_diff": worst_p,
+        "max_score_diff": worst_s,
+        "accepted_equal": flags_equal,
+        "pass": worst_p <= tol and worst_s <= tol * 10 and flags_equal,
+    }
+
+
+@torch.inference_mode()
+def model_step(cell: str, hidden: int, resident: int, batch: int, seconds: float) -> dict:
+    """gather + normalise + step + score + scatter on device tensors, no host work."""
+    dev = torch.device("cuda")
+    r = Runner(
+        RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden)),
+        ScoringConfig(),
+        device=dev,
+        capacity=resident,
+        max_capacity=resident,
+    )
+    slab, scorer, model = r.slab, r.scorer, r.model
+    x = torch.randn(batch, 1, device=dev)  # [B, 1]
+    perm = torch.randperm(resident, device=dev)  # [N]
+    n_chunks = max(resident // batch, 1)
+    idxs = [perm[k * batch : (k + 1) * batch] for k in range(n_chunks)]  # n x [B]
+
+    def one(i: int) -> None:
+        idx = idxs[i % n_chunks]
+        h, aux = slab.gather(idx)  # [B, L, K, H], [B, A]
+        xn, err = scorer.pre(aux, x)  # [B, 1], [B]
+        f, h = model.step(xn, h)  # [B, 1], [B, L, K, H]
+        scorer.post(aux, err, f)  # [B, 5]
+        slab.scatter(idx, h, aux)
+
+    for i in range(3):
+        one(i)
+    torch.cuda.synchronize()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        one(n)
+        n += 1
+        if n % 10 == 0:
+            torch.cuda.synchronize()
+            if time.perf_counter() - t0 > seconds:
+                break
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    rate = n * batch / dt
+    rec = {
+        "check": "model_step",
+        "cell": cell,
+        "hidden": hidden,
+        "resident": resident,
+        "batch": batch,
+        "stream_steps_per_s": rate,
+        "ms_per_batch": dt / n * 1e3,
+        "slab_bytes_per_stream": slab.bytes_per_stream,
+        "gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
+    return rec
+
+
+def runner_process(cell: str, hidden: int, batch: int, seconds: float) -> dict:
+    """The whole Runner.process path (host slot map, one H2D, step, one D2H) at a given batch."""
+    r = Runner(
+        RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden)),
+        ScoringConfig(),
+        device="cuda",
+        capacity=batch,
+    )
+    ids = [f"s{i}" for i in range(batch)]
+    x = np.random.default_rng(0).normal(size=(batch, 1)).astype(np.float32)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n < 3:
+        r.process(Batch(ids, np.full(batch, float(n)), x))
+        n += 1
+    dt = time.perf_counter() - t0
+    rate = n * batch / dt
+    return {"check": "runner_process", "cell": cell, "hidden": hidden, "batch": batch, "stream_steps_per_s": rate}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=1.5, help="time per measurement")
+    ap.add_argument("--max-resident", type=int, default=4_000_000)
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing to check", file=sys.stderr)
+        return 0
+    print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}", flush=True)
+    ok = True
+    for cell, layers in (("gru", 1), ("lstm", 2)):
+        rec = equality(cell, layers, 128, 2, tol=1e-4)
+        ok &= rec["pass"]
+        _emit(rec)
+    rows = []
+    for cell in ("gru", "lstm"):
+        for hidden in (64, 128):
+            for resident in (10_000, 100_000, 1_000_000, 4_000_000):
+                if resident > args.max_resident:
+                    continue
+                for batch in sorted({min(resident, b) for b in (65_536, 1_000_000, resident)}):
+                    rec = model_step(cell, hidden, resident, batch, args.seconds)
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                    rows.append(rec)
+                    _emit(rec)
+    for batch in (1024, 16384, 65536):
+        _emit(runner_process("gru", 64, batch, args.seconds))
+    print("\n| cell | hidden | resident | batch | stream-steps/s | ms/batch |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['cell']} | {r['hidden']} | {r['resident']:,} | {r['batch']:,} | "
+            f"{r['stream_steps_per_s'] / 1e6:,.1f}M | {r['ms_per_batch']:.2f} |"
+        )
+    print(f"\nequality: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
