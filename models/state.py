@@ -187,8 +187,11 @@ class StateSlab:
         self._ids.extend([None] * grow)
         self._free = list(range(new_cap - 1, c - 1, -1)) + self._free
 
-    def evict(self, stream_ids: Sequence[str]) -> int:
-        """Drop streams and return their slots to the free list, pristine; returns how many."""
+    def evict(self, stream_ids: Sequence[str], *, count: bool = True) -> int:
+        """Drop streams and return their slots to the free list, pristine; returns how many.
+
+        ``count=False`` drops without counting an eviction (e.g. a partition moved away).
+        """
         slots = [self._slot_of.pop(s) for s in stream_ids if s in self._slot_of]
         if not slots:
             return 0
@@ -196,7 +199,8 @@ class StateSlab:
         for k in slots:
             self._ids[k] = None
         self._free.extend(slots)
-        self.evictions += len(slots)
+        if count:
+            self.evictions += len(slots)
         return len(slots)
 
     def evict_idle(self, now: float) -> list[str]:

@@ -29,6 +29,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from .metrics import Metrics
 from .pipeline import BatchResult, Output, SourcePipeline
 from .settings import Settings
+from .state_store import StateManager
 
 __all__ = ["BatchEngine", "BulkProducer", "observe_many"]
 
@@ -132,6 +133,7 @@ class BatchEngine:
         self._last_lag = 0.0
         self.batches = 0
         self.events = 0
+        self.state = StateManager(settings, pipelines, metrics)
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -148,6 +150,7 @@ class BatchEngine:
         )
         await self.producer.start()
         self.bulk = BulkProducer(self.producer)
+        await self.state.start(self.producer)
         self.consumer = AIOKafkaConsumer(
             group_id=s.group_id,
             client_id=f"{s.app_id}-consumer",
@@ -178,6 +181,8 @@ class BatchEngine:
             if self.consumer is not None:
                 with contextlib.suppress(Exception):
                     await self.consumer.stop()
+            with contextlib.suppress(Exception):
+                await self.state.stop()
             if self.producer is not None:
                 with contextlib.suppress(Exception):
                     await self.producer.stop()
@@ -208,16 +213,37 @@ class BatchEngine:
                     if self._stopping.is_set():
                         return
                     await self.process(data)
+            elif self.state.snapshot_due():  # idle: flush what changed since the last snapshot
+                async with self._lock:
+                    try:
+                        await self.state.snapshot(list(self.state.parts))
+                    except Exception as exc:
+                        log.warning("snapshot failed (%s); retrying at the next interval", exc)
             now = time.monotonic()
             if now - self._last_lag > 1.0:
                 self._last_lag = now
                 await self._update_lag()
 
     async def process(self, data: dict[Any, list[Any]]) -> list[BatchResult]:
-        """Run one micro-batch end to end: pipelines, produce, wait for acks, commit."""
+        """Run one micro-batch end to end: pipelines, produce, wait for acks, commit, snapshot.
+
+        The state manager first drops records of partitions this worker does not own (a fetch
+        that raced a rebalance), duplicates and records after a gap (re-seeking), and splits off
+        records below the committed offset of a restored partition: those re-run for state only.
+        """
+        adm = self.state.admit(data)
+        for tp, off in self.state.take_reseeks():
+            with contextlib.suppress(Exception):
+                self.consumer.seek(tp, off)
+        if adm.replay:
+            replay: dict[str, list[Any]] = defaultdict(list)
+            for tp, recs in adm.replay.items():
+                replay[self.topic_source[tp.topic]].extend(recs)
+            for source, recs in replay.items():
+                self._run_pipeline(source, recs)  # outputs exist already (offsets below the commit)
         by_source: dict[str, list[Any]] = defaultdict(list)
         offsets: dict[Any, int] = {}
-        for tp, recs in data.items():
+        for tp, recs in adm.live.items():
             if not recs:
                 continue
             by_source[self.topic_source[tp.topic]].extend(recs)
@@ -238,7 +264,10 @@ class BatchEngine:
             observe_many(self.metrics.processing_latency.labels(source=source), now - res.record_ts)
             self.events += res.n_in
         self.batches += 1
+        self.state.advanced(adm.replay)
+        self.state.advanced(adm.live)
         await self._commit(offsets)
+        await self.state.maybe_snapshot()
         return [r for _, r in results]
 
     def _run_pipeline(self, source: str, recs: Sequence[Any]) -> BatchResult:
@@ -290,18 +319,29 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         if revoked:
             log.info("partitions revoked: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
-        # the run loop holds the lock while a batch is in flight; waiting here lets it finish and commit
+        # the run loop holds the lock while a batch is in flight; waiting here lets it finish and commit,
+        # then the revoked partitions' snapshots are flushed (state at exactly the committed offsets)
         lock = self.engine._lock
         try:
             await asyncio.wait_for(lock.acquire(), timeout=10.0)
         except TimeoutError:
             log.warning("in-flight batch did not finish within 10 s of a rebalance; it may be re-delivered")
+            await self.engine.state.on_revoked(revoked, flush=False)
         else:
-            lock.release()
+            try:
+                await self.engine.state.on_revoked(revoked, flush=True)
+            finally:
+                lock.release()
         self.engine.metrics.assigned_partitions.set(0)
         for tp in revoked:
             self.engine.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(0)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+        async with self.engine._lock:
+            try:
+                await self.engine.state.on_assigned(assigned, self.engine.consumer)
+            except Exception:
+                log.exception("restoring state of the assigned partitions failed")
+                raise
         self.engine.metrics.assigned_partitions.set(len(assigned))

@@ -103,10 +103,29 @@ class Settings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     producer_acks: Literal["all", "1", "0"] = "all"
     producer_linger_ms: int = Field(default=2, ge=0)
+    # stream explorer (/explorer, /api/streams): recent points kept per stream (0: off) and the most
+    # streams buffered per source (least recently updated ones are dropped beyond it)
+    explorer_points: int = Field(default=256, ge=0, le=65536)
+    explorer_streams: int = Field(default=4096, ge=1, le=1 << 20)
 
     # input limits
     max_future_s: float = Field(default=300.0, ge=0.0)
     max_payload_bytes: int = Field(default=65536, ge=16)
+
+    # durable state (docs/reliability.md): offset-tied partition snapshots on a changelog topic
+    state_enabled: bool = True
+    topic_state: str = "seqstream-state"
+    snapshot_interval_s: float = Field(default=5.0, gt=0.0)
+    snapshot_interval_events: int = Field(default=0, ge=0, description="also snapshot after this many events; 0: off")
+    snapshot_dtype: Literal["fp32", "fp16"] = "fp32"
+    snapshot_chunk_bytes: int = Field(default=512 * 1024, ge=1024, le=8 << 20)
+    restore_timeout_s: float = Field(default=60.0, gt=0.0)
+    # event time: older than the stream's last event by more than this -> dead letter "late" (None: "out_of_order")
+    late_grace_s: float | None = Field(default=None, ge=0.0)
+    # a gap in event time longer than this resets the stream's state (None: never)
+    max_gap_s: float | None = Field(default=None, gt=0.0)
+    # resident streams per source; idle ones are parked off the slab and come back on their next event
+    max_resident_streams: int | None = Field(default=None, ge=1)
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -138,3 +138,9 @@ def test_lru_never_evicts_a_stream_of_the_current_batch(ids, cap) -> None:
     assert all(s in slab for s in batch)
     assert len(set(slots.tolist())) == len(batch)
     assert len(slab) <= cap
+
+
+def test_evict_without_counting() -> None:
+    slab = _slab()
+    slab.assign(["a", "b"])
+    assert slab.evict(["a"], count=False) == 1 and slab.evictions == 0 and "a" not in slab
