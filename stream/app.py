@@ -113,6 +113,11 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(metrics.render(), content_type=_CONTENT_TYPE)
 
+    # the stream explorer: /explorer (page), /api/streams, /api/streams/{id} (stream/explorer.py)
+    from .explorer import register_routes
+
+    register_routes(app, core_ref, settings)
+
     app.seqstream_settings = settings  # type: ignore[attr-defined]
     app.seqstream_metrics = metrics  # type: ignore[attr-defined]
     return app

@@ -28,7 +28,7 @@ __all__ = ["run_demo"]
 log = logging.getLogger(__name__)
 
 # streams per source and the share of them that get an injected anomaly
-_STREAMS = {"sensors": 120, "speech": 40, "ticks": 50}
+_STREAMS = {"sensors": 80, "speech": 30, "ticks": 40}
 _ANOMALIES = {"sensors": 4, "speech": 1, "ticks": 2}
 
 
@@ -185,6 +185,7 @@ def run_demo(seconds: float | None = None, broker: str | None = None, quiet: boo
         worker = WorkerProcess(env).start()
         print(f"demo: worker pid {worker.proc.pid if worker.proc else '?'}, log {worker.log_path}")
         print(f"demo: metrics at {worker.metrics_url}")
+        print(f"demo: stream explorer at http://{worker.host}:{worker.web_port}/explorer", flush=True)
         sims, rates = _plan(settings, None if seconds is None else seconds - (time.monotonic() - t0))
         waited = worker.wait_ready()
         print(

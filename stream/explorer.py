@@ -1,0 +1,877 @@
+"""Stream explorer: per-stream ring buffers of recent points, a JSON API and a live page.
+
+Prometheus must never carry stream ids as labels, so the fleet view cannot answer "show me that
+stream". The explorer can: each source's :class:`RingStore` keeps the last ``N`` accepted events
+of every stream it has seen (event time, input values, what the model expected, anomaly score,
+anomaly flag, alert transitions) plus the latest forecast and the last alerts with their
+explanations. It is fed once per micro-batch by :class:`~stream.pipeline.SourcePipeline` with
+vectorised numpy work (one dict lookup per event to find the stream's row, like the state slab).
+
+Memory is bounded: one preallocated row per stream (growing by doubling up to
+``SEQSTREAM_EXPLORER_STREAMS`` rows per source), least recently updated rows reused beyond that,
+and a stream evicted from the state slab loses its points at once (a small summary stays so the
+page can say it was evicted). ``SEQSTREAM_EXPLORER_POINTS=0`` turns the whole thing off.
+
+Routes on the worker's web server (the port of ``/metrics``):
+
+* ``GET /explorer`` — the page (plain HTML/JS, no external resources);
+* ``GET /api/streams?sort=peak|score|last_ts|events|id|alert|state&order=desc|asc&q=&source=&limit=``
+  — the streams this worker owns. ``score`` is the latest anomaly score, ``peak`` the highest one
+  among the buffered points (the default sort: the scorer suppresses scores for a while after an
+  onset, so a stream in the middle of an anomaly often has a latest score of 0);
+* ``GET /api/streams/{id}?source=`` — one stream's recent points, model, slot and alerts (the id
+  percent-encoded as one path segment; ``?id=`` overrides it for ids a path cannot carry, ``.`` and
+  ``..``). A stream this worker does not own is a 404 naming the partition its key hashes to
+  (Kafka's default partitioner: murmur2 of the key).
+
+``python -m stream.explorer`` measures the feeding cost per event and the memory per stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Container, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from models import Results, Runner
+    from models.state import StateSlab
+
+__all__ = ["MAX_ID_CHARS", "Explorer", "RingStore", "partition_of", "register_routes", "ring_store_for"]
+
+MAX_ID_CHARS = 1024  # longest stream id the API looks up (longer requests get a 400)
+MAX_LIMIT = 5000  # most rows one /api/streams answer holds
+ALERTS_PER_STREAM = 8  # last alert transitions kept per stream
+BAND_WINDOW = 32  # events in the display band's rolling residual RMS
+BAND_K = 3.0  # band half-width in residual RMS units
+_SYNC_EVERY_S = 2.0  # at most this long between checks that buffered streams are still in the slab
+
+_ANOMALY, _OPEN, _RESOLVED = 1, 2, 4  # bits of the per-point flags
+_STATIC = Path(__file__).with_name("static") / "explorer.html"
+_SORT_KEYS = ("peak", "score", "last_ts", "events", "id", "alert", "state", "source")
+
+
+def partition_of(stream_id: str, n_partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for a key (murmur2, positive, modulo).
+
+    Example:
+        >>> partition_of("pump-7", 8)
+        0
+    """
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(stream_id.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF) % max(1, n_partitions)
+
+
+def _occurrence_rank(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each element: its occurrence rank among equal values, and how many equal values there are."""
+    n = len(rows)
+    order = np.argsort(rows, kind="stable")
+    s = rows[order]
+    starts = np.r_[True, s[1:] != s[:-1]]
+    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - first
+    group = np.cumsum(starts) - 1
+    counts = np.bincount(group)
+    count = np.empty(n, np.int64)
+    count[order] = counts[group]
+    return rank, count
+
+
+def explain(state: str, expected: Sequence[float], actual: Sequence[float], score: float, threshold: float) -> str:
+    """The same explanation text as an ``anomaly-alerts`` record."""
+    exp = ", ".join(f"{v:.4g}" for v in expected)
+    act = ", ".join(f"{v:.4g}" for v in actual)
+    return f"{state}: expected [{exp}], got [{act}] (score {score:.3f}, threshold {threshold:.3f})"
+
+
+class RingStore:
+    """The last ``points`` accepted events of up to ``max_streams`` streams of one source.
+
+    All points live in preallocated arrays ``[rows, points(, F)]``; a stream is a row, written
+    round-robin. Rows grow by doubling up to ``max_streams``; beyond that the least recently
+    updated stream's row is reused (streams with an open alert last).
+
+    Example:
+        >>> from types import SimpleNamespace as R
+        >>> store = RingStore("sensors", n_features=1, points=4, max_streams=2)
+        >>> res = R(accepted=np.array([True, True, True]), prediction=np.zeros((3, 1), np.float32),
+        ...         expected=np.zeros((3, 1), np.float32), score=np.array([0.1, 0.2, 0.3], np.float32),
+        ...         anomaly=np.zeros(3, bool), transition=np.zeros(3, np.int8), alerts=[], reason=[None] * 3)
+        >>> store.record(["a", "b", "a"], np.array([1.0, 1.0, 2.0]), np.ones((3, 1), np.float32), res)
+        >>> store.points_of("a")["ts"], len(store)
+        ([1.0, 2.0], 2)
+    """
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        n_features: int,
+        points: int = 256,
+        max_streams: int = 4096,
+        threshold: float = 0.5,
+        warmup: int = 0,
+        model_id: str = "unnamed",
+        initial_rows: int = 64,
+    ) -> None:
+        if points < 1 or max_streams < 1:
+            raise ValueError("points and max_streams must be >= 1")
+        self.source = source
+        self.n_features = n_features
+        self.points = points
+        self.max_streams = max_streams
+        self.threshold = threshold
+        self.warmup = warmup
+        self.model_id = model_id
+        self._tick = 0
+        self._slab_seen: tuple[int, int, int] = (-1, -1, -1)
+        self._last_sync = 0.0
+        self.dropped = 0  # rows reused for other streams (LRU beyond max_streams)
+        self.tombstones: OrderedDict[str, dict[str, Any]] = OrderedDict()  # evicted streams' summaries
+        self._alloc(min(initial_rows, max_streams))
+
+    # -- layout -------------------------------------------------------------------------
+    def _alloc(self, rows: int) -> None:
+        n, f = self.points, self.n_features
+        self.ts = np.zeros((rows, n), np.float64)  # [R, N] event times
+        self.x = np.zeros((rows, n, f), np.float32)  # [R, N, F] input values
+        self.exp = np.zeros((rows, n, f), np.float32)  # [R, N, F] what the model expected for them
+        self.score = np.zeros((rows, n), np.float32)  # [R, N]
+        self.flags = np.zeros((rows, n), np.uint8)  # [R, N] anomaly/open/resolved bits
+        self.pred = np.full((rows, f), np.nan, np.float32)  # [R, F] latest forecast of the next value
+        self.count = np.zeros(rows, np.int64)  # [R] points written (ring position = count % N)
+        self.rejected = np.zeros(rows, np.int64)  # [R] rejected events (late / non-finite)
+        self.open = np.zeros(rows, bool)  # [R] alert open
+        self.last_used = np.zeros(rows, np.int64)  # [R] batch tick of the last update (LRU)
+        self.created = np.zeros(rows, np.float64)  # [R] wall time the row was taken
+        self.part = np.full(rows, -1, np.int64)  # [R] input partition (lazy; -1 unknown)
+        self._ids: list[str | None] = [None] * rows
+        self._alerts: list[deque[dict[str, Any]] | None] = [None] * rows
+        self._row_of: dict[str, int] = {}
+        self._free = list(range(rows - 1, -1, -1))
+
+    @property
+    def rows(self) -> int:
+        return len(self.count)
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def __contains__(self, stream_id: object) -> bool:
+        return stream_id in self._row_of
+
+    def stream_ids(self) -> list[str]:
+        return list(self._row_of)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the preallocated arrays (all rows, used or not)."""
+        arrays = (self.ts, self.x, self.exp, self.score, self.flags, self.pred, self.count)
+        more = (self.rejected, self.open, self.last_used, self.created, self.part)
+        return sum(a.nbytes for a in (*arrays, *more))
+
+    @property
+    def bytes_per_stream(self) -> int:
+        """Array bytes of one row (points + per-stream scalars), excluding the id string and alerts."""
+        return self.nbytes // max(1, self.rows)
+
+    def _grow(self, rows: int) -> None:
+        old = self.rows
+        grow = rows - old
+
+        def ext(a: np.ndarray, fill: float = 0) -> np.ndarray:
+            return np.concatenate([a, np.full((grow, *a.shape[1:]), fill, a.dtype)])
+
+        self.ts, self.x, self.exp = ext(self.ts), ext(self.x), ext(self.exp)
+        self.score, self.flags, self.pred = ext(self.score), ext(self.flags), ext(self.pred, np.nan)
+        self.count, self.rejected, self.open = ext(self.count), ext(self.rejected), ext(self.open)
+        self.last_used, self.created, self.part = ext(self.last_used), ext(self.created), ext(self.part, -1)
+        self._ids.extend([None] * grow)
+        self._alerts.extend([None] * grow)
+        self._free = list(range(rows - 1, old - 1, -1)) + self._free
+
+    def _take_rows(self, new_ids: list[str]) -> None:
+        """Rows for streams not buffered yet (growing, then reusing least recently updated rows)."""
+        need = len(new_ids) - len(self._free)
+        if need > 0 and self.rows < self.max_streams:
+            target = self.rows
+            while target < len(self._row_of) + len(new_ids) and target < self.max_streams:
+                target *= 2
+            self._grow(min(target, self.max_streams))
+            need = len(new_ids) - len(self._free)
+        if need > 0:
+            live = np.flatnonzero(self.last_used < self._tick)
+            live = live[[self._ids[k] is not None for k in live.tolist()]] if len(live) else live
+            calm = live[~self.open[live]]  # streams with an open alert are the last to lose their points
+            if len(calm) >= need:
+                live = calm
+            k = min(need, len(live))
+            if k:
+                victims = live[np.argpartition(self.last_used[live], k - 1)[:k]]
+                self._drop([self._ids[v] for v in victims.tolist()], evicted=False)  # type: ignore[misc]
+                self.dropped += k
+        now = time.time()
+        for sid in new_ids:
+            if not self._free:
+                break  # more distinct new streams in one batch than max_streams: the rest are not buffered
+            r = self._free.pop()
+            self._row_of[sid] = r
+            self._ids[r] = sid
+            self.count[r] = self.rejected[r] = 0
+            self.open[r] = False
+            self.pred[r] = np.nan
+            self.created[r] = now
+            self.part[r] = -1
+            tomb = self.tombstones.pop(sid, None)
+            self._alerts[r] = deque(tomb["alerts"], ALERTS_PER_STREAM) if tomb and tomb["alerts"] else None
+
+    def _drop(self, stream_ids: Sequence[str], *, evicted: bool) -> None:
+        """Free rows; an evicted stream leaves a small summary (bounded like the rows)."""
+        for sid in stream_ids:
+            r = self._row_of.pop(sid, None)
+            if r is None:
+                continue
+            if evicted:
+                self.tombstones[sid] = {**self._summary(r), "state": "evicted", "evicted_at": time.time()}
+                self.tombstones.move_to_end(sid)
+                while len(self.tombstones) > self.max_streams:
+                    self.tombstones.popitem(last=False)
+            self._ids[r] = None
+            self._alerts[r] = None
+            self._free.append(r)
+
+    # -- feeding ------------------------------------------------------------------------
+    def sync(self, slab: StateSlab, parked: Container[str] | None = None, *, force: bool = False) -> int:
+        """Drop the points of buffered streams whose state is gone (not in the slab nor parked).
+
+        Checked when the slab's eviction count or layout changed, and at least every few seconds
+        (state can also leave by partition moves); returns how many streams were dropped.
+        """
+        key = (id(slab.steps), slab.evictions, slab.capacity)
+        now = time.monotonic()
+        if not force and key == self._slab_seen and now - self._last_sync < _SYNC_EVERY_S:
+            return 0
+        self._slab_seen, self._last_sync = key, now
+        gone = [s for s in self._row_of if s not in slab and (parked is None or s not in parked)]
+        self._drop(gone, evicted=True)
+        return len(gone)
+
+    def record(
+        self,
+        stream_ids: Sequence[str],
+        ts: np.ndarray,
+        x: np.ndarray,
+        res: Results,
+        slab: StateSlab | None = None,
+        parked: Container[str] | None = None,
+    ) -> None:
+        """Fold one ``Runner.process`` result (rows aligned with ``stream_ids``/``ts``/``x``) in."""
+        if slab is not None:
+            self.sync(slab, parked)
+        self._tick += 1
+        acc = np.asarray(res.accepted, bool)
+        if not acc.all():  # count rejected events of buffered streams (rare)
+            for i in np.flatnonzero(~acc).tolist():
+                r = self._row_of.get(stream_ids[i])
+                if r is not None:
+                    self.rejected[r] += 1
+        idx = np.flatnonzero(acc)
+        if not len(idx):
+            return
+        row_of = self._row_of
+        ids = [stream_ids[i] for i in idx.tolist()] if len(idx) < len(stream_ids) else list(stream_ids)
+        rows = np.fromiter(map(row_of.get, ids, repeat(-1)), np.int64, len(ids))
+        missing = rows < 0
+        if missing.any():
+            self.last_used[rows[~missing]] = self._tick  # protect this batch's streams from reuse
+            self._take_rows(list(dict.fromkeys(s for s, m in zip(ids, missing.tolist()) if m)))
+            rows[missing] = [row_of.get(s, -1) for s, m in zip(ids, missing.tolist()) if m]
+            keep = rows >= 0
+            if not keep.all():
+                rows, idx = rows[keep], idx[keep]
+        per_row = np.bincount(rows, minlength=self.rows)  # [R] events of each row in this batch
+        if len(rows) == 0 or per_row.max() <= 1:
+            rank = np.zeros(len(rows), np.int64)
+            last = np.ones(len(rows), bool)
+            sel = slice(None)
+        else:  # a stream several times in the batch: consecutive ring positions, keep the last N
+            rank, cnt = _occurrence_rank(rows)
+            last = rank == cnt - 1
+            sel = rank >= cnt - self.points  # type: ignore[assignment]
+        pos = (self.count[rows] + rank) % self.points
+        wr, wp, wi = rows[sel], pos[sel], idx[sel]
+        self.ts[wr, wp] = ts[wi]
+        self.x[wr, wp] = x[wi]
+        self.exp[wr, wp] = res.expected[wi]
+        self.score[wr, wp] = res.score[wi]
+        tr = res.transition[wi]
+        self.flags[wr, wp] = (
+            res.anomaly[wi].astype(np.uint8) * _ANOMALY + (tr > 0).astype(np.uint8) * _OPEN + (tr < 0) * _RESOLVED
+        )
+        self.count += per_row
+        self.last_used[rows] = self._tick
+        self.pred[rows[last]] = res.prediction[idx[last]]
+        for a in res.alerts:
+            ra = row_of.get(a.stream_id)
+            if ra is None:
+                continue
+            self.open[ra] = a.state == "open"
+            q = self._alerts[ra]
+            if q is None:
+                q = self._alerts[ra] = deque(maxlen=ALERTS_PER_STREAM)
+            q.append(
+                {
+                    "ts": a.ts,
+                    "state": a.state,
+                    "score": a.score,
+                    "threshold": self.threshold,
+                    "expected": a.expected,
+                    "actual": a.actual,
+                    "explanation": explain(a.state, a.expected, a.actual, a.score, self.threshold),
+                }
+            )
+
+    # -- reading ------------------------------------------------------------------------
+    def _order(self, r: int) -> np.ndarray:
+        """Ring positions of row ``r``, oldest first."""
+        c, n = int(self.count[r]), self.points
+        if c <= n:
+            return np.arange(c)
+        return (np.arange(n) + c) % n
+
+    def _summary(self, r: int) -> dict[str, Any]:
+        c = int(self.count[r])
+        last = (c - 1) % self.points
+        q = self._alerts[r]
+        return {
+            "score": float(self.score[r, last]) if c else 0.0,
+            "peak": float(self.score[r].max()) if c else 0.0,
+            "last_ts": float(self.ts[r, last]) if c else None,
+            "events": c,
+            "rejected": int(self.rejected[r]),
+            "alert_open": bool(self.open[r]),
+            "alerts": list(q) if q else [],
+        }
+
+    def columns(self) -> dict[str, np.ndarray | list[str]]:
+        """Per buffered stream: id, row, last score, peak score over the buffer, last event time, events, alert."""
+        rows = np.fromiter(self._row_of.values(), np.int64, len(self._row_of))
+        c = self.count[rows]
+        last = np.maximum(c - 1, 0) % self.points
+        return {
+            "id": list(self._row_of),
+            "row": rows,
+            "score": np.where(c > 0, self.score[rows, last], 0.0),
+            "peak": self.score[rows].max(axis=1) if len(rows) else np.zeros(0, np.float32),
+            "last_ts": np.where(c > 0, self.ts[rows, last], np.nan),
+            "events": c,
+            "alert": self.open[rows],
+        }
+
+    def points_of(self, stream_id: str) -> dict[str, Any]:
+        """The buffered points of one stream, oldest first (JSON-ready lists; NaN -> None)."""
+        r = self._row_of[stream_id]
+        o = self._order(r)
+        x, e = self.x[r, o], self.exp[r, o]  # [n, F]
+        flags = self.flags[r, o]
+        return {
+            "ts": self.ts[r, o].tolist(),
+            "values": _nan_none(x),
+            "expected": _nan_none(e),
+            "band": _nan_none(band(x, e)),
+            "score": self.score[r, o].tolist(),
+            "anomaly": ((flags & _ANOMALY) > 0).tolist(),
+            "transition": np.where(flags & _OPEN, 1, np.where(flags & _RESOLVED, -1, 0)).tolist(),
+        }
+
+
+def ring_store_for(source: str, runner: Runner, settings: Any) -> RingStore | None:
+    """A source pipeline's store per ``SEQSTREAM_EXPLORER_POINTS``/``_STREAMS`` (None when off)."""
+    points = int(getattr(settings, "explorer_points", 0))
+    if points <= 0:
+        return None
+    return RingStore(
+        source,
+        n_features=runner.n_features,
+        points=points,
+        max_streams=int(getattr(settings, "explorer_streams", 4096)),
+        threshold=float(runner.scoring.open_threshold),
+        warmup=int(runner.scoring.warmup),
+        model_id=runner.model_id,
+    )
+
+
+def band(x: np.ndarray, e: np.ndarray, window: int = BAND_WINDOW, k: float = BAND_K) -> np.ndarray:
+    """Display band half-width per point: ``k`` x the RMS of the previous ``window`` residuals (causal).
+
+    Example:
+        >>> band(np.array([[1.0], [2.0], [3.0]]), np.array([[0.0], [2.0], [2.0]]), window=2, k=1.0).ravel().tolist()
+        [nan, 1.0, 0.7071067811865476]
+    """
+    r2 = np.square(x.astype(np.float64) - e)  # [n, F]
+    ok = np.isfinite(r2)
+    cs = np.cumsum(np.where(ok, r2, 0.0), axis=0)  # [n, F]
+    cn = np.cumsum(ok, axis=0)
+    z = np.zeros((1, r2.shape[1]))
+    cs, cn = np.vstack([z, cs]), np.vstack([z, cn])  # [n+1, F]: prefix sums before each point
+    hi = np.arange(len(r2))
+    lo = np.maximum(hi - window, 0)
+    s, n = cs[hi] - cs[lo], cn[hi] - cn[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, k * np.sqrt(s / np.maximum(n, 1)), np.nan)
+
+
+def _nan_none(a: np.ndarray) -> list[Any]:
+    """float array -> nested lists with NaN as None (valid JSON)."""
+    obj = a.astype(object)
+    obj[~np.isfinite(a)] = None
+    out: list[Any] = obj.tolist()
+    return out
+
+
+@dataclass
+class _Source:
+    name: str
+    topic: str
+    store: RingStore | None
+    slab: StateSlab | None
+    model_id: str
+    warmup: int
+    parked: Container[str]
+
+
+class Explorer:
+    """The JSON API over the running engine's pipelines; each handler returns ``(status, body)``.
+
+    ``registry`` is the app's ``{"engine": BatchEngine}`` (filled once the worker started); the
+    handlers read ``engine.pipelines[source].explorer`` / ``.runner`` and ``engine.consumer``.
+    """
+
+    def __init__(self, registry: Mapping[str, Any], settings: Any, clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.clock = clock
+
+    # -- engine access ------------------------------------------------------------------
+    def _sources(self) -> list[_Source]:
+        engine = self.registry.get("engine")
+        if engine is None:
+            return []
+        out = []
+        for name, pipe in engine.pipelines.items():
+            runner = getattr(pipe, "runner", None)
+            out.append(
+                _Source(
+                    name,
+                    self.settings.topic(name),
+                    getattr(pipe, "explorer", None),
+                    getattr(runner, "slab", None),
+                    str(getattr(pipe, "model_id", "unnamed")),
+                    int(getattr(getattr(runner, "scoring", None), "warmup", 0)),
+                    getattr(pipe, "parked", None) or {},
+                )
+            )
+        return out
+
+    def _partitions(self, topic: str) -> tuple[int, set[int] | None]:
+        """(partition count of ``topic``, partitions assigned here or None when unknown)."""
+        engine = self.registry.get("engine")
+        consumer = getattr(engine, "consumer", None)
+        n = int(self.settings.partitions)
+        assigned: set[int] | None = None
+        if consumer is not None:
+            try:
+                parts = consumer.partitions_for_topic(topic)
+                if parts:
+                    n = len(parts)
+                assigned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+            except Exception:
+                assigned = None
+        return n, assigned
+
+    @staticmethod
+    def _state(src: _Source, sid: str) -> tuple[str, int]:
+        slab = src.slab
+        k = slab.slot(sid) if slab is not None else None
+        if slab is None or k is None:
+            return ("parked" if sid in src.parked else "evicted"), 0
+        steps = int(slab.steps[k])
+        return ("warming_up" if steps < src.warmup else "active"), steps
+
+    # -- handlers -----------------------------------------------------------------------
+    def list_streams(self, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        """``/api/streams``: the streams this worker owns, sorted, filtered, limited."""
+        sort = query.get("sort", "peak")
+        if sort not in _SORT_KEYS:
+            return 400, {"error": "bad_request", "message": f"sort must be one of {', '.join(_SORT_KEYS)}"}
+        order = query.get("order", "asc" if sort in ("id", "source") else "desc")
+        if order not in ("asc", "desc"):
+            return 400, {"error": "bad_request", "message": "order must be asc or desc"}
+        try:
+            limit = min(MAX_LIMIT, max(0, int(query.get("limit", "200"))))
+        except ValueError:
+            return 400, {"error": "bad_request", "message": "limit must be an integer"}
+        q = (query.get("q") or "")[:MAX_ID_CHARS].casefold()
+        want_source = query.get("source") or None
+        include_all = query.get("all") in ("1", "true")
+        sources = self._sources()
+        if not sources and self.registry.get("engine") is None:
+            return 503, {"error": "starting", "message": "the worker's engine is not running yet", "streams": []}
+
+        recs: list[tuple[_Source, str, int, float, float, float, int, bool]] = []
+        evicted: list[dict[str, Any]] = []
+        for src in sources:
+            if src.store is None or (want_source and src.name != want_source):
+                continue
+            store = src.store
+            n_parts, assigned = self._partitions(src.topic)
+            cols = store.columns()
+            ids: list[str] = cols["id"]  # type: ignore[assignment]
+            rows: np.ndarray = cols["row"]  # type: ignore[assignment]
+            for j, sid in enumerate(ids):
+                if q and q not in sid.casefold():
+                    continue
+                r = int(rows[j])
+                if assigned is not None and not include_all:
+                    p = int(store.part[r])
+                    if p < 0:
+                        p = store.part[r] = partition_of(sid, n_parts)
+                    if p not in assigned:
+                        continue
+                recs.append(
+                    (
+                        src,
+                        sid,
+                        r,
+                        float(cols["score"][j]),  # type: ignore[arg-type]
+                        float(cols["peak"][j]),  # type: ignore[arg-type]
+                        float(cols["last_ts"][j]),  # type: ignore[arg-type]
+                        int(cols["events"][j]),  # type: ignore[arg-type]
+                        bool(cols["alert"][j]),  # type: ignore[arg-type]
+                    )
+                )
+            for sid, t in store.tombstones.items():
+                if (q and q not in sid.casefold()) or sid in store:
+                    continue
+                if assigned is not None and not include_all:
+                    if "partition" not in t:
+                        t["partition"] = partition_of(sid, n_parts)
+                    if t["partition"] not in assigned:
+                        continue
+                evicted.append({"stream": sid, "source": src.name, **{k: v for k, v in t.items() if k != "alerts"}})
+
+        items = [
+            {
+                "stream": sid,
+                "source": src.name,
+                "score": score,
+                "peak": peak,
+                "alert_open": alert,
+                "last_ts": None if np.isnan(last_ts) else last_ts,
+                "events": events,
+                "rejected": int(src.store.rejected[r]) if src.store is not None else 0,
+                "state": self._state(src, sid)[0],
+            }
+            for src, sid, r, score, peak, last_ts, events, alert in recs
+        ]
+        for t in evicted:
+            t.pop("evicted_at", None)
+            t.pop("partition", None)
+            items.append({**t, "peak": t.get("peak", t["score"])})
+        state_rank = {"active": 0, "warming_up": 1, "parked": 2, "evicted": 3}
+
+        def key(d: dict[str, Any]) -> Any:
+            if sort == "id":
+                return d["stream"]
+            if sort == "source":
+                return (d["source"], d["stream"])
+            if sort == "state":
+                return state_rank.get(d["state"], 3)
+            if sort == "alert":
+                return (d["alert_open"], d["peak"])
+            if sort == "last_ts":
+                return d["last_ts"] if d["last_ts"] is not None else -np.inf
+            return d[sort]
+
+        items.sort(key=key, reverse=order == "desc")
+        return 200, {
+            "worker": {"app_id": self.settings.app_id, "now": self.clock()},
+            "sources": [
+                {
+                    "source": s.name,
+                    "topic": s.topic,
+                    "model": s.model_id,
+                    "buffered": len(s.store) if s.store is not None else 0,
+                    "points": s.store.points if s.store is not None else 0,
+                    "threshold": s.store.threshold if s.store is not None else None,
+                }
+                for s in sources
+            ],
+            "enabled": any(s.store is not None for s in sources),
+            "total": len(items),
+            "streams": items[:limit],
+        }
+
+    def stream_detail(self, stream_id: str, query: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        """``/api/streams/{id}``: recent points, model, slot and alerts of one stream."""
+        query = query or {}
+        if not stream_id or len(stream_id) > MAX_ID_CHARS:
+            return 400, {
+                "error": "bad_request",
+                "message": f"a stream id has 1 to {MAX_ID_CHARS} characters; got {len(stream_id)}",
+            }
+        want_source = query.get("source") or None
+        sources = self._sources()
+        if not sources and self.registry.get("engine") is None:
+            return 503, {"error": "starting", "message": "the worker's engine is not running yet"}
+        for src in sources:
+            if want_source and src.name != want_source:
+                continue
+            store = src.store
+            if store is None:
+                continue
+            if stream_id in store:
+                return 200, self._detail(src, store, stream_id)
+            tomb = store.tombstones.get(stream_id)
+            if tomb is not None:
+                return 200, {
+                    "stream": stream_id,
+                    "source": src.name,
+                    "model": src.model_id,
+                    "threshold": store.threshold,
+                    "features": store.n_features,
+                    **{k: v for k, v in tomb.items() if k != "evicted_at"},
+                    "evicted_s_ago": self.clock() - float(tomb["evicted_at"]),
+                    "slot": None,
+                    "prediction": None,
+                    "points": None,
+                    "message": "the stream was evicted from the state slab; its points were dropped",
+                }
+        where = []
+        owned_any = False
+        for src in sources:
+            if want_source and src.name != want_source:
+                continue
+            n, assigned = self._partitions(src.topic)
+            p = partition_of(stream_id, n)
+            here = None if assigned is None else p in assigned
+            owned_any = owned_any or bool(here)
+            where.append({"source": src.name, "topic": src.topic, "partition": p, "assigned_here": here})
+        if owned_any:
+            msg = (
+                "this worker owns the partition the stream id hashes to but has no buffered events for it "
+                "(never seen, rejected, or dropped from the explorer buffer)"
+            )
+        else:
+            msg = (
+                "this worker does not own that stream: its key hashes (murmur2) to "
+                + ", ".join(f"partition {w['partition']} of {w['topic']}" for w in where)
+                + ", assigned to another worker"
+            )
+        if not any(s.store is not None for s in sources):
+            msg = "the explorer is disabled on this worker (SEQSTREAM_EXPLORER_POINTS=0)"
+        return 404, {
+            "error": "unknown_stream",
+            "stream": stream_id,
+            "owned": owned_any,
+            "partitions": where,
+            "message": msg,
+        }
+
+    def _detail(self, src: _Source, store: RingStore, sid: str) -> dict[str, Any]:
+        r = store._row_of[sid]
+        state, steps = self._state(src, sid)
+        summ = store._summary(r)
+        n_parts, assigned = self._partitions(src.topic)
+        p = partition_of(sid, n_parts)
+        pred = store.pred[r]
+        return {
+            "stream": sid,
+            "source": src.name,
+            "topic": src.topic,
+            "partition": p,
+            "owned": None if assigned is None else p in assigned,
+            "model": src.model_id,
+            "threshold": store.threshold,
+            "features": store.n_features,
+            "state": state,
+            **summ,
+            "slot": {
+                "index": src.slab.slot(sid) if src.slab is not None else None,
+                "steps": steps,
+                "warmup": src.warmup,
+                "age_s": self.clock() - float(store.created[r]),
+            },
+            "prediction": None if not np.isfinite(pred).all() else pred.tolist(),
+            "points": store.points_of(sid),
+            "band": {"k": BAND_K, "window": BAND_WINDOW},
+        }
+
+    @staticmethod
+    def page_html() -> str:
+        return _STATIC.read_text(encoding="utf-8")
+
+
+# -- web routes ---------------------------------------------------------------------------------
+_JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
+    ),
+}
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    import orjson
+
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def register_routes(app: Any, registry: Mapping[str, Any], settings: Any) -> Explorer:
+    """Add ``/explorer``, ``/api/streams`` and ``/api/streams/{id}`` to a Faust app's web server."""
+    explorer = Explorer(registry, settings)
+    html = explorer.page_html()
+
+    @app.page("/explorer", name="seqstream.explorer")
+    async def explorer_page(web: Any, request: Any) -> Any:
+        return web.bytes(html.encode(), content_type="text/html", headers=dict(_PAGE_HEADERS))
+
+    @app.page("/api/streams", name="seqstream.api.streams")
+    async def api_streams(web: Any, request: Any) -> Any:
+        status, body = explorer.list_streams(request.query)
+        return web.bytes(_json(body), content_type="application/json", status=status, headers=dict(_JSON_HEADERS))
+
+    @app.page("/api/streams/{stream_id:.+}", name="seqstream.api.stream")
+    async def api_stream(web: Any, request: Any, stream_id: str) -> Any:
+        status, body = explorer.stream_detail(request.query.get("id") or stream_id, request.query)
+        return web.bytes(_json(body), content_type="application/json", status=status, headers=dict(_JSON_HEADERS))
+
+    return explorer
+
+
+def aiohttp_app(explorer: Explorer) -> Any:
+    """The same routes on a bare ``aiohttp`` application (tests, embedding)."""
+    from aiohttp import web
+
+    html = explorer.page_html().encode()
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(body=html, content_type="text/html", headers=_PAGE_HEADERS)
+
+    async def streams(request: web.Request) -> web.Response:
+        status, body = explorer.list_streams(request.query)
+        return web.Response(body=_json(body), status=status, content_type="application/json", headers=_JSON_HEADERS)
+
+    async def stream(request: web.Request) -> web.Response:
+        sid = request.query.get("id") or request.match_info["stream_id"]
+        status, body = explorer.stream_detail(sid, request.query)
+        return web.Response(body=_json(body), status=status, content_type="application/json", headers=_JSON_HEADERS)
+
+    a = web.Application()
+    a.router.add_get("/explorer", page)
+    a.router.add_get("/api/streams", streams)
+    a.router.add_get("/api/streams/{stream_id:.+}", stream)
+    return a
+
+
+# -- measurement --------------------------------------------------------------------------------
+def _fake_results(rng: np.random.Generator, n: int, features: int) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        accepted=np.ones(n, bool),
+        prediction=rng.standard_normal((n, features)).astype(np.float32),
+        expected=rng.standard_normal((n, features)).astype(np.float32),
+        score=rng.random(n).astype(np.float32),
+        anomaly=rng.random(n) < 0.01,
+        transition=np.zeros(n, np.int8),
+        alerts=[],
+        reason=[None] * n,
+    )
+
+
+def bench(
+    streams: int = 4096, batch: int = 1024, points: int = 256, features: int = 1, batches: int = 2000
+) -> dict[str, float]:
+    """Feeding cost per event and memory per stream of a full store (``python -m stream.explorer``).
+
+    ``ns_per_event_distinct``: every stream at most once per batch (one event per stream per
+    round); ``ns_per_event_random``: stream ids drawn at random, so batches repeat streams.
+    """
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    ids = [f"stream-{i:06d}" for i in range(streams)]
+    tracemalloc.start()
+    store = RingStore("bench", n_features=features, points=points, max_streams=streams, initial_rows=streams)
+    for a in range(0, streams, batch):  # fill every row once (taking a row is a one-off per stream)
+        chunk = ids[a : a + batch]
+        n = len(chunk)
+        store.record(chunk, np.zeros(n), np.zeros((n, features), np.float32), _fake_results(rng, n, features))
+    mem = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    out: dict[str, float] = {
+        "streams": streams,
+        "points": points,
+        "features": features,
+        "batch": batch,
+        "array_bytes_per_stream": store.bytes_per_stream,
+        "traced_bytes_per_stream": mem / streams,
+        "total_mib": mem / 2**20,
+    }
+    for mode in ("distinct", "random"):
+        pre = []
+        for j in range(32):
+            if mode == "distinct":
+                a = (j * batch) % max(1, streams - batch + 1)
+                b_ids = ids[a : a + batch]
+            else:
+                b_ids = [ids[i] for i in rng.integers(0, streams, batch).tolist()]
+            n = len(b_ids)
+            x = rng.standard_normal((n, features)).astype(np.float32)
+            pre.append((b_ids, np.sort(rng.random(n)), x, _fake_results(rng, n, features)))
+        t0 = time.perf_counter()
+        events = 0
+        for k in range(batches):
+            b_ids, ts, x, res = pre[k % len(pre)]
+            store.record(b_ids, ts + k, x, cast("Results", res))
+            events += len(b_ids)
+        out[f"ns_per_event_{mode}"] = (time.perf_counter() - t0) / events * 1e9
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import argparse
+
+    ap = argparse.ArgumentParser(description="measure the explorer ring buffer")
+    ap.add_argument("--streams", type=int, default=4096)
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--points", type=int, nargs="+", default=[256])
+    ap.add_argument("--features", type=int, nargs="+", default=[1, 2, 8])
+    ap.add_argument("--batches", type=int, default=2000)
+    a = ap.parse_args()
+    print(
+        "| points N | features F | streams | bytes/stream (arrays) | bytes/stream (traced) | MiB total "
+        "| ns/event, distinct streams | ns/event, random repeats |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n_ in a.points:
+        for f_ in a.features:
+            r_ = bench(a.streams, a.batch, n_, f_, a.batches)
+            print(
+                f"| {n_} | {f_} | {a.streams} | {r_['array_bytes_per_stream']:,.0f} | "
+                f"{r_['traced_bytes_per_stream']:,.0f} | {r_['total_mib']:,.1f} | "
+                f"{r_['ns_per_event_distinct']:,.0f} | {r_['ns_per_event_random']:,.0f} |"
+            )
