@@ -186,7 +186,9 @@ class Runner:
         cand = np.flatnonzero(finite)
         ids = [batch.stream_ids[i] for i in cand.tolist()]
         slots = self.slab.assign(ids, batch.ts[cand])
-        rank = _waves(slots) if len(set(slots.tolist())) < len(slots) else np.zeros(len(slots), np.int64)
+        ordered = np.sort(slots)
+        repeats = bool((ordered[1:] == ordered[:-1]).any())
+        rank = _waves(slots) if repeats else np.zeros(len(slots), np.int64)
 
         # order accepted rows wave by wave; reject events older than their stream's last one
         rows_parts, slot_parts, bounds = [], [], [0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Literal
 
 import numpy as np
@@ -131,7 +132,7 @@ class StateSlab:
         """Slots for a batch of stream ids (new streams get pristine slots); marks them used."""
         self._tick += 1
         slot_of = self._slot_of
-        slots = np.fromiter((slot_of.get(s, -1) for s in stream_ids), np.int64, len(stream_ids))
+        slots = np.fromiter(map(slot_of.get, stream_ids, repeat(-1)), np.int64, len(stream_ids))
         missing = slots < 0
         if missing.any():
             new_ids = list(dict.fromkeys(s for s, m in zip(stream_ids, missing) if m))
