@@ -113,6 +113,12 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(metrics.render(), content_type=_CONTENT_TYPE)
 
+    @app.page("/health")
+    async def health_page(web: Any, request: Any) -> Any:
+        """200 while the input consumer runs (readiness/liveness probes), 503 otherwise."""
+        up = metrics.consumer_up
+        return web.json({"status": "ok" if up else "starting_or_down", "consumer_up": up}, status=200 if up else 503)
+
     # the stream explorer: /explorer (page), /api/streams, /api/streams/{id} (stream/explorer.py)
     from .explorer import register_routes
 

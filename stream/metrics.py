@@ -6,6 +6,8 @@ stream id.
 
 from __future__ import annotations
 
+import sys
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics"]
@@ -95,6 +97,15 @@ class Metrics:
             "seqstream_assigned_partitions", "Input partitions assigned to this worker", registry=r
         )
         self.up = Gauge("seqstream_consumer_up", "1 while the input consumer is running", registry=r)
+        self.gpu_memory = Gauge(
+            "seqstream_gpu_memory_bytes",
+            "CUDA memory of this worker's tensors (allocated: in use; reserved: held by the caching allocator); "
+            "0 without CUDA",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("allocated", "reserved"):
+            self.gpu_memory.labels(kind=kind).set(0)
         self._evictions_seen: dict[str, int] = {}
 
     def observe_slab(self, source: str, active: int, nbytes: int, capacity: int, evictions: int) -> None:
@@ -106,5 +117,16 @@ class Metrics:
             self.evictions.labels(source=source).inc(delta)
         self._evictions_seen[source] = evictions
 
+    @property
+    def consumer_up(self) -> bool:
+        return bool(self.up._value.get())
+
+    def _observe_gpu(self) -> None:
+        torch = sys.modules.get("torch")  # only a worker that loaded models has anything to report
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            self.gpu_memory.labels(kind="allocated").set(torch.cuda.memory_allocated())
+            self.gpu_memory.labels(kind="reserved").set(torch.cuda.memory_reserved())
+
     def render(self) -> bytes:
+        self._observe_gpu()
         return generate_latest(self.registry)

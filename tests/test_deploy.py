@@ -392,7 +392,7 @@ def test_compose_worker_is_scalable_and_checked() -> None:
     port = w["environment"]["SEQSTREAM_WEB_PORT"]
     assert w["environment"]["SEQSTREAM_WEB_HOST"] == "0.0.0.0"
     hc = " ".join(w["healthcheck"]["test"])
-    assert f":{port}/metrics" in hc
+    assert f":{port}/health" in hc  # 503 until the input consumer runs
     assert int(w["deploy"]["replicas"]) >= 2
     kafka = cfg["services"]["kafka"]
     assert kafka["healthcheck"]["test"]
@@ -649,6 +649,7 @@ def test_k8s_manifests_fit_together() -> None:
             if e["name"].startswith("SEQSTREAM_"):
                 assert e["name"] in known, e["name"]
         assert c["livenessProbe"]["httpGet"]["path"] == "/metrics"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/health"
     # the two Deployments must not select each other's pods
     a, b = selectors
     assert not (a.items() <= b.items() or b.items() <= a.items()), "overlapping Deployment selectors"

@@ -105,3 +105,13 @@ def test_prometheus_scrapes_throughput_and_latency(worker: WorkerHandle, prometh
         f"prometheus: {float(rate[0]['value'][1]):.0f} events/s, e2e p99 {p99_s * 1000:.0f} ms, "
         f"processing p50 {float(p50[0]['value'][1]) * 1000:.0f} ms"
     )
+
+
+def test_health_endpoint_and_gpu_memory_metric(worker: WorkerHandle) -> None:
+    """/health is 200 with the consumer running (the probes' target); GPU memory is always exported."""
+    p = worker.proc
+    with urllib.request.urlopen(f"http://{p.host}:{p.web_port}/health", timeout=10) as r:
+        assert r.status == 200
+        assert json.loads(r.read()) == {"status": "ok", "consumer_up": True}
+    m = p.metrics(timeout=10)
+    assert 'seqstream_gpu_memory_bytes{kind="allocated"}' in m
