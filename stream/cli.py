@@ -27,37 +27,23 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_epoch(epochs: int) -> Any:
+    def progress(epoch: int, tr: float, vl: float) -> None:
+        print(f"epoch {epoch + 1:3d}/{epochs}  train {tr:.5f}  val {vl:.5f}", file=sys.stderr, flush=True)
+
+    return progress
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.nets import NetConfig
     from models.scoring import ScoringConfig
-    from models.train import TrainConfig, run_training
+    from models.train import run_training
 
     if not args.csv and not args.synthetic and not args.simulated:
         print("seqstream train: give CSV files/directories, --synthetic N or --simulated SOURCE", file=sys.stderr)
         return 2
     if args.simulated:
         return _train_simulated(args)
-    net = NetConfig(
-        cell=args.cell,
-        input_size=args.features,
-        hidden_size=args.hidden,
-        num_layers=args.layers,
-        proj_size=args.proj,
-    )
-    cfg = TrainConfig(
-        window=args.window,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        lr=args.lr,
-        clip=args.clip,
-        patience=args.patience,
-        seed=args.seed,
-    )
-
-    def progress(epoch: int, tr: float, vl: float) -> None:
-        print(f"epoch {epoch + 1:3d}/{cfg.epochs}  train {tr:.5f}  val {vl:.5f}", file=sys.stderr, flush=True)
-
+    net, cfg = _net_and_train_config(args, args.features)
     path, meta = run_training(
         args.output,
         net,
@@ -67,7 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         synthetic=args.synthetic,
         values=args.values.split(",") if args.values else None,
         model_id=args.model_id,
-        progress=progress,
+        progress=_print_epoch(cfg.epochs),
     )
     print(
         f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}, "
@@ -130,11 +116,7 @@ def _train_simulated(args: argparse.Namespace) -> int:
     series = simulated_series(args.simulated, args.sim_streams, args.sim_rounds, seed=args.seed)
     net, cfg = _net_and_train_config(args, N_FEATURES[args.simulated])
     scoring = ScoringConfig()
-
-    def progress(epoch: int, tr: float, vl: float) -> None:
-        print(f"epoch {epoch + 1:3d}/{cfg.epochs}  train {tr:.5f}  val {vl:.5f}", file=sys.stderr, flush=True)
-
-    model, meta = train(series, net, scoring, cfg, progress)
+    model, meta = train(series, net, scoring, cfg, _print_epoch(cfg.epochs))
     meta["data"] = {"simulated": args.simulated, "streams": args.sim_streams, "rounds": args.sim_rounds}
     meta["model_id"] = args.model_id or f"{args.simulated}-{args.cell}-h{args.hidden}"
     path = save_checkpoint(args.output, model, scoring, meta)

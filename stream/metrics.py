@@ -106,6 +106,21 @@ class Metrics:
         )
         for kind in ("allocated", "reserved"):
             self.gpu_memory.labels(kind=kind).set(0)
+        # durable state (stream/state_store.py)
+        self.state_snapshots = Counter("seqstream_state_snapshots", "Partition snapshots written", registry=r)
+        self.state_snapshot_bytes = Counter("seqstream_state_snapshot_bytes", "Changelog bytes written", registry=r)
+        self.state_snapshot_seconds = Histogram(
+            "seqstream_state_snapshot_seconds", "Time to write one round of snapshots", registry=r
+        )
+        self.state_restore_seconds = Histogram(
+            "seqstream_state_restore_seconds", "Time to restore assigned partitions", registry=r
+        )
+        self.state_replayed_events = Counter(
+            "seqstream_state_replayed_events", "Input events re-processed for state only", registry=r
+        )
+        self.stale_records_dropped = Counter(
+            "seqstream_stale_records_dropped", "Fetched records not processed (not owned, duplicate or gap)", registry=r
+        )
         self._evictions_seen: dict[str, int] = {}
 
     def observe_slab(self, source: str, active: int, nbytes: int, capacity: int, evictions: int) -> None:

@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from prometheus_client import Counter, Histogram
 
 from models.state import SlabSnapshot
 
@@ -221,21 +220,13 @@ class StateManager:
         self.snapshots_written = 0
         self.last_restore_s = 0.0
         self._reseek: list[tuple[Any, int]] = []
-        r = metrics.registry
-        self.m_snapshots = Counter("seqstream_state_snapshots", "Partition snapshots written", registry=r)
-        self.m_snapshot_bytes = Counter("seqstream_state_snapshot_bytes", "Changelog bytes written", registry=r)
-        self.m_snapshot_s = Histogram(
-            "seqstream_state_snapshot_seconds", "Time to write one round of snapshots", registry=r
-        )
-        self.m_restore_s = Histogram(
-            "seqstream_state_restore_seconds", "Time to restore assigned partitions", registry=r
-        )
-        self.m_replayed = Counter(
-            "seqstream_state_replayed_events", "Input events re-processed for state only", registry=r
-        )
-        self.m_dropped = Counter(
-            "seqstream_stale_records_dropped", "Fetched records not processed (not owned, duplicate or gap)", registry=r
-        )
+        # the metrics live with all others in stream/metrics.py (one place lists every exported name)
+        self.m_snapshots = metrics.state_snapshots
+        self.m_snapshot_bytes = metrics.state_snapshot_bytes
+        self.m_snapshot_s = metrics.state_snapshot_seconds
+        self.m_restore_s = metrics.state_restore_seconds
+        self.m_replayed = metrics.state_replayed_events
+        self.m_dropped = metrics.stale_records_dropped
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, producer: Any) -> None:

@@ -6,7 +6,14 @@ Tests here are marked ``integration``; run them with ``pytest -m integration``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,3 +144,56 @@ def produce_records(bootstrap: str, records: list[tuple[str, bytes | None, bytes
             await p.stop()
 
     asyncio.run(run())
+
+
+PROMETHEUS = os.environ.get("SEQSTREAM_PROMETHEUS_BIN") or shutil.which("prometheus") or "/usr/bin/prometheus"
+
+
+def prometheus_query(base: str, promql: str) -> list[dict[str, Any]]:
+    """An instant PromQL query against a running server; asserts the query succeeded."""
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+@contextlib.contextmanager
+def run_prometheus(config: str, directory: Path, port: int) -> Iterator[str]:
+    """A real Prometheus server (Debian package) on 127.0.0.1:port with ``config``; yields its URL.
+
+    Skips without the binary outside CI; in CI (``CI`` set) a missing binary fails the test.
+    """
+    if not os.path.exists(PROMETHEUS):
+        if os.environ.get("CI"):
+            pytest.fail(f"prometheus binary not found at {PROMETHEUS}; CI must install it (apt-get install prometheus)")
+        pytest.skip("prometheus binary not installed (apt-get install -y prometheus); runs in CI")
+    (directory / "prometheus.yml").write_text(config)
+    log = open(directory / "prometheus.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"prometheus did not become ready; see {directory / 'prometheus.log'}")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()

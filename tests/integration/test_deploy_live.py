@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -40,9 +39,8 @@ from ..test_deploy import (
     names_from_exposition,
     recording_rule_names,
 )
-from .conftest import produce_records
+from .conftest import produce_records, prometheus_query, run_prometheus
 
-PROMETHEUS = os.environ.get("SEQSTREAM_PROMETHEUS_BIN") or shutil.which("prometheus") or "/usr/bin/prometheus"
 APP_ID = "deploylive"
 PARTITIONS = 4
 TOPICS = {
@@ -55,14 +53,6 @@ TOPICS = {
     "control": "deploy-seqstream-control",
 }
 RATE_WINDOW = "20s"  # stands in for Grafana's $__rate_interval (scrapes every second here)
-
-
-def _query(base: str, promql: str) -> list[dict[str, Any]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=5) as r:
-        body = json.load(r)
-    assert body["status"] == "success", body
-    return list(body["data"]["result"])
 
 
 def _get(url: str) -> Any:
@@ -114,10 +104,6 @@ def two_workers(
 
 @pytest.fixture(scope="module")
 def prometheus(two_workers: list[WorkerProcess], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not os.path.exists(PROMETHEUS):
-        if os.environ.get("CI"):
-            pytest.fail(f"prometheus binary not found at {PROMETHEUS}; CI must install it (apt-get install prometheus)")
-        pytest.skip("prometheus binary not installed (apt-get install -y prometheus); runs in CI")
     d = tmp_path_factory.mktemp("deploy-prometheus")
     port = free_port()
     cfg = load_yaml(PROM_CONFIG)
@@ -129,35 +115,8 @@ def prometheus(two_workers: list[WorkerProcess], tmp_path_factory: pytest.TempPa
             job["static_configs"] = [{"targets": [_target(w) for w in two_workers]}]
         else:
             job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
-    (d / "prometheus.yml").write_text(json.dumps(cfg))
-    log = open(d / "prometheus.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={d / 'prometheus.yml'}",
-            f"--storage.tsdb.path={d / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(f"prometheus did not become ready; see {d / 'prometheus.log'}")
+    with run_prometheus(json.dumps(cfg), d, port) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def _panel_exprs(title_prefix: str) -> list[str]:
@@ -200,17 +159,17 @@ def test_dashboard_queries_return_data_for_both_workers(
     def check() -> list[str]:
         problems = []
         for inst in instances:
-            rate = _values(_query(prometheus, _for_instance(throughput, inst)))
+            rate = _values(prometheus_query(prometheus, _for_instance(throughput, inst)))
             if not rate or max(rate) <= 0:
                 problems.append(f"{inst}: throughput {rate}")
             per = {
                 r["metric"].get("instance"): float(r["value"][1])
-                for r in _query(prometheus, _for_instance(by_worker, inst))
+                for r in prometheus_query(prometheus, _for_instance(by_worker, inst))
             }
             if per.get(inst, 0) <= 0:
                 problems.append(f"{inst}: throughput by worker {per}")
             for e in [*latency, latency_by_worker, *step]:
-                vals = [v for v in _values(_query(prometheus, _for_instance(e, inst))) if math.isfinite(v)]
+                vals = [v for v in _values(prometheus_query(prometheus, _for_instance(e, inst))) if math.isfinite(v)]
                 if not vals or max(vals) <= 0:
                     problems.append(f"{inst}: no latency data for {e}")
         return problems
@@ -226,15 +185,15 @@ def test_dashboard_queries_return_data_for_both_workers(
             if problems:
                 time.sleep(2)
         # what the dashboard shows over both workers (all instances), while traffic still flows
-        p99 = _values(_query(prometheus, _all(latency[2])))
-        rates = {r["metric"]["instance"]: float(r["value"][1]) for r in _query(prometheus, _all(by_worker))}
+        p99 = _values(prometheus_query(prometheus, _all(latency[2])))
+        rates = {r["metric"]["instance"]: float(r["value"][1]) for r in prometheus_query(prometheus, _all(by_worker))}
     finally:
         for p in producers:
             p.terminate()
             p.wait(timeout=20)
     assert not problems, "\n".join(problems)
 
-    up = {r["metric"]["instance"]: r["value"][1] for r in _query(prometheus, 'up{job="seqstream"}')}
+    up = {r["metric"]["instance"]: r["value"][1] for r in prometheus_query(prometheus, 'up{job="seqstream"}')}
     assert up == dict.fromkeys(instances, "1"), up
 
     # every rule of deploy/prometheus evaluates without error against live series
@@ -270,7 +229,7 @@ def test_every_metric_name_used_is_exported_by_a_live_worker(two_workers: list[W
     missing = sorted({f"{n} ({where})" for where, e in all_promql() for n in metric_names(e) if n not in allowed})
     assert not missing, "used by the dashboard/rules but not exported by a live worker:\n" + "\n".join(missing)
     # and Prometheus stores the series the throughput and latency panels read
-    stored = {r["metric"]["__name__"] for r in _query(prometheus, 'count by (__name__) ({job="seqstream"})')}
+    stored = {r["metric"]["__name__"] for r in prometheus_query(prometheus, 'count by (__name__) ({job="seqstream"})')}
     for n in (
         "seqstream_events_in_total",
         "seqstream_end_to_end_latency_seconds_bucket",

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -17,63 +14,21 @@ import pytest
 from stream.launch import free_port
 from stream.simulator import Simulator
 
-from .conftest import WorkerHandle, produce_records
+from .conftest import WorkerHandle, produce_records, prometheus_query, run_prometheus
 
 pytestmark = pytest.mark.integration
-
-PROMETHEUS = os.environ.get("SEQSTREAM_PROMETHEUS_BIN") or shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-def _query(base: str, promql: str) -> list[dict[str, Any]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=5) as r:
-        body = json.load(r)
-    assert body["status"] == "success", body
-    return list(body["data"]["result"])
 
 
 @pytest.fixture
 def prometheus(worker: WorkerHandle, tmp_path: Path) -> Any:
-    if not os.path.exists(PROMETHEUS):
-        if os.environ.get("CI"):
-            pytest.fail(f"prometheus binary not found at {PROMETHEUS}; CI must install it (apt-get install prometheus)")
-        pytest.skip("prometheus binary not installed (apt-get install -y prometheus); runs in CI")
     target = worker.process.metrics_url.split("//", 1)[1].split("/", 1)[0]
-    cfg = tmp_path / "prometheus.yml"
-    cfg.write_text(
+    config = (
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: seqstream\n    metrics_path: /metrics\n"
         f"    static_configs:\n      - targets: ['{target}']\n"
     )
-    port = free_port()
-    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={cfg}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(f"prometheus did not become ready; see {tmp_path / 'prometheus.log'}")
+    with run_prometheus(config, tmp_path, free_port()) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def test_prometheus_scrapes_throughput_and_latency(worker: WorkerHandle, prometheus: str) -> None:
@@ -84,11 +39,11 @@ def test_prometheus_scrapes_throughput_and_latency(worker: WorkerHandle, prometh
     while time.monotonic() < deadline:
         produce_records(s.bootstrap_servers[0], [(s.topic_sensors, e.key(), e.value()) for e in sim.round(time.time())])
         time.sleep(0.25)
-    up = _query(prometheus, 'up{job="seqstream"}')
+    up = prometheus_query(prometheus, 'up{job="seqstream"}')
     assert up and up[0]["value"][1] == "1", up
-    rate = _query(prometheus, 'sum(rate(seqstream_events_in_total{source="sensors"}[5s]))')
+    rate = prometheus_query(prometheus, 'sum(rate(seqstream_events_in_total{source="sensors"}[5s]))')
     assert rate and float(rate[0]["value"][1]) > 0, rate
-    p99 = _query(
+    p99 = prometheus_query(
         prometheus,
         "histogram_quantile(0.99, sum by (le) "
         '(rate(seqstream_end_to_end_latency_seconds_bucket{source="sensors"}[5s])))',
@@ -96,10 +51,10 @@ def test_prometheus_scrapes_throughput_and_latency(worker: WorkerHandle, prometh
     assert p99, p99
     p99_s = float(p99[0]["value"][1])
     assert 0 < p99_s < 60, p99
-    p50 = _query(
+    p50 = prometheus_query(
         prometheus, "histogram_quantile(0.5, sum by (le) (rate(seqstream_processing_latency_seconds_bucket[5s])))"
     )
-    lag = _query(prometheus, "sum(seqstream_consumer_lag)")
+    lag = prometheus_query(prometheus, "sum(seqstream_consumer_lag)")
     assert lag
     print(
         f"prometheus: {float(rate[0]['value'][1]):.0f} events/s, e2e p99 {p99_s * 1000:.0f} ms, "
