@@ -74,6 +74,12 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
 
             pipelines: dict[str, SourcePipeline] = {}
             for source in settings.sources:
+                if source == "audio":  # Silero VAD on PCM frames, not a forecaster checkpoint
+                    from .audio import AudioPipeline, build_vad_runner
+
+                    pipelines[source] = AudioPipeline(build_vad_runner(settings), settings, metrics)
+                    log.info("source audio: model %s", pipelines[source].model_id)
+                    continue
                 runner = build_runner(settings, source)
                 log.info(
                     "source %s: model %s, %d feature(s), device %s, threshold %.3f",

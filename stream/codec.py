@@ -7,6 +7,10 @@ Input contract (Kafka key = stream id, UTF-8; value = JSON):
 - ``market-ticks``: ``{"stream": "AAPL", "ts": ..., "price": float, "size": float,
   "bid": float|null, "ask": float|null}``
   -> features ``[log(price), log1p(size)]``
+- ``speech-audio`` (source ``audio``): ``{"stream": "mic-3", "ts": ..., "pcm": "<base64>"}`` where
+  ``pcm`` is 512 little-endian int16 samples of 16 kHz mono audio (1024 bytes)
+  -> ``x[512]`` float32 samples / 32768 in [-1, 1); undecodable base64 is ``bad_base64``, another
+  byte count ``wrong_length``
 
 ``ts`` is the event time: epoch seconds (number) or ISO-8601 (naive means UTC).
 
@@ -41,6 +45,7 @@ REASONS = (
     "future_timestamp",
     "too_large",
     "out_of_order",
+    "bad_base64",
 )
 
 
@@ -136,10 +141,29 @@ def _tick_features(obj: dict[str, Any], n: int) -> list[float]:
     return [math.log(price), math.log1p(size)]
 
 
-_FEATURES: dict[str, Callable[[dict[str, Any], int], list[float]]] = {
+def _audio_samples(obj: dict[str, Any], n: int) -> np.ndarray:
+    if "pcm" not in obj:
+        raise _Bad("missing_field", "field 'pcm' is missing")
+    v = obj["pcm"]
+    if not isinstance(v, str):
+        raise _Bad("bad_shape", f"field 'pcm' must be a base64 string, got {type(v).__name__}")
+    try:
+        raw = base64.b64decode(v, validate=True)
+    except ValueError:
+        raise _Bad("bad_base64", "field 'pcm' is not valid base64") from None
+    if len(raw) != 2 * n:
+        raise _Bad(
+            "wrong_length",
+            f"field 'pcm' holds {len(raw)} bytes; the model takes {n} int16 little-endian samples ({2 * n} bytes)",
+        )
+    return np.frombuffer(raw, "<i2").astype(np.float32) / np.float32(32768.0)  # [n]
+
+
+_FEATURES: dict[str, Callable[[dict[str, Any], int], Sequence[float] | np.ndarray]] = {
     "sensors": _sensor_features,
     "speech": _speech_features,
     "ticks": _tick_features,
+    "audio": _audio_samples,
 }
 
 
@@ -190,7 +214,7 @@ def decode_batch(
     index: list[int] = []
     ids: list[str] = []
     tss: list[float] = []
-    rows: list[list[float]] = []
+    rows: list[Sequence[float] | np.ndarray] = []
     errors: list[tuple[int, str, str]] = []
     horizon = now + max_future_s
     for i, rec in enumerate(records):
@@ -293,10 +317,18 @@ def encode_alert(
     threshold: float,
     expected: list[float],
     actual: list[float],
+    explanation: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """One ``anomaly-alerts`` record (an alert transition: ``open`` or ``resolved``)."""
+    """One ``anomaly-alerts`` record (an alert transition: ``open`` or ``resolved``).
+
+    ``explanation`` replaces the default text; ``extra`` adds source-specific fields (e.g. the
+    speech ``event`` and ``boundary_ts`` of the ``audio`` source).
+    """
     exp = ", ".join(f"{v:.4g}" for v in expected)
     act = ", ".join(f"{v:.4g}" for v in actual)
+    if explanation is None:
+        explanation = f"{state}: expected [{exp}], got [{act}] (score {score:.3f}, threshold {threshold:.3f})"
     return orjson.dumps(
         {
             "id": event_id(rec),
@@ -310,8 +342,9 @@ def encode_alert(
             "severity": severity(score),
             "expected": expected,
             "actual": actual,
-            "explanation": f"{state}: expected [{exp}], got [{act}] (score {score:.3f}, threshold {threshold:.3f})",
+            "explanation": explanation,
             "input": _input_ref(rec),
+            **(extra or {}),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )

@@ -30,6 +30,7 @@ SOURCES: dict[str, str] = {
     "sensors": "sensor-readings",
     "speech": "speech-features",
     "ticks": "market-ticks",
+    "audio": "speech-audio",  # 16 kHz PCM frames -> Silero VAD (stream/audio.py); served only when listed
 }
 _CHECKPOINT_FILES = {"sensors": "sensor_gru.pt", "speech": "speech_gru.pt", "ticks": "ticks_gru.pt"}
 
@@ -68,6 +69,7 @@ class Settings(BaseSettings):
     # topics
     topic_sensors: str = "sensor-readings"
     topic_speech: str = "speech-features"
+    topic_audio: str = "speech-audio"
     topic_ticks: str = "market-ticks"
     topic_predictions: str = "predictions"
     topic_alerts: str = "anomaly-alerts"
@@ -77,7 +79,11 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
 
     # which sources this worker serves (comma-separated in the environment)
-    sources: Annotated[tuple[Literal["sensors", "speech", "ticks"], ...], NoDecode] = ("sensors", "speech", "ticks")
+    sources: Annotated[tuple[Literal["sensors", "speech", "ticks", "audio"], ...], NoDecode] = (
+        "sensors",
+        "speech",
+        "ticks",
+    )
 
     # micro-batching
     batch_max: int = Field(default=1024, ge=1, le=1 << 20)
@@ -91,6 +97,10 @@ class Settings(BaseSettings):
     checkpoint_sensors: Path | None = None
     checkpoint_speech: Path | None = None
     checkpoint_ticks: Path | None = None
+    # audio: Silero VAD TorchScript file (None: silero_vad/data/silero_vad.jit of the installed package)
+    checkpoint_audio: Path | None = None
+    vad_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    vad_min_silence_ms: float = Field(default=100.0, ge=0.0)
     open_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
     slab_capacity: int = Field(default=1024, ge=1)
     slab_max_capacity: int = Field(default=1 << 20, ge=1)
@@ -197,6 +207,10 @@ class Settings(BaseSettings):
         if source not in SOURCES:
             raise ConfigError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
         configured = getattr(self, f"checkpoint_{source}")
+        if source == "audio" and configured is None:
+            from models.silero import packaged_jit_path
+
+            return packaged_jit_path()  # CheckpointError when silero-vad is not installed
         path = Path(configured) if configured is not None else _bundled(source)
         if not path.is_file():
             env = f"SEQSTREAM_CHECKPOINT_{source.upper()}"

@@ -7,6 +7,11 @@
 - ``ticks``: per symbol a log-price random walk with its own volatility, bursty Poisson arrivals,
   lognormal sizes and a bid/ask spread; anomaly = erratic trading (price swings of 3-8 % of random
   sign on every tick, 50x sizes).
+- ``audio``: 16 kHz PCM frames of 512 samples (32 ms) per stream: low background noise, and speech
+  utterances synthesised once with Debian ``espeak-ng`` (several voices and speeds; without
+  espeak-ng a formant-burst stand-in that the VAD may not call speech). Injected events are
+  utterances on a stream (kind ``speech``, the label's length is the utterance in frames); with
+  nothing injected, each stream talks now and then on its own.
 
 Everything is a function of ``seed``: the same arguments give the same events.
 
@@ -20,9 +25,15 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import logging
 import math
+import shutil
+import subprocess
+import tempfile
 import time
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +43,73 @@ import orjson
 
 from models.errors import ConfigError
 
-__all__ = ["Anomaly", "Event", "Simulator", "produce"]
+__all__ = ["Anomaly", "Event", "Simulator", "espeak", "pcm_b64", "produce", "resample", "speech_bank"]
 
 log = logging.getLogger(__name__)
 
-_PREFIX = {"sensors": "sensor", "speech": "call", "ticks": "SYM"}
+_PREFIX = {"sensors": "sensor", "speech": "call", "ticks": "SYM", "audio": "mic"}
 N_SPEECH_FEATURES = 8
+AUDIO_RATE, AUDIO_FRAME = 16000, 512
+_UTTERANCES = [
+    ("en", "The pump on line seven is running hot, please check the pressure valve."),
+    ("en-us", "Call the support team and tell them the order has shipped today."),
+    ("de", "Guten Morgen, das Wetter ist heute sehr schoen."),
+    ("fr", "Bonjour, je voudrais reserver une table pour deux personnes."),
+    ("en-gb", "Seven, four, nine, two. Please repeat the number after the tone."),
+    ("es", "Buenas tardes, la reunion empieza a las tres."),
+]
+
+
+def resample(x: np.ndarray, sr: int, to: int = AUDIO_RATE) -> np.ndarray:
+    """Windowed-sinc low-pass (when downsampling) + linear interpolation; good enough for test audio."""
+    if sr == to:
+        return x.astype(np.float32)
+    if to < sr:
+        n = np.arange(-32, 33)
+        fc = 0.45 * to / sr
+        h = 2 * fc * np.sinc(2 * fc * n) * np.hamming(len(n))
+        x = np.convolve(x, h / h.sum(), mode="same")
+    t = np.arange(int(len(x) * to / sr)) * (sr / to)
+    return np.interp(t, np.arange(len(x)), x).astype(np.float32)
+
+
+def espeak(text: str, voice: str = "en", speed: int = 160) -> np.ndarray:
+    """``text`` spoken by ``espeak-ng`` as 16 kHz float32 in [-1, 1]; raises ``FileNotFoundError`` without it."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise FileNotFoundError("espeak-ng is not installed (apt-get install -y espeak-ng)")
+    with tempfile.TemporaryDirectory() as d:
+        path = f"{d}/u.wav"
+        subprocess.run(
+            [exe, "-v", voice, "-s", str(speed), "-w", path, text], check=True, timeout=60, capture_output=True
+        )
+        with wave.open(path) as w:
+            pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
+            return resample(pcm, w.getframerate())
+
+
+@functools.lru_cache(maxsize=2)
+def speech_bank(seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Utterances for the ``audio`` source (espeak-ng; formant bursts without it)."""
+    try:
+        return tuple(espeak(text, voice, 140 + 15 * (i % 4)) for i, (voice, text) in enumerate(_UTTERANCES))
+    except (FileNotFoundError, subprocess.SubprocessError) as exc:
+        log.warning("audio simulator: %s; using formant bursts, which the VAD may not call speech", exc)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(4):
+        n = int(rng.uniform(1.0, 2.0) * AUDIO_RATE)
+        t = np.arange(n) / AUDIO_RATE
+        f0 = rng.uniform(100, 220) * (1 + 0.1 * np.sin(2 * np.pi * 0.8 * t))
+        ph = 2 * np.pi * np.cumsum(f0) / AUDIO_RATE
+        x = sum(np.sin(k * ph) / k for k in range(1, 30)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
+        out.append((0.3 * x / np.abs(x).max()).astype(np.float32))
+    return tuple(out)
+
+
+def pcm_b64(x: np.ndarray) -> str:
+    """Float samples in [-1, 1] -> base64 of int16 little-endian (the ``speech-audio`` ``pcm`` field)."""
+    return base64.b64encode(np.clip(np.round(x * 32767.0), -32768, 32767).astype("<i2").tobytes()).decode()
 
 
 @dataclass(frozen=True)
@@ -84,7 +156,7 @@ class Simulator:
 
     def __post_init__(self) -> None:
         if self.source not in _PREFIX:
-            raise ConfigError(f"unknown source {self.source!r}; expected sensors, speech or ticks")
+            raise ConfigError(f"unknown source {self.source!r}; expected sensors, speech, ticks or audio")
         if self.n_streams < 1:
             raise ConfigError("the simulator needs at least one stream")
         n = self.n_streams
@@ -101,6 +173,12 @@ class Simulator:
             self.profile = rng.normal(-4.0, 1.0, (n, N_SPEECH_FEATURES))  # [n, 8]
             self.state = self.profile.copy()  # [n, 8]
             self.voiced = rng.random(n) < 0.5  # [n]
+        elif self.source == "audio":
+            self.bank = speech_bank(self.seed)
+            self.noise_level = rng.uniform(0.0005, 0.004, n)  # [n] background noise std
+            self.gain = rng.uniform(0.4, 0.9, n)  # [n]
+            self.clip = np.full(n, -1, np.int64)  # [n] utterance being spoken (-1: none)
+            self.pos = np.zeros(n, np.int64)  # [n] next sample of it
         else:
             self.logp = np.log(rng.uniform(5, 500, n))  # [n]
             self.vol = rng.uniform(2e-4, 1.5e-3, n)  # [n] per tick
@@ -113,8 +191,16 @@ class Simulator:
         rng = np.random.default_rng(self.seed + 7919)
         streams = rng.choice(self.n_streams, n, replace=False)
         starts = rng.integers(first_round, max(first_round + 1, last_round), n)
-        kind = {"sensors": "erratic", "speech": "noise_burst", "ticks": "erratic_trading"}[self.source]
-        planned = [Anomaly(self.source, self.streams[int(s)], kind, int(r), length) for s, r in zip(streams, starts)]
+        kind = {"sensors": "erratic", "speech": "noise_burst", "ticks": "erratic_trading", "audio": "speech"}[
+            self.source
+        ]
+        if self.source == "audio":  # an utterance; its length in frames
+            lengths = [-(-len(self.bank[int(s) % len(self.bank)]) // AUDIO_FRAME) for s in streams]
+        else:
+            lengths = [length] * n
+        planned = [
+            Anomaly(self.source, self.streams[int(s)], kind, int(r), ln) for s, r, ln in zip(streams, starts, lengths)
+        ]
         self.anomalies.extend(planned)
         return planned
 
@@ -152,6 +238,26 @@ class Simulator:
             f = np.where(act[:, None], self.state + burst, self.state)  # [n, 8]
             for i, s in enumerate(self.streams):
                 events.append(Event(s, t, {"stream": s, "ts": t, "features": np.round(f[i], 5).tolist()}, bool(act[i])))
+        elif self.source == "audio":
+            n = self.n_streams
+            for a in self.anomalies:
+                if a.start_round == k:
+                    i = self.streams.index(a.stream)
+                    self.clip[i], self.pos[i] = i % len(self.bank), 0
+            if not self.anomalies:  # free talk: an utterance now and then
+                talk = (self.clip < 0) & (rng.random(n) < 0.01)
+                self.clip[talk] = rng.integers(0, len(self.bank), int(talk.sum()))
+                self.pos[talk] = 0
+            x = rng.standard_normal((n, AUDIO_FRAME)) * self.noise_level[:, None]  # [n, 512]
+            for i in map(int, np.flatnonzero(self.clip >= 0)):
+                u = self.bank[int(self.clip[i])]
+                seg = u[self.pos[i] : self.pos[i] + AUDIO_FRAME]
+                x[i, : len(seg)] += self.gain[i] * seg
+                self.pos[i] += AUDIO_FRAME
+                if self.pos[i] >= len(u):
+                    self.clip[i] = -1
+            for i, s in enumerate(self.streams):
+                events.append(Event(s, t, {"stream": s, "ts": t, "pcm": pcm_b64(x[i])}, bool(act[i])))
         else:
             # regime-switching intensity gives bursty arrivals; at least one tick per round keeps time moving
             self.lam = np.clip(self.lam * np.exp(rng.normal(0, 0.3, self.n_streams)), 0.2, 5.0)  # [n]

@@ -1,0 +1,297 @@
+"""Silero VAD (16 kHz path) as plain PyTorch, batched over many streams.
+
+The network is a re-implementation of the packaged Silero VAD v5/v6 model (MIT, PyPI
+``silero-vad``): a fixed STFT as a strided conv (reflect-padded by 64 samples), magnitude,
+four conv+ReLU layers, ``LSTMCell(128, 128)``, ReLU, a 1x1 output conv, sigmoid and a mean
+over time. Weights come from the state dict of the package's TorchScript file
+``silero_vad/data/silero_vad.jit`` (the bundled ``.safetensors`` holds different weights).
+
+Each call takes 512 new samples per stream plus the last 64 samples of the previous call
+(the "context"), exactly like Silero's own ``forward``. :class:`VadRunner` keeps, per stream,
+the LSTM ``(h, c)`` in a :class:`~models.state.StateSlab` (``hidden[C, 1, 2, 128]``) and the
+64-sample context plus the speech hysteresis in the slab's ``aux`` row, so thousands of
+streams are one batched step and a slab snapshot restores a stream mid-utterance.
+
+Speech start/end follow Silero's ``VADIterator`` (with ``speech_pad_ms=0``): a frame with
+probability ``>= threshold`` starts speech; once speaking, the first frame below
+``neg_threshold`` marks a tentative end that is confirmed when ``min_silence_ms`` have passed
+without a frame ``>= threshold``. The start boundary is the start of the first speech frame,
+the end boundary the start of the first silent frame.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as fn
+
+from .errors import CheckpointError, ConfigError, InputError
+from .state import EvictionPolicy, StateSlab
+
+__all__ = [
+    "CONTEXT",
+    "FRAME",
+    "FRAME_SECONDS",
+    "SAMPLE_RATE",
+    "SileroVAD",
+    "VadEvent",
+    "VadResults",
+    "VadRunner",
+    "packaged_jit_path",
+]
+
+SAMPLE_RATE = 16000
+FRAME = 512  # new samples per call
+CONTEXT = 64  # samples carried over from the previous call
+FRAME_SECONDS = FRAME / SAMPLE_RATE  # 0.032 s
+HIDDEN = 128
+
+# aux row layout: [0:64] context samples, [64] speaking flag, [65] frames since tentative end (-1 = none)
+_A_TRIG = CONTEXT
+_A_SINCE = CONTEXT + 1
+AUX_SIZE = CONTEXT + 2
+
+
+def packaged_jit_path() -> Path:
+    """Path of ``silero_vad/data/silero_vad.jit`` in the installed ``silero-vad`` package."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError("the silero-vad package is not installed; `pip install silero-vad` (MIT)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.jit"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; reinstall the silero-vad package")
+    return path
+
+
+class SileroVAD(nn.Module):
+    """The 16 kHz Silero VAD network; ``forward`` is batched and stateless (state in, state out).
+
+    Example:
+        >>> vad = SileroVAD()  # random weights; use SileroVAD.pretrained() for the real ones
+        >>> prob, state = vad.step(torch.zeros(3, FRAME), vad.initial_state(3))
+        >>> prob.shape, state[0].shape, state[1].shape
+        (torch.Size([3]), torch.Size([3, 64]), torch.Size([3, 2, 128]))
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("stft_basis", torch.zeros(258, 1, 256))  # [2*129, 1, 256]
+        self.encoder = nn.ModuleList(
+            [
+                nn.Conv1d(129, 128, 3, stride=1, padding=1),
+                nn.Conv1d(128, 64, 3, stride=2, padding=1),
+                nn.Conv1d(64, 64, 3, stride=2, padding=1),
+                nn.Conv1d(64, 128, 3, stride=1, padding=1),
+            ]
+        )
+        self.rnn = nn.LSTMCell(HIDDEN, HIDDEN)
+        self.out = nn.Conv1d(HIDDEN, 1, 1)
+
+    # -- weights ------------------------------------------------------------------------
+    @classmethod
+    def from_silero_state_dict(cls, sd: Mapping[str, Tensor], prefix: str = "_model.") -> SileroVAD:
+        """Build from the TorchScript model's state dict (keys ``_model.stft.forward_basis_buffer``...)."""
+        names = {
+            "stft_basis": "stft.forward_basis_buffer",
+            "rnn.weight_ih": "decoder.rnn.weight_ih",
+            "rnn.weight_hh": "decoder.rnn.weight_hh",
+            "rnn.bias_ih": "decoder.rnn.bias_ih",
+            "rnn.bias_hh": "decoder.rnn.bias_hh",
+            "out.weight": "decoder.decoder.2.weight",
+            "out.bias": "decoder.decoder.2.bias",
+        }
+        for i in range(4):
+            names[f"encoder.{i}.weight"] = f"encoder.{i}.reparam_conv.weight"
+            names[f"encoder.{i}.bias"] = f"encoder.{i}.reparam_conv.bias"
+        model = cls()
+        try:
+            mine = {k: sd[prefix + v].detach().clone().float() for k, v in names.items()}
+        except KeyError as e:
+            raise CheckpointError(f"not a Silero VAD state dict: key {e} is missing") from None
+        model.load_state_dict(mine)
+        return model.eval()
+
+    @classmethod
+    def pretrained(cls, path: str | Path | None = None) -> SileroVAD:
+        """The packaged Silero VAD weights (from ``silero_vad.jit`` of the installed package)."""
+        with warnings.catch_warnings():  # torch.jit.load is deprecated, but it is how the package ships
+            warnings.simplefilter("ignore", DeprecationWarning)
+            jit = torch.jit.load(str(path or packaged_jit_path()), map_location="cpu")
+        return cls.from_silero_state_dict(jit.state_dict())
+
+    # -- compute ------------------------------------------------------------------------
+    def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``x[B, 576]`` (context + frame), ``h[B, 128]``, ``c[B, 128]`` -> ``prob[B]``, ``h'``, ``c'``."""
+        x = fn.pad(x.unsqueeze(1), (0, CONTEXT), mode="reflect")  # [B, 1, 640]
+        basis: Tensor = self.stft_basis  # type: ignore[assignment]
+        spec = fn.conv1d(x, basis, stride=128)  # [B, 258, 4]
+        re, im = spec[:, :129], spec[:, 129:]
+        z = torch.sqrt(re * re + im * im)  # [B, 129, 4]
+        for conv in self.encoder:
+            z = torch.relu(conv(z))  # -> [B, 128, 1]
+        h, c = self.rnn(z.squeeze(-1), (h, c))  # [B, 128] each
+        y = torch.sigmoid(self.out(torch.relu(h).unsqueeze(-1)))  # [B, 1, 1]
+        return y.mean(dim=(1, 2)), h, c
+
+    @staticmethod
+    def initial_state(batch: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """Fresh state: ``context[B, 64]`` zeros and LSTM ``hc[B, 2, 128]`` zeros."""
+        return torch.zeros(batch, CONTEXT, device=device), torch.zeros(batch, 2, HIDDEN, device=device)
+
+    @torch.inference_mode()
+    def step(self, pcm: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``pcm[B, 512]`` float in [-1, 1], ``state=(context[B, 64], hc[B, 2, 128])`` -> ``prob[B]``, state'."""
+        if pcm.dim() != 2 or pcm.shape[1] != FRAME:
+            raise InputError(f"Silero VAD takes frames of {FRAME} samples at 16 kHz, got shape {tuple(pcm.shape)}")
+        context, hc = state
+        x = torch.cat([context, pcm], dim=1)  # [B, 576]
+        prob, h, c = self(x, hc[:, 0], hc[:, 1])
+        return prob, (x[:, -CONTEXT:], torch.stack([h, c], dim=1))
+
+
+@dataclass(frozen=True)
+class VadEvent:
+    """A speech transition of one stream: ``kind`` is ``start`` or ``end``.
+
+    ``index`` is the batch row that produced it; ``boundary_ts`` is the event time of the
+    boundary (start of the first speech frame, or start of the first silent frame), which for
+    an end lies ``frames_ago`` frames before the row's own ``ts``.
+    """
+
+    index: int
+    stream_id: str
+    kind: str
+    ts: float
+    boundary_ts: float
+    frames_ago: int
+    prob: float
+
+
+@dataclass
+class VadResults:
+    """Per-row speech probability and speaking flag (after the row), plus transitions."""
+
+    prob: np.ndarray  # [B] float32
+    speaking: np.ndarray  # [B] bool
+    events: list[VadEvent] = field(default_factory=list)
+
+
+class VadRunner:
+    """Batched Silero VAD over many streams with per-stream state in a :class:`StateSlab`.
+
+    Rows of one stream within a batch are processed in order (split into waves).
+
+    Example:
+        >>> r = VadRunner(SileroVAD())
+        >>> res = r.process(["a", "b", "a"], np.zeros(3), np.zeros((3, FRAME), np.float32))
+        >>> res.prob.shape, len(r.slab)
+        ((3,), 2)
+    """
+
+    def __init__(
+        self,
+        model: SileroVAD | None = None,
+        *,
+        threshold: float = 0.5,
+        neg_threshold: float | None = None,
+        min_silence_ms: float = 100.0,
+        capacity: int = 1024,
+        max_capacity: int | None = None,
+        eviction: EvictionPolicy = "lru",
+        ttl_seconds: float | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ConfigError(f"VAD threshold must be in (0, 1), got {threshold}")
+        neg = max(threshold - 0.15, 0.01) if neg_threshold is None else neg_threshold
+        if not 0.0 < neg <= threshold:
+            raise ConfigError(f"VAD neg_threshold must be in (0, threshold], got {neg}")
+        self.device = torch.device(device)
+        self.model = (model or SileroVAD.pretrained()).to(self.device).eval()
+        self.threshold = float(threshold)
+        self.neg_threshold = float(neg)
+        self.min_silence_samples = SAMPLE_RATE * min_silence_ms / 1000.0
+        aux_init = torch.zeros(AUX_SIZE)
+        aux_init[_A_SINCE] = -1.0
+        self.slab = StateSlab(
+            layers=1,
+            parts=2,
+            hidden=HIDDEN,
+            aux_init=aux_init,
+            capacity=capacity,
+            max_capacity=max_capacity,
+            eviction=eviction,
+            ttl_seconds=ttl_seconds,
+            device=self.device,
+        )
+
+    @staticmethod
+    def _waves(stream_ids: Sequence[str]) -> list[np.ndarray]:
+        seen: dict[str, int] = {}
+        occ = np.empty(len(stream_ids), np.int64)
+        for i, s in enumerate(stream_ids):
+            k = seen.get(s, 0)
+            occ[i] = k
+            seen[s] = k + 1
+        if not len(occ) or occ.max() == 0:
+            return [np.arange(len(stream_ids))]
+        return [np.flatnonzero(occ == w) for w in range(int(occ.max()) + 1)]
+
+    @torch.inference_mode()
+    def process(self, stream_ids: Sequence[str], ts: np.ndarray, pcm: np.ndarray | Tensor) -> VadResults:
+        """``pcm[B, 512]`` float in [-1, 1] (int16 / 32768) -> probabilities and speech transitions."""
+        n = len(stream_ids)
+        ts = np.asarray(ts, np.float64)
+        x_all = torch.as_tensor(pcm, dtype=torch.float32)
+        if x_all.shape != (n, FRAME) or ts.shape != (n,):
+            raise InputError(f"VadRunner.process wants ids[B], ts[B], pcm[B, {FRAME}]; got pcm {tuple(x_all.shape)}")
+        x_all = x_all.to(self.device)
+        out = np.zeros((n, 5), np.float32)  # prob, started, ended, frames since tentative end, speaking
+        for rows in self._waves(stream_ids):
+            ids = [stream_ids[i] for i in rows]
+            slots = self.slab.assign(ids, ts[rows])
+            idx = torch.from_numpy(slots).to(self.device)
+            hidden, aux = self.slab.gather(idx)  # [b, 1, 2, 128], [b, A]
+            rows_t = torch.from_numpy(rows).to(self.device)
+            prob, (context, hc) = self.model.step(x_all.index_select(0, rows_t), (aux[:, :CONTEXT], hidden[:, 0]))
+            trig, since, started, ended, ago = self._hysteresis(prob, aux[:, _A_TRIG] > 0.5, aux[:, _A_SINCE])
+            aux = torch.cat([context, trig.float().unsqueeze(1), since.unsqueeze(1)], dim=1)
+            self.slab.scatter(idx, hc.unsqueeze(1), aux)
+            self.slab.steps[slots] += 1
+            self.slab.last_ts[slots] = np.maximum(self.slab.last_ts[slots], ts[rows])
+            out[rows] = torch.stack([prob, started.float(), ended.float(), ago, trig.float()], dim=1).cpu().numpy()
+        return self._results(stream_ids, ts, out)
+
+    def _hysteresis(self, prob: Tensor, trig: Tensor, since: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """VADIterator's rules, vectorised; ``since`` = frames since the tentative end (-1 none)."""
+        since = torch.where(since >= 0, since + 1, since)
+        speech = prob >= self.threshold
+        since = torch.where(speech, torch.full_like(since, -1.0), since)
+        started = speech & ~trig
+        trig = trig | started
+        low = (prob < self.neg_threshold) & trig
+        since = torch.where(low & (since < 0), torch.zeros_like(since), since)
+        ended = low & (since * FRAME >= self.min_silence_samples)
+        ago = torch.where(ended, since, torch.zeros_like(since))
+        trig = trig & ~ended
+        since = torch.where(ended, torch.full_like(since, -1.0), since)
+        return trig, since, started, ended, ago
+
+    def _results(self, stream_ids: Sequence[str], ts: np.ndarray, out: np.ndarray) -> VadResults:
+        events: list[VadEvent] = []
+        started, ended = out[:, 1] > 0, out[:, 2] > 0
+        for i in map(int, np.flatnonzero(started | ended)):
+            if started[i]:
+                events.append(VadEvent(i, stream_ids[i], "start", float(ts[i]), float(ts[i]), 0, float(out[i, 0])))
+            else:
+                ago = int(out[i, 3])
+                boundary = float(ts[i]) - ago * FRAME_SECONDS
+                events.append(VadEvent(i, stream_ids[i], "end", float(ts[i]), boundary, ago, float(out[i, 0])))
+        return VadResults(prob=out[:, 0].copy(), speaking=out[:, 4] > 0, events=events)

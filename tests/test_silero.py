@@ -1,0 +1,230 @@
+"""Silero VAD in the batched engine vs Silero's own packaged model, on espeak-ng speech.
+
+Needs the ``silero-vad`` package (reference model and weights) and Debian ``espeak-ng``
+(speech synthesis). Outside CI the tests skip with the reason if either is missing; with
+``CI`` set they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.silero import FRAME, FRAME_SECONDS, SAMPLE_RATE, SileroVAD, VadRunner
+
+
+def _need(ok: bool, reason: str) -> None:
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (required in CI)")
+        pytest.skip(reason)
+
+
+try:
+    import silero_vad
+except ImportError:  # pragma: no cover - depends on the environment
+    silero_vad = None
+
+
+@pytest.fixture(scope="module")
+def reference():
+    _need(silero_vad is not None, "silero-vad is not installed (pip install silero-vad)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the reference loop and the benchmark both on one thread
+    yield silero_vad.load_silero_vad()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ours(reference) -> SileroVAD:
+    return SileroVAD.pretrained()
+
+
+def _read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path)) as w:
+        assert w.getsampwidth() == 2 and w.getnchannels() == 1
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
+        return pcm, w.getframerate()
+
+
+def _resample(x: np.ndarray, sr: int, to: int = SAMPLE_RATE) -> np.ndarray:
+    # windowed-sinc low-pass at the new Nyquist, then interpolation (test audio only)
+    if sr == to:
+        return x
+    if to < sr:
+        n = np.arange(-32, 33)
+        fc = 0.45 * to / sr
+        h = 2 * fc * np.sinc(2 * fc * n) * np.hamming(len(n))
+        x = np.convolve(x, h / h.sum(), mode="same")
+    t = np.arange(int(len(x) * to / sr)) * (sr / to)
+    return np.interp(t, np.arange(len(x)), x).astype(np.float32)
+
+
+SENTENCES = [
+    ("en", "The pump on line seven is running hot, please check the pressure valve."),
+    ("en-us", "Call the support team and tell them the order has shipped."),
+    ("de", "Guten Morgen, das Wetter ist heute sehr schoen."),
+    ("fr", "Bonjour, je voudrais reserver une table pour deux personnes."),
+]
+
+
+@pytest.fixture(scope="module")
+def utterances(tmp_path_factory) -> list[np.ndarray]:
+    exe = shutil.which("espeak-ng")
+    _need(exe is not None, "espeak-ng is not installed (apt-get install -y espeak-ng)")
+    out = tmp_path_factory.mktemp("espeak")
+    clips = []
+    for i, (voice, text) in enumerate(SENTENCES):
+        path = out / f"u{i}.wav"
+        subprocess.run([exe, "-v", voice, "-s", str(150 + 10 * i), "-w", str(path), text], check=True, timeout=60)
+        pcm, sr = _read_wav(path)
+        clips.append(_resample(pcm, sr))
+    return clips
+
+
+def _streams(utterances: list[np.ndarray], seed: int = 0) -> np.ndarray:
+    """Streams of speech, silences and noise, as ``[S, T*FRAME]`` float32 in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    streams = []
+    for s in range(6):
+        parts = []
+        if s == 5:  # no speech at all: low background noise and a pause
+            parts = [np.zeros(SAMPLE_RATE, np.float32), rng.normal(0, 0.003, 4 * SAMPLE_RATE).astype(np.float32)]
+        else:
+            for k in range(2):
+                parts.append(np.zeros(int(rng.uniform(0.3, 1.2) * SAMPLE_RATE), np.float32))
+                clip = utterances[(s + k) % len(utterances)] * rng.uniform(0.3, 1.0)
+                parts.append(clip.astype(np.float32))
+            parts.append(np.zeros(int(0.8 * SAMPLE_RATE), np.float32))
+        x = np.concatenate(parts)
+        x = x + rng.normal(0, [0.0, 0.002, 0.01, 0.03, 0.005, 0.0][s], len(x)).astype(np.float32)
+        streams.append(x)
+    t = min(len(x) for x in streams) // FRAME
+    return np.stack([x[: t * FRAME] for x in streams]).clip(-1, 1).astype(np.float32)  # [S, T*FRAME]
+
+
+class _Recorder:
+    """Wraps the reference model so VADIterator's probabilities are recorded too."""
+
+    def __init__(self, model) -> None:
+        self.model, self.probs = model, []
+
+    def __call__(self, x, sr):
+        p = self.model(x, sr)
+        self.probs.append(p.item())
+        return p
+
+    def reset_states(self) -> None:
+        self.model.reset_states()
+
+
+def _reference(reference, audio: np.ndarray) -> tuple[np.ndarray, list[list[tuple[str, int]]]]:
+    """Silero's own one-stream loop: probabilities ``[S, T]`` and VADIterator events (frame index)."""
+    probs, events = [], []
+    for x in audio:
+        rec = _Recorder(reference)
+        it = silero_vad.VADIterator(
+            rec, threshold=0.5, sampling_rate=SAMPLE_RATE, min_silence_duration_ms=100, speech_pad_ms=0
+        )
+        it.reset_states()
+        ev = []
+        for i in range(len(x) // FRAME):
+            out = it(torch.from_numpy(x[i * FRAME : (i + 1) * FRAME]))
+            if out:
+                kind, sample = next(iter(out.items()))
+                ev.append((kind, int(sample) // FRAME))
+        probs.append(rec.probs)
+        events.append(ev)
+    return np.asarray(probs), events
+
+
+def _ours(runner: VadRunner, audio: np.ndarray, frames_per_call: int = 1):
+    """All streams batched; ``frames_per_call`` > 1 puts consecutive frames of a stream in one batch."""
+    s, t = audio.shape[0], audio.shape[1] // FRAME
+    frames = audio.reshape(s, t, FRAME)
+    probs = np.zeros((s, t), np.float32)
+    events: list[list[tuple[str, int]]] = [[] for _ in range(s)]
+    ids = [f"call-{k}" for k in range(s)]
+    for i0 in range(0, t, frames_per_call):
+        i1 = min(t, i0 + frames_per_call)
+        rows = [(k, i) for i in range(i0, i1) for k in range(s)]
+        res = runner.process(
+            [ids[k] for k, _ in rows],
+            np.array([100.0 + i * FRAME_SECONDS for _, i in rows]),
+            np.stack([frames[k, i] for k, i in rows]),
+        )
+        for j, (k, i) in enumerate(rows):
+            probs[k, i] = res.prob[j]
+        for e in res.events:
+            k, i = rows[e.index]
+            boundary = round((e.boundary_ts - 100.0) / FRAME_SECONDS)
+            assert boundary == i - e.frames_ago
+            events[k].append((e.kind, boundary))
+    return probs, events
+
+
+def _match(a: list[tuple[str, int]], b: list[tuple[str, int]]) -> bool:
+    return len(a) == len(b) and all(ka == kb and abs(ia - ib) <= 1 for (ka, ia), (kb, ib) in zip(a, b))
+
+
+def test_probabilities_and_segments_match_silero(reference, ours, utterances) -> None:
+    audio = _streams(utterances)
+    ref_p, ref_ev = _reference(reference, audio)
+    for per_call in (1, 3):
+        runner = VadRunner(ours, capacity=4, max_capacity=64)  # grows; per_call=3 splits each batch into waves
+        p, ev = _ours(runner, audio, per_call)
+        diff = float(np.abs(p - ref_p).max())
+        print(f"\nsilero equality: {audio.shape[0]} streams x {p.shape[1]} frames, max |diff| = {diff:.2e}")
+        assert diff < 1e-4
+        for k in range(audio.shape[0]):
+            assert _match(ev[k], ref_ev[k]), (k, ev[k], ref_ev[k])
+    # the test audio means something: speech streams have segments, the noise-only stream none
+    assert all(any(kind == "start" for kind, _ in ref_ev[k]) for k in range(5))
+    assert ref_ev[5] == [] and ev[5] == []
+
+
+def test_state_survives_slab_snapshot(ours, utterances) -> None:
+    audio = _streams(utterances, seed=1)[:2]
+    whole, _ = _ours(VadRunner(ours), audio)
+    half = audio.shape[1] // FRAME // 2 * FRAME
+    r1 = VadRunner(ours)
+    p1, _ = _ours(r1, audio[:, :half])
+    r2 = VadRunner(ours)
+    r2.slab.restore(r1.slab.snapshot())
+    p2, _ = _ours(r2, audio[:, half:])
+    assert np.abs(np.concatenate([p1, p2], 1) - whole).max() < 1e-6
+
+
+def test_batched_throughput_vs_silero_loop(reference, ours) -> None:
+    rng = np.random.default_rng(0)
+    n_ref = 200
+    x = (rng.normal(0, 0.05, n_ref * FRAME)).astype(np.float32)
+    reference.reset_states()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for i in range(n_ref):
+            reference(torch.from_numpy(x[i * FRAME : (i + 1) * FRAME]), SAMPLE_RATE)
+    ref_rate = n_ref / (time.perf_counter() - t0)
+    streams, steps = 512, 6
+    runner = VadRunner(ours, capacity=streams)
+    ids = [f"s{k}" for k in range(streams)]
+    pcm = rng.normal(0, 0.05, (streams, FRAME)).astype(np.float32)
+    runner.process(ids, np.zeros(streams), pcm)  # warm-up, allocates slots
+    t0 = time.perf_counter()
+    for i in range(steps):
+        runner.process(ids, np.full(streams, float(i + 1)), pcm)
+    ours_rate = streams * steps / (time.perf_counter() - t0)
+    print(
+        f"\nsilero speed ({torch.get_num_threads()} thread(s), cpu): reference one-stream loop {ref_rate:.0f} "
+        f"frames/s; seqstream batched {streams} streams {ours_rate:.0f} stream-frames/s "
+        f"({ours_rate / ref_rate:.1f}x)"
+    )
+    assert ours_rate > ref_rate
