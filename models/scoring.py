@@ -124,6 +124,29 @@ class Scorer:
         self._fcast = slice(o + 2 * f, o + 3 * f)
         self.size = o + 3 * f
         self._rates = torch.tensor([1.0 / s for s in config.scales])  # [K]
+        # 0-dim float32 constants: a Python scalar operand costs a dtype conversion (an extra
+        # allocation and copy) per op; a same-dtype 0-dim CPU tensor is passed as a scalar, on CUDA too
+        c = config
+        k32 = self._k = {
+            name: torch.tensor(v, dtype=torch.float32)
+            for name, v in {
+                "zero": 0.0,
+                "one": 1.0,
+                "two": 2.0,
+                "half": 0.5,
+                "inv_sqrt2": 1.0 / math.sqrt(2.0),
+                "eps_p": _EPS_P,
+                "inv_log_eps": 1.0 / _LOG_EPS_P,
+                "suppress": float(c.suppress),
+                "suppress_factor": c.suppress_factor,
+                "suppress_level": c.suppress_level,
+                "open": c.open_threshold,
+                "close": c.close_threshold,
+                "close_after": float(c.close_after),
+                "warmup": float(c.warmup),
+            }.items()
+        }
+        self._one, self._zero = k32["one"], k32["zero"]
         self._rates_on: dict[torch.device, Tensor] = {}
         # packed output columns of post(): prediction[F], expected[F], score, anomaly, transition
         self.PRED = slice(0, f)
@@ -148,20 +171,20 @@ class Scorer:
 
         Returns the model input ``x_norm[B, F]`` and the residual ``err[B]``; updates ``aux`` in place.
         """
-        cfg = self.config
+        cfg, one = self.config, self._one
         count = aux[:, self.COUNT]  # [B] view
         mean, var = aux[:, self._mean], aux[:, self._var]  # [B, F] views
         # the first event centres its stream (x_norm = 0, err = 0 against the zero forecast)
-        mean.copy_(torch.where((count == 0).unsqueeze(1), x, mean))  # [B, F]
+        mean.copy_(torch.where((count == self._zero).unsqueeze(1), x, mean))  # [B, F]
         std = var.clamp_min(cfg.min_std**2).sqrt_()  # [B, F]
-        x_norm = (x - mean).div_(std).clamp_(-cfg.clip, cfg.clip)  # [B, F]
+        d = x - mean  # [B, F]
+        x_norm = (d / std).clamp_(-cfg.clip, cfg.clip)  # [B, F]
         err = (x_norm - aux[:, self._fcast]).abs_().mean(1)  # [B]
         # EMA with a 1/n start: an exact running mean/variance until norm_window events, then forgetting
-        alpha = (count + 1.0).reciprocal_().clamp_min_(1.0 / cfg.norm_window).unsqueeze(1)  # [B, 1]
-        d = x - mean  # [B, F]
-        var.addcmul_(d, d * alpha).mul_(1.0 - alpha)  # [B, F]
+        alpha = (count + one).reciprocal_().clamp_min_(1.0 / cfg.norm_window).unsqueeze(1)  # [B, 1]
+        var.addcmul_(d, d * alpha).mul_(one - alpha)  # [B, F]
         mean.addcmul_(alpha, d)  # [B, F]
-        count.add_(1.0)
+        count.add_(one)
         return x_norm, err
 
     def post(self, aux: Tensor, err: Tensor, forecast: Tensor) -> Tensor:
@@ -170,53 +193,62 @@ class Scorer:
         Returns ``[B, 2F+3]``: prediction (input units), expected, score, anomaly, transition
         (+1 opened, -1 resolved); see the column attributes.
         """
-        cfg = self.config
+        cfg, k, one = self.config, self._k, self._one
         steps, is_open, below, since = (aux[:, i] for i in (self.STEPS, self.OPEN, self.BELOW, self.SINCE))  # [B]
         short, em, ev = aux[:, self._short], aux[:, self._emean], aux[:, self._evar]  # [B, K] views
         # short means of the residual, exact (1/n) until each horizon has filled
-        first = (steps + 1.0).reciprocal_().unsqueeze(1)  # [B, 1]
+        first = (steps + one).reciprocal_().unsqueeze(1)  # [B, 1]
         short.lerp_(err.unsqueeze(1).expand_as(short), torch.maximum(self._rates_for(aux.device), first))  # [B, K]
         # compare with each short mean's history *before* this event, then fold this event in
         sd = ev.clamp_min(1e-8).sqrt_()  # [B, K]
-        z = (short - em) / sd  # [B, K]
-        tail = torch.special.erfc(z.mul_(1.0 / math.sqrt(2.0))).mul_(0.5)  # [B, K]
-        score = tail.add_(_EPS_P).log_().mul_(1.0 / _LOG_EPS_P).clamp_(0.0, 1.0)  # [B, K]
+        d = short - em  # [B, K]
+        z = d / sd  # [B, K]
+        tail = torch.special.erfc(z.mul_(k["inv_sqrt2"])).mul_(k["half"])  # [B, K]
+        score = tail.add_(k["eps_p"]).log_().mul_(k["inv_log_eps"]).clamp_(0.0, 1.0)  # [B, K]
         if cfg.max_window:
             # novelty: how far each short mean exceeds its own recent (decaying) peak
             peak = aux[:, self._peak]  # [B, K]
             ratio = (short / peak.clamp_min(1e-6)).mul_(1.0 / cfg.max_ratio).clamp_(max=1.0)  # [B, K]
             score = score * ratio.pow_(cfg.max_power)
             torch.maximum(peak.mul_(math.exp(-1.0 / cfg.max_window)), short, out=peak)
-        score = score.amax(1)  # [B]
-        score.mul_(steps >= 2)  # [B] needs two residuals of history
-        a = first.clamp_min_(1.0 / cfg.err_window).mul_((steps >= 1).unsqueeze(1))  # [B, 1] 0 before any residual
-        d = short - em  # [B, K]
+        score = score.amax(1) if self.n_scales > 1 else score[:, 0]  # [B]
+        score.masked_fill_(steps < k["two"], 0.0)  # [B] needs two residuals of history
+        # [B, 1] fold rate, 0 before any residual
+        a = first.clamp_min_(1.0 / cfg.err_window).masked_fill_((steps < one).unsqueeze(1), 0.0)
         if cfg.fold_clip:
             d = torch.minimum(d, sd.mul_(cfg.fold_clip))  # winsorise upward excursions
-        ev.addcmul_(d, d * a).mul_(1.0 - a)
+        ev.addcmul_(d, d * a).mul_(one - a)
         em.addcmul_(a, d)
         if cfg.suppress:
             # scores shrink for `suppress` events after one reached suppress_level
-            score = torch.where(since < cfg.suppress, score * cfg.suppress_factor, score)  # [B]
-            since.add_(1.0).mul_(score < cfg.suppress_level).clamp_max_(float(cfg.suppress))
+            if cfg.suppress_factor == 0.0:
+                score.masked_fill_(since < k["suppress"], 0.0)  # [B]
+            else:
+                score = torch.where(since < k["suppress"], score * k["suppress_factor"], score)  # [B]
+            since.add_(one).masked_fill_(score >= k["suppress_level"], 0.0).clamp_max_(float(cfg.suppress))
         # alert policy with hysteresis: open above open_threshold once warm, resolve after
         # close_after consecutive events below close_threshold
-        anomaly = (score >= cfg.open_threshold) & (steps >= cfg.warmup)  # [B]
-        was_open = is_open > 0  # [B]
-        below_new = (below + 1.0).mul_(score < cfg.close_threshold)  # [B]
+        anomaly = (score >= k["open"]) & (steps >= k["warmup"])  # [B]
+        was_open = is_open > self._zero  # [B]
+        below_new = (below + one).masked_fill_(score >= k["close"], 0.0)  # [B]
         opens = anomaly & ~was_open  # [B]
-        resolves = was_open & (below_new >= cfg.close_after)  # [B]
+        resolves = was_open & (below_new >= k["close_after"])  # [B]
         now_open = (was_open | opens) & ~resolves  # [B]
+        f = self.n_features
+        out = aux.new_empty((aux.shape[0], self.out_size))  # [B, 2F+3]
+        # transition = now_open - was_open: +1 opened, -1 resolved (is_open holds exactly 0 or 1)
+        trans = out[:, self.TRANSITION]
+        trans.copy_(now_open).sub_(is_open)
         is_open.copy_(now_open)
-        below.copy_(below_new.mul_(now_open))
-        steps.add_(1.0).clamp_max_(1e7)
+        below.copy_(below_new.masked_fill_(~now_open, 0.0))
+        steps.add_(one).clamp_max_(1e7)
         # forecasts back to input units with the updated stats
         mean = aux[:, self._mean]  # [B, F]
         std = aux[:, self._var].clamp_min(cfg.min_std**2).sqrt_()  # [B, F]
         fcast = aux[:, self._fcast]  # [B, F]
-        expected = torch.addcmul(mean, fcast, std)  # [B, F]
-        prediction = torch.addcmul(mean, forecast, std)  # [B, F]
+        torch.addcmul(mean, fcast, std, out=out[:, f : 2 * f])  # expected
+        torch.addcmul(mean, forecast, std, out=out[:, :f])  # prediction
         fcast.copy_(forecast)
-        transition = opens.to(score.dtype) - resolves.to(score.dtype)  # [B]
-        flags = torch.stack((score, anomaly.to(score.dtype), transition), 1)  # [B, 3]
-        return torch.cat((prediction, expected, flags), 1)  # [B, 2F+3]
+        out[:, self.SCORE].copy_(score)
+        out[:, self.ANOMALY].copy_(anomaly)
+        return out

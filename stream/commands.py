@@ -1,4 +1,4 @@
-"""Streaming subcommands of ``seqstream``: ``worker``, ``demo``, ``produce``, ``tail``.
+"""Streaming subcommands of ``seqstream``: ``worker``, ``demo``, ``produce``, ``tail``, ``bench``.
 
 Registered by :mod:`stream.cli`; heavy imports (faust, aiokafka, torch) happen inside the commands.
 """
@@ -141,7 +141,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("produce", help="produce simulated streams to a broker")
     _add_broker(p)
-    p.add_argument("--source", choices=["sensors", "speech", "ticks"], required=True)
+    p.add_argument("--source", choices=["sensors", "speech", "ticks", "audio"], required=True)
     p.add_argument("--streams", type=int, default=100)
     p.add_argument("--rate", type=float, default=1000.0, help="events per second, all streams together")
     p.add_argument("--seconds", type=float, default=30.0)
@@ -159,6 +159,13 @@ def register(sub: Any) -> None:
     t.add_argument("--raw", action="store_true", help="print values as they are")
     t.add_argument("--idle-exit", type=float, default=None, help="exit after N seconds without records")
     t.set_defaults(func=_cmd_tail)
+
+    from .bench import cmd as _cmd_bench
+    from .bench import register_args as _bench_args
+
+    b = sub.add_parser("bench", help="end-to-end benchmark: own Tansu broker, raw Kafka ceiling, latency, memory")
+    _bench_args(b)
+    b.set_defaults(func=_cmd_bench)
 
 
 if __name__ == "__main__":  # pragma: no cover

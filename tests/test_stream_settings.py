@@ -67,3 +67,16 @@ def test_checkpoint_paths(tmp_path: Path) -> None:
     assert Settings(checkpoint_ticks=f).checkpoint("ticks") == f
     with pytest.raises(ConfigError):
         Settings().checkpoint("video")
+
+
+def test_every_subcommand_has_help(capsys) -> None:
+    """The CLI builds: each subcommand parses --help (no broker, no model needed)."""
+    import pytest
+
+    from stream.cli import build_parser
+
+    for cmd in ("replay", "train", "evaluate", "worker", "demo", "produce", "tail", "bench"):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args([cmd, "--help"])
+        assert exc.value.code == 0, cmd
+        assert "usage: seqstream" in capsys.readouterr().out

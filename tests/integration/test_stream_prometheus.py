@@ -64,7 +64,7 @@ def test_prometheus_scrapes_throughput_and_latency(worker: WorkerHandle, prometh
 
 def test_health_endpoint_and_gpu_memory_metric(worker: WorkerHandle) -> None:
     """/health is 200 with the consumer running (the probes' target); GPU memory is always exported."""
-    p = worker.proc
+    p = worker.process
     with urllib.request.urlopen(f"http://{p.host}:{p.web_port}/health", timeout=10) as r:
         assert r.status == 200
         assert json.loads(r.read()) == {"status": "ok", "consumer_up": True}

@@ -1,0 +1,589 @@
+"""``seqstream bench``: end-to-end throughput, latency, step and memory benchmarks in one run.
+
+Starts its own Tansu broker (:class:`stream.broker.EmbeddedBroker`) and prints one JSON line per
+scenario, then a Markdown table. Scenarios (all measured in the same run, so ratios hold):
+
+* ``raw_passthrough``: the ceiling. A plain aiokafka consumer (``getmany``) forwards a pre-produced
+  backlog of the same sensor messages to an output topic (one ``send_batch`` per partition, acks
+  awaited, offsets committed), no decoding.
+* ``seqstream``: the real :class:`stream.engine.BatchEngine` in this process (aiokafka consumer in
+  its consumer group, :class:`stream.pipeline.SourcePipeline` decode -> state -> model -> score ->
+  encode, bulk produce, commit, state snapshots, explorer buffers) draining the same backlog; the rate
+  is counted from the first processed batch to the last event (group join excluded).
+* ``per_event``: the naive baseline, one ``Runner.process`` per event (model work only, no Kafka:
+  an upper bound of what a per-event consumer reaches), and ``rerun64``: re-running the last 64
+  steps of the stream from a zero state per event (``model.forward`` on a [1, 64, F] window).
+* ``latency``: the engine in a child process; this process produces at 25/50/90 % of the measured
+  seqstream drain rate and reads the ``predictions`` topic; latency = receive time - event ``ts``.
+* ``model_step``: ``bench/step_bench.py``'s ``model_step`` and ``batched`` cells by batch size.
+* ``memory``: a CPU Runner with N resident streams in a child process: slab bytes per stream vs
+  the raw tensor bytes, and process RSS.
+
+Example:
+    $ seqstream bench                 # ~3-4 minutes on a 2-core machine
+    $ seqstream bench --quick         # smaller backlog and shorter latency levels
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+__all__ = ["main", "register_args"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _emit(rec: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    out.append(rec)
+    print(json.dumps(rec), flush=True)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _values(streams: int, n: int, t0: float, dt: float) -> list[tuple[bytes, bytes]]:
+    """``n`` sensor events cycling over ``streams`` streams; event i has ts = t0 + i*dt."""
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal(n).astype(np.float64).tolist()
+    out = []
+    for i in range(n):
+        sid = f"s-{i % streams:07d}"
+        out.append((sid.encode(), orjson.dumps({"stream": sid, "ts": t0 + i * dt, "values": [xs[i]]})))
+    return out
+
+
+async def _produce_backlog(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]]) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    from .engine import BulkProducer
+    from .pipeline import Output
+
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
+    await p.start()
+    t0 = time.perf_counter()
+    try:
+        bulk = BulkProducer(p)
+        for i in range(0, len(msgs), 20000):
+            futs = await bulk.send_all([Output(topic, k, v) for k, v in msgs[i : i + 20000]])
+            await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+    return len(msgs) / (time.perf_counter() - t0)
+
+
+async def _raw_passthrough(bootstrap: str, topic: str, out_topic: str, n: int, batch_max: int) -> dict[str, Any]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    c = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
+        max_partition_fetch_bytes=4 << 20,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, max_batch_size=1 << 20, acks="all")
+    await p.start()
+    await c.start()
+    done = 0
+    t_first = t_end = 0.0
+    first_n = 0
+    try:
+        while done < n:
+            data = await c.getmany(timeout_ms=200, max_records=batch_max)
+            if not data:
+                continue
+            if not t_first:
+                t_first = time.perf_counter()
+            futs = []
+            offsets = {}
+            got = 0
+            for tp, recs in data.items():
+                b = p.create_batch()
+                for r in recs:
+                    if b.append(key=r.key, value=r.value, timestamp=None) is None:
+                        futs.append(await p.send_batch(b, out_topic, partition=tp.partition))
+                        b = p.create_batch()
+                        b.append(key=r.key, value=r.value, timestamp=None)
+                if b.record_count():
+                    futs.append(await p.send_batch(b, out_topic, partition=tp.partition))
+                offsets[tp] = recs[-1].offset + 1
+                got += len(recs)
+            await asyncio.gather(*futs)
+            await c.commit(offsets)
+            if not first_n:
+                first_n = got
+            done += got
+        t_end = time.perf_counter()
+    finally:
+        await c.stop()
+        await p.stop()
+    return {"events": done, "events_per_s": (done - first_n) / max(t_end - t_first, 1e-9)}
+
+
+def _settings(bootstrap: str, topic: str, out_topic: str, batch_max: int, **extra: Any) -> Any:
+    from .settings import Settings
+
+    return Settings(
+        broker_url=f"kafka://{bootstrap}",
+        profile="embedded",
+        sources=("sensors",),
+        topic_sensors=topic,
+        topic_predictions=out_topic,
+        topic_alerts=f"{out_topic}-alerts",
+        topic_dead_letter=f"{out_topic}-dead",
+        topic_state=f"{out_topic}-state",
+        consumer_group=f"bench-{uuid.uuid4().hex[:8]}",
+        batch_max=batch_max,
+        device="cpu",
+        slab_capacity=1024,
+        **extra,
+    )
+
+
+def _engine(settings: Any, cell: str, hidden: int) -> Any:
+    import torch
+
+    from models import NetConfig, RecurrentForecaster, Runner, ScoringConfig
+
+    from .engine import BatchEngine
+    from .metrics import Metrics
+    from .pipeline import SourcePipeline
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden))  # type: ignore[arg-type]
+    runner = Runner(model, ScoringConfig(), device="cpu", capacity=1024, model_id=f"bench-{cell}{hidden}")
+    metrics = Metrics()
+    pipe = SourcePipeline("sensors", runner, settings, metrics)
+    return BatchEngine(settings, {"sensors": pipe}, metrics)
+
+
+async def _seqstream_drain(settings: Any, n: int, cell: str, hidden: int) -> dict[str, Any]:
+    eng = _engine(settings, cell, hidden)
+    await eng.start()
+    task = asyncio.create_task(eng.run())
+    t_first = 0.0
+    first_n = 0
+    deadline = time.monotonic() + 180
+    try:
+        while eng.events < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+            if not t_first and eng.events:
+                t_first, first_n = time.perf_counter(), eng.events
+        t_end = time.perf_counter()
+        rss = _rss_mb()
+    finally:
+        await eng.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    pipe = eng.pipelines["sensors"]
+    return {
+        "events": eng.events,
+        "batches": eng.batches,
+        "mean_batch": eng.events / max(eng.batches, 1),
+        "events_per_s": (eng.events - first_n) / max(t_end - t_first, 1e-9),
+        "resident_streams": len(pipe.runner.slab),
+        "rss_mb": round(rss, 1),
+    }
+
+
+def _latency_child(settings_json: str, cell: str, hidden: int, ready: Any, stop: Any) -> None:
+    from .settings import Settings
+
+    settings = Settings(**json.loads(settings_json))
+
+    async def go() -> None:
+        eng = _engine(settings, cell, hidden)
+        await eng.start()
+        task = asyncio.create_task(eng.run())
+        while not eng.consumer.assignment():
+            await asyncio.sleep(0.05)
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await eng.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())
+
+
+async def _latency_level(
+    bootstrap: str, topic: str, out_topic: str, streams: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Produce at ``rate`` for ``seconds`` (rounds every 5 ms) and read the outputs back."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from .engine import BulkProducer
+    from .pipeline import Output
+
+    c = AIOKafkaConsumer(
+        out_topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=5, group_id=None
+    )
+    await c.start()
+    await c.seek_to_end()
+    await asyncio.sleep(0.5)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, max_batch_size=1 << 20)
+    await p.start()
+    bulk = BulkProducer(p)
+    lat: list[float] = []
+    produced = 0
+    stop = asyncio.Event()
+    rng = np.random.default_rng(1)
+
+    t_level = time.time()  # outputs of events produced before this level (a lagging warm-up) are skipped
+
+    async def reader() -> None:
+        while not stop.is_set() or len(lat) < produced:
+            data = await c.getmany(timeout_ms=100, max_records=10000)
+            now = time.time()
+            for recs in data.values():
+                for r in recs:
+                    ts = orjson.loads(r.value)["ts"]
+                    if ts >= t_level:
+                        lat.append(now - ts)
+            if stop.is_set() and not data:
+                break
+
+    rtask = asyncio.create_task(reader())
+    tick = 0.005
+    t0 = time.monotonic()
+    k = 0
+    pending: list[Any] = []
+    while time.monotonic() - t0 < seconds:
+        k += 1
+        target = int(rate * (time.monotonic() - t0))
+        m = target - produced
+        if m > 0:
+            now = time.time()
+            xs = rng.standard_normal(m).tolist()
+            outs = []
+            for j in range(m):
+                sid = f"s-{(produced + j) % streams:07d}"
+                outs.append(Output(topic, sid.encode(), orjson.dumps({"stream": sid, "ts": now, "values": [xs[j]]})))
+            pending.extend(await bulk.send_all(outs))
+            produced += m
+            if len(pending) > 64:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.sleep(max(0.0, t0 + k * tick - time.monotonic()))
+    await asyncio.gather(*pending)
+    achieved = produced / (time.monotonic() - t0)
+    t_wait = time.monotonic()
+    while len(lat) < produced and time.monotonic() - t_wait < 15:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(rtask, 5)
+    await p.stop()
+    await c.stop()
+    a = np.asarray(lat) * 1000.0
+    # skip the first 10 % (warm-up after the idle gap)
+    a = a[len(a) // 10 :] if len(a) > 100 else a
+    q = (lambda x: round(float(np.percentile(a, x)), 2)) if len(a) else (lambda x: float("nan"))
+    return {
+        "target_rate": round(rate),
+        "achieved_rate": round(achieved),
+        "produced": produced,
+        "received": len(lat),
+        "p50_ms": q(50),
+        "p99_ms": q(99),
+        "p999_ms": q(99.9),
+        "max_ms": round(float(a.max()), 2) if len(a) else float("nan"),
+    }
+
+
+def _per_event(cell: str, hidden: int, streams: int, n: int) -> dict[str, Any]:
+    import torch
+
+    from models import Batch, NetConfig, RecurrentForecaster, Runner, ScoringConfig
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden))  # type: ignore[arg-type]
+    runner = Runner(model, ScoringConfig(), device="cpu", capacity=streams)
+    ids = [f"s-{i:07d}" for i in range(streams)]
+    runner.process(Batch(ids, np.zeros(streams), np.zeros((streams, 1), np.float32)))  # resident
+    rng = np.random.default_rng(2)
+    xs = rng.standard_normal((n, 1, 1)).astype(np.float32)
+    evs = [Batch([ids[(i * 7919) % streams]], np.array([1.0 + i]), xs[i]) for i in range(n)]
+    t0 = time.perf_counter()
+    for b in evs:
+        runner.process(b)
+    per_event = n / (time.perf_counter() - t0)
+    # re-run the last 64 steps from a zero state per event
+    m = max(50, n // 20)
+    win = torch.randn(1, 64, 1)
+    with torch.inference_mode():
+        model(win)
+        t0 = time.perf_counter()
+        for _ in range(m):
+            model(win)
+        rerun = m / (time.perf_counter() - t0)
+    return {"per_event_events_per_s": per_event, "rerun64_events_per_s": rerun, "events": n, "rerun_events": m}
+
+
+def _memory_child(n: int, cell: str, hidden: int, q: Any) -> None:
+    import torch
+
+    from models import Batch, NetConfig, RecurrentForecaster, Runner, ScoringConfig
+
+    torch.set_num_threads(1)
+    rss0 = _rss_mb()
+    model = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden))  # type: ignore[arg-type]
+    runner = Runner(model, ScoringConfig(), device="cpu", capacity=n, max_capacity=n)
+    rss_empty = _rss_mb()
+    chunk = 65536
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        ids = [f"s-{i:07d}" for i in range(a, b)]
+        runner.process(Batch(ids, np.zeros(b - a), np.zeros((b - a, 1), np.float32)))
+    rss = _rss_mb()
+    slab = runner.slab
+    c = model.config
+    raw = 4 * (c.num_layers * c.state_parts * c.hidden_size + runner.scorer.size)
+    q.put(
+        {
+            "resident_streams": len(slab),
+            "slab_bytes_per_stream": slab.bytes_per_stream,
+            "raw_tensor_bytes_per_stream": raw,
+            "slab_vs_raw": round(slab.bytes_per_stream / raw, 3),
+            "slab_mb": round(slab.nbytes / 2**20, 1),
+            "rss_mb": round(rss, 1),
+            "rss_before_torch_model_mb": round(rss0, 1),
+            "rss_growth_per_stream_bytes": round((rss - rss_empty) * 2**20 / n, 1),
+        }
+    )
+
+
+def _step_cells(cell: str, hidden: int, batches: list[int], budget: float) -> list[dict[str, Any]]:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import step_bench  # type: ignore[import-not-found]
+
+    torch.set_num_threads(1)
+    dev = torch.device("cpu")
+    out = []
+    for b in batches:
+        for mode, fn in (("model_step", step_bench.bench_model_step), ("batched", step_bench.bench_batched)):
+            t = fn(cell, hidden, b, dev, budget)
+            per_call = float(np.median(t.reported()))
+            out.append({"mode": mode, "batch": b, "stream_steps_per_s": b / per_call})
+    return out
+
+
+def _fmt(r: float) -> str:
+    return f"{r / 1e6:.2f} M" if r >= 1e6 else f"{r / 1e3:.1f} k"
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from .broker import EmbeddedBroker, create_topics
+
+    for name in ("aiokafka", "stream", "faust"):  # JSON lines and the table only
+        logging.getLogger(name).setLevel(logging.WARNING)
+    records: list[dict[str, Any]] = []
+    t_start = time.time()
+    cell, hidden, streams = args.cell, args.hidden, args.streams
+    n = args.events
+    common = {"cell": cell, "hidden": hidden, "streams": streams}
+    with EmbeddedBroker() as broker:
+        bs = broker.bootstrap
+        parts = args.partitions
+        run_id = uuid.uuid4().hex[:6]
+        t_in, t_raw, t_out = f"in-{run_id}", f"raw-out-{run_id}", f"pred-{run_id}"
+        t_lat_in, t_lat_out = f"lat-in-{run_id}", f"lat-pred-{run_id}"
+        # every engine run gets its own output topics (and so its own state changelog: a second drain
+        # must not restore the first one's snapshots and treat the backlog as already processed)
+        outs = [f"{t_out}-{bm}" for bm in args.batch_max] + [t_lat_out]
+        create_topics(
+            bs,
+            [t_in, t_raw, t_lat_in] + [f"{o}{sfx}" for o in outs for sfx in ("", "-alerts", "-dead")],
+            partitions=parts,
+        )
+        msgs = _values(streams, n, time.time() - 86400.0, 1e-3)
+        prate = asyncio.run(_produce_backlog(bs, t_in, msgs))
+        del msgs
+        _emit({"scenario": "produce_backlog", "events": n, "events_per_s": round(prate), **common}, records)
+
+        bmax = max(args.batch_max)
+        raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax))
+        _emit({"scenario": "raw_passthrough", "batch_max": bmax, **raw, **common}, records)
+
+        seq: dict[str, Any] = {}
+        for bm in args.batch_max:  # each drain is a fresh consumer group over the same backlog
+            settings = _settings(bs, t_in, f"{t_out}-{bm}", bm)
+            res = asyncio.run(_seqstream_drain(settings, n, cell, hidden))
+            _emit({"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **common}, records)
+            if res["events_per_s"] > seq.get("events_per_s", 0.0):
+                seq = {**res, "batch_max": bm}
+
+        pe = _per_event(cell, hidden, streams, args.per_event_n)
+        _emit({"scenario": "per_event", **pe, **common}, records)
+
+        # latency: engine in a child process, this process produces and reads
+        if args.latency_seconds > 0:
+            ls = _settings(bs, t_lat_in, t_lat_out, seq["batch_max"])
+            ctx = mp.get_context("spawn")
+            ready, stop = ctx.Event(), ctx.Event()
+            child = ctx.Process(target=_latency_child, args=(ls.model_dump_json(), cell, hidden, ready, stop))
+            child.start()
+            if not ready.wait(60):
+                raise RuntimeError("latency engine did not get its partitions within 60 s")
+            # warm: make every stream resident so the levels measure steady state
+            asyncio.run(
+                _latency_level(bs, t_lat_in, t_lat_out, streams, min(streams * 2.0, 20000.0), streams / 10000.0 + 1.0)
+            )
+            for frac in args.latency_fractions:
+                rate = frac * seq["events_per_s"]
+                lv = asyncio.run(_latency_level(bs, t_lat_in, t_lat_out, streams, rate, args.latency_seconds))
+                _emit({"scenario": "latency", "fraction_of_max": frac, **lv, **common}, records)
+            stop.set()
+            child.join(30)
+            if child.is_alive():
+                child.terminate()
+
+    if args.step_batches:
+        for r in _step_cells(cell, hidden, args.step_batches, args.step_budget):
+            _emit({"scenario": "model_step", **r, "cell": cell, "hidden": hidden}, records)
+
+    ctx = mp.get_context("spawn")
+    for m in args.memory_streams:
+        q = ctx.Queue()
+        pr = ctx.Process(target=_memory_child, args=(m, cell, hidden, q))
+        pr.start()
+        res = q.get(timeout=300)
+        pr.join(30)
+        _emit({"scenario": "memory", **res, "cell": cell, "hidden": hidden}, records)
+
+    print(markdown(records, time.time() - t_start))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(records, indent=1))
+    return 0
+
+
+def markdown(records: list[dict[str, Any]], seconds: float) -> str:
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by[r["scenario"]].append(r)
+    lines = [f"\nseqstream bench ({seconds:.0f} s)\n", "| scenario | events/s | note |", "|---|---:|---|"]
+    raw = by["raw_passthrough"][0]["events_per_s"] if by["raw_passthrough"] else None
+    seq = max(by["seqstream"], key=lambda r: r["events_per_s"]) if by["seqstream"] else None
+    pe = by["per_event"][0] if by["per_event"] else None
+    if raw:
+        lines.append(f"| raw aiokafka pass-through | {_fmt(raw)} | ceiling |")
+    for r in by["seqstream"]:
+        lines.append(
+            f"| seqstream end to end | {_fmt(r['events_per_s'])} | {r['streams']} streams, {r['cell']}-{r['hidden']}, "
+            f"batch_max {r['batch_max']}, mean batch {r['mean_batch']:.0f} |"
+        )
+    if pe:
+        lines.append(f"| one Runner.process per event | {_fmt(pe['per_event_events_per_s'])} | model only, no Kafka |")
+        lines.append(f"| re-run last 64 steps per event | {_fmt(pe['rerun64_events_per_s'])} | model.forward only |")
+    if seq and raw:
+        lines.append(f"| **seqstream / raw** | {seq['events_per_s'] / raw:.2f}x | best seqstream row; target >= 0.5x |")
+    if seq and pe:
+        lines.append(
+            f"| **seqstream / per-event** | {seq['events_per_s'] / pe['per_event_events_per_s']:.1f}x | target >= 20x |"
+        )
+    if by["latency"]:
+        lines += [
+            "",
+            "| fraction of max | target rate | achieved | p50 ms | p99 ms | p999 ms |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in by["latency"]:
+            lines.append(
+                f"| {r['fraction_of_max']:.0%} | {r['target_rate']} | {r['achieved_rate']} | "
+                f"{r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} |"
+            )
+    if by["model_step"]:
+        lines += ["", "| mode | batch | stream-steps/s |", "|---|---:|---:|"]
+        for r in by["model_step"]:
+            lines.append(f"| {r['mode']} | {r['batch']} | {_fmt(r['stream_steps_per_s'])} |")
+    if by["memory"]:
+        lines += [
+            "",
+            "| resident streams | slab B/stream | raw B/stream | ratio | slab MB | RSS MB |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in by["memory"]:
+            lines.append(
+                f"| {r['resident_streams']:,} | {r['slab_bytes_per_stream']} | {r['raw_tensor_bytes_per_stream']} | "
+                f"{r['slab_vs_raw']} | {r['slab_mb']} | {r['rss_mb']} |"
+            )
+    return "\n".join(lines)
+
+
+def register_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="smaller backlog, shorter latency levels, no 1M memory")
+    p.add_argument("--cell", choices=["gru", "lstm"], default="gru")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--streams", type=int, default=10000)
+    p.add_argument("--events", type=int, default=None, help="backlog size (default 200k; 50k with --quick)")
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument(
+        "--batch-max",
+        type=int,
+        nargs="+",
+        default=[1024, 4096],
+        help="engine micro-batch caps to drain with (best one: latency)",
+    )
+    p.add_argument("--per-event-n", type=int, default=2000)
+    p.add_argument("--latency-seconds", type=float, default=None, help="seconds per latency level (0: skip)")
+    p.add_argument("--latency-fractions", type=float, nargs="*", default=[0.25, 0.5, 0.9])
+    p.add_argument("--step-batches", type=int, nargs="*", default=None, help="model step batch sizes")
+    p.add_argument("--step-budget", type=float, default=0.5)
+    p.add_argument("--memory-streams", type=int, nargs="*", default=None)
+    p.add_argument("--json-out", default=None)
+
+
+def _defaults(args: argparse.Namespace) -> argparse.Namespace:
+    q = args.quick
+    if args.events is None:
+        args.events = 50_000 if q else 200_000
+    if args.latency_seconds is None:
+        args.latency_seconds = 4.0 if q else 10.0
+    if args.step_batches is None:
+        args.step_batches = [64, 1024] if q else [1, 64, 1024, 4096]
+    if args.memory_streams is None:
+        args.memory_streams = [100_000] if q else [100_000, 1_000_000]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="seqstream bench", description=__doc__.split("\n")[0])
+    register_args(p)
+    os.environ.setdefault("SEQSTREAM_LOGLEVEL", "warning")
+    return run(_defaults(p.parse_args(argv)))
+
+
+def cmd(args: argparse.Namespace) -> int:
+    return run(_defaults(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
