@@ -18,7 +18,7 @@ import numpy as np
 
 from models.silero import FRAME, SileroVAD, VadRunner
 
-from .codec import RecordLike, decode_batch, encode_alert, encode_dead, encode_prediction
+from .codec import RecordLike, decode_batch, encode_alert, encode_prediction
 from .metrics import Metrics
 from .pipeline import BatchResult, Output, SourcePipeline
 from .settings import Settings
@@ -75,7 +75,6 @@ class AudioPipeline(SourcePipeline):
         s, src, m = self.settings, self.source, self.metrics
         vad: VadRunner = self.runner  # type: ignore[assignment]
         now = time.time() if now is None else now
-        n = len(records)
         dec = decode_batch(
             src, records, n_features=FRAME, now=now, max_future_s=s.max_future_s, max_payload_bytes=s.max_payload_bytes
         )
@@ -158,22 +157,4 @@ class AudioPipeline(SourcePipeline):
                     if m is not None:
                         m.alerts.labels(source=src, state=state).inc()
                 event_ts = ts
-        for i, reason, msg in dead:
-            rec = records[i]
-            outputs.append(
-                Output(s.topic_dead_letter, rec.key, encode_dead(rec, source=src, reason=reason, message=msg))
-            )
-            if m is not None:
-                m.dead_letters.labels(source=src, reason=reason).inc()
-        if m is not None:
-            m.events_in.labels(source=src).inc(n)
-            m.batch_size.labels(source=src).observe(n)
-            if n_pred:
-                m.events_out.labels(source=src, topic=s.topic_predictions).inc(n_pred)
-            if n_alerts:
-                m.events_out.labels(source=src, topic=s.topic_alerts).inc(n_alerts)
-            if dead:
-                m.events_out.labels(source=src, topic=s.topic_dead_letter).inc(len(dead))
-            self._observe_slab()
-        record_ts = np.fromiter((r.timestamp for r in records), np.float64, n) / 1000.0  # [n]
-        return BatchResult(outputs, event_ts, record_ts, n, n_pred, len(dead), n_alerts)
+        return self._finish(records, outputs, dead, event_ts, n_pred, n_alerts)

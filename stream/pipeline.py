@@ -115,7 +115,6 @@ class SourcePipeline:
         """All outputs of a micro-batch (records of one source, per-partition offset order)."""
         s, src, m = self.settings, self.source, self.metrics
         now = time.time() if now is None else now
-        n = len(records)
         dec = decode_batch(
             src,
             records,
@@ -207,6 +206,19 @@ class SourcePipeline:
                 if m is not None:
                     m.alerts.labels(source=src, state=a.state).inc()
             event_ts = dec.ts[res.accepted]  # [n_accepted]
+        return self._finish(records, outputs, dead, event_ts, n_pred, n_alerts)
+
+    def _finish(
+        self,
+        records: Sequence[RecordLike],
+        outputs: list[Output],
+        dead: list[tuple[int, str, str]],
+        event_ts: np.ndarray,
+        n_pred: int,
+        n_alerts: int,
+    ) -> BatchResult:
+        """Dead letters, batch metrics and the result: the common tail of every source's batch."""
+        s, m, src, n = self.settings, self.metrics, self.source, len(records)
         for i, reason, msg in dead:
             rec = records[i]
             outputs.append(
