@@ -226,7 +226,9 @@ def test_explorer_page_in_chromium(browser_api: Any, explorer: Explorer) -> None
             # a hostile id in the deep link is shown as text, never run as markup (its API answer is a 404)
             hostile = "<img src=x onerror=alert(1)>"
             page.goto(f"{explorer.base}/explorer#sensors/{urllib.parse.quote(hostile, safe='')}")
-            page.wait_for_function("() => document.getElementById('d-title').textContent.length > 0")
+            # same document, only the hash changes: the old title stays until the page has fetched the new one
+            page.wait_for_function("h => document.getElementById('d-title').textContent === h", arg=hostile)
+            page.wait_for_function("() => !document.getElementById('d-message').hidden")
             assert page.inner_text("#d-title") == hostile
             assert page.locator("#detail img").count() == 0
             assert "does not own" in page.inner_text("#d-message") or "no buffered" in page.inner_text("#d-message")
