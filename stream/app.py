@@ -121,9 +121,16 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
 
     @app.page("/health")
     async def health_page(web: Any, request: Any) -> Any:
-        """200 while the input consumer runs (readiness/liveness probes), 503 otherwise."""
+        """200 while the input consumer runs (readiness/liveness probes), 503 otherwise.
+
+        A broker outage keeps 200 (restarting the worker would not help; it reconnects by itself)
+        but says ``"status": "broker_unreachable"`` and ``"broker_connected": false``.
+        """
         up = metrics.consumer_up
-        return web.json({"status": "ok" if up else "starting_or_down", "consumer_up": up}, status=200 if up else 503)
+        connected = bool(metrics.broker_connected._value.get())
+        status = ("ok" if connected else "broker_unreachable") if up else "starting_or_down"
+        body = {"status": status, "consumer_up": up, "broker_connected": connected}
+        return web.json(body, status=200 if up else 503)
 
     # the stream explorer: /explorer (page), /api/streams, /api/streams/{id} (stream/explorer.py)
     from .explorer import register_routes

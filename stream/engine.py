@@ -31,7 +31,7 @@ from .pipeline import BatchResult, Output, SourcePipeline
 from .settings import Settings
 from .state_store import StateManager
 
-__all__ = ["BatchEngine", "BulkProducer", "observe_many"]
+__all__ = ["BatchEngine", "BulkProducer", "RepeatFilter", "observe_many"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,51 @@ def observe_many(hist: Any, values: np.ndarray) -> None:
     except AttributeError:  # a prometheus_client without these internals
         for v in values.tolist():
             hist.observe(v)
+
+
+class RepeatFilter(logging.Filter):
+    """Let one record per message template through every ``every_s`` seconds; say how many were held back.
+
+    aiokafka logs each failed reconnect (every ~100 ms per connection) while a broker is down;
+    this keeps an outage to a few lines a minute instead of thousands.
+
+    Example:
+        >>> f = RepeatFilter(every_s=60.0)
+        >>> rec = lambda: logging.LogRecord("aiokafka", logging.ERROR, "", 0, "Unable connect to %s", ("n1",), None)
+        >>> [f.filter(rec()) for _ in range(3)]
+        [True, False, False]
+    """
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = str(record.msg)
+        now = time.monotonic()
+        last, held = self._seen.get(key, (-1e18, 0))
+        if now - last < self.every_s:
+            self._seen[key] = (last, held + 1)
+            return False
+        if held:
+            record.msg = f"{record.msg} [{held} similar messages in the last {now - last:.0f} s held back]"
+        self._seen[key] = (now, 0)
+        return True
+
+
+_REPEAT_FILTER = RepeatFilter()
+_NOISY_LOGGERS = ("aiokafka", "aiokafka.consumer.fetcher", "aiokafka.consumer.group_coordinator", "aiokafka.conn")
+
+
+def quiet_repeated_kafka_errors() -> None:
+    """Install :class:`RepeatFilter` on aiokafka's loggers (idempotent)."""
+    for name in _NOISY_LOGGERS:
+        lg = logging.getLogger(name)
+        if _REPEAT_FILTER not in lg.filters:
+            lg.addFilter(_REPEAT_FILTER)
 
 
 class BulkProducer:
@@ -133,6 +178,9 @@ class BatchEngine:
         self._last_lag = 0.0
         self.batches = 0
         self.events = 0
+        self._down_since: float | None = None  # monotonic time the brokers became unreachable
+        self._down_checks = 0
+        self._down_logged = 0.0
         self.state = StateManager(settings, pipelines, metrics)
 
     async def start(self) -> None:
@@ -140,6 +188,7 @@ class BatchEngine:
 
         s = self.settings
         kw = s.kafka_kwargs()
+        quiet_repeated_kafka_errors()
         self.producer = AIOKafkaProducer(
             acks="all" if s.producer_acks == "all" else int(s.producer_acks),
             linger_ms=s.producer_linger_ms,
@@ -165,6 +214,7 @@ class BatchEngine:
         await self.consumer.start()
         self.consumer.subscribe(list(self.topic_source), listener=_Listener(self))
         self.metrics.up.set(1)
+        self.metrics.broker_connected.set(1)
         log.info(
             "consuming %s as group %r (batch_max=%d, batch_wait=%.3fs, fetch_wait=%dms)",
             ", ".join(self.topic_source),
@@ -222,7 +272,43 @@ class BatchEngine:
             now = time.monotonic()
             if now - self._last_lag > 1.0:
                 self._last_lag = now
+                self._check_broker(now)
                 await self._update_lag()
+
+    def _connected(self) -> bool:
+        """Whether the consumer's client holds at least one live broker connection.
+
+        aiokafka reconnects silently and ``getmany`` just returns nothing while the brokers are
+        gone, so the only signal is its connection table (private; unknown internals count as up).
+        """
+        conns = getattr(getattr(self.consumer, "_client", None), "_conns", None)
+        if not isinstance(conns, dict):
+            return True
+        return any(c.connected() for c in list(conns.values()))
+
+    def _check_broker(self, now: float) -> None:
+        """Track broker reachability once a second: a gauge, a counter and log lines on each change."""
+        if self._connected():
+            self._down_checks = 0
+            if self._down_since is not None:
+                log.warning("broker reachable again after %.1f s; consuming resumes", now - self._down_since)
+                self._down_since = None
+                self.metrics.broker_connected.set(1)
+            return
+        self._down_checks += 1
+        if self._down_since is None and self._down_checks >= 2:  # two checks a second apart: not a blip
+            self._down_since = now - 1.0
+            self._down_logged = now
+            self.metrics.broker_connected.set(0)
+            self.metrics.broker_disconnects.inc()
+            log.error(
+                "broker unreachable: no live connection to %s; the worker keeps retrying and resumes when it is "
+                "back (check the brokers, the network and SEQSTREAM_BROKER_URL)",
+                ",".join(self.settings.bootstrap_servers),
+            )
+        elif self._down_since is not None and now - self._down_logged >= 30.0:
+            self._down_logged = now
+            log.error("broker still unreachable after %.0f s; retrying", now - self._down_since)
 
     async def process(self, data: dict[Any, list[Any]]) -> list[BatchResult]:
         """Run one micro-batch end to end: pipelines, produce, wait for acks, commit, snapshot.

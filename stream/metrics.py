@@ -97,6 +97,14 @@ class Metrics:
             "seqstream_assigned_partitions", "Input partitions assigned to this worker", registry=r
         )
         self.up = Gauge("seqstream_consumer_up", "1 while the input consumer is running", registry=r)
+        self.broker_connected = Gauge(
+            "seqstream_broker_connected",
+            "1 while the worker holds a live connection to the Kafka cluster, 0 while the brokers are unreachable",
+            registry=r,
+        )
+        self.broker_disconnects = Counter(
+            "seqstream_broker_disconnects", "Times the Kafka cluster became unreachable", registry=r
+        )
         self.gpu_memory = Gauge(
             "seqstream_gpu_memory_bytes",
             "CUDA memory of this worker's tensors (allocated: in use; reserved: held by the caching allocator); "

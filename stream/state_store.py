@@ -434,7 +434,9 @@ class StateManager:
         for tp in assigned:
             c = committed[tp]
             kept = self.retained.pop(tp, None)
-            if kept is not None and kept.next_offset is not None and (c is None or c <= kept.next_offset):
+            # kept state continues only where the group's committed offset vouches for it: a commit that
+            # vanished (a broker that lost its data, a re-created topic, expired offsets) restores instead
+            if kept is not None and kept.next_offset is not None and c is not None and c <= kept.next_offset:
                 kept.live_from = max(c or 0, kept.next_offset)
                 self.parts[tp] = kept
                 consumer.seek(tp, kept.next_offset)
