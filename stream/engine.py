@@ -19,8 +19,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -178,6 +179,9 @@ class BatchEngine:
         self._last_lag = 0.0
         self.batches = 0
         self.events = 0
+        # batches produced but not yet acknowledged, oldest first; committed in order after their acks
+        self._inflight: deque[_InFlight] = deque()
+        self._commit_task: asyncio.Task[None] | None = None
         self._down_since: float | None = None  # monotonic time the brokers became unreachable
         self._down_checks = 0
         self._down_logged = 0.0
@@ -228,6 +232,8 @@ class BatchEngine:
         self._stopping.set()
         async with self._lock:
             self.metrics.up.set(0)
+            with contextlib.suppress(Exception):
+                await self.settle(0)
             if self.consumer is not None:
                 with contextlib.suppress(Exception):
                     await self.consumer.stop()
@@ -263,12 +269,14 @@ class BatchEngine:
                     if self._stopping.is_set():
                         return
                     await self.process(data)
-            elif self.state.snapshot_due():  # idle: flush what changed since the last snapshot
+            else:
                 async with self._lock:
-                    try:
-                        await self.state.snapshot(list(self.state.parts))
-                    except Exception as exc:
-                        log.warning("snapshot failed (%s); retrying at the next interval", exc)
+                    await self.settle(0)  # idle: nothing to overlap the acks with
+                    if self.state.snapshot_due():  # flush what changed since the last snapshot
+                        try:
+                            await self.state.snapshot(list(self.state.parts))
+                        except Exception as exc:
+                            log.warning("snapshot failed (%s); retrying at the next interval", exc)
             now = time.monotonic()
             if now - self._last_lag > 1.0:
                 self._last_lag = now
@@ -311,11 +319,16 @@ class BatchEngine:
             log.error("broker still unreachable after %.0f s; retrying", now - self._down_since)
 
     async def process(self, data: dict[Any, list[Any]]) -> list[BatchResult]:
-        """Run one micro-batch end to end: pipelines, produce, wait for acks, commit, snapshot.
+        """Run one micro-batch: pipelines, produce; settle older batches (acks, commit); snapshot.
 
         The state manager first drops records of partitions this worker does not own (a fetch
         that raced a rebalance), duplicates and records after a gap (re-seeking), and splits off
         records below the committed offset of a restored partition: those re-run for state only.
+
+        The outputs' acks are awaited later (:meth:`settle`), while the next batch is fetched and
+        processed: at most ``inflight_batches`` batches wait for acks. Offsets are committed only
+        after their batch's acks, in order, and a snapshot is taken only when nothing is in
+        flight, so a crash at any point loses no output (at-least-once, as before).
         """
         adm = self.state.admit(data)
         for tp, off in self.state.take_reseeks():
@@ -342,19 +355,39 @@ class BatchEngine:
             outputs.extend(res.outputs)
         assert self.bulk is not None
         futures = await self.bulk.send_all(outputs)
-        if futures:
-            await asyncio.gather(*futures)
-        now = time.time()
-        for source, res in results:
-            observe_many(self.metrics.e2e_latency.labels(source=source), now - res.event_ts)
-            observe_many(self.metrics.processing_latency.labels(source=source), now - res.record_ts)
-            self.events += res.n_in
-        self.batches += 1
+        # the in-memory position moves now (the next fetch continues from here); the commit waits for acks
         self.state.advanced(adm.replay)
         self.state.advanced(adm.live)
-        await self._commit(offsets)
-        await self.state.maybe_snapshot()
+        self._inflight.append(_InFlight(futures, offsets, results))
+        await self.settle(self.settings.inflight_batches - 1)
+        if self.state.snapshot_due():
+            await self.settle(0)  # a snapshot covers only offsets whose outputs were acknowledged
+            await self.state.maybe_snapshot()
         return [r for _, r in results]
+
+    async def settle(self, keep: int = 0) -> None:
+        """Await the acks of the oldest in-flight batches until at most ``keep`` remain; commit them.
+
+        Also settles, without waiting, every batch whose acks have all arrived already. Call with
+        the engine lock held; ``settle(0)`` also waits for the last commit.
+        """
+        q = self._inflight
+        while q and (len(q) > keep or all(f.done() for f in q[0].futures)):
+            b = q[0]
+            if b.futures:
+                await asyncio.gather(*b.futures)
+            q.popleft()
+            now = time.time()
+            for source, res in b.results:
+                observe_many(self.metrics.e2e_latency.labels(source=source), now - res.event_ts)
+                observe_many(self.metrics.processing_latency.labels(source=source), now - res.record_ts)
+                self.events += res.n_in
+            self.batches += 1
+            if b.offsets:
+                self._commit_task = asyncio.create_task(self._commit(b.offsets, after=self._commit_task))
+        if keep == 0 and self._commit_task is not None:
+            task, self._commit_task = self._commit_task, None
+            await task
 
     def _run_pipeline(self, source: str, recs: Sequence[Any]) -> BatchResult:
         pipe = self.pipelines[source]
@@ -373,7 +406,9 @@ class BatchEngine:
             empty = np.zeros(0, np.float64)
             return BatchResult(outs, empty, empty, len(recs), 0, len(recs), 0)
 
-    async def _commit(self, offsets: dict[Any, int]) -> None:
+    async def _commit(self, offsets: dict[Any, int], after: asyncio.Task[None] | None = None) -> None:
+        if after is not None:  # commits land in order
+            await after
         if not offsets:
             return
         try:
@@ -396,6 +431,15 @@ class BatchEngine:
             self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - pos))
 
 
+@dataclass
+class _InFlight:
+    """A produced micro-batch awaiting its acks: the send futures, the offsets to commit, results."""
+
+    futures: list[asyncio.Future[Any]]
+    offsets: dict[Any, int]
+    results: list[tuple[str, BatchResult]]
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Rebalance hooks: finish the in-flight batch before partitions move (issue 4 adds state handoff)."""
 
@@ -415,7 +459,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.engine.state.on_revoked(revoked, flush=False)
         else:
             try:
+                await self.engine.settle(0)  # acks and commits of the batches still in flight
                 await self.engine.state.on_revoked(revoked, flush=True)
+            except Exception as exc:
+                log.warning("settling in-flight batches on revocation failed (%s); they may be re-delivered", exc)
+                await self.engine.state.on_revoked(revoked, flush=False)
             finally:
                 lock.release()
         self.engine.metrics.assigned_partitions.set(0)

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # under load the fetch buffer fills batches anyway, and waiting only adds latency)
     batch_wait_s: float = Field(default=0.0, ge=0.0, le=10.0)
     fetch_max_wait_ms: int | None = Field(default=None, ge=0, description="None: 20 ms embedded, 100 ms production")
+    # micro-batches whose outputs may await the broker's acks while the next one is processed
+    # (1: fully serial fetch -> process -> acks -> commit); offsets are committed only after acks
+    inflight_batches: int = Field(default=2, ge=1, le=16)
 
     # models
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
