@@ -154,6 +154,7 @@ class RingStore:
         self.created = np.zeros(rows, np.float64)  # [R] wall time the row was taken
         self.part = np.full(rows, -1, np.int64)  # [R] input partition (lazy; -1 unknown)
         self._ids: list[str | None] = [None] * rows
+        self.used = np.zeros(rows, bool)  # [R] the row holds a stream (mirrors ``_ids[r] is not None``)
         self._alerts: list[deque[dict[str, Any]] | None] = [None] * rows
         self._row_of: dict[str, int] = {}
         self._free = list(range(rows - 1, -1, -1))
@@ -175,7 +176,7 @@ class RingStore:
     def nbytes(self) -> int:
         """Bytes of the preallocated arrays (all rows, used or not)."""
         arrays = (self.ts, self.x, self.exp, self.score, self.flags, self.pred, self.count)
-        more = (self.rejected, self.open, self.last_used, self.created, self.part)
+        more = (self.rejected, self.open, self.last_used, self.created, self.part, self.used)
         return sum(a.nbytes for a in (*arrays, *more))
 
     @property
@@ -194,6 +195,7 @@ class RingStore:
         self.score, self.flags, self.pred = ext(self.score), ext(self.flags), ext(self.pred, np.nan)
         self.count, self.rejected, self.open = ext(self.count), ext(self.rejected), ext(self.open)
         self.last_used, self.created, self.part = ext(self.last_used), ext(self.created), ext(self.part, -1)
+        self.used = ext(self.used)
         self._ids.extend([None] * grow)
         self._alerts.extend([None] * grow)
         self._free = list(range(rows - 1, old - 1, -1)) + self._free
@@ -208,8 +210,7 @@ class RingStore:
             self._grow(min(target, self.max_streams))
             need = len(new_ids) - len(self._free)
         if need > 0:
-            live = np.flatnonzero(self.last_used < self._tick)
-            live = live[[self._ids[k] is not None for k in live.tolist()]] if len(live) else live
+            live = np.flatnonzero((self.last_used < self._tick) & self.used)
             calm = live[~self.open[live]]  # streams with an open alert are the last to lose their points
             if len(calm) >= need:
                 live = calm
@@ -225,6 +226,7 @@ class RingStore:
             r = self._free.pop()
             self._row_of[sid] = r
             self._ids[r] = sid
+            self.used[r] = True
             self.count[r] = self.rejected[r] = 0
             self.open[r] = False
             self.pred[r] = np.nan
@@ -245,6 +247,7 @@ class RingStore:
                 while len(self.tombstones) > self.max_streams:
                     self.tombstones.popitem(last=False)
             self._ids[r] = None
+            self.used[r] = False
             self._alerts[r] = None
             self._free.append(r)
 
