@@ -236,8 +236,9 @@ def test_pipeline_feeds_the_store_and_can_be_turned_off() -> None:
 
 def test_memory_per_stream_is_what_the_docs_say() -> None:
     store = RingStore("sensors", n_features=1, points=256, max_streams=4096, initial_rows=4096)
-    # ts 8 + x 4F + expected 4F + score 4 + flags 1 per point, plus per-stream scalars
-    assert store.bytes_per_stream == 256 * (8 + 4 + 4 + 4 + 1) + 4 + 8 * 5 + 1
+    # ts 8 + x 4F + expected 4F + score 4 + flags 1 per point, plus per-stream scalars (pred 4F,
+    # five 8-byte counters/times, the open-alert and used-row masks 1 + 1)
+    assert store.bytes_per_stream == 256 * (8 + 4 + 4 + 4 + 1) + 4 + 8 * 5 + 1 + 1
 
 
 # ---------------------------------------------------------------------------------------------
