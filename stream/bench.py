@@ -230,6 +230,45 @@ def _latency_child(settings_json: str, cell: str, hidden: int, ready: Any, stop:
     asyncio.run(go())
 
 
+def _raw_latency_child(bootstrap: str, topic: str, out_topic: str, ready: Any, stop: Any) -> None:
+    """The latency ceiling: a plain aiokafka consume -> produce -> acks -> commit loop (no decoding)."""
+
+    async def go() -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        from .engine import BulkProducer
+        from .pipeline import Output
+
+        s = _settings(bootstrap, topic, out_topic, 4096)
+        c = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"raw-lat-{uuid.uuid4().hex[:8]}",
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=s.fetch_wait_ms,  # the engine's fetch wait, for a like-for-like floor
+            session_timeout_ms=int(s.broker_session_timeout * 1000),
+            heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
+        )
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=s.producer_linger_ms, max_batch_size=1 << 20)
+        await c.start()
+        await p.start()
+        bulk = BulkProducer(p)
+        while not c.assignment():
+            await c.getmany(timeout_ms=100)
+        ready.set()
+        while not stop.is_set():
+            data = await c.getmany(timeout_ms=200, max_records=4096)
+            outs = [Output(out_topic, r.key, r.value) for recs in data.values() for r in recs]
+            if outs:
+                await asyncio.gather(*await bulk.send_all(outs))
+                await c.commit({tp: recs[-1].offset + 1 for tp, recs in data.items() if recs})
+        await c.stop()
+        await p.stop()
+
+    asyncio.run(go())
+
+
 async def _latency_level(
     bootstrap: str, topic: str, out_topic: str, streams: int, rate: float, seconds: float
 ) -> dict[str, Any]:
@@ -465,6 +504,23 @@ def run(args: argparse.Namespace) -> int:
             child.join(30)
             if child.is_alive():
                 child.terminate()
+            if args.latency_raw:  # the same rates through a plain pass-through: the broker/client floor
+                t_rl_in, t_rl_out = f"rawlat-in-{run_id}", f"rawlat-out-{run_id}"
+                create_topics(bs, [t_rl_in, t_rl_out], partitions=parts)
+                ready, stop = ctx.Event(), ctx.Event()
+                child = ctx.Process(target=_raw_latency_child, args=(bs, t_rl_in, t_rl_out, ready, stop))
+                child.start()
+                if not ready.wait(60):
+                    raise RuntimeError("raw latency pass-through did not get its partitions within 60 s")
+                asyncio.run(_latency_level(bs, t_rl_in, t_rl_out, streams, 2000.0, 1.0))
+                for frac in args.latency_fractions:
+                    rate = frac * seq["events_per_s"]
+                    lv = asyncio.run(_latency_level(bs, t_rl_in, t_rl_out, streams, rate, args.latency_seconds))
+                    _emit({"scenario": "latency_raw", "fraction_of_max": frac, **lv, **common}, records)
+                stop.set()
+                child.join(30)
+                if child.is_alive():
+                    child.terminate()
 
     if args.step_batches:
         for r in _step_cells(cell, hidden, args.step_batches, args.step_budget):
@@ -512,14 +568,15 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
     if by["latency"]:
         lines += [
             "",
-            "| fraction of max | target rate | achieved | p50 ms | p99 ms | p999 ms |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| path | fraction of seqstream max | target rate | achieved | p50 ms | p99 ms | p999 ms |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for r in by["latency"]:
-            lines.append(
-                f"| {r['fraction_of_max']:.0%} | {r['target_rate']} | {r['achieved_rate']} | "
-                f"{r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} |"
-            )
+        for path, rows in (("seqstream", by["latency"]), ("raw pass-through", by["latency_raw"])):
+            for r in rows:
+                lines.append(
+                    f"| {path} | {r['fraction_of_max']:.0%} | {r['target_rate']} | {r['achieved_rate']} | "
+                    f"{r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} |"
+                )
     if by["model_step"]:
         lines += ["", "| mode | batch | stream-steps/s |", "|---|---:|---:|"]
         for r in by["model_step"]:
@@ -555,6 +612,12 @@ def register_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-event-n", type=int, default=2000)
     p.add_argument("--latency-seconds", type=float, default=None, help="seconds per latency level (0: skip)")
     p.add_argument("--latency-fractions", type=float, nargs="*", default=[0.25, 0.5, 0.9])
+    p.add_argument(
+        "--no-latency-raw",
+        dest="latency_raw",
+        action="store_false",
+        help="skip the same latency levels through a plain aiokafka pass-through (the broker/client floor)",
+    )
     p.add_argument("--step-batches", type=int, nargs="*", default=None, help="model step batch sizes")
     p.add_argument("--step-budget", type=float, default=0.5)
     p.add_argument("--memory-streams", type=int, nargs="*", default=None)
