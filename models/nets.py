@@ -9,7 +9,7 @@ which applies the same weights one time step at a time with ``torch.gru_cell`` /
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,8 @@ from .errors import ConfigError
 __all__ = ["NetConfig", "RecurrentForecaster"]
 
 CellKind = Literal["gru", "lstm"]
+# what a stream's decoded vector is and how it becomes the model input (see models.features)
+InputKind = Literal["raw", "masked", "ticks"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,13 @@ class NetConfig:
 
     ``proj_size`` 0 feeds the (normalised) input straight into the first cell; otherwise a
     ``Linear(input_size, proj_size)`` + tanh projects it first. ``residual`` makes the head
-    predict the change from the current input instead of the next input itself.
+    predict the change from the current input (its first ``output_size`` columns) instead of the
+    next value itself. ``output_size`` 0 means ``input_size`` (forecast the whole next input).
+
+    ``inputs`` says what the decoded vector of an event is (:mod:`models.features`): ``raw``
+    values (the default), ``masked`` values where NaN means missing (the model sees
+    ``[values, mask]``), or ``ticks`` (``[price, size, bid, ask]``, featurised per stream).
+    ``channels`` optionally names the value columns for explanations.
     """
 
     cell: CellKind = "gru"
@@ -36,15 +44,28 @@ class NetConfig:
     num_layers: int = 1
     proj_size: int = 0
     residual: bool = True
+    output_size: int = 0
+    inputs: InputKind = "raw"
+    channels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(str(c) for c in self.channels))  # JSON gives lists
         if self.cell not in ("gru", "lstm"):
             raise ConfigError(f"cell must be 'gru' or 'lstm', got {self.cell!r}")
+        if self.inputs not in get_args(InputKind):
+            raise ConfigError(f"inputs must be one of {get_args(InputKind)}, got {self.inputs!r}")
+        if not 0 <= self.output_size <= self.input_size:
+            raise ConfigError(f"output_size must be in [0, input_size], got {self.output_size}")
         for name in ("input_size", "hidden_size", "num_layers"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.proj_size < 0:
             raise ConfigError(f"proj_size must be >= 0, got {self.proj_size}")
+
+    @property
+    def out_size(self) -> int:
+        """Width of the forecast (``output_size``, or ``input_size`` when 0)."""
+        return self.output_size or self.input_size
 
     @property
     def state_parts(self) -> int:
@@ -77,7 +98,7 @@ class RecurrentForecaster(nn.Module):
         self.proj: nn.Module = nn.Linear(f, config.proj_size) if config.proj_size else nn.Identity()
         rnn_cls = nn.GRU if config.cell == "gru" else nn.LSTM
         self.rnn = rnn_cls(cell_in, h, num_layers=n_layers, batch_first=True)
-        self.head = nn.Linear(h, f)
+        self.head = nn.Linear(h, config.out_size)
         self._layers = [
             (
                 getattr(self.rnn, f"weight_ih_l{k}"),
@@ -130,9 +151,9 @@ class RecurrentForecaster(nn.Module):
                 inp, c = torch.lstm_cell(inp, hc, w_ih, w_hh, b_ih, b_hh)  # [B, H], [B, H]
                 new[:, k, 0] = inp  # [B, H]
                 new[:, k, 1] = c  # [B, H]
-        y = self.head(inp)  # [B, F]
+        y = self.head(inp)  # [B, O]
         if self.config.residual:
-            y = y + x  # [B, F]
+            y = y + x[:, : y.shape[1]]  # [B, O]
         return y, new
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -151,9 +172,9 @@ class RecurrentForecaster(nn.Module):
             c0 = state[:, :, 1].transpose(0, 1).contiguous()  # [L, B, H]
             out, (hn, cn) = self.rnn(inp, (h0, c0))  # [B, T, H], 2 x [L, B, H]
             final = torch.stack((hn, cn), dim=2).transpose(0, 1)  # [B, L, 2, H]
-        y = self.head(out)  # [B, T, F]
+        y = self.head(out)  # [B, T, O]
         if self.config.residual:
-            y = y + x  # [B, T, F]
+            y = y + x[..., : y.shape[-1]]  # [B, T, O]
         return y, final
 
     def flops_per_step(self) -> int:
@@ -165,4 +186,4 @@ class RecurrentForecaster(nn.Module):
         for k in range(c.num_layers):
             i = cell_in if k == 0 else c.hidden_size
             total += 2 * gates * c.hidden_size * (i + c.hidden_size)
-        return total + 2 * c.hidden_size * c.input_size
+        return total + 2 * c.hidden_size * c.out_size

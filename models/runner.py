@@ -9,14 +9,17 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
 from .errors import ConfigError, InputError
+from .features import make_features
+from .graphs import WaveGraphs
 from .nets import NetConfig, RecurrentForecaster
-from .scoring import Scorer, ScoringConfig
+from .scoring import ScoringConfig
 from .state import EvictionPolicy, StateSlab
 
 __all__ = ["Alert", "Batch", "Results", "Runner", "resolve_device"]
@@ -64,7 +67,18 @@ class Batch:
 
 @dataclass(frozen=True)
 class Alert:
-    """An alert transition of one stream (``state`` is ``open`` or ``resolved``)."""
+    """An alert transition of one stream (``state`` is ``open`` or ``resolved``).
+
+    ``kind`` says what was detected (``anomaly`` for forecast-residual alerts; ticks: ``jump``,
+    ``flash_crash``, ``stale_quote``, ``crossed_quote``, ``volume_burst``); ``channel`` names the
+    feature that drove a multivariate alert; ``explanation`` is a one-line human text (None: the
+    output encoder's default "expected vs actual" text); ``extra`` holds more fields for the record.
+
+    Example:
+        >>> a = Alert(0, "AAPL", 1.0, "open", 0.8, [0.001], [0.012], kind="jump")
+        >>> a.kind, a.channel, a.explanation
+        ('jump', None, None)
+    """
 
     index: int
     stream_id: str
@@ -73,12 +87,17 @@ class Alert:
     score: float
     expected: list[float]
     actual: list[float]
+    kind: str = "anomaly"
+    channel: str | None = None
+    explanation: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Results:
     """Per-row outputs, aligned with the batch. Rejected rows have ``accepted`` False, a
-    ``reason``, NaN forecasts and score 0."""
+    ``reason``, NaN forecasts and score 0. ``forecast`` is the model's own forecast where it is
+    not the next input (ticks: ``[next return, next volatility]``), else None."""
 
     accepted: np.ndarray  # [B] bool
     reason: list[str | None]
@@ -86,8 +105,9 @@ class Results:
     expected: np.ndarray  # [B, F] what the model expected for this input
     score: np.ndarray  # [B] anomaly score in [0, 1]
     anomaly: np.ndarray  # [B] bool
-    transition: np.ndarray  # [B] int8: +1 opened, -1 resolved
+    transition: np.ndarray  # [B] int8: +1 opened, -1 resolved (any alert kind)
     alerts: list[Alert] = field(default_factory=list)
+    forecast: np.ndarray | None = None  # [B, O]
 
     @property
     def n_rejected(self) -> int:
@@ -104,6 +124,23 @@ def _waves(slots: np.ndarray) -> np.ndarray:
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n) - first
     return rank
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class _LowPrecision:
+    """A model's step with weights and activations in a lower precision; fp32 in and out."""
+
+    def __init__(self, model: RecurrentForecaster, dtype: torch.dtype) -> None:
+        import copy
+
+        self.model = copy.deepcopy(model).to(dtype)
+        self.dtype = dtype
+
+    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, new = self.model.step(x.to(self.dtype), state.to(self.dtype))  # [B, O], [B, L, K, H] in dtype
+        return y.float(), new.float()  # [B, O], [B, L, K, H]
 
 
 class Runner:
@@ -127,6 +164,8 @@ class Runner:
         eviction: EvictionPolicy = "lru",
         ttl_seconds: float | None = None,
         model_id: str = "unnamed",
+        cuda_graphs: bool = True,
+        compute_dtype: str = "float32",
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -134,14 +173,23 @@ class Runner:
             p.requires_grad_(False)
         self.config: NetConfig = model.config
         self.scoring = scoring or ScoringConfig()
-        self.scorer = Scorer(self.scoring, self.config.input_size)
+        self.features = make_features(self.config, self.scoring)
+        self.scorer = self.features.scorer
         self.model_id = model_id
+        # the cell step may run in bf16/fp16 (state, scorer and outputs stay fp32); accuracy cost
+        # measured in docs/benchmarks.md ("Reduced precision")
+        if compute_dtype not in _DTYPES:
+            raise ConfigError(f"compute_dtype must be one of {sorted(_DTYPES)}, got {compute_dtype!r}")
+        self.compute_dtype = compute_dtype
+        self._step_model: Any = self.model
+        if compute_dtype != "float32":
+            self._step_model = _LowPrecision(self.model, _DTYPES[compute_dtype])
         c = self.config
         self.slab = StateSlab(
             layers=c.num_layers,
             parts=c.state_parts,
             hidden=c.hidden_size,
-            aux_init=self.scorer.init_row(),
+            aux_init=self.features.init_row(),
             capacity=capacity,
             max_capacity=max_capacity,
             eviction=eviction,
@@ -154,6 +202,16 @@ class Runner:
         self.events = 0
         self.rejected = 0
         self._last_sweep = -np.inf
+        # CUDA: replay one captured graph per batch-size bucket instead of launching each wave's
+        # ~40 kernels (models/graphs.py); eager everywhere else
+        self.graphs: WaveGraphs | None = None
+        if cuda_graphs and self.device.type == "cuda":
+            self.graphs = WaveGraphs(
+                Runner._wave.__get__(self),
+                storage=lambda: (self.slab.hidden.data_ptr(), self.slab.aux.data_ptr()),
+                device=self.device,
+            )
+            self._wave = self.graphs  # type: ignore[method-assign]
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kwargs: object) -> Runner:
@@ -164,27 +222,32 @@ class Runner:
 
     @property
     def n_features(self) -> int:
-        return self.config.input_size
+        """Width of an event's decoded vector (``Batch.x``); the model input may differ (ticks)."""
+        return self.features.raw_size
 
     def process(self, batch: Batch) -> Results:
         """Advance each event's stream by one step, in batch order per stream."""
-        n, f = len(batch), self.config.input_size
+        n, f = len(batch), self.n_features
         x = np.ascontiguousarray(batch.x, dtype=np.float32)
         if x.ndim != 2 or x.shape != (n, f) or batch.ts.shape != (n,):
             raise InputError(
                 f"batch of {n} events needs x[{n}, {f}] and ts[{n}], got x{list(x.shape)} ts{list(batch.ts.shape)}; "
                 f"this model takes {f} feature(s) per event"
             )
-        out_p = np.full((n, f), np.nan, np.float32)
-        out_e = np.full((n, f), np.nan, np.float32)
-        score = np.zeros(n, np.float32)
-        anomaly = np.zeros(n, bool)
-        transition = np.zeros(n, np.int8)
         reason: list[str | None] = [None] * n
         if n == 0:
-            return Results(np.zeros(0, bool), reason, out_p, out_e, score, anomaly, transition)
+            empty = np.zeros((0, f), np.float32)
+            return Results(
+                np.zeros(0, bool),
+                reason,
+                empty,
+                empty.copy(),
+                np.zeros(0, np.float32),
+                np.zeros(0, bool),
+                np.zeros(0, np.int8),
+            )
 
-        finite = np.isfinite(x).all(1) & np.isfinite(batch.ts)
+        finite = self.features.valid(x) & np.isfinite(batch.ts)
         for i in np.flatnonzero(~finite):
             reason[i] = REJECT_NON_FINITE
         cand = np.flatnonzero(finite)
@@ -195,8 +258,9 @@ class Runner:
         rank = _waves(slots) if repeats else np.zeros(len(slots), np.int64)
 
         # order accepted rows wave by wave; reject events older than their stream's last one
-        rows_parts, slot_parts, bounds = [], [], [0]
+        rows_parts, slot_parts, dt_parts, bounds = [], [], [], [0]
         ts = batch.ts
+        want_dt = self.features.needs_dt
         for w in range(int(rank.max()) + 1 if len(rank) else 0):
             if repeats:
                 sel = rank == w
@@ -207,48 +271,39 @@ class Runner:
             for i in r[~ok]:
                 reason[i] = REJECT_OUT_OF_ORDER
             r, s = r[ok], s[ok]
+            if want_dt:  # time since the stream's previous event (inf for its first)
+                dt_parts.append((ts[r] - self.slab.last_ts[s]).astype(np.float32))
             self.slab.last_ts[s] = ts[r]
             self.slab.steps[s] += 1
             rows_parts.append(r)
             slot_parts.append(s)
             bounds.append(bounds[-1] + len(r))
         rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.int64)
+        dt = np.concatenate(dt_parts) if want_dt and dt_parts else None
+        width = self.features.out_width
         in_order = len(rows_parts) == 1 and len(rows) == n
         if in_order:  # the common case: rows == arange(n), no scatter needed
-            packed = self._step(x, slot_parts[0], bounds)
-            out_p = packed[:, :f].copy()
-            out_e = packed[:, f : 2 * f].copy()
-            score = packed[:, 2 * f].copy()
-            anomaly = packed[:, 2 * f + 1] > 0
-            transition = packed[:, 2 * f + 2].astype(np.int8)
+            packed = self._step(x, slot_parts[0], bounds, dt)
             accepted = np.ones(n, bool)
         else:
             accepted = np.zeros(n, bool)
             accepted[rows] = True
-        if len(rows) and not in_order:
-            packed = self._step(x[rows], np.concatenate(slot_parts), bounds)
-            out_p[rows] = packed[:, :f]
-            out_e[rows] = packed[:, f : 2 * f]
-            score[rows] = packed[:, 2 * f]
-            anomaly[rows] = packed[:, 2 * f + 1] > 0
-            transition[rows] = packed[:, 2 * f + 2].astype(np.int8)
+            packed = np.full((n, width), np.nan, np.float32)
+            if len(rows):
+                packed[rows] = self._step(x[rows], np.concatenate(slot_parts), bounds, dt)
+            packed[~accepted, 2 * f : 2 * f + 3] = 0.0  # score, anomaly, transition of rejected rows
+        out_p = packed[:, :f].copy()
+        out_e = packed[:, f : 2 * f].copy()
+        score = packed[:, 2 * f].copy()
+        anomaly = packed[:, 2 * f + 1] > 0
+        transition = packed[:, 2 * f + 2].astype(np.int8)
         self.events += len(rows)
         self.rejected += n - len(rows)
         if self.slab.eviction == "ttl" and len(rows):
             self._sweep_idle(float(ts[rows].max()))
-        alerts = [
-            Alert(
-                index=int(i),
-                stream_id=batch.stream_ids[i],
-                ts=float(ts[i]),
-                state="open" if transition[i] > 0 else "resolved",
-                score=float(score[i]),
-                expected=out_e[i].tolist(),
-                actual=x[i].tolist(),
-            )
-            for i in np.flatnonzero(transition).tolist()
-        ]
-        return Results(accepted, reason, out_p, out_e, score, anomaly, transition, alerts)
+        alerts = self.features.alerts(batch.stream_ids, ts, x, packed, np.flatnonzero(transition))
+        fc = self.features.forecast(packed)
+        return Results(accepted, reason, out_p, out_e, score, anomaly, transition, alerts, fc)
 
     def _sweep_idle(self, now: float) -> None:
         """TTL eviction at most four times per TTL of event time (a sweep walks every stream)."""
@@ -258,25 +313,24 @@ class Runner:
             self.slab.evict_idle(now)
 
     @torch.inference_mode()
-    def _step(self, x: np.ndarray, slots: np.ndarray, bounds: list[int]) -> np.ndarray:
+    def _step(self, x: np.ndarray, slots: np.ndarray, bounds: list[int], dt: np.ndarray | None = None) -> np.ndarray:
         """One host->device copy in, one step per wave on the device, one copy out."""
         dev = self.device
         xd = torch.from_numpy(x).to(dev, non_blocking=True)  # [N, F]
         idx = torch.from_numpy(slots).to(dev, non_blocking=True)  # [N]
+        dtd = torch.from_numpy(dt).to(dev, non_blocking=True) if dt is not None else None  # [N]
         chunk = self.cpu_chunk if dev.type == "cpu" else 0
         if len(bounds) == 2 and not (chunk and len(x) > chunk):  # the common case: every stream once
-            return self._wave(idx, xd).cpu().numpy()
+            return self._wave(idx, xd, dtd).cpu().numpy()
         spans: Iterable[tuple[int, int]] = itertools.pairwise(bounds)
         if chunk:  # rows of one wave are distinct streams, so any split of it gives the same results
             spans = ((c, min(b, c + chunk)) for a, b in spans for c in range(a, b, chunk))
-        parts = [self._wave(idx[a:b], xd[a:b]) for a, b in spans if a < b]
-        return torch.cat(parts).cpu().numpy()  # [N, 2F+3]
+        parts = [self._wave(idx[a:b], xd[a:b], dtd[a:b] if dtd is not None else None) for a, b in spans if a < b]
+        return torch.cat(parts).cpu().numpy()  # [N, W]
 
-    def _wave(self, idx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Rows of distinct streams: gather, normalise, step, score, scatter."""
+    def _wave(self, idx: torch.Tensor, x: torch.Tensor, dt: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows of distinct streams: gather, featurise + normalise, step, score, scatter."""
         h, aux = self.slab.gather(idx)  # [b, L, K, H], [b, A]
-        x_norm, err = self.scorer.pre(aux, x)  # [b, F], [b]
-        forecast, h = self.model.step(x_norm, h)  # [b, F], [b, L, K, H]
-        out = self.scorer.post(aux, err, forecast)  # [b, 2F+3]
+        out, h = self.features.step(self._step_model, aux, x, h, dt)  # [b, W], [b, L, K, H]
         self.slab.scatter(idx, h, aux)
         return out

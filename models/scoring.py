@@ -37,6 +37,7 @@ from .errors import ConfigError
 __all__ = ["Scorer", "ScoringConfig"]
 
 _EPS_P = 1e-10
+MASKED_RSCALE_PRIOR = 0.5  # prior mean |residual| (normalised units) of a masked feature
 _LOG_EPS_P = math.log(_EPS_P)
 
 
@@ -106,13 +107,18 @@ class Scorer:
     # fixed columns: count (pre), steps (post), open, below, since (events since a suppressing score)
     COUNT, STEPS, OPEN, BELOW, SINCE = range(5)
 
-    def __init__(self, config: ScoringConfig, n_features: int) -> None:
+    def __init__(self, config: ScoringConfig, n_features: int, *, n_targets: int = 0, masked: bool = False) -> None:
         self.config = config
         f, k = n_features, len(config.scales)
+        t = n_targets or f  # the forecast covers the first t normalised features
+        if not 1 <= t <= f:
+            raise ConfigError(f"n_targets must be in [1, n_features={f}], got {n_targets}")
         self.n_features = f
+        self.n_targets = t
         self.n_scales = k
+        self.masked = masked
         # aux layout: [count, steps, open, below, since, short[K], mean[K], var[K], peak[K],
-        #              x_mean[F], x_var[F], fcast[F]]
+        #              x_mean[F], x_var[F], fcast[T]] (+ masked: [seen[F], rscale[F], last[F]])
         o = 5
         self._short = slice(o, o + k)
         self._emean = slice(o + k, o + 2 * k)
@@ -121,8 +127,14 @@ class Scorer:
         o += 4 * k
         self._mean = slice(o, o + f)
         self._var = slice(o + f, o + 2 * f)
-        self._fcast = slice(o + 2 * f, o + 3 * f)
-        self.size = o + 3 * f
+        self._fcast = slice(o + 2 * f, o + 2 * f + t)
+        o += 2 * f + t
+        if masked:
+            self._seen = slice(o, o + f)  # observed values per feature
+            self._rscale = slice(o + f, o + 2 * f)  # running mean |residual| per feature (normalised units)
+            self._last = slice(o + 2 * f, o + 3 * f)  # last observed value per feature (input units)
+            o += 3 * f
+        self.size = o
         self._rates = torch.tensor([1.0 / s for s in config.scales])  # [K]
         # 0-dim float32 constants: a Python scalar operand costs a dtype conversion (an extra
         # allocation and copy) per op; a same-dtype 0-dim CPU tensor is passed as a scalar, on CUDA too
@@ -148,16 +160,18 @@ class Scorer:
         }
         self._one, self._zero = k32["one"], k32["zero"]
         self._rates_on: dict[torch.device, Tensor] = {}
-        # packed output columns of post(): prediction[F], expected[F], score, anomaly, transition
-        self.PRED = slice(0, f)
-        self.EXPECTED = slice(f, 2 * f)
-        self.SCORE, self.ANOMALY, self.TRANSITION = 2 * f, 2 * f + 1, 2 * f + 2
-        self.out_size = 2 * f + 3
+        # packed output columns of post(): prediction[T], expected[T], score, anomaly, transition
+        self.PRED = slice(0, t)
+        self.EXPECTED = slice(t, 2 * t)
+        self.SCORE, self.ANOMALY, self.TRANSITION = 2 * t, 2 * t + 1, 2 * t + 2
+        self.out_size = 2 * t + 3
 
     def init_row(self) -> Tensor:
         row = torch.zeros(self.size)  # [A]
         row[self._evar] = self.config.err_var_prior  # a prior worth one residual
         row[self.SINCE] = float(self.config.suppress)  # nothing to suppress yet
+        if self.masked:
+            row[self._rscale] = MASKED_RSCALE_PRIOR
         return row
 
     def _rates_for(self, dev: torch.device) -> Tensor:
@@ -179,7 +193,7 @@ class Scorer:
         std = var.clamp_min(cfg.min_std**2).sqrt_()  # [B, F]
         d = x - mean  # [B, F]
         x_norm = (d / std).clamp_(-cfg.clip, cfg.clip)  # [B, F]
-        err = (x_norm - aux[:, self._fcast]).abs_().mean(1)  # [B]
+        err = (x_norm[:, : self.n_targets] - aux[:, self._fcast]).abs_().mean(1)  # [B]
         # EMA with a 1/n start: an exact running mean/variance until norm_window events, then forgetting
         alpha = (count + one).reciprocal_().clamp_min_(1.0 / cfg.norm_window).unsqueeze(1)  # [B, 1]
         var.addcmul_(d, d * alpha).mul_(one - alpha)  # [B, F]
@@ -187,11 +201,56 @@ class Scorer:
         count.add_(one)
         return x_norm, err
 
+    def pre_masked(self, aux: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`pre` for ``x[B, F]`` where NaN means missing (a scorer built with ``masked=True``).
+
+        A missing value is imputed with the feature's last observed value (the model also gets the
+        mask, so it knows) and leaves the feature's statistics alone. Each feature's residual is
+        divided by its own running mean absolute residual, so a usually well-predicted feature that
+        goes wrong stands out; ``err`` is the mean of those over the observed features only.
+
+        Returns ``x_norm[B, F]`` (imputed), ``observed[B, F]`` (float 0/1), ``err[B]`` and the
+        feature with the largest normalised residual ``channel[B]`` (-1: none observed) with that
+        residual ``channel_z[B]``.
+        """
+        cfg, one = self.config, self._one
+        obs = torch.isfinite(x)  # [B, F] bool
+        obs_f = obs.float()  # [B, F]
+        seen = aux[:, self._seen]  # [B, F] view
+        last = aux[:, self._last]  # [B, F] view
+        mean, var = aux[:, self._mean], aux[:, self._var]  # [B, F] views
+        x_imp = torch.where(obs, x, last)  # [B, F]
+        # a feature's first observed value centres it
+        mean.copy_(torch.where(obs & (seen == self._zero), x_imp, mean))  # [B, F]
+        std = var.clamp_min(cfg.min_std**2).sqrt_()  # [B, F]
+        d = (x_imp - mean) * obs_f  # [B, F] 0 where missing (no statistics update)
+        x_norm = ((x_imp - mean) / std).clamp_(-cfg.clip, cfg.clip)  # [B, F]
+        rscale = aux[:, self._rscale]  # [B, F] view
+        res = (x_norm - aux[:, self._fcast]).abs_()  # [B, F]
+        z = res / rscale.clamp_min(1e-3)  # [B, F]
+        n_obs = obs_f.sum(1)  # [B]
+        err = (z * obs_f).sum(1) / n_obs.clamp_min(1.0)  # [B]
+        zm = torch.where(obs, z, torch.full_like(z, -1.0))  # [B, F]
+        channel_z, channel = zm.max(1)  # [B], [B]
+        channel = torch.where(n_obs > 0, channel, torch.full_like(channel, -1))  # [B]
+        # statistics of observed features only: exact 1/n start per feature, then forgetting
+        alpha = (seen + one).reciprocal_().clamp_min_(1.0 / cfg.norm_window).mul_(obs_f)  # [B, F]
+        var.addcmul_(d, d * alpha).mul_(one - alpha)  # [B, F]
+        mean.addcmul_(alpha, d)  # [B, F]
+        # residual scale: from the second observation, winsorised so a burst does not blind it
+        beta = (seen.clamp_min(1.0)).reciprocal_().clamp_min_(1.0 / cfg.err_window)  # [B, F]
+        beta = beta.mul_(obs_f).mul_((seen > self._zero).float())  # [B, F]
+        rscale.lerp_(torch.minimum(res, rscale * 4.0), beta)  # [B, F]
+        last.copy_(x_imp)  # [B, F]
+        seen.add_(obs_f)  # [B, F]
+        aux[:, self.COUNT].add_(one)
+        return x_norm, obs_f, err, channel, channel_z
+
     def post(self, aux: Tensor, err: Tensor, forecast: Tensor) -> Tensor:
         """Score ``err[B]``, keep the model's ``forecast[B, F]`` (normalised), run the alert policy.
 
-        Returns ``[B, 2F+3]``: prediction (input units), expected, score, anomaly, transition
-        (+1 opened, -1 resolved); see the column attributes.
+        Returns ``[B, 2T+3]``: prediction (input units), expected, score, anomaly, transition
+        (+1 opened, -1 resolved); see the column attributes. ``T`` is ``n_targets`` (= ``F`` by default).
         """
         cfg, k, one = self.config, self._k, self._one
         steps, is_open, below, since = (aux[:, i] for i in (self.STEPS, self.OPEN, self.BELOW, self.SINCE))  # [B]
@@ -234,8 +293,8 @@ class Scorer:
         opens = anomaly & ~was_open  # [B]
         resolves = was_open & (below_new >= k["close_after"])  # [B]
         now_open = (was_open | opens) & ~resolves  # [B]
-        f = self.n_features
-        out = aux.new_empty((aux.shape[0], self.out_size))  # [B, 2F+3]
+        f = self.n_targets
+        out = aux.new_empty((aux.shape[0], self.out_size))  # [B, 2T+3]
         # transition = now_open - was_open: +1 opened, -1 resolved (is_open holds exactly 0 or 1)
         trans = out[:, self.TRANSITION]
         trans.copy_(now_open).sub_(is_open)
@@ -243,9 +302,9 @@ class Scorer:
         below.copy_(below_new.masked_fill_(~now_open, 0.0))
         steps.add_(one).clamp_max_(1e7)
         # forecasts back to input units with the updated stats
-        mean = aux[:, self._mean]  # [B, F]
-        std = aux[:, self._var].clamp_min(cfg.min_std**2).sqrt_()  # [B, F]
-        fcast = aux[:, self._fcast]  # [B, F]
+        mean = aux[:, self._mean][:, :f]  # [B, T]
+        std = aux[:, self._var][:, :f].clamp_min(cfg.min_std**2).sqrt_()  # [B, T]
+        fcast = aux[:, self._fcast]  # [B, T]
         torch.addcmul(mean, fcast, std, out=out[:, f : 2 * f])  # expected
         torch.addcmul(mean, forecast, std, out=out[:, :f])  # prediction
         fcast.copy_(forecast)

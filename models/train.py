@@ -21,10 +21,11 @@ from torch import nn
 
 from .checkpoint import save_checkpoint
 from .errors import ConfigError, InputError
+from .features import make_features
 from .nets import NetConfig, RecurrentForecaster
 from .scoring import Scorer, ScoringConfig
 
-__all__ = ["TrainConfig", "normalise_series", "synthetic_series", "train"]
+__all__ = ["TrainConfig", "featurise_series", "normalise_series", "synthetic_series", "train"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,46 @@ def normalise_series(series: Sequence[np.ndarray], scoring: ScoringConfig) -> li
     return [out[i, : len(s)].numpy() for i, s in enumerate(series)]
 
 
+@torch.inference_mode()
+def featurise_series(
+    series: Sequence[np.ndarray],
+    net: NetConfig,
+    scoring: ScoringConfig,
+    times: Sequence[np.ndarray] | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Model inputs ``[T, I]`` and targets ``[T, O]`` of each raw series ``[T, R]`` through the
+    serving featuriser (:meth:`models.features.Features.encode`), all series in one batch per step.
+
+    ``times[i]`` (event times of series ``i``) gives the featuriser the time since the previous
+    event where it uses one (ticks). Targets are NaN where unknown (missing values).
+    """
+    feats = make_features(net, scoring)
+    r = feats.raw_size
+    if any(s.ndim != 2 or s.shape[1] != r for s in series):
+        raise ConfigError(f"every series must be [T, {r}] for this model (its decoded input width)")
+    lengths = np.array([len(s) for s in series])
+    t_max = int(lengths.max())
+    xs = np.full((len(series), t_max, r), np.nan, np.float32)
+    dts = np.full((len(series), t_max), np.inf, np.float32)
+    for i, s in enumerate(series):
+        xs[i, : len(s)] = s
+        if times is not None and len(s) > 1:
+            dts[i, 1 : len(s)] = np.diff(np.asarray(times[i], np.float64))
+    x = torch.from_numpy(xs)  # [S, T, R]
+    dt = torch.from_numpy(dts) if feats.needs_dt else None  # [S, T]
+    aux = feats.init_row().expand(len(series), -1).clone()  # [S, A]
+    inp = torch.zeros(len(series), t_max, net.input_size)  # [S, T, I]
+    tgt = torch.full((len(series), t_max, net.out_size), float("nan"))  # [S, T, O]
+    for t in range(t_max):
+        idx = torch.from_numpy(np.flatnonzero(lengths > t))  # [s]
+        sub = aux[idx]  # [s, A]
+        i_t, _, y_t, _ = feats.encode(sub, x[idx, t], dt[idx, t] if dt is not None else None)  # [s, I], [s, O]
+        aux[idx] = sub
+        inp[idx, t] = i_t
+        tgt[idx, t] = y_t
+    return [(inp[i, :n].numpy(), tgt[i, :n].numpy()) for i, n in enumerate(lengths.tolist())]
+
+
 def synthetic_series(n: int, length: int = 4000, seed: int = 0) -> list[np.ndarray]:
     """Univariate sensor-like series: seasonality, trends, noise, level shifts, random walks."""
     rng = np.random.default_rng(seed)
@@ -91,7 +132,12 @@ def synthetic_series(n: int, length: int = 4000, seed: int = 0) -> list[np.ndarr
 
 
 def _windows(series: list[np.ndarray], window: int) -> list[tuple[int, int]]:
-    return [(i, s) for i, x in enumerate(series) for s in range(0, max(len(x) - window - 1, 0) + 1, window // 2)]
+    return [
+        (i, s)
+        for i, x in enumerate(series)
+        if len(x) > window
+        for s in range(0, len(x) - window - 1 + 1, max(1, window // 2))
+    ]
 
 
 def train(
@@ -100,17 +146,21 @@ def train(
     scoring: ScoringConfig,
     cfg: TrainConfig,
     progress: Callable[[int, float, float], None] | None = None,
+    times: Sequence[np.ndarray] | None = None,
 ) -> tuple[RecurrentForecaster, dict[str, Any]]:
-    """Fit a forecaster to predict each next normalised input; returns (model, metadata)."""
+    """Fit a forecaster to predict each next target (normalised, see :func:`featurise_series`)
+    from the model inputs so far; returns (model, metadata). ``times``: event times per series."""
     if not series:
         raise InputError("no training series; pass CSV files or --synthetic N")
-    if any(s.ndim != 2 or s.shape[1] != net.input_size for s in series):
-        raise ConfigError(f"every series must be [T, {net.input_size}] to match --features")
+    width = make_features(net, scoring).raw_size
+    if any(s.ndim != 2 or s.shape[1] != width for s in series):
+        raise ConfigError(f"every series must be [T, {width}] to match --features")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    norm = normalise_series(series, scoring)
+    prepared = featurise_series(series, net, scoring, times)
     train_s, val_s = [], []
-    for x in norm:
+    for inp, tgt in prepared:
+        x = np.concatenate([inp, tgt], 1)  # [T, I + O]
         cut = int(len(x) * (1 - cfg.val_fraction))
         if cut > cfg.window + 1:
             train_s.append(x[:cut])
@@ -118,18 +168,25 @@ def train(
     if not train_s:
         raise InputError(f"series too short for window {cfg.window}; use a smaller --window")
     train_w, val_w = _windows(train_s, cfg.window), _windows(val_s, cfg.window)
-    if not val_w:
-        val_w = train_w
+    if not val_w:  # held-out tails too short for a window: validate on the training windows
+        val_s, val_w = train_s, train_w
+
+    n_in = net.input_size
 
     def batch(src: list[np.ndarray], ws: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        chunk = np.stack([src[i][s : s + cfg.window + 1] for i, s in ws])  # [B, W+1, F]
-        xb = torch.from_numpy(chunk)  # [B, W+1, F]
-        return xb[:, :-1], xb[:, 1:]
+        chunk = np.stack([src[i][s : s + cfg.window + 1] for i, s in ws])  # [B, W+1, I+O]
+        xb = torch.from_numpy(chunk)  # [B, W+1, I+O]
+        return xb[:, :-1, :n_in], xb[:, 1:, n_in:]
 
     model = RecurrentForecaster(net)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loss_fn = nn.SmoothL1Loss(beta=0.5)
+    smooth = nn.SmoothL1Loss(beta=0.5)
     burn = min(16, cfg.window // 4)  # ignore the first steps of each window: the state is cold there
+
+    def loss_fn(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        known = torch.isfinite(y)  # [B, W, O] missing targets do not count
+        return smooth(pred[known], y[known]) if not bool(known.all()) else smooth(pred, y)
+
     best, best_state, bad, history = math.inf, None, 0, []
     t0 = time.monotonic()
     for epoch in range(cfg.epochs):
@@ -208,7 +265,7 @@ def run_training(
 ) -> tuple[Path, dict[str, Any]]:
     series = load_training_csvs(csvs, values) if csvs else []
     if synthetic:
-        if net.input_size != 1:
+        if net.input_size != 1 or net.inputs != "raw":
             raise ConfigError("--synthetic generates univariate series; use --features 1")
         series += synthetic_series(synthetic, seed=cfg.seed)
     model, meta = train(series, net, scoring, cfg, progress)

@@ -66,6 +66,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
+    if args.benchmark in ("ticks", "machines"):
+        return _evaluate_simulated(args)
+    if not args.data or not args.labels:
+        print("seqstream evaluate nab: give the NAB data directory and combined_windows.json", file=sys.stderr)
+        return 2
     from models.evaluate import evaluate_nab
 
     rep = evaluate_nab(
@@ -86,13 +91,36 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _net_and_train_config(args: argparse.Namespace, features: int) -> tuple[Any, Any]:
+def _evaluate_simulated(args: argparse.Namespace) -> int:
+    """Detection quality of a source's checkpoint on labelled simulated events (stream.detection)."""
+    import json
+
+    from stream.detection import evaluate_source, report_dict
+    from stream.settings import load_settings
+
+    checkpoint = args.checkpoint or load_settings().checkpoint(args.benchmark)
+    rep = evaluate_source(
+        args.benchmark,
+        checkpoint,
+        streams=args.streams,
+        rounds=args.rounds,
+        seed=args.seed,
+        device=args.device,
+    )
+    if args.json:
+        print(json.dumps(report_dict(rep), indent=2, sort_keys=True))
+    else:
+        print(rep.summary())
+        print(rep.table())
+    return 0
+
+
+def _net_and_train_config(args: argparse.Namespace, features: int | dict[str, Any]) -> tuple[Any, Any]:
     from models.nets import NetConfig
     from models.train import TrainConfig
 
-    net = NetConfig(
-        cell=args.cell, input_size=features, hidden_size=args.hidden, num_layers=args.layers, proj_size=args.proj
-    )
+    shape = features if isinstance(features, dict) else {"input_size": features}
+    net = NetConfig(cell=args.cell, hidden_size=args.hidden, num_layers=args.layers, proj_size=args.proj, **shape)
     cfg = TrainConfig(
         window=args.window,
         batch_size=args.batch_size,
@@ -111,12 +139,12 @@ def _train_simulated(args: argparse.Namespace) -> int:
     from models.checkpoint import save_checkpoint
     from models.scoring import ScoringConfig
     from models.train import train
-    from stream.training import N_FEATURES, simulated_series
+    from stream.training import net_shape, simulated_data
 
-    series = simulated_series(args.simulated, args.sim_streams, args.sim_rounds, seed=args.seed)
-    net, cfg = _net_and_train_config(args, N_FEATURES[args.simulated])
+    series, times = simulated_data(args.simulated, args.sim_streams, args.sim_rounds, seed=args.seed)
+    net, cfg = _net_and_train_config(args, net_shape(args.simulated))
     scoring = ScoringConfig()
-    model, meta = train(series, net, scoring, cfg, _print_epoch(cfg.epochs))
+    model, meta = train(series, net, scoring, cfg, _print_epoch(cfg.epochs), times=times)
     meta["data"] = {"simulated": args.simulated, "streams": args.sim_streams, "rounds": args.sim_rounds}
     meta["model_id"] = args.model_id or f"{args.simulated}-{args.cell}-h{args.hidden}"
     path = save_checkpoint(args.output, model, scoring, meta)
@@ -130,9 +158,10 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--synthetic", type=int, default=0, help="add N generated univariate sensor series")
     t.add_argument(
         "--simulated",
-        choices=["sensors", "speech", "ticks"],
+        choices=["sensors", "speech", "ticks", "machines"],
         default=None,
-        help="train on the simulator's streams of this source, decoded by the worker's codec",
+        help="train on the simulator's streams of this source, decoded by the worker's codec "
+        "(ticks and machines get their featurised model shape; --features is ignored)",
     )
     t.add_argument("--sim-streams", type=int, default=64, help="simulated streams (with --simulated)")
     t.add_argument("--sim-rounds", type=int, default=3000, help="simulated events per stream (with --simulated)")
@@ -172,12 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_arguments(t)
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="score the detector on a labelled benchmark (NAB)")
-    e.add_argument("benchmark", choices=["nab"], help="benchmark (nab: Numenta Anomaly Benchmark scoring)")
-    e.add_argument("data", help="NAB data directory (category/file.csv)")
-    e.add_argument("labels", help="NAB combined_windows.json")
+    e = sub.add_parser("evaluate", help="score the detector on a labelled benchmark (NAB, simulated events)")
+    e.add_argument(
+        "benchmark",
+        choices=["nab", "ticks", "machines"],
+        help="nab: Numenta Anomaly Benchmark scoring; ticks/machines: precision, recall and latency per "
+        "event kind on labelled simulated events (stream.detection)",
+    )
+    e.add_argument("data", nargs="?", help="NAB data directory (category/file.csv)")
+    e.add_argument("labels", nargs="?", help="NAB combined_windows.json")
+    e.add_argument("--streams", type=int, default=100, help="ticks/machines: simulated streams")
+    e.add_argument("--rounds", type=int, default=2000, help="ticks/machines: simulator rounds")
+    e.add_argument("--seed", type=int, default=0, help="ticks/machines: simulator seed")
     e.add_argument("-o", "--output", default=None, help="keep the result files in this directory")
-    e.add_argument("--checkpoint", default=None, help="checkpoint file (default: the bundled sensor model)")
+    e.add_argument("--checkpoint", default=None, help="checkpoint file (default: the bundled model of the source)")
     e.add_argument("--threshold", type=float, default=None, help="fixed threshold (default: open_threshold)")
     e.add_argument("--batch-size", type=int, default=256, help="events per micro-batch (default 256)")
     e.add_argument("--device", default="cpu", help="auto | cpu | cuda (default cpu)")

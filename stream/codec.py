@@ -2,11 +2,15 @@
 
 Input contract (Kafka key = stream id, UTF-8; value = JSON):
 
-- ``sensor-readings``: ``{"stream": "pump-7", "ts": 1718000000.5, "values": [float, ...]}``
+- ``sensor-readings`` (source ``sensors``) and ``machine-readings`` (source ``machines``):
+  ``{"stream": "pump-7", "ts": 1718000000.5, "values": [float|null, ...]}``; ``null`` is a
+  missing value (NaN; a masked model handles it, another model rejects the row as
+  ``non_finite``); all values missing is ``all_missing``
 - ``speech-features``: ``{"stream": "call-42", "ts": "2024-06-10T06:13:20Z", "features": [float, ...]}``
 - ``market-ticks``: ``{"stream": "AAPL", "ts": ..., "price": float, "size": float,
   "bid": float|null, "ask": float|null}``
-  -> features ``[log(price), log1p(size)]``
+  -> ``[price, size, bid, ask]`` (missing bid/ask NaN) for a ticks model (4 inputs, see
+  :mod:`models.ticks`), or ``[log(price), log1p(size)]`` for a plain 2-input forecaster
 - ``speech-audio`` (source ``audio``): ``{"stream": "mic-3", "ts": ..., "pcm": "<base64>"}`` where
   ``pcm`` is 512 little-endian int16 samples of 16 kHz mono audio (1024 bytes)
   -> ``x[512]`` float32 samples / 32768 in [-1, 1); undecodable base64 is ``bad_base64``, another
@@ -46,6 +50,7 @@ REASONS = (
     "too_large",
     "out_of_order",
     "bad_base64",
+    "all_missing",
 )
 
 
@@ -101,7 +106,7 @@ def _number(obj: dict[str, Any], name: str, *, nullable: bool = False) -> float 
     return f
 
 
-def _vector(obj: dict[str, Any], name: str, n: int) -> list[float]:
+def _vector(obj: dict[str, Any], name: str, n: int, *, missing: bool = False) -> list[float]:
     if name not in obj:
         raise _Bad("missing_field", f"field {name!r} is missing")
     v = obj[name]
@@ -110,16 +115,18 @@ def _vector(obj: dict[str, Any], name: str, n: int) -> list[float]:
     if len(v) != n:
         raise _Bad("wrong_length", f"field {name!r} has {len(v)} values; this model takes {n}")
     for e in v:
-        if isinstance(e, bool) or not isinstance(e, int | float):
+        if (isinstance(e, bool) or not isinstance(e, int | float)) and not (missing and e is None):
             raise _Bad("bad_shape", f"field {name!r} must hold numbers only, found {type(e).__name__}")
-    out = [float(e) for e in v]
-    if not all(math.isfinite(e) for e in out):
+    out = [math.nan if e is None else float(e) for e in v]
+    if not all(math.isfinite(e) for e, raw in zip(out, v) if raw is not None):
         raise _Bad("non_finite", f"field {name!r} holds NaN or infinity")
+    if n and all(e is None for e in v):
+        raise _Bad("all_missing", f"field {name!r} has no value (every one is null)")
     return out
 
 
 def _sensor_features(obj: dict[str, Any], n: int) -> list[float]:
-    return _vector(obj, "values", n)
+    return _vector(obj, "values", n, missing=True)
 
 
 def _speech_features(obj: dict[str, Any], n: int) -> list[float]:
@@ -129,15 +136,19 @@ def _speech_features(obj: dict[str, Any], n: int) -> list[float]:
 def _tick_features(obj: dict[str, Any], n: int) -> list[float]:
     price = _number(obj, "price")
     size = _number(obj, "size")
-    _number(obj, "bid", nullable=True)
-    _number(obj, "ask", nullable=True)
+    bid = _number(obj, "bid", nullable=True)
+    ask = _number(obj, "ask", nullable=True)
     assert price is not None and size is not None
     if price <= 0.0:
         raise _Bad("out_of_range", f"price must be > 0, got {price}")
     if size < 0.0:
         raise _Bad("out_of_range", f"size must be >= 0, got {size}")
+    if n == 4:  # a ticks model featurises per symbol (models.ticks)
+        return [price, size, math.nan if bid is None else bid, math.nan if ask is None else ask]
     if n != 2:
-        raise _Bad("wrong_length", f"ticks give 2 features [log(price), log1p(size)]; the model takes {n}")
+        raise _Bad(
+            "wrong_length", f"ticks give [price, size, bid, ask] or [log(price), log1p(size)]; the model takes {n}"
+        )
     return [math.log(price), math.log1p(size)]
 
 
@@ -161,6 +172,7 @@ def _audio_samples(obj: dict[str, Any], n: int) -> np.ndarray:
 
 _FEATURES: dict[str, Callable[[dict[str, Any], int], Sequence[float] | np.ndarray]] = {
     "sensors": _sensor_features,
+    "machines": _sensor_features,
     "speech": _speech_features,
     "ticks": _tick_features,
     "audio": _audio_samples,
@@ -252,9 +264,9 @@ def decode_batch(
         rows.append(x)
     with np.errstate(over="ignore"):
         x_arr = np.asarray(rows, dtype=np.float32).reshape(len(rows), n_features)  # [n, F]
-    # float32 overflow (e.g. 1e39) is still a non-finite input for the model
-    if len(rows) and not np.isfinite(x_arr).all():
-        overflow = ~np.isfinite(x_arr).all(1)  # [n]
+    # float32 overflow (e.g. 1e39) is still a non-finite input for the model (NaN means missing)
+    if len(rows) and np.isinf(x_arr).any():
+        overflow = np.isinf(x_arr).any(1)  # [n]
         for j in np.flatnonzero(overflow):
             errors.append((index[j], "non_finite", "a value overflows float32"))
         keep = np.flatnonzero(~overflow)
@@ -319,11 +331,15 @@ def encode_alert(
     actual: list[float],
     explanation: str | None = None,
     extra: dict[str, Any] | None = None,
+    kind: str | None = None,
+    channel: str | None = None,
 ) -> bytes:
     """One ``anomaly-alerts`` record (an alert transition: ``open`` or ``resolved``).
 
-    ``explanation`` replaces the default text; ``extra`` adds source-specific fields (e.g. the
-    speech ``event`` and ``boundary_ts`` of the ``audio`` source).
+    ``explanation`` replaces the default text; ``kind`` (what was detected, e.g. ``jump``) and
+    ``channel`` (the feature that drove a multivariate alert) are added when given, as are the
+    source-specific ``extra`` fields (e.g. the speech ``event`` and ``boundary_ts`` of ``audio``).
+    Missing actual values (NaN) are written as ``null``.
     """
     exp = ", ".join(f"{v:.4g}" for v in expected)
     act = ", ".join(f"{v:.4g}" for v in actual)
@@ -344,6 +360,8 @@ def encode_alert(
             "actual": actual,
             "explanation": explanation,
             "input": _input_ref(rec),
+            **({"kind": kind} if kind is not None else {}),
+            **({"channel": channel} if channel is not None else {}),
             **(extra or {}),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,

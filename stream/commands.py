@@ -38,6 +38,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         checkpoint_sensors=args.checkpoint_sensors,
         checkpoint_speech=args.checkpoint_speech,
         checkpoint_ticks=args.checkpoint_ticks,
+        checkpoint_machines=args.checkpoint_machines,
         open_threshold=args.threshold,
     )
     settings.bootstrap_servers  # noqa: B018 - fail early with a clear message when no broker is set
@@ -125,10 +126,11 @@ def register(sub: Any) -> None:
     w.add_argument("--device", default=None, help="auto | cpu | cuda")
     w.add_argument("--batch-max", type=int, default=None, help="most events per micro-batch")
     w.add_argument("--batch-wait", type=float, default=None, help="seconds to wait to fill a micro-batch")
-    w.add_argument("--sources", default=None, help="comma-separated: sensors,speech,ticks")
+    w.add_argument("--sources", default=None, help="comma-separated: sensors,speech,ticks,machines[,audio]")
     w.add_argument("--checkpoint-sensors", default=None)
     w.add_argument("--checkpoint-speech", default=None)
     w.add_argument("--checkpoint-ticks", default=None)
+    w.add_argument("--checkpoint-machines", default=None)
     w.add_argument("--threshold", type=float, default=None, help="override the alert open threshold")
     w.add_argument("-l", "--loglevel", default=os.environ.get("SEQSTREAM_LOGLEVEL", "info"))
     w.set_defaults(func=_cmd_worker)
@@ -141,11 +143,15 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("produce", help="produce simulated streams to a broker")
     _add_broker(p)
-    p.add_argument("--source", choices=["sensors", "speech", "ticks", "audio"], required=True)
+    p.add_argument("--source", choices=["sensors", "speech", "ticks", "audio", "machines"], required=True)
     p.add_argument("--streams", type=int, default=100)
     p.add_argument("--rate", type=float, default=1000.0, help="events per second, all streams together")
     p.add_argument("--seconds", type=float, default=30.0)
-    p.add_argument("--anomalies", action="store_true", help="inject labelled anomalies (about one per 50 streams)")
+    p.add_argument(
+        "--anomalies",
+        action="store_true",
+        help="inject labelled anomalies (about one per 50 streams; ticks: the event kinds in turn)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--topic", default=None, help="override the input topic")
     p.add_argument("--labels-out", default=None, help="write the injected anomalies as JSON")

@@ -21,15 +21,15 @@ from models.errors import CheckpointError
 
 from .launch import WorkerProcess, metric_sum
 from .settings import Settings, load_settings
-from .simulator import Anomaly, Simulator, produce
+from .simulator import TICK_KINDS, Anomaly, Simulator, produce
 
 __all__ = ["run_demo"]
 
 log = logging.getLogger(__name__)
 
-# streams per source and the share of them that get an injected anomaly
-_STREAMS = {"sensors": 80, "speech": 30, "ticks": 40}
-_ANOMALIES = {"sensors": 4, "speech": 1, "ticks": 2}
+# streams per source and how many of them get an injected anomaly (ticks: one event of each kind)
+_STREAMS = {"sensors": 80, "speech": 30, "ticks": 40, "machines": 30, "audio": 8}
+_ANOMALIES = {"sensors": 4, "speech": 1, "ticks": len(TICK_KINDS), "machines": 2, "audio": 2}
 
 
 @dataclass
@@ -120,7 +120,8 @@ def _print_summary(worker: WorkerProcess, st: _State, t0: float, quiet: bool) ->
         new = st.alerts[st.shown :]
         for a in new[-5:]:
             tag = "injected anomaly ✓" if _labelled(a, st.labels) else "no injected anomaly"
-            print(f"    ALERT {a.get('state'):8s} {a.get('source')}/{a.get('stream')}  {a.get('explanation')}  [{tag}]")
+            where = f"{a.get('source')}/{a.get('stream')}" + (f" ({a['kind']})" if a.get("kind") else "")
+            print(f"    ALERT {a.get('state'):8s} {where}  {a.get('explanation')}  [{tag}]")
         if len(new) > 5:
             print(f"    ... and {len(new) - 5} more alert transitions")
         st.shown = len(st.alerts)
@@ -143,7 +144,13 @@ def _plan(settings: Settings, seconds: float | None) -> tuple[dict[str, Simulato
         sim = Simulator(source, _STREAMS[source], seed=100 + i)
         first = max(250, warmup + 4 * int(hz))
         horizon = int(((seconds or 600.0) - 15.0) * hz)
-        sim.inject(_ANOMALIES[source], first, max(first + 1, int(first + 0.6 * (horizon - first))), length=int(2 * hz))
+        last = max(first + 1, int(first + 0.6 * (horizon - first)))
+        if source == "ticks":  # one event of each kind, on the busiest symbols (warm by then)
+            busy = sorted(range(sim.n_streams), key=lambda k: -sim.market.base[k])[: len(TICK_KINDS)]
+            for j, (k, kind) in enumerate(zip(busy, TICK_KINDS)):
+                sim.plan(k, first + (last - first) * j // len(TICK_KINDS), kind)
+        else:
+            sim.inject(_ANOMALIES[source], first, last, length=int(2 * hz))
         sims[source] = sim
         rates[source] = hz * sim.mean_events_per_round()
     return sims, rates

@@ -1,12 +1,22 @@
-"""Simulated input streams for all three sources, with optional labelled anomalies.
+"""Simulated input streams for every source, with optional labelled anomalies.
 
 - ``sensors``: per stream a daily-like seasonal wave + slow drift + noise; anomaly = a level
   sensor gone erratic (jumps of 4-7 amplitudes of random sign) for a few dozen readings.
 - ``speech``: 8 log-mel-like features per frame from a per-speaker spectral profile, smoothed
   (AR(1)) with voiced/silent switching; anomaly = a burst of loud, erratic broadband noise.
-- ``ticks``: per symbol a log-price random walk with its own volatility, bursty Poisson arrivals,
-  lognormal sizes and a bid/ask spread; anomaly = erratic trading (price swings of 3-8 % of random
-  sign on every tick, 50x sizes).
+- ``ticks``: many symbols at different activity levels (base rates 0.1-2.5 ticks per round):
+  self-exciting (Hawkes-like) arrivals with calm/active regimes, a mid price with stochastic
+  volatility (log-AR(1)), trades at the bid or ask on a 0.01 price grid, lognormal sizes.
+  Injected events (labelled, each with its kind, see :data:`TICK_KINDS`): ``jump`` (one tick
+  moves the mid 10-20 effective volatilities), ``flash_crash`` (3-6 ticks down 5-10 volatilities
+   each, then 5-20 ticks recovering 60-100 % of it), ``stale_quote`` (price, bid and ask frozen
+  for 30-80 ticks), ``crossed_quote`` (bid above ask for 1-3 ticks), ``volume_burst`` (sizes
+  15-60x for 5-15 ticks, arrivals 3x). An event's ``length`` is in ticks of its symbol.
+- ``machines``: multivariate machines, :data:`MACHINE_CHANNELS` per reading, all driven by one
+  latent load (daily-like cycle + AR(1)) so channels are correlated; slow temperature drift;
+  missing values (``null``: 2 % at random, and sensor dropouts of 5-30 readings on one channel);
+  anomaly (``channel_fault``, labelled with its channel) = one channel goes erratic (jumps of
+  3-6 amplitudes of random sign) while the others stay normal.
 - ``audio``: 16 kHz PCM frames of 512 samples (32 ms) per stream: low background noise, and speech
   utterances synthesised once with Debian ``espeak-ng`` (several voices and speeds; without
   espeak-ng a formant-burst stand-in that the VAD may not call speech). Injected events are
@@ -43,11 +53,24 @@ import orjson
 
 from models.errors import ConfigError
 
-__all__ = ["Anomaly", "Event", "Simulator", "espeak", "pcm_b64", "produce", "resample", "speech_bank"]
+__all__ = [
+    "MACHINE_CHANNELS",
+    "TICK_KINDS",
+    "Anomaly",
+    "Event",
+    "Simulator",
+    "espeak",
+    "pcm_b64",
+    "produce",
+    "resample",
+    "speech_bank",
+]
 
 log = logging.getLogger(__name__)
 
-_PREFIX = {"sensors": "sensor", "speech": "call", "ticks": "SYM", "audio": "mic"}
+_PREFIX = {"sensors": "sensor", "speech": "call", "ticks": "SYM", "audio": "mic", "machines": "machine"}
+TICK_KINDS = ("jump", "flash_crash", "stale_quote", "crossed_quote", "volume_burst")
+MACHINE_CHANNELS = ("temperature", "vibration", "pressure", "current")
 N_SPEECH_FEATURES = 8
 AUDIO_RATE, AUDIO_FRAME = 16000, 512
 _UTTERANCES = [
@@ -114,7 +137,8 @@ def pcm_b64(x: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class Anomaly:
-    """An injected anomaly: ``stream`` misbehaves from its ``start_round`` for ``length`` rounds."""
+    """An injected anomaly: ``stream`` misbehaves from its ``start_round`` for ``length`` rounds
+    (ticks: ``length`` ticks of the symbol; machines: ``channel`` is the faulty channel)."""
 
     source: str
     stream: str
@@ -122,6 +146,7 @@ class Anomaly:
     start_round: int
     length: int
     start_ts: float | None = None  # event time of the first anomalous event, once emitted
+    channel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +155,7 @@ class Event:
     ts: float
     payload: dict[str, Any]
     anomalous: bool = False
+    kind: str | None = None  # the injected anomaly's kind on anomalous events
 
     def key(self) -> bytes:
         return self.stream.encode()
@@ -156,12 +182,13 @@ class Simulator:
 
     def __post_init__(self) -> None:
         if self.source not in _PREFIX:
-            raise ConfigError(f"unknown source {self.source!r}; expected sensors, speech, ticks or audio")
+            raise ConfigError(f"unknown source {self.source!r}; expected one of {sorted(_PREFIX)}")
         if self.n_streams < 1:
             raise ConfigError("the simulator needs at least one stream")
         n = self.n_streams
         rng = self.rng = np.random.default_rng(self.seed)
         self.streams = [f"{self.prefix or _PREFIX[self.source]}-{i:04d}" for i in range(n)]
+        self._index = {s: i for i, s in enumerate(self.streams)}
         if self.source == "sensors":
             self.base = rng.uniform(10, 100, n)  # [n]
             self.amp = self.base * rng.uniform(0.05, 0.3, n)  # [n]
@@ -179,36 +206,61 @@ class Simulator:
             self.gain = rng.uniform(0.4, 0.9, n)  # [n]
             self.clip = np.full(n, -1, np.int64)  # [n] utterance being spoken (-1: none)
             self.pos = np.zeros(n, np.int64)  # [n] next sample of it
+        elif self.source == "ticks":
+            self.market = _TickMarket(n, rng)
         else:
-            self.logp = np.log(rng.uniform(5, 500, n))  # [n]
-            self.vol = rng.uniform(2e-4, 1.5e-3, n)  # [n] per tick
-            self.lam = np.ones(n)  # [n] arrival intensity (bursty regime)
-            self.spread = rng.uniform(1e-4, 1e-3, n)  # [n] relative half-spread
+            self.machines = _Machines(n, rng)
 
-    def inject(self, n: int, first_round: int, last_round: int, length: int = 30) -> list[Anomaly]:
-        """Plan ``n`` anomalies on distinct streams, starting between the given rounds."""
+    def inject(
+        self, n: int, first_round: int, last_round: int, length: int = 30, kind: str | None = None
+    ) -> list[Anomaly]:
+        """Plan ``n`` anomalies on distinct streams, starting between the given rounds.
+
+        ``kind``: ticks take one of :data:`TICK_KINDS` (default: the kinds in turn) and size each
+        event themselves (``length`` is ignored); machines pick a random faulty channel.
+        """
         n = min(n, self.n_streams)
-        rng = np.random.default_rng(self.seed + 7919)
+        rng = np.random.default_rng(self.seed + 7919 + len(self.anomalies))
         streams = rng.choice(self.n_streams, n, replace=False)
         starts = rng.integers(first_round, max(first_round + 1, last_round), n)
-        kind = {"sensors": "erratic", "speech": "noise_burst", "ticks": "erratic_trading", "audio": "speech"}[
-            self.source
-        ]
-        if self.source == "audio":  # an utterance; its length in frames
-            lengths = [-(-len(self.bank[int(s) % len(self.bank)]) // AUDIO_FRAME) for s in streams]
-        else:
-            lengths = [length] * n
-        planned = [
-            Anomaly(self.source, self.streams[int(s)], kind, int(r), ln) for s, r, ln in zip(streams, starts, lengths)
-        ]
-        self.anomalies.extend(planned)
+        default = {
+            "sensors": "erratic",
+            "speech": "noise_burst",
+            "ticks": "",
+            "audio": "speech",
+            "machines": "channel_fault",
+        }[self.source]
+        planned = []
+        for st, r in zip(streams.tolist(), starts.tolist()):
+            k = kind or default or TICK_KINDS[len(self.anomalies) % len(TICK_KINDS)]
+            planned.append(self.plan(st, int(r), k, length, rng))
         return planned
+
+    def plan(
+        self, stream: int, start_round: int, kind: str, length: int = 30, rng: np.random.Generator | None = None
+    ) -> Anomaly:
+        """Plan one anomaly of ``kind`` on stream number ``stream`` from ``start_round``."""
+        if self.source == "ticks" and kind not in TICK_KINDS:
+            raise ConfigError(f"unknown tick event kind {kind!r}; expected one of {TICK_KINDS}")
+        rng = rng or np.random.default_rng(self.seed + 104729 + len(self.anomalies))
+        ln, chan = length, None
+        if self.source == "audio":  # an utterance; its length in frames
+            ln = -(-len(self.bank[stream % len(self.bank)]) // AUDIO_FRAME)
+        elif self.source == "ticks":
+            ln = self.market.plan(stream, kind, start_round, rng)
+        elif self.source == "machines":
+            chan = MACHINE_CHANNELS[int(rng.integers(0, len(MACHINE_CHANNELS)))]
+        a = Anomaly(self.source, self.streams[stream], kind, start_round, ln, channel=chan)
+        self.anomalies.append(a)
+        return a
 
     def _active(self) -> np.ndarray:
         act = np.zeros(self.n_streams, bool)  # [n]
+        if self.source == "ticks":  # tick events last a number of ticks, run by the market
+            return act
         for a in self.anomalies:
             if a.start_round <= self.rounds < a.start_round + a.length:
-                act[self.streams.index(a.stream)] = True
+                act[self._index[a.stream]] = True
         return act
 
     def round(self, t: float) -> list[Event]:
@@ -258,38 +310,209 @@ class Simulator:
                     self.clip[i] = -1
             for i, s in enumerate(self.streams):
                 events.append(Event(s, t, {"stream": s, "ts": t, "pcm": pcm_b64(x[i])}, bool(act[i])))
+        elif self.source == "ticks":
+            events = self.market.round(self.streams, t, k, rng)
         else:
-            # regime-switching intensity gives bursty arrivals; at least one tick per round keeps time moving
-            self.lam = np.clip(self.lam * np.exp(rng.normal(0, 0.3, self.n_streams)), 0.2, 5.0)  # [n]
-            counts = np.maximum(1, rng.poisson(self.lam))  # [n]
-            for i, s in enumerate(self.streams):
-                for j in range(int(counts[i])):
-                    self.logp[i] += self.vol[i] * rng.standard_normal()
-                    price = float(math.exp(self.logp[i]))
-                    size = float(np.round(rng.lognormal(4, 1)))
-                    if act[i]:  # erratic trading: prices swing several percent, huge sizes
-                        price *= math.exp(float(rng.choice([-1.0, 1.0]) * rng.uniform(0.03, 0.08)))
-                        size *= 50.0
-                    half = price * float(self.spread[i])
-                    ts = t + j * 1e-4
-                    payload = {
-                        "stream": s,
-                        "ts": ts,
-                        "price": round(price, 6),
-                        "size": size,
-                        "bid": round(price - half, 6),
-                        "ask": round(price + half, 6),
-                    }
-                    events.append(Event(s, ts, payload, bool(act[i])))
+            faults = {
+                self._index[a.stream]: a.channel
+                for a in self.anomalies
+                if a.start_round <= k < a.start_round + a.length
+            }
+            events = self.machines.round(self.streams, t, k, rng, faults)
         for a in self.anomalies:
             if a.start_round == k:
-                self.labels.append(Anomaly(a.source, a.stream, a.kind, a.start_round, a.length, t))
+                start = t
+                if self.source == "ticks":  # the symbol's first tick of the event
+                    start = next((e.ts for e in events if e.stream == a.stream and e.kind == a.kind), t)
+                self.labels.append(
+                    Anomaly(a.source, a.stream, a.kind, a.start_round, a.length, start, channel=a.channel)
+                )
         self.rounds += 1
         return events
 
     def mean_events_per_round(self) -> float:
-        # ticks: E[max(1, Poisson(lam))] with lam around 1-2
-        return self.n_streams * (1.8 if self.source == "ticks" else 1.0)
+        if self.source == "ticks":
+            return self.market.mean_rate()
+        return float(self.n_streams)
+
+
+@dataclass
+class _TickEvent:
+    """A planned tick event of one symbol (all parameters drawn when planned)."""
+
+    kind: str
+    start_round: int
+    ticks: int  # length in ticks
+    sign: float = 1.0
+    size: float = 0.0  # jump / per-tick drop in effective volatilities; burst size multiplier
+    down: int = 0  # flash crash: ticks down (the rest recover)
+    recover: float = 1.0  # flash crash: share of the drop recovered
+    cross: int = 1  # crossed quote: bid above ask by this many price steps
+    done: int = 0  # ticks emitted so far
+    drop: float = 0.0  # flash crash: log drop so far
+
+
+class _TickMarket:
+    """Microstructure of ``n`` symbols; see the module docstring (``ticks``)."""
+
+    STEP = 0.01  # price grid
+
+    def __init__(self, n: int, rng: np.random.Generator) -> None:
+        self.n = n
+        self.mid = np.exp(rng.uniform(math.log(5.0), math.log(500.0), n))  # [n]
+        self.hbar = np.log(rng.uniform(2e-4, 1.5e-3, n))  # [n] mean log volatility per tick
+        self.h = self.hbar + rng.normal(0.0, 0.3, n)  # [n] log volatility per tick (stochastic)
+        self.base = np.exp(rng.uniform(math.log(0.1), math.log(2.5), n))  # [n] ticks per round, calm
+        self.excite = np.zeros(n)  # [n] self-excitation of arrivals
+        self.active = rng.random(n) < 0.3  # [n] active regime (3x arrivals)
+        self.half = rng.uniform(1e-4, 8e-4, n)  # [n] relative half-spread
+        self.size_mu = rng.uniform(2.0, 6.0, n)  # [n] log size
+        self.size_sd = rng.uniform(0.6, 1.2, n)  # [n]
+        self.last_ts = np.full(n, -np.inf)  # [n]
+        self.last_quote: list[tuple[float, float, float] | None] = [None] * n
+        self.planned: dict[int, list[_TickEvent]] = {}
+        self.running: dict[int, _TickEvent] = {}
+        self.prev_t: float | None = None
+        self.spacing = 0.0
+
+    def plan(self, i: int, kind: str, start_round: int, rng: np.random.Generator) -> int:
+        """Plan one event on symbol ``i``; returns its length in ticks."""
+        if kind == "jump":
+            ev = _TickEvent(kind, start_round, 1, sign=float(rng.choice([-1.0, 1.0])), size=rng.uniform(10, 20))
+        elif kind == "flash_crash":
+            down, up = int(rng.integers(3, 7)), int(rng.integers(5, 21))
+            ev = _TickEvent(
+                kind, start_round, down + up, size=rng.uniform(4, 8), down=down, recover=rng.uniform(0.6, 1)
+            )
+        elif kind == "stale_quote":
+            ev = _TickEvent(kind, start_round, int(rng.integers(30, 81)))
+        elif kind == "crossed_quote":
+            ev = _TickEvent(kind, start_round, int(rng.integers(1, 4)), cross=int(rng.integers(1, 4)))
+        else:
+            ev = _TickEvent(kind, start_round, int(rng.integers(5, 16)), size=rng.uniform(15, 60))
+        self.planned.setdefault(i, []).append(ev)
+        return ev.ticks
+
+    def mean_rate(self) -> float:
+        """Expected ticks per round over all symbols (stationary; arrivals excite 0.5x on top)."""
+        return float(np.sum(self.base * (1 + 2 * 0.3)) * 2.0)
+
+    def round(self, streams: list[str], t: float, k: int, rng: np.random.Generator) -> list[Event]:
+        n = self.n
+        if self.prev_t is not None and t > self.prev_t:
+            self.spacing = t - self.prev_t
+        self.prev_t = t
+        self.h = self.hbar + 0.98 * (self.h - self.hbar) + 0.1 * rng.standard_normal(n)  # [n]
+        flip = rng.random(n) < np.where(self.active, 0.05, 0.02)  # [n]
+        self.active ^= flip
+        lam = self.base * np.where(self.active, 3.0, 1.0) + self.excite  # [n]
+        for i, evs in self.planned.items():  # events starting now
+            for ev in [e for e in evs if e.start_round == k]:
+                self.running[i] = ev
+        for i, ev in self.running.items():  # faster trading during crashes and bursts
+            lam[i] *= 4.0 if ev.kind == "flash_crash" else 3.0 if ev.kind == "volume_burst" else 1.0
+        counts = rng.poisson(lam)  # [n]
+        for i in self.running:
+            counts[i] = max(1, counts[i])
+        self.excite = 0.6 * self.excite + 0.2 * counts  # [n]
+        events: list[Event] = []
+        for i in np.flatnonzero(counts).tolist():
+            c = int(counts[i])
+            offs = np.sort(rng.random(c)) * 0.9 * self.spacing if self.spacing else np.arange(c) * 1e-4  # [c]
+            for j in range(c):
+                events.append(self._tick(i, streams[i], max(t + float(offs[j]), float(self.last_ts[i])), rng))
+        return events
+
+    def _tick(self, i: int, stream: str, ts: float, rng: np.random.Generator) -> Event:
+        self.last_ts[i] = ts
+        sig = math.exp(self.h[i])
+        q = self.last_quote[i]
+        half = float(self.half[i]) if q is None else max(float(self.half[i]), (q[2] - q[1]) / (q[2] + q[1]))
+        sig_eff = math.sqrt(sig * sig + 2.0 * half * half)  # with the bid/ask bounce on the price grid
+        ev = self.running.get(i)
+        size = max(1.0, round(float(rng.lognormal(self.size_mu[i], self.size_sd[i]))))
+        kind = ev.kind if ev is not None else None
+        freeze = kind == "stale_quote" and self.last_quote[i] is not None
+        if not freeze:
+            r = sig * float(rng.standard_normal())
+            if ev is not None and kind == "jump":
+                r += ev.sign * ev.size * sig_eff
+            elif ev is not None and kind == "flash_crash":
+                if ev.done < ev.down:
+                    step = -ev.size * sig_eff
+                    ev.drop += step
+                    r += step
+                else:
+                    r += -ev.drop * ev.recover / (ev.ticks - ev.down)
+            self.mid[i] *= math.exp(r)
+        m, hs, step = float(self.mid[i]), float(self.half[i]), self.STEP
+        bid = math.floor(m * (1 - hs) / step) * step
+        ask = max(math.ceil(m * (1 + hs) / step) * step, bid + step)
+        price = ask if rng.random() < 0.5 else bid
+        if freeze:
+            price, bid, ask = self.last_quote[i]  # type: ignore[misc]
+        elif kind == "crossed_quote" and ev is not None:
+            bid = ask + ev.cross * step
+        if kind == "volume_burst" and ev is not None:
+            size = round(size * ev.size)
+        quote = (round(price, 2), round(bid, 2), round(ask, 2))
+        if not freeze:
+            self.last_quote[i] = quote
+        if ev is not None:
+            ev.done += 1
+            if ev.done >= ev.ticks:
+                del self.running[i]
+        payload = {"stream": stream, "ts": ts, "price": quote[0], "size": size, "bid": quote[1], "ask": quote[2]}
+        return Event(stream, ts, payload, kind is not None, kind)
+
+
+class _Machines:
+    """Multivariate machines; see the module docstring (``machines``)."""
+
+    def __init__(self, n: int, rng: np.random.Generator) -> None:
+        f = len(MACHINE_CHANNELS)
+        self.n = n
+        self.period = rng.integers(100, 400, n).astype(np.float64)  # [n] rounds per load cycle
+        self.phase = rng.uniform(0, 2 * math.pi, n)  # [n]
+        self.ar = np.zeros(n)  # [n] load AR(1) part
+        # channel = offset + gain * load + noise; temperature also drifts slowly
+        self.offset = np.array([40.0, 2.0, 5.0, 10.0]) * rng.uniform(0.8, 1.2, (n, f))  # [n, F]
+        self.gain = np.array([30.0, 3.0, 2.0, 20.0]) * rng.uniform(0.7, 1.3, (n, f))  # [n, F]
+        self.noise = np.array([0.3, 0.15, 0.05, 0.4]) * rng.uniform(0.7, 1.5, (n, f))  # [n, F]
+        self.drift = rng.normal(0.0, 2e-3, n)  # [n] temperature units per round
+        self.dropout = np.zeros((n, f), np.int64)  # [n, F] rounds left of a sensor dropout
+
+    def round(
+        self, streams: list[str], t: float, k: int, rng: np.random.Generator, faults: dict[int, str | None]
+    ) -> list[Event]:
+        n, f = self.n, len(MACHINE_CHANNELS)
+        self.ar = 0.95 * self.ar + 0.03 * rng.standard_normal(n)  # [n]
+        load = 0.6 + 0.25 * np.sin(2 * math.pi * k / self.period + self.phase) + self.ar  # [n]
+        v = self.offset + self.gain * load[:, None] + self.noise * rng.standard_normal((n, f))  # [n, F]
+        v[:, 0] += self.drift * k
+        amp = 0.25 * self.gain  # [n, F] the load cycle's amplitude per channel
+        erratic = rng.choice([-1.0, 1.0], (n, f)) * rng.uniform(3.0, 6.0, (n, f)) * amp  # [n, F]
+        start = (rng.random((n, f)) < 0.002) & (self.dropout == 0)  # [n, F]
+        self.dropout = np.where(start, rng.integers(5, 31, (n, f)), np.maximum(self.dropout - 1, 0))  # [n, F]
+        missing = (rng.random((n, f)) < 0.02) | (self.dropout > 0)  # [n, F]
+        events = []
+        for i, s in enumerate(streams):
+            row = v[i]
+            chan = faults.get(i)
+            if chan is not None:
+                c = MACHINE_CHANNELS.index(chan)
+                row = row.copy()
+                row[c] += erratic[i, c]
+            vals: list[float | None] = [None if missing[i, c] else round(float(row[c]), 5) for c in range(f)]
+            if chan is not None:
+                vals[MACHINE_CHANNELS.index(chan)] = round(float(row[MACHINE_CHANNELS.index(chan)]), 5)
+            if all(x is None for x in vals):
+                vals[0] = round(float(row[0]), 5)
+            fault = chan is not None
+            events.append(
+                Event(s, t, {"stream": s, "ts": t, "values": vals}, fault, "channel_fault" if fault else None)
+            )
+        return events
 
 
 async def produce(

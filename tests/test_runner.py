@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import Batch, InputError, ScoringConfig
+from models import Batch, ConfigError, InputError, NetConfig, RecurrentForecaster, Runner, ScoringConfig
 
 from .conftest import make_runner
 
@@ -173,3 +173,22 @@ def test_ttl_eviction_sweeps_idle_streams_by_event_time() -> None:
     assert r.slab.evictions == 1
     res = r.process(Batch.from_rows([("old", 400.0, [1.0])]))  # comes back with a fresh state
     assert res.accepted.all() and r.slab.steps[r.slab.slot("old")] == 1
+
+
+def test_reduced_precision_step_stays_close_and_keeps_fp32_state() -> None:
+    torch.manual_seed(0)
+    net = RecurrentForecaster(NetConfig(cell="gru", input_size=2, hidden_size=32))
+    low_net = RecurrentForecaster(net.config)
+    low_net.load_state_dict(net.state_dict())
+    ref = Runner(net, ScoringConfig(warmup=5), device="cpu")
+    low = Runner(low_net, ScoringConfig(warmup=5), device="cpu", compute_dtype="bfloat16")
+    rng = np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(50)]
+    for k in range(40):
+        x = rng.normal(size=(50, 2)).astype(np.float32)
+        a = ref.process(Batch(ids, np.full(50, float(k)), x))
+        b = low.process(Batch(ids, np.full(50, float(k)), x))
+        np.testing.assert_allclose(b.prediction, a.prediction, rtol=0.05, atol=0.05)
+    assert low.slab.hidden.dtype == torch.float32 and low.model.head.weight.dtype == torch.float32
+    with pytest.raises(ConfigError, match="compute_dtype"):
+        Runner(net, device="cpu", compute_dtype="int8")

@@ -63,6 +63,13 @@ GOOD = {"stream": "s1", "ts": NOW - 1, "values": [1.5]}
         ("sensors", j(GOOD), b"\xff", 1, "key_mismatch"),
         ("sensors", j({**GOOD, "ts": NOW + 3600}), b"s1", 1, "future_timestamp"),
         ("sensors", j({**GOOD, "pad": "x" * 4096}), b"s1", 1, "too_large"),
+        ("sensors", j({**GOOD, "values": [None]}), b"s1", 1, "all_missing"),
+        ("machines", j({**GOOD, "values": [None, None]}), b"s1", 2, "all_missing"),
+        ("machines", j({**GOOD, "values": [1.0, math.nan]}), b"s1", 2, "non_finite"),
+        ("machines", j({**GOOD, "values": [1.0, "x"]}), b"s1", 2, "bad_shape"),
+        ("ticks", j({"stream": "s1", "ts": NOW, "price": 1.0, "size": 1, "bid": math.inf}), b"s1", 4, "non_finite"),
+        ("ticks", j({"stream": "s1", "ts": NOW, "price": 0.0, "size": 1}), b"s1", 4, "out_of_range"),
+        ("ticks", j({"stream": "s1", "ts": NOW, "price": 1.0, "size": 1}), b"s1", 3, "wrong_length"),
     ],
 )
 def test_bad_inputs_get_their_reason(source: str, value: bytes | None, key: bytes | None, n: int, reason: str) -> None:
@@ -80,6 +87,11 @@ def test_good_inputs_all_sources_and_timestamp_forms() -> None:
     tick = {"stream": "s1", "ts": NOW, "price": 101.5, "size": 3, "bid": None, "ask": 101.6}
     d = decode_batch("ticks", [rec(j(tick))], n_features=2, now=NOW)
     np.testing.assert_allclose(d.x[0], [math.log(101.5), math.log1p(3)], rtol=1e-6)
+    raw = decode_batch("ticks", [rec(j(tick))], n_features=4, now=NOW)  # a ticks model: raw, missing bid NaN
+    assert raw.errors == [] and raw.x[0, :2].tolist() == [101.5, 3.0] and np.isnan(raw.x[0, 2])
+    assert raw.x[0, 3] == pytest.approx(101.6)
+    mv = decode_batch("machines", [rec(j({**GOOD, "values": [1.0, None, 3]}))], n_features=3, now=NOW)
+    assert mv.errors == [] and np.isnan(mv.x[0, 1]) and mv.x[0, [0, 2]].tolist() == [1.0, 3.0]
     iso = decode_batch("sensors", [rec(j({**GOOD, "ts": "2023-11-14T22:13:20"}))], n_features=1, now=NOW)
     assert iso.ts[0] == pytest.approx(1_700_000_000.0)  # naive ISO-8601 means UTC
 
@@ -117,6 +129,26 @@ def test_encoders() -> None:
         )
     )
     assert a["state"] == "open" and a["severity"] == "critical" and "expected [1]" in a["explanation"]
+    assert "kind" not in a and "channel" not in a  # only when given
+    k = orjson.loads(
+        encode_alert(
+            r,
+            stream="m1",
+            source="machines",
+            ts=1.0,
+            model="m",
+            state="open",
+            score=0.8,
+            threshold=0.5,
+            expected=[1.0, 2.0],
+            actual=[1.0, math.nan],
+            kind="anomaly",
+            channel="vibration",
+            explanation="open: vibration drove it",
+        )
+    )
+    assert k["kind"] == "anomaly" and k["channel"] == "vibration" and k["explanation"] == "open: vibration drove it"
+    assert k["actual"] == [1.0, None]  # a missing value is null
     d = orjson.loads(encode_dead(r, source="sensors", reason="not_json", message="bad"))
     assert base64.b64decode(d["value_b64"]) == b"\x00raw" and d["reason"] == "not_json"
     assert d["input"]["offset"] == 42 and d["input"]["timestamp_ms"] == 1234

@@ -69,12 +69,24 @@ def test_cli_train_on_csv_writes_checkpoint(tmp_path) -> None:
 def test_cli_train_on_simulated_source_uses_the_worker_codec(tmp_path) -> None:
     from stream.training import N_FEATURES, simulated_series
 
-    series = simulated_series("ticks", n_streams=3, rounds=40, seed=2)
-    assert len(series) == 3 and all(s.shape[1] == N_FEATURES["ticks"] for s in series)
-    assert all(len(s) >= 40 for s in series)  # bursty arrivals: at least one tick per round
+    series = simulated_series("ticks", n_streams=6, rounds=40, seed=2)
+    assert len(series) == 6 and all(s.shape[1] == N_FEATURES["ticks"] for s in series)
+    # symbols trade at different activity levels (a quiet one may skip rounds, a busy one ticks often)
+    lengths = sorted(len(s) for s in series)
+    assert lengths[0] >= 1 and lengths[-1] >= 40 and lengths[-1] >= 2 * lengths[0]
     out = tmp_path / "ticks.pt"
     args = ["train", "--simulated", "speech", "--sim-streams", "4", "--sim-rounds", "200", "--hidden", "8"]
     args += ["--epochs", "1", "--steps-per-epoch", "3", "--window", "32", "-o", str(out)]
     assert main(args) == 0
     ck = load_checkpoint(out)
     assert ck.model.config.input_size == N_FEATURES["speech"] and ck.meta["data"]["simulated"] == "speech"
+
+
+def test_cli_train_ticks_and_machines_get_their_featurised_shapes(tmp_path) -> None:
+    for source, inputs, i, o in (("ticks", "ticks", 7, 2), ("machines", "masked", 8, 4)):
+        out = tmp_path / f"{source}.pt"
+        args = ["train", "--simulated", source, "--sim-streams", "4", "--sim-rounds", "150", "--hidden", "8"]
+        args += ["--epochs", "1", "--steps-per-epoch", "3", "--window", "32", "-o", str(out)]
+        assert main(args) == 0
+        c = load_checkpoint(out).model.config
+        assert (c.inputs, c.input_size, c.out_size) == (inputs, i, o)

@@ -1,0 +1,230 @@
+"""From a stream's decoded vectors to model inputs, and from forecasts to outputs and alerts.
+
+A :class:`Features` object is the per-source part of :class:`~models.runner.Runner`: which rows
+are valid, how a row (plus the stream's state in the slab's ``aux`` row) becomes the model
+input, how the forecast becomes the packed per-row output, and which alerts that output holds.
+The checkpoint's ``NetConfig.inputs`` picks one (:func:`make_features`):
+
+* ``raw`` (:class:`RawFeatures`): the values themselves, normalised per stream and feature; the
+  forecast is the next vector (the original sensor/speech path, unchanged).
+* ``masked`` (:class:`MaskedFeatures`): values where NaN means missing; the model sees the
+  imputed normalised values and the mask, missing values are left out of the anomaly score, and
+  an alert names the feature (channel) with the largest normalised residual.
+* ``ticks`` (:class:`models.ticks.TickFeatures`): ``[price, size, bid, ask]`` trades/quotes,
+  featurised per symbol; rule alerts with a ``kind`` (jump, flash crash, ...).
+
+All per-stream state lives in ``aux`` (scorer state first, then the featuriser's own columns), so
+slab snapshots and restores carry it like the hidden state.
+
+Packed output of one wave (what :meth:`Features.step` returns): ``[prediction[R], expected[R],
+score, anomaly, transition, extra[E]]`` with ``R = raw_size`` (the decoded vector's width).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import ConfigError
+from .nets import NetConfig, RecurrentForecaster
+from .scoring import Scorer, ScoringConfig
+
+__all__ = ["Features", "MaskedFeatures", "RawFeatures", "make_features"]
+
+
+class Features:
+    """Base: the ``raw`` behaviour (values in, next values forecast), no extra state or columns.
+
+    Example:
+        >>> f = make_features(NetConfig(input_size=2), ScoringConfig())
+        >>> f.raw_size, f.out_width, f.aux_size == f.scorer.size
+        (2, 7, True)
+    """
+
+    kind = "raw"
+    needs_dt = False  # whether step() wants the time since the stream's previous event
+
+    def __init__(self, config: NetConfig, scoring: ScoringConfig) -> None:
+        self.config = config
+        self.scoring = scoring
+        self.scorer = Scorer(scoring, config.input_size)
+        self.raw_size = config.input_size
+        self.n_extra = 0
+
+    # -- layout ---------------------------------------------------------------------------
+    @property
+    def aux_size(self) -> int:
+        return self.scorer.size
+
+    @property
+    def out_width(self) -> int:
+        return 2 * self.raw_size + 3 + self.n_extra
+
+    def init_row(self) -> Tensor:
+        return self.scorer.init_row()  # [A]
+
+    def channel_name(self, i: int) -> str:
+        names = self.config.channels
+        return names[i] if 0 <= i < len(names) else f"value[{i}]"
+
+    # -- host-side checks ------------------------------------------------------------------
+    def valid(self, x: np.ndarray) -> np.ndarray:
+        """Rows the model accepts (``[B]`` bool); the others are rejected as ``non_finite``."""
+        return np.isfinite(x).all(1)  # type: ignore[no-any-return]
+
+    # -- device work -----------------------------------------------------------------------
+    def encode(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
+        """Featurise and normalise one wave: ``(model_input[b, I], err[b], target[b, O], ctx)``.
+
+        ``target`` is what the forecast of the previous step is compared with (normalised), NaN
+        where it is unknown; training fits the forecast at ``t`` to the target at ``t + 1``.
+        """
+        x_norm, err = self.scorer.pre(aux, x)  # [b, F], [b]
+        return x_norm, err, x_norm, None
+
+    def decode(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
+        """The packed output ``[b, out_width]`` of one wave from the model's ``forecast[b, O]``."""
+        return self.scorer.post(aux, err, forecast)  # [b, 2F+3]
+
+    def step(
+        self, model: RecurrentForecaster, aux: Tensor, x: Tensor, h: Tensor, dt: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Encode, one model step, decode; updates ``aux`` in place and returns ``(out, h)``."""
+        inp, err, _, ctx = self.encode(aux, x, dt)  # [b, I], [b]
+        forecast, h = model.step(inp, h)  # [b, O], [b, L, K, H]
+        return self.decode(aux, err, forecast, x, ctx), h
+
+    # -- alerts ----------------------------------------------------------------------------
+    def alerts(
+        self, stream_ids: Sequence[str], ts: np.ndarray, x: np.ndarray, packed: np.ndarray, rows: np.ndarray
+    ) -> list[Any]:
+        """Alert transitions of ``rows`` (positions in the batch; ``packed[rows]`` their outputs)."""
+        from .runner import Alert
+
+        r = self.raw_size
+        out = []
+        for i in rows.tolist():
+            p = packed[i]
+            out.append(
+                Alert(
+                    index=i,
+                    stream_id=stream_ids[i],
+                    ts=float(ts[i]),
+                    state="open" if p[2 * r + 2] > 0 else "resolved",
+                    score=float(p[2 * r]),
+                    expected=p[r : 2 * r].tolist(),
+                    actual=x[i].tolist(),
+                )
+            )
+        return out
+
+    def forecast(self, packed: np.ndarray) -> np.ndarray | None:
+        """The model's own forecast per row when it differs from ``prediction`` (else None)."""
+        return None
+
+
+class RawFeatures(Features):
+    """``raw``: the decoded values are the model input; see :class:`Features`."""
+
+
+class MaskedFeatures(Features):
+    """``masked``: ``F`` values per event, NaN = missing; the model sees ``[values, mask]``.
+
+    Missing values are imputed with the feature's last observation (normalised with the current
+    statistics) and masked: they do not update the feature's normaliser and are left out of the
+    residual. Each residual is divided by the feature's own running residual size; the alert
+    names the feature with the largest such normalised residual.
+
+    Example:
+        >>> cfg = NetConfig(input_size=4, output_size=2, inputs="masked", channels=("temp", "rpm"))
+        >>> f = make_features(cfg, ScoringConfig())
+        >>> f.raw_size, f.valid(np.array([[1.0, np.nan], [np.nan, np.nan]], np.float32)).tolist()
+        (2, [True, False])
+    """
+
+    kind = "masked"
+
+    def __init__(self, config: NetConfig, scoring: ScoringConfig) -> None:
+        f = config.out_size
+        if config.input_size != 2 * f:
+            raise ConfigError(
+                f"a masked model takes [values, mask]: input_size must be 2 x output_size, "
+                f"got input_size {config.input_size}, output_size {config.output_size}"
+            )
+        self.config = config
+        self.scoring = scoring
+        self.scorer = Scorer(scoring, f, masked=True)
+        self.raw_size = f
+        self.n_extra = 2  # channel, channel_z
+
+    def valid(self, x: np.ndarray) -> np.ndarray:
+        return ~np.isinf(x).any(1) & np.isfinite(x).any(1)  # type: ignore[no-any-return]
+
+    def encode(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
+        x_norm, obs, err, chan, chan_z = self.scorer.pre_masked(aux, x)  # [b, F], [b, F], [b], [b], [b]
+        inp = torch.cat((x_norm, obs), 1)  # [b, 2F]
+        target = x_norm.masked_fill(obs == 0, float("nan"))  # [b, F]
+        return inp, err, target, (chan, chan_z)
+
+    def decode(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
+        chan, chan_z = ctx  # [b], [b]
+        out = self.scorer.post(aux, err, forecast)  # [b, 2F+3]
+        return torch.cat((out, chan.to(out.dtype).unsqueeze(1), chan_z.unsqueeze(1)), 1)  # [b, 2F+5]
+
+    def alerts(
+        self, stream_ids: Sequence[str], ts: np.ndarray, x: np.ndarray, packed: np.ndarray, rows: np.ndarray
+    ) -> list[Any]:
+        from .runner import Alert
+
+        f = self.raw_size
+        out = []
+        for i in rows.tolist():
+            p = packed[i]
+            state = "open" if p[2 * f + 2] > 0 else "resolved"
+            c = int(p[2 * f + 3])
+            exp, act = p[f : 2 * f].tolist(), x[i].tolist()
+            missing = [self.channel_name(k) for k in range(f) if not np.isfinite(x[i, k])]
+            gap = f"; missing: {', '.join(missing)}" if missing else ""
+            name = self.channel_name(c) if c >= 0 else None
+            if state == "open" and name is not None:
+                why = (
+                    f"{name} drove it: expected {exp[c]:.4g}, got {act[c]:.4g} "
+                    f"(residual {p[2 * f + 4]:.1f}x its usual size)"
+                )
+            else:
+                why = "back to normal" if state == "resolved" else "no value observed"
+            explanation = f"{state}: {why} (score {p[2 * f]:.3f}){gap}"
+            extra = {"channel_index": c, "residual_ratio": round(float(p[2 * f + 4]), 3)} if state == "open" else {}
+            out.append(
+                Alert(
+                    index=i,
+                    stream_id=stream_ids[i],
+                    ts=float(ts[i]),
+                    state=state,
+                    score=float(p[2 * f]),
+                    expected=exp,
+                    actual=act,
+                    kind="anomaly",
+                    channel=name if state == "open" else None,
+                    explanation=explanation,
+                    extra=extra,
+                )
+            )
+        return out
+
+
+def make_features(config: NetConfig, scoring: ScoringConfig) -> Features:
+    """The featuriser a checkpoint's ``NetConfig.inputs`` names."""
+    if config.inputs == "raw":
+        if config.out_size != config.input_size:
+            raise ConfigError("a raw-input model forecasts its whole input: output_size must be 0 or input_size")
+        return RawFeatures(config, scoring)
+    if config.inputs == "masked":
+        return MaskedFeatures(config, scoring)
+    from .ticks import TickFeatures
+
+    return TickFeatures(config, scoring)

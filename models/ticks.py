@@ -1,0 +1,517 @@
+"""Trading ticks: per-symbol features, a forecaster of the next return and volatility, rule alerts.
+
+Input per event (decoded by the codec): ``[price, size, bid, ask]``; ``bid``/``ask`` may be NaN
+(no quote). With the time since the symbol's previous tick ``dt`` (from the slab's event-time
+bookkeeping) and the symbol's state in its ``aux`` row, each tick becomes the features
+
+====  ===========================================================================================
+col   feature
+====  ===========================================================================================
+0     ``ret``: log return ``log p_t - log p_{t-1}`` (0 on a symbol's first tick)
+1     ``absret``: ``|ret|``
+2     ``spread``: relative spread ``(ask - bid) / mid`` (0 when bid or ask is missing)
+3     ``lsize``: ``log1p(size)``
+4     ``ldt``: ``log(max(dt, 1 ms))`` (the usual value on a symbol's first tick)
+5     ``lvol``: ``log`` of the realised volatility, ``sqrt`` of an EWMA of squared returns
+6     ``quoted``: 1 when bid and ask are both present (not normalised), else 0
+====  ===========================================================================================
+
+Columns 0-5 go through the scorer's running per-symbol normaliser; the GRU forecasts the next
+tick's ``ret`` and ``absret`` (columns 0-1, so ``E|r|``): ``forecast = [r_hat, sigma_hat]`` with
+``sigma_hat = sqrt(pi/2) E|r|``. ``prediction`` is the next tick in input units
+``[price, size, bid, ask]`` (price from ``r_hat``, size from its running level, bid/ask from the
+running spread), so ticks chart like every other source.
+
+Rule alerts (each with its own open/resolved hysteresis, ``kind`` in the alert), all against
+the symbol's own history and armed after ``warmup`` ticks:
+
+* ``jump``: one tick's return is more than ``jump_z`` realised volatilities, and the next tick
+  does not continue it as a crash (a second large down tick); reported one tick later.
+* ``flash_crash``: a run of consecutive down ticks that starts with one more than ``run_z``
+  volatilities down and holds at least two such ticks, whose cumulative drop exceeds ``crash_z``
+  volatilities over those ticks (at the volatility before the run); the resolution says how much
+  of the drop was recovered.
+* ``stale_quote``: price, bid and ask unchanged for more ticks than the symbol's usual
+  unchanged-tick rate makes likelier than ``stale_p`` (at least ``stale_min``), or a gap since
+  the previous tick ``gap_z`` standard deviations (log scale) and ``gap_factor`` times above usual.
+* ``crossed_quote``: ``bid > ask``.
+* ``volume_burst``: a short EWMA of ``log1p(size)`` ``burst_z`` standard deviations above the
+  symbol's slow running level.
+
+Volatility is the EWMA realised volatility, floored at half the symbol's usual non-zero move (so a
+one-tick price change of a coarse-ticked symbol is not a jump); updates are winsorised so one
+event does not blind the symbol to the next.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import ConfigError
+from .features import Features
+from .nets import NetConfig
+from .scoring import ScoringConfig
+
+__all__ = ["KINDS", "N_TICK_FEATURES", "RAW_TICK", "TickConfig", "TickFeatures"]
+
+RAW_TICK = 4  # price, size, bid, ask
+N_TICK_FEATURES = 7  # model input width (see the module docstring)
+N_TICK_TARGETS = 2  # ret, absret
+KINDS = ("jump", "flash_crash", "stale_quote", "crossed_quote", "volume_burst")
+_SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
+
+# own aux columns (after the scorer's)
+(
+    _N,  # ticks seen
+    _LP,  # last log price
+    _RV,  # EWMA of squared returns (winsorised)
+    _MNZ,  # EWMA of non-zero |returns|
+    _LSM,  # slow mean of log1p(size)
+    _LSV,  # slow variance of log1p(size)
+    _LSS,  # short EWMA of log1p(size)
+    _DTM,  # mean of log dt
+    _DTV,  # variance of log dt
+    _SPM,  # mean relative spread (quoted ticks)
+    _LB,  # last bid
+    _LA,  # last ask
+    _SAME,  # run of unchanged quotes (price, bid, ask)
+    _PSAME,  # EWMA of "unchanged"
+    _PZ,  # pending jump: z of the previous tick (0: none)
+    _PR,  # its return
+    _PS,  # the volatility it was measured against
+    _PLP,  # log price before it
+    _RUN,  # consecutive large down ticks
+    _CUM,  # their cumulative return
+    _CRS,  # log price before the current down run
+    _CRO,  # log price before the open flash crash
+    _CRL,  # lowest log price since the flash crash opened
+    _RSIG,  # volatility when the current down run started
+    _BIG,  # ticks of the current down run more than run_z volatilities down
+) = range(25)
+_OPEN = 25  # [5] open per kind
+_QUIET = 30  # [5] ticks without the kind's condition while open
+_OWN = 35
+
+# packed output columns after [prediction[4], expected[4], score, anomaly, transition]
+_O = 2 * RAW_TICK + 3
+(
+    _X_RHAT,
+    _X_SHAT,
+    _X_Z,
+    _X_SIG,
+    _X_PZ,
+    _X_PR,
+    _X_PS,
+    _X_PLP,
+    _X_CSTAT,
+    _X_RUN,
+    _X_CUM,
+    _X_CRS,
+    _X_CRO,
+    _X_CRL,
+    _X_SAME,
+    _X_SLIM,
+    _X_DT,
+    _X_DTU,
+    _X_GAPZ,
+    _X_BURST,
+    _X_LEVEL,
+    _X_BZ,
+    _X_SPREAD,
+) = range(_O, _O + 23)
+_X_TRANS = _O + 23  # [5] per-kind transition
+_X_KSCORE = _O + 28  # [5] per-kind rule score
+_N_EXTRA = 33
+
+
+@dataclass(frozen=True)
+class TickConfig:
+    """Thresholds and horizons (in ticks of one symbol) of the tick features and rules."""
+
+    warmup: int = 60
+    vol_window: int = 50
+    level_window: int = 200
+    close_after: tuple[int, ...] = (5, 20, 20, 5, 20)  # per kind (KINDS order), ticks without it
+    jump_z: float = 7.0
+    run_z: float = 2.5
+    crash_z: float = 6.5
+    stale_min: int = 8
+    stale_p: float = 1e-4
+    same_max_p: float = 0.95
+    gap_z: float = 5.0
+    gap_factor: float = 30.0
+    burst_alpha: float = 0.5
+    burst_z: float = 4.5
+    winsor: float = 3.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "close_after", tuple(int(c) for c in self.close_after))  # JSON gives lists
+        if len(self.close_after) != len(KINDS) or min(self.close_after) < 1:
+            raise ConfigError(f"close_after needs one value >= 1 per kind {KINDS}")
+        if min(self.vol_window, self.level_window) < 1 or self.warmup < 0:
+            raise ConfigError("tick windows must be >= 1 and warmup >= 0")
+        if not 0.0 < self.burst_alpha <= 1.0 or not 0.0 < self.stale_p < 1.0:
+            raise ConfigError("burst_alpha must be in (0, 1] and stale_p in (0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TickFeatures(Features):
+    """``ticks``: ``[price, size, bid, ask]`` per event; see the module docstring.
+
+    Example:
+        >>> cfg = NetConfig(input_size=7, output_size=2, hidden_size=8, inputs="ticks", residual=False)
+        >>> f = TickFeatures(cfg, ScoringConfig())
+        >>> f.raw_size, f.needs_dt, f.valid(np.array([[10.0, 5.0, np.nan, np.nan]], np.float32)).tolist()
+        (4, True, [True])
+    """
+
+    kind = "ticks"
+    needs_dt = True
+
+    def __init__(self, config: NetConfig, scoring: ScoringConfig, rules: TickConfig | None = None) -> None:
+        if config.input_size != N_TICK_FEATURES or config.out_size != N_TICK_TARGETS:
+            raise ConfigError(
+                f"a ticks model takes {N_TICK_FEATURES} features and forecasts {N_TICK_TARGETS} "
+                f"(next return and |return|); got input_size {config.input_size}, output_size {config.out_size}"
+            )
+        from .scoring import Scorer
+
+        self.config = config
+        self.scoring = scoring
+        self.rules = rules or TickConfig()
+        self.scorer = Scorer(scoring, N_TICK_FEATURES - 1, n_targets=N_TICK_TARGETS)
+        self.raw_size = RAW_TICK
+        self.n_extra = _N_EXTRA
+        self._o = self.scorer.size
+        self._close = {torch.device("cpu"): torch.tensor(self.rules.close_after, dtype=torch.float32)}  # [5]
+
+    @property
+    def aux_size(self) -> int:
+        return self.scorer.size + _OWN
+
+    def _close_on(self, dev: torch.device) -> Tensor:
+        c = self._close.get(dev)
+        if c is None:
+            c = self._close[dev] = self._close[torch.device("cpu")].to(dev)
+        return c
+
+    def init_row(self) -> Tensor:
+        own = torch.zeros(_OWN)  # [S]
+        own[_RV] = 1e-6  # (0.1 % per tick)^2 until the first return
+        own[_LB] = own[_LA] = float("nan")
+        return torch.cat((self.scorer.init_row(), own))  # [A]
+
+    def valid(self, x: np.ndarray) -> np.ndarray:
+        ok = np.isfinite(x[:, :2]).all(1) & (x[:, 0] > 0) & (x[:, 1] >= 0)  # [B]
+        return ok & ~np.isinf(x[:, 2:]).any(1)  # type: ignore[no-any-return]
+
+    # -- device work -----------------------------------------------------------------------
+    def encode(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
+        feats, quoted, ctx = self.featurise(aux, x, dt)  # [b, 6], [b]
+        x_norm, err = self.scorer.pre(aux, feats)  # [b, 6], [b]
+        inp = torch.cat((x_norm, quoted.float().unsqueeze(1)), 1)  # [b, 7]
+        target = x_norm[:, :N_TICK_TARGETS]  # [b, 2]
+        return inp, err, target, ctx
+
+    def featurise(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Any]:
+        """Raw features ``[b, 6]`` (columns 0-5 of the module docstring), ``quoted[b]`` and the rules'
+        context; runs the rules and updates the symbols' own ``aux`` columns in place.
+
+        Example:
+            >>> cfg = NetConfig(input_size=7, output_size=2, inputs="ticks", residual=False)
+            >>> f = TickFeatures(cfg, ScoringConfig())
+            >>> aux = f.init_row().unsqueeze(0).clone()  # [1, A]
+            >>> _ = f.featurise(aux, torch.tensor([[100.0, 9.0, 99.9, 100.1]]), None)
+            >>> feats, quoted, _ = f.featurise(aux, torch.tensor([[101.0, 99.0, float("nan"), float("nan")]]),
+            ...                                torch.tensor([2.0]))
+            >>> [round(v, 4) for v in feats[0].tolist()], quoted.tolist()
+            ([0.01, 0.01, 0.0, 4.6052, 0.6931, -4.6102], [False])
+        """
+        rc = self.rules
+        s = aux[:, self._o : self._o + _OWN]  # [b, S] view
+        price, size, bid, ask = x.unbind(1)  # [b] each
+        if dt is None:
+            dt = torch.full_like(price, float("inf"))  # [b]
+        n = s[:, _N]  # [b]
+        first = n == 0  # [b]
+        ready = n >= rc.warmup  # [b]
+        lp = torch.log(price)  # [b]
+        lp_old = s[:, _LP].clone()  # [b]
+        r = torch.where(first, torch.zeros_like(lp), lp - lp_old)  # [b]
+        absr = r.abs()  # [b]
+        quoted = torch.isfinite(bid) & torch.isfinite(ask)  # [b]
+        mid = (bid + ask) * 0.5  # [b]
+        spread = torch.where(quoted, (ask - bid) / mid, torch.zeros_like(mid))  # [b]
+        lsize = torch.log1p(size)  # [b]
+        has_dt = torch.isfinite(dt) & ~first  # [b]
+        ldt = torch.where(has_dt, torch.log(dt.clamp_min(1e-3)), s[:, _DTM])  # [b]
+
+        # volatility measured before this tick (floored at half the usual non-zero move)
+        sig = torch.maximum(s[:, _RV].sqrt(), 0.5 * s[:, _MNZ]).clamp_min(1e-6)  # [b]
+        z = r / sig  # [b]
+
+        # flash crash: a run of down ticks that starts with a large one
+        run_old = s[:, _RUN].clone()  # [b]
+        starts = (z < -rc.run_z) & ~first & (run_old == 0)  # [b]
+        down = starts | ((run_old > 0) & (r < 0))  # [b]
+        s[:, _CRS] = torch.where(starts, lp_old, s[:, _CRS])  # [b]
+        s[:, _RSIG] = torch.where(starts, sig, s[:, _RSIG])  # [b]
+        s[:, _RUN] = torch.where(down, run_old + 1, torch.zeros_like(run_old))  # [b]
+        s[:, _CUM] = torch.where(down, s[:, _CUM] + r, torch.zeros_like(r))  # [b]
+        big = (z < -rc.run_z).float()  # [b]
+        s[:, _BIG] = torch.where(down, s[:, _BIG] + big, torch.zeros_like(big))  # [b]
+        run, n_big = s[:, _RUN], s[:, _BIG]  # [b], [b]
+        cstat = -s[:, _CUM] / (s[:, _RSIG].clamp_min(1e-6) * run.clamp_min(1.0).sqrt())  # [b]
+        open_old = s[:, _OPEN : _OPEN + 5] > 0  # [b, 5]
+        fire_crash = ready & (n_big >= 2) & (cstat > rc.crash_z)  # [b]
+
+        # jump: the pending large move of the previous tick, not continued as a crash
+        pz = s[:, _PZ].clone()  # [b]
+        fire_jump = ready & (pz != 0) & (n_big < 2) & ~open_old[:, 1]  # [b]
+        ev_pz, ev_pr, ev_ps, ev_plp = pz, s[:, _PR].clone(), s[:, _PS].clone(), s[:, _PLP].clone()  # [b] each
+        pend = (z.abs() > rc.jump_z) & ~first & (n_big < 2)  # [b]
+        s[:, _PZ] = torch.where(pend, z, torch.zeros_like(z))  # [b]
+        s[:, _PR] = torch.where(pend, r, s[:, _PR])  # [b]
+        s[:, _PS] = torch.where(pend, sig, s[:, _PS])  # [b]
+        s[:, _PLP] = torch.where(pend, lp_old, s[:, _PLP])  # [b]
+
+        # stale quote: an unchanged (price, bid, ask) run longer than this symbol makes likely, or a gap
+        same_b = (bid == s[:, _LB]) | (torch.isnan(bid) & torch.isnan(s[:, _LB]))  # [b]
+        same_a = (ask == s[:, _LA]) | (torch.isnan(ask) & torch.isnan(s[:, _LA]))  # [b]
+        unchanged = ~first & (lp == lp_old) & same_b & same_a  # [b]
+        s[:, _SAME] = torch.where(unchanged, s[:, _SAME] + 1, torch.zeros_like(r))  # [b]
+        p_same = s[:, _PSAME].clamp(1e-3, rc.same_max_p)  # [b]
+        limit = (math.log(rc.stale_p) / torch.log(p_same)).clamp_min(float(rc.stale_min))  # [b]
+        dt_sd = s[:, _DTV].clamp_min(1e-4).sqrt()  # [b]
+        gap_z = torch.where(has_dt, (ldt - s[:, _DTM]) / dt_sd, torch.zeros_like(ldt))  # [b]
+        usual_dt = s[:, _DTM].exp()  # [b]
+        gap = has_dt & (gap_z > rc.gap_z) & (dt > rc.gap_factor * usual_dt)  # [b]
+        fire_stale = ready & ((s[:, _SAME] >= limit) | gap)  # [b]
+
+        # crossed quote
+        fire_crossed = quoted & (bid > ask)  # [b]
+
+        # volume burst: short size level vs the slow one
+        a_b = rc.burst_alpha
+        lss = torch.where(first, lsize, s[:, _LSS] + a_b * (lsize - s[:, _LSS]))  # [b]
+        s[:, _LSS] = lss
+        lsd = s[:, _LSV].clamp_min(1e-4).sqrt()  # [b]
+        bz = (lss - s[:, _LSM]) / (lsd * math.sqrt(a_b / (2.0 - a_b)))  # [b]
+        fire_burst = ready & (bz > rc.burst_z)  # [b]
+
+        # per-kind hysteresis
+        fires = torch.stack((fire_jump, fire_crash, fire_stale, fire_crossed, fire_burst), 1)  # [b, 5]
+        quiet = torch.where(fires, torch.zeros_like(s[:, _QUIET : _QUIET + 5]), s[:, _QUIET : _QUIET + 5] + 1)
+        opens = fires & ~open_old  # [b, 5]
+        resolves = open_old & ~fires & (quiet >= self._close_on(quiet.device))  # [b, 5]
+        open_new = (open_old | opens) & ~resolves  # [b, 5]
+        s[:, _OPEN : _OPEN + 5] = open_new.float()  # [b, 5]
+        s[:, _QUIET : _QUIET + 5] = torch.where(open_new, quiet, torch.zeros_like(quiet))  # [b, 5]
+        s[:, _CRO] = torch.where(opens[:, 1], s[:, _CRS], s[:, _CRO])  # [b]
+        s[:, _CRL] = torch.where(opens[:, 1], lp, torch.minimum(s[:, _CRL], lp))  # [b]
+        kscore = torch.stack(
+            (
+                ev_pz.abs() / rc.jump_z,
+                cstat / rc.crash_z,
+                torch.maximum(s[:, _SAME] / limit, gap_z / rc.gap_z),
+                torch.full_like(r, 1.5),
+                bz / rc.burst_z,
+            ),
+            1,
+        )  # [b, 5]
+        kscore = (kscore * 0.5).clamp_(0.0, 1.0).masked_fill_(~fires, 0.0)  # [b, 5]
+
+        # statistics, after the rules saw this tick (1/n starts, winsorised once warm)
+        a_v = (n.clamp_min(1.0)).reciprocal().clamp_min(1.0 / rc.vol_window)  # [b] per return
+        r_w = torch.where(ready, r.clamp(-rc.winsor * sig, rc.winsor * sig), r)  # [b]
+        frozen = s[:, _SAME] >= rc.stale_min  # [b] a frozen quote says nothing about volatility
+        learn_v = ~first & ~frozen  # [b]
+        s[:, _RV] = torch.where(learn_v, s[:, _RV] + a_v * (r_w * r_w - s[:, _RV]), s[:, _RV])  # [b]
+        nz = ~first & (absr > 0)  # [b]
+        a_nz = torch.where(s[:, _MNZ] == 0, torch.ones_like(a_v), a_v)  # [b] the first move sets it
+        s[:, _MNZ] = torch.where(
+            nz, s[:, _MNZ] + a_nz * (torch.minimum(absr, rc.winsor * sig) - s[:, _MNZ]), s[:, _MNZ]
+        )
+        a_l = (n + 1).reciprocal().clamp_min(1.0 / rc.level_window)  # [b]
+        d = lsize - s[:, _LSM]  # [b]
+        d = torch.where(ready, torch.minimum(d, 3.0 * lsd), d)  # [b] bursts barely move the level
+        s[:, _LSV] = (s[:, _LSV] + a_l * d * d) * (1 - a_l)  # [b]
+        s[:, _LSM] = s[:, _LSM] + a_l * d  # [b]
+        a_t = torch.where(has_dt, (n.clamp_min(1.0)).reciprocal().clamp_min(1.0 / rc.level_window), torch.zeros_like(n))
+        dd = torch.where(ready, torch.minimum(ldt - s[:, _DTM], 3.0 * dt_sd), ldt - s[:, _DTM])  # [b]
+        s[:, _DTV] = (s[:, _DTV] + a_t * dd * dd) * (1 - a_t)  # [b]
+        s[:, _DTM] = s[:, _DTM] + a_t * dd  # [b]
+        a_s = torch.where(quoted & (spread > 0), a_l, torch.zeros_like(a_l))  # [b]
+        s[:, _SPM] = s[:, _SPM] + a_s * (spread - s[:, _SPM])  # [b]
+        counted = ~first & (s[:, _SAME] < limit)  # [b] a stale run beyond the limit does not teach "usual"
+        a_p = torch.where(counted, a_l, torch.zeros_like(a_l))  # [b]
+        s[:, _PSAME] = s[:, _PSAME] + a_p * (unchanged.float() - s[:, _PSAME])  # [b]
+        s[:, _LP] = lp
+        s[:, _LB] = bid
+        s[:, _LA] = ask
+        s[:, _N] = n + 1
+
+        lvol = 0.5 * torch.log(s[:, _RV].clamp_min(1e-14))  # [b]
+        feats = torch.stack((r, absr, spread, lsize, ldt, lvol), 1)  # [b, 6]
+        evidence = torch.stack(
+            (
+                z,
+                sig,
+                ev_pz,
+                ev_pr,
+                ev_ps,
+                ev_plp,
+                cstat,
+                run,
+                s[:, _CUM],
+                s[:, _CRS],
+                s[:, _CRO],
+                s[:, _CRL],
+                s[:, _SAME],
+                limit,
+                torch.where(has_dt, dt, torch.zeros_like(dt)),
+                usual_dt,
+                gap_z,
+                torch.expm1(lss),
+                torch.expm1(s[:, _LSM]),
+                bz,
+                s[:, _SPM],
+            ),
+            1,
+        )  # [b, 21]
+        trans = opens.float() - resolves.float()  # [b, 5]
+        ctx = (lp_old, first, evidence, trans, kscore, open_new)
+        return feats, quoted, ctx
+
+    def decode(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
+        lp_old, first, evidence, trans, kscore, open_new = ctx
+        s = aux[:, self._o : self._o + _OWN]  # [b, S] view
+        sc = self.scorer.post(aux, err, forecast)  # [b, 7]: pred[2], expected[2], score, anomaly, transition
+        price = x[:, 0]  # [b]
+        spm = s[:, _SPM]  # [b]
+        r_hat, a_hat = sc[:, 0], sc[:, 1]  # [b] each
+        p_next = price * r_hat.exp()  # [b]
+        pred = torch.stack(
+            (p_next, torch.expm1(s[:, _LSM]), p_next * (1 - 0.5 * spm), p_next * (1 + 0.5 * spm)), 1
+        )  # [b, 4]
+        p_exp = torch.where(first, torch.full_like(price, float("nan")), (lp_old + sc[:, 2]).exp())  # [b]
+        expected = torch.stack(
+            (p_exp, torch.expm1(s[:, _LSM]), p_exp * (1 - 0.5 * spm), p_exp * (1 + 0.5 * spm)), 1
+        )  # [b, 4]
+        score = torch.maximum(sc[:, 4], kscore.amax(1))  # [b]
+        anomaly = open_new.any(1)  # [b]
+        opened = (trans > 0).any(1)  # [b]
+        resolved = (trans < 0).any(1)  # [b]
+        transition = opened.float() - (resolved & ~opened).float()  # [b]
+        s_hat = _SQRT_HALF_PI * a_hat.clamp_min(0.0)  # [b]
+        head = torch.stack((score, anomaly.float(), transition, r_hat, s_hat), 1)  # [b, 5]
+        return torch.cat((pred, expected, head, evidence, trans, kscore), 1)  # [b, 11 + 33]
+
+    def forecast(self, packed: np.ndarray) -> np.ndarray | None:
+        return packed[:, _X_RHAT : _X_SHAT + 1]  # [B, 2] next return, volatility
+
+    # -- alerts ----------------------------------------------------------------------------
+    def alerts(
+        self, stream_ids: Sequence[str], ts: np.ndarray, x: np.ndarray, packed: np.ndarray, rows: np.ndarray
+    ) -> list[Any]:
+        from .runner import Alert
+
+        out = []
+        for i in rows.tolist():
+            p = packed[i]
+            for k, kind in enumerate(KINDS):
+                t = p[_X_TRANS + k]
+                if t == 0:
+                    continue
+                state = "open" if t > 0 else "resolved"
+                expected, actual, why = _explain(kind, state, p, x[i], self.rules)
+                score = float(p[_X_KSCORE + k]) if state == "open" else 0.0
+                out.append(
+                    Alert(
+                        index=i,
+                        stream_id=stream_ids[i],
+                        ts=float(ts[i]),
+                        state=state,
+                        score=score,
+                        expected=expected,
+                        actual=actual,
+                        kind=kind,
+                        explanation=f"{kind.replace('_', ' ')} {state}: {why}",
+                    )
+                )
+        return out
+
+
+def _pct(v: float) -> str:
+    return f"{100.0 * v:+.2f}%"
+
+
+def _explain(
+    kind: str, state: str, p: np.ndarray, x: np.ndarray, rc: TickConfig
+) -> tuple[list[float], list[float], str]:
+    """Expected vs actual values and a one-line explanation of one kind's transition."""
+    price, size, bid, ask = (float(v) for v in x)
+    quiet = rc.close_after[KINDS.index(kind)]
+    if kind == "jump":
+        pz, pr, ps, plp = (float(p[c]) for c in (_X_PZ, _X_PR, _X_PS, _X_PLP))
+        if state == "resolved":
+            return [0.0], [float(p[_X_Z])], f"no jump for {quiet} ticks"
+        return (
+            [ps],
+            [pr],
+            f"the previous tick moved {_pct(pr)} ({math.exp(plp):.6g} -> {math.exp(plp + pr):.6g}), "
+            f"{abs(pz):.1f}x the realised volatility {100 * ps:.3f}% per tick (alert above {rc.jump_z:g}x), "
+            f"and the move was not continued",
+        )
+    if kind == "flash_crash":
+        cro, crl = float(p[_X_CRO]), float(p[_X_CRL])
+        if state == "resolved":
+            drop = cro - crl
+            back = (math.log(price) - crl) / drop if drop > 0 else 1.0
+            return (
+                [math.exp(cro)],
+                [price],
+                f"price {price:.6g} is back to {_pct(math.log(price) - cro)} of its level before the drop "
+                f"({math.exp(cro):.6g}; low {math.exp(crl):.6g}, {100 * min(max(back, 0.0), 9.99):.0f}% recovered)",
+            )
+        run, cum, sig, cstat = int(p[_X_RUN]), float(p[_X_CUM]), float(p[_X_SIG]), float(p[_X_CSTAT])
+        return (
+            [math.exp(cro)],
+            [price],
+            f"price fell {_pct(cum)} in {run} ticks ({math.exp(cro):.6g} -> {price:.6g}), {cstat:.1f}x the "
+            f"volatility expected over {run} ticks ({100 * sig * math.sqrt(run):.3f}%; alert above {rc.crash_z:g}x)",
+        )
+    if kind == "stale_quote":
+        same, limit, dt, udt, gz = (float(p[c]) for c in (_X_SAME, _X_SLIM, _X_DT, _X_DTU, _X_GAPZ))
+        if state == "resolved":
+            return [0.0], [same], f"quotes updating again for {quiet} ticks"
+        if same >= limit:
+            return (
+                [limit],
+                [same],
+                f"price, bid and ask unchanged for {same:.0f} ticks (price {price:.6g}); this symbol's usual "
+                f"unchanged-tick rate makes {limit:.0f} or more unlikely (p < {rc.stale_p:g})",
+            )
+        return [udt], [dt], f"no tick for {dt:.3g} s; the usual inter-arrival is {udt:.3g} s ({gz:.1f} sd on log scale)"
+    if kind == "crossed_quote":
+        if state == "resolved":
+            return [0.0], [ask - bid], f"bid below ask again for {quiet} ticks"
+        return [bid], [ask], f"bid {bid:.6g} is above ask {ask:.6g} (by {_pct((bid - ask) / ask)[1:]})"
+    burst, level, bz = float(p[_X_BURST]), float(p[_X_LEVEL]), float(p[_X_BZ])
+    if state == "resolved":
+        return [level], [size], f"sizes back near the usual {level:.4g} for {quiet} ticks"
+    return (
+        [level],
+        [burst],
+        f"recent trade size {burst:.4g} (last {size:.4g}) is {burst / max(level, 1e-9):.0f}x the usual {level:.4g} "
+        f"({bz:.1f} sd on log scale; alert above {rc.burst_z:g})",
+    )
