@@ -242,6 +242,11 @@ class BatchEngine:
             if self.producer is not None:
                 with contextlib.suppress(Exception):
                     await self.producer.stop()
+            for pipe in self.pipelines.values():  # parked-state spill files (the state is in the changelog)
+                close = getattr(pipe, "close", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        close()
 
     async def _fetch(self) -> dict[Any, list[Any]]:
         s = self.settings

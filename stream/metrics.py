@@ -129,6 +129,22 @@ class Metrics:
         self.stale_records_dropped = Counter(
             "seqstream_stale_records_dropped", "Fetched records not processed (not owned, duplicate or gap)", registry=r
         )
+        # reorder buffer (stream/pipeline.py): events held for event-time ordering, and why they left it
+        self.reorder_held = Gauge(
+            "seqstream_reorder_held_events", "Events held by the reorder buffer", ["source"], registry=r
+        )
+        self.reorder_released = Counter(
+            "seqstream_reorder_released_events",
+            "Events released by the reorder buffer (cause: watermark, max_hold, overflow)",
+            ["source", "cause"],
+            registry=r,
+        )
+        self.parked_streams = Gauge(
+            "seqstream_parked_streams",
+            "Streams parked off the slab by the resident bound (where: memory, disk)",
+            ["source", "where"],
+            registry=r,
+        )
         self._evictions_seen: dict[str, int] = {}
 
     def observe_slab(self, source: str, active: int, nbytes: int, capacity: int, evictions: int) -> None:

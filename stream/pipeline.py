@@ -6,15 +6,28 @@ the tests share exactly the same code path.
 
 Every input ends as exactly one output: a ``predictions`` record (accepted) or a ``dead-letter``
 record (rejected by the codec or the Runner). Alert transitions add ``anomaly-alerts`` records.
+
+Reorder buffer (``SEQSTREAM_REORDER_GRACE_S`` > 0, off by default): accepted events are held per
+stream until the stream's watermark (its newest event time minus the grace) passes them, then run
+in event-time order; an event behind the watermark (or behind an event already run) is a dead
+letter ``late``. A held event's prediction is emitted when it is released: by the watermark
+(a function of the input alone, so a replay releases exactly the same events at the same
+records), or by :meth:`SourcePipeline.tick` when it waited ``SEQSTREAM_REORDER_MAX_HOLD_S`` of
+processing time or the buffer holds more than ``SEQSTREAM_REORDER_MAX_HELD`` events (the state
+manager snapshots right after such a release). Held events are part of the partition snapshots.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import orjson
@@ -22,11 +35,13 @@ import torch
 
 from models import Batch, Runner
 from models.checkpoint import load_checkpoint
+from models.errors import ConfigError
 from models.state import SlabSnapshot
 
 from .codec import RecordLike, decode_batch, encode_alert, encode_dead, encode_prediction
 from .metrics import Metrics
 from .settings import Settings
+from .state_store import HeldEvent, ParkedRow, ParkedStore
 
 __all__ = ["Output", "SourcePipeline", "build_runner"]
 
@@ -53,6 +68,22 @@ class BatchResult:
     n_predictions: int
     n_dead: int
     n_alerts: int
+    partitions: frozenset[int] = frozenset()  # input partitions of released held events (reorder buffer)
+
+
+@dataclass
+class _Ran:
+    """What running some events through the Runner produced."""
+
+    outputs: list[Output] = field(default_factory=list)
+    dead: list[tuple[RecordLike, str, str]] = field(default_factory=list)
+    event_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    n_pred: int = 0
+    n_alerts: int = 0
+
+
+# a held event in its stream's heap: (event time, partition, offset, sequence, event)
+_Entry = tuple[float, int, int, int, HeldEvent]
 
 
 def build_runner(settings: Settings, source: str) -> Runner:
@@ -69,6 +100,8 @@ def build_runner(settings: Settings, source: str) -> Runner:
         capacity=settings.slab_capacity,
         max_capacity=settings.slab_max_capacity,
         model_id=ckpt.model_id,
+        cuda_graphs=settings.cuda_graphs,
+        compute_dtype=settings.compute_dtype,
     )
 
 
@@ -86,6 +119,10 @@ class SourcePipeline:
         ['predictions']
     """
 
+    # reorder buffer defaults, for subclasses that do not call __init__ (the audio source does not reorder)
+    _reorder = False
+    _n_held = 0
+
     def __init__(self, source: str, runner: Runner, settings: Settings, metrics: Metrics | None = None) -> None:
         self.source = source
         self.runner = runner
@@ -99,21 +136,46 @@ class SourcePipeline:
         # durable state: which input partition each stream lives on, and streams parked off the
         # slab (evicted by the resident bound; their state is kept and comes back on their next event)
         self.stream_part: dict[str, int] = {}
-        self.parked: dict[str, tuple[torch.Tensor, torch.Tensor, int, float]] = {}
+        self.parked: ParkedStore | dict[str, ParkedRow] = {}  # a ParkedStore from the first use (_store)
         self.parked_total = 0
         self.resets = 0
+        self._init_reorder(settings)
+        self._store()
         if metrics is not None:
             metrics.model_info.labels(source=source, model=self.model_id).set(1)
             self._observe_slab()
+
+    def _init_reorder(self, settings: Settings) -> None:
+        g = settings.reorder_grace_s
+        if g > 0 and not settings.state_enabled:
+            raise ConfigError(
+                "SEQSTREAM_REORDER_GRACE_S > 0 needs SEQSTREAM_STATE_ENABLED=true: the events the reorder buffer "
+                "holds are saved in the state snapshots, without them a crash would lose them; enable state or "
+                "set SEQSTREAM_REORDER_GRACE_S=0"
+            )
+        self._reorder = g > 0
+        self._grace = g
+        self._max_hold = settings.reorder_max_hold_s or max(1.0, 2.0 * g)
+        self._max_held = settings.reorder_max_held
+        self._held: dict[str, list[_Entry]] = {}  # stream -> heap of its held events
+        self._hi: dict[str, float] = {}  # stream -> newest event time seen (streams with held events)
+        self._fifo: deque[tuple[float, str, tuple[float, int, int]]] = deque()  # (arrival, stream, order)
+        self._n_held = 0
+        self._seq = itertools.count()
+        self.clock: Callable[[], float] = time.monotonic  # processing time of arrivals and max hold
 
     def _observe_slab(self) -> None:
         if self.metrics is not None:
             s = self.runner.slab
             self.metrics.observe_slab(self.source, len(s), s.nbytes, s.capacity, s.evictions)
+            st = getattr(self, "parked", None)
+            if isinstance(st, ParkedStore):
+                self.metrics.parked_streams.labels(source=self.source, where="memory").set(st.n_memory)
+                self.metrics.parked_streams.labels(source=self.source, where="disk").set(st.n_disk)
 
     def process(self, records: Sequence[RecordLike], now: float | None = None) -> BatchResult:
         """All outputs of a micro-batch (records of one source, per-partition offset order)."""
-        s, src, m = self.settings, self.source, self.metrics
+        s, src = self.settings, self.source
         now = time.time() if now is None else now
         dec = decode_batch(
             src,
@@ -124,89 +186,321 @@ class SourcePipeline:
             max_payload_bytes=s.max_payload_bytes,
         )
         dead: list[tuple[int, str, str]] = list(dec.errors)
-        outputs: list[Output] = []
-        n_pred = n_alerts = 0
-        event_ts = np.zeros(0, np.float64)
-        reset: set[str] = set()
-        if len(dec.index):
-            sp = self.stream_part
-            for j, sid in zip(dec.index.tolist(), dec.stream_ids):
-                sp[sid] = records[j].partition
-            reset = self._prepare(dec.stream_ids, dec.ts)
-            t0 = time.perf_counter()
-            res = self.runner.process(Batch(dec.stream_ids, dec.ts, dec.x))
+        if not len(dec.index):
+            return self._finish(records, [], dead, np.zeros(0, np.float64), 0, 0)
+        sp = self.stream_part
+        index = dec.index.tolist()
+        for j, sid in zip(index, dec.stream_ids):
+            sp[sid] = records[j].partition
+        if not self._reorder:
+            ran = self._run(dec.stream_ids, dec.ts, dec.x, [records[j] for j in index])
+            return self._finish(records, ran.outputs, dead, ran.event_ts, ran.n_pred, ran.n_alerts, dead_recs=ran.dead)
+        released = self._hold(records, dec.stream_ids, dec.ts, dec.x, index, dead)
+        ran = self._run_held(released, "watermark")
+        record_ts = np.fromiter((e.timestamp for e in released), np.float64, len(released)) / 1000.0
+        return self._finish(
+            records,
+            ran.outputs,
+            dead,
+            ran.event_ts,
+            ran.n_pred,
+            ran.n_alerts,
+            dead_recs=ran.dead,
+            record_ts=record_ts,
+            partitions=frozenset(e.partition for e in released),
+        )
+
+    def _run(self, ids: Sequence[str], ts: np.ndarray, x: np.ndarray, recs: Sequence[RecordLike]) -> _Ran:
+        """Run events (``ids``/``ts``/``x`` aligned with their input records ``recs``) and encode the outputs."""
+        s, src, m = self.settings, self.source, self.metrics
+        out = _Ran()
+        if not len(ids):
+            return out
+        reset = self._prepare(ids, ts)
+        t0 = time.perf_counter()
+        res = self.runner.process(Batch(ids, ts, x))
+        if m is not None:
+            m.inference_step.labels(source=src).observe(time.perf_counter() - t0)
+        if self.explorer is not None:
+            self.explorer.record(ids, ts, x, res, self.runner.slab, getattr(self, "parked", None))
+        preds = res.prediction.tolist()  # [n][F]
+        scores = res.score.tolist()
+        anomalies = res.anomaly.tolist()
+        tss = ts.tolist()
+        topic_p = s.topic_predictions
+        outputs = out.outputs
+        for j, ok in enumerate(res.accepted.tolist()):
+            rec = recs[j]
+            if not ok:
+                reason = res.reason[j] or "rejected"
+                msg = (
+                    "event time is older than the stream's last event"
+                    if reason == "out_of_order"
+                    else "the model rejected the input as non-finite"
+                )
+                if reason == "out_of_order" and s.late_grace_s is not None:
+                    k = self.runner.slab.slot(ids[j])
+                    last = float(self.runner.slab.last_ts[k]) if k is not None else -np.inf
+                    if tss[j] < last - s.late_grace_s:
+                        reason = "late"
+                        msg = (
+                            f"event time is {last - tss[j]:.3f} s older than the stream's last event "
+                            f"(grace {s.late_grace_s} s)"
+                        )
+                out.dead.append((rec, reason, msg))
+                continue
+            stream = ids[j]
+            value = encode_prediction(
+                rec,
+                stream=stream,
+                source=src,
+                ts=tss[j],
+                model=self.model_id,
+                prediction=preds[j],
+                score=scores[j],
+                anomaly=anomalies[j],
+            )
+            if stream in reset:  # the first prediction after a gap reset says so
+                reset.discard(stream)
+                value = orjson.dumps({**orjson.loads(value), "reset": "gap"})
+            outputs.append(Output(topic_p, stream.encode(), value))
+            out.n_pred += 1
+        for a in res.alerts:
+            rec = recs[a.index]
+            outputs.append(
+                Output(
+                    s.topic_alerts,
+                    a.stream_id.encode(),
+                    encode_alert(
+                        rec,
+                        stream=a.stream_id,
+                        source=src,
+                        ts=a.ts,
+                        model=self.model_id,
+                        state=a.state,
+                        score=a.score,
+                        threshold=self.threshold,
+                        expected=a.expected,
+                        actual=a.actual,
+                        kind=a.kind,
+                        channel=a.channel,
+                        explanation=a.explanation,
+                        extra=a.extra or None,
+                    ),
+                )
+            )
+            out.n_alerts += 1
             if m is not None:
-                m.inference_step.labels(source=src).observe(time.perf_counter() - t0)
-            if self.explorer is not None:
-                self.explorer.record(
-                    dec.stream_ids, dec.ts, dec.x, res, self.runner.slab, getattr(self, "parked", None)
-                )
-            preds = res.prediction.tolist()  # [n][F]
-            scores = res.score.tolist()
-            anomalies = res.anomaly.tolist()
-            tss = dec.ts.tolist()
-            topic_p = s.topic_predictions
-            for j, ok in enumerate(res.accepted.tolist()):
-                rec = records[int(dec.index[j])]
-                if not ok:
-                    reason = res.reason[j] or "rejected"
-                    msg = (
-                        "event time is older than the stream's last event"
-                        if reason == "out_of_order"
-                        else "the model rejected the input as non-finite"
-                    )
-                    if reason == "out_of_order" and s.late_grace_s is not None:
-                        k = self.runner.slab.slot(dec.stream_ids[j])
-                        last = float(self.runner.slab.last_ts[k]) if k is not None else -np.inf
-                        if tss[j] < last - s.late_grace_s:
-                            reason = "late"
-                            msg = (
-                                f"event time is {last - tss[j]:.3f} s older than the stream's last event "
-                                f"(grace {s.late_grace_s} s)"
-                            )
-                    dead.append((int(dec.index[j]), reason, msg))
-                    continue
-                stream = dec.stream_ids[j]
-                value = encode_prediction(
-                    rec,
-                    stream=stream,
-                    source=src,
-                    ts=tss[j],
-                    model=self.model_id,
-                    prediction=preds[j],
-                    score=scores[j],
-                    anomaly=anomalies[j],
-                )
-                if stream in reset:  # the first prediction after a gap reset says so
-                    reset.discard(stream)
-                    value = orjson.dumps({**orjson.loads(value), "reset": "gap"})
-                outputs.append(Output(topic_p, stream.encode(), value))
-                n_pred += 1
-            for a in res.alerts:
-                rec = records[int(dec.index[a.index])]
-                outputs.append(
-                    Output(
-                        s.topic_alerts,
-                        a.stream_id.encode(),
-                        encode_alert(
-                            rec,
-                            stream=a.stream_id,
-                            source=src,
-                            ts=a.ts,
-                            model=self.model_id,
-                            state=a.state,
-                            score=a.score,
-                            threshold=self.threshold,
-                            expected=a.expected,
-                            actual=a.actual,
-                        ),
+                m.alerts.labels(source=src, state=a.state).inc()
+        out.event_ts = ts[res.accepted]  # [n_accepted]
+        return out
+
+    # -- reorder buffer ----------------------------------------------------------------------
+    def _last_ts(self, sid: str) -> float:
+        """Event time of the stream's last event run (resident or parked), -inf for a new stream."""
+        slab = self.runner.slab
+        k = slab.slot(sid)
+        if k is not None:
+            return float(slab.last_ts[k])
+        row = self._store().get(sid)
+        return float(row[4]) if row is not None else -np.inf
+
+    def _hold(
+        self,
+        records: Sequence[RecordLike],
+        ids: Sequence[str],
+        ts: np.ndarray,
+        x: np.ndarray,
+        index: list[int],
+        dead: list[tuple[int, str, str]],
+    ) -> list[HeldEvent]:
+        """Admit decoded events into the buffer (or dead letter ``late``); returns the released ones.
+
+        Per event, in input order: ``floor = max(last event run, newest event time seen - grace)``;
+        an event below the floor is late, else held. Then every touched stream releases its held
+        events at or behind its watermark, in (event time, partition, offset) order. The result does
+        not depend on how the input was cut into batches.
+        """
+        g, held, hi, fifo = self._grace, self._held, self._hi, self._fifo
+        arrival = self.clock()
+        lasts: dict[str, float] = {}
+        touched: dict[str, None] = {}
+        seq = self._seq
+        for j, (sid, t) in enumerate(zip(ids, ts.tolist())):
+            rec = records[index[j]]
+            last = lasts.get(sid)
+            if last is None:
+                last = lasts[sid] = self._last_ts(sid)
+            h = hi.get(sid)
+            floor = last if h is None else max(last, h - g)
+            if t < floor:
+                dead.append(
+                    (
+                        index[j],
+                        "late",
+                        f"event time is {floor - t:.3f} s behind the stream's reorder watermark (its newest event "
+                        f"time minus SEQSTREAM_REORDER_GRACE_S={g}, or an event already run); raise "
+                        f"SEQSTREAM_REORDER_GRACE_S to accept events this late",
                     )
                 )
-                n_alerts += 1
-                if m is not None:
-                    m.alerts.labels(source=src, state=a.state).inc()
-            event_ts = dec.ts[res.accepted]  # [n_accepted]
-        return self._finish(records, outputs, dead, event_ts, n_pred, n_alerts)
+                continue
+            part, off = rec.partition, rec.offset
+            ev = HeldEvent(sid, t, rec.topic, part, off, rec.timestamp, rec.key, rec.value, x[j])
+            heap = held.get(sid)
+            if heap is None:
+                heap = held[sid] = []
+            heapq.heappush(heap, (t, part, off, next(seq), ev))
+            hi[sid] = t if h is None or t > h else h
+            fifo.append((arrival, sid, (t, part, off)))
+            self._n_held += 1
+            touched[sid] = None
+        out: list[HeldEvent] = []
+        for sid in touched:
+            self._pop(sid, (hi[sid] - g, np.iinfo(np.int64).max, 0), out)
+        if len(fifo) > 4 * self._n_held + 4096:  # drop entries of events released by their watermark
+            self._fifo = deque(e for e in fifo if (hp := held.get(e[1])) and hp[0][:3] <= e[2])
+        return out
+
+    def _pop(self, sid: str, upto: tuple[float, int, int], out: list[HeldEvent]) -> None:
+        """Move the stream's held events ordered at or before ``upto`` to ``out`` (in order)."""
+        heap = self._held.get(sid)
+        if not heap:
+            return
+        n0 = len(out)
+        while heap and heap[0][:3] <= upto:
+            out.append(heapq.heappop(heap)[4])
+        self._n_held -= len(out) - n0
+        if not heap:
+            del self._held[sid]
+            self._hi.pop(sid, None)
+
+    def _run_held(self, events: list[HeldEvent], cause: str) -> _Ran:
+        if self.metrics is not None:
+            self.metrics.reorder_held.labels(source=self.source).set(self._n_held)
+            if events:
+                self.metrics.reorder_released.labels(source=self.source, cause=cause).inc(len(events))
+        if not events:
+            return _Ran()
+        ids = [e.stream for e in events]
+        ts = np.fromiter((e.ts for e in events), np.float64, len(events))
+        x = np.stack([e.x for e in events]).astype(np.float32, copy=False)  # [n, F]
+        return self._run(ids, ts, x, cast(Sequence[RecordLike], events))  # frozen, but the same fields
+
+    @property
+    def n_held(self) -> int:
+        """Events held by the reorder buffer."""
+        return self._n_held
+
+    def held_due(self, now: float | None = None) -> bool:
+        """Whether :meth:`tick` would release something (an event waited its max hold, or overflow)."""
+        if not self._reorder:
+            return False
+        fifo, held = self._fifo, self._held
+        while fifo and not ((hp := held.get(fifo[0][1])) and hp[0][:3] <= fifo[0][2]):
+            fifo.popleft()  # released by its watermark (or dropped) already
+        if not fifo:
+            return False
+        now = self.clock() if now is None else now
+        return fifo[0][0] <= now - self._max_hold or self._n_held > self._max_held
+
+    def tick(self, now: float | None = None, only: Collection[int] | None = None) -> BatchResult | None:
+        """Release held events that waited ``reorder_max_hold_s`` (processing time), and the oldest
+        arrivals beyond ``reorder_max_held``; returns their outputs (``None``: nothing released).
+
+        Releasing an event also releases the stream's held events ordered before it, and raises the
+        stream's floor to it (later, older arrivals are ``late``). ``only``: release only streams of
+        these input partitions (the others keep waiting). The caller must snapshot the released
+        partitions before it processes further records of them (``StateManager.release_held``).
+        """
+        if not self._reorder or not self._fifo:
+            return None
+        now = self.clock() if now is None else now
+        cutoff = now - self._max_hold
+        fifo, held, sp = self._fifo, self._held, self.stream_part
+        timed: list[HeldEvent] = []
+        over: list[HeldEvent] = []
+        skipped = []
+        while fifo:
+            arrival, sid, order = fifo[0]
+            overflow = self._n_held > self._max_held
+            if arrival > cutoff and not overflow:
+                break
+            fifo.popleft()
+            heap = held.get(sid)
+            if not heap or heap[0][:3] > order:  # released already
+                continue
+            if only is not None and sp.get(sid) not in only:
+                skipped.append((arrival, sid, order))
+                continue
+            self._pop(sid, order, timed if arrival <= cutoff else over)
+        fifo.extendleft(reversed(skipped))
+        if not timed and not over:
+            return None
+        ran = self._run_held(timed, "max_hold")
+        if over:
+            more = self._run_held(over, "overflow")
+            ran.outputs += more.outputs
+            ran.dead += more.dead
+            ran.n_pred += more.n_pred
+            ran.n_alerts += more.n_alerts
+            ran.event_ts = np.concatenate([ran.event_ts, more.event_ts])
+        released = timed + over
+        log.debug("reorder buffer of %s released %d event(s) on processing time", self.source, len(released))
+        s, m, src = self.settings, self.metrics, self.source
+        outputs = ran.outputs
+        for rec, reason, msg in ran.dead:
+            outputs.append(
+                Output(s.topic_dead_letter, rec.key, encode_dead(rec, source=src, reason=reason, message=msg))
+            )
+            if m is not None:
+                m.dead_letters.labels(source=src, reason=reason).inc()
+        if m is not None:
+            if ran.n_pred:
+                m.events_out.labels(source=src, topic=s.topic_predictions).inc(ran.n_pred)
+            if ran.n_alerts:
+                m.events_out.labels(source=src, topic=s.topic_alerts).inc(ran.n_alerts)
+            if ran.dead:
+                m.events_out.labels(source=src, topic=s.topic_dead_letter).inc(len(ran.dead))
+            self._observe_slab()
+        record_ts = np.fromiter((e.timestamp for e in released), np.float64, len(released)) / 1000.0
+        return BatchResult(
+            outputs,
+            ran.event_ts,
+            record_ts,
+            0,
+            ran.n_pred,
+            len(ran.dead),
+            ran.n_alerts,
+            frozenset(e.partition for e in released),
+        )
+
+    def held_events(self, partition: int) -> list[HeldEvent]:
+        """The held events of one input partition's streams, in release order."""
+        if not self._reorder:
+            return []
+        sp = self.stream_part
+        return [e[4] for sid, heap in self._held.items() if sp.get(sid) == partition for e in sorted(heap)]
+
+    def _load_held(self, partition: int, events: Sequence[HeldEvent]) -> None:
+        if not events:
+            return
+        if not self._reorder:
+            raise ConfigError(
+                f"the state snapshot of partition {partition} holds {len(events)} event(s) of a reorder buffer, but "
+                "this worker runs with SEQSTREAM_REORDER_GRACE_S=0; start it with the reorder grace the "
+                "previous owner had, or the held events would be lost"
+            )
+        arrival = self.clock()
+        for e in events:
+            heap = self._held.setdefault(e.stream, [])
+            heapq.heappush(heap, (e.ts, e.partition, e.offset, next(self._seq), e))
+            h = self._hi.get(e.stream)
+            self._hi[e.stream] = e.ts if h is None or e.ts > h else h
+            self._fifo.append((arrival, e.stream, e.order))
+            self.stream_part[e.stream] = partition
+            self._n_held += 1
+        if self.metrics is not None:
+            self.metrics.reorder_held.labels(source=self.source).set(self._n_held)
 
     def _finish(
         self,
@@ -216,17 +510,26 @@ class SourcePipeline:
         event_ts: np.ndarray,
         n_pred: int,
         n_alerts: int,
+        *,
+        dead_recs: Sequence[tuple[RecordLike, str, str]] = (),
+        record_ts: np.ndarray | None = None,
+        partitions: frozenset[int] = frozenset(),
     ) -> BatchResult:
-        """Dead letters, batch metrics and the result: the common tail of every source's batch."""
+        """Dead letters, batch metrics and the result: the common tail of every source's batch.
+
+        ``dead``: (position in ``records``, reason, message); ``dead_recs``: (record, reason, message)
+        for events that are not in this batch's input (released by the reorder buffer).
+        ``record_ts``: Kafka timestamps of the records whose outputs these are (default: ``records``).
+        """
         s, m, src, n = self.settings, self.metrics, self.source, len(records)
-        for i, reason, msg in dead:
-            rec = records[i]
+        all_dead = [(records[i], reason, msg) for i, reason, msg in dead] + list(dead_recs)
+        for rec, reason, msg in all_dead:
             outputs.append(
                 Output(s.topic_dead_letter, rec.key, encode_dead(rec, source=src, reason=reason, message=msg))
             )
             if m is not None:
                 m.dead_letters.labels(source=src, reason=reason).inc()
-            if reason not in ("out_of_order",):
+            if reason not in ("out_of_order", "late"):
                 log.debug("dead letter %s:%s:%s %s: %s", rec.topic, rec.partition, rec.offset, reason, msg)
         if m is not None:
             m.events_in.labels(source=src).inc(n)
@@ -235,17 +538,55 @@ class SourcePipeline:
                 m.events_out.labels(source=src, topic=s.topic_predictions).inc(n_pred)
             if n_alerts:
                 m.events_out.labels(source=src, topic=s.topic_alerts).inc(n_alerts)
-            if dead:
-                m.events_out.labels(source=src, topic=s.topic_dead_letter).inc(len(dead))
+            if all_dead:
+                m.events_out.labels(source=src, topic=s.topic_dead_letter).inc(len(all_dead))
             self._observe_slab()
-        record_ts = np.fromiter((r.timestamp for r in records), np.float64, n) / 1000.0  # [n]
-        return BatchResult(outputs, event_ts, record_ts, n, n_pred, len(dead), n_alerts)
+        if record_ts is None:
+            record_ts = np.fromiter((r.timestamp for r in records), np.float64, n) / 1000.0  # [n]
+        return BatchResult(outputs, event_ts, record_ts, n, n_pred, len(all_dead), n_alerts, partitions)
 
     # -- durable state helpers (used by stream.state_store) ----------------------------------
+    def _store(self) -> ParkedStore:
+        """The parked streams (a :class:`ParkedStore`; a subclass's plain dict is upgraded once)."""
+        st = getattr(self, "parked", None)
+        if isinstance(st, ParkedStore):
+            return st
+        slab = self.runner.slab
+        store = ParkedStore(
+            self.settings.park_dir,
+            f"parked-{self.source}",
+            memory_rows=self.settings.park_memory_streams,
+            shape=tuple(slab.hidden.shape[1:]),
+            aux_dim=int(slab.aux.shape[1]),
+        )
+        self.parked = store
+        return store
+
+    def _rows_snapshot(self, items: Sequence[tuple[str, ParkedRow]]) -> SlabSnapshot:
+        slab = self.runner.slab
+        if not items:
+            return SlabSnapshot(
+                (),
+                torch.zeros((0, *slab.hidden.shape[1:])),
+                torch.zeros((0, slab.aux.shape[1])),
+                np.zeros(0, np.int64),
+                np.zeros(0),
+            )
+        return SlabSnapshot(
+            tuple(sid for sid, _ in items),
+            torch.stack([r[1] for _, r in items]),  # [N, L, K, H]
+            torch.stack([r[2] for _, r in items]),  # [N, A]
+            np.asarray([r[3] for _, r in items], np.int64),
+            np.asarray([r[4] for _, r in items], np.float64),
+        )
+
     def _prepare(self, stream_ids: Sequence[str], ts: np.ndarray) -> set[str]:
-        """Before a batch: gap resets, the resident bound (park LRU streams), unpark returning streams."""
+        """Before a batch: unpark returning streams, gap resets, the resident bound (park LRU streams)."""
         s, slab = self.settings, self.runner.slab
+        store = self._store()
         batch = list(dict.fromkeys(stream_ids))
+        away = [sid for sid in batch if sid not in slab]
+        back = store.take_many(away) if away and len(store) else {}
         reset: set[str] = set()
         if s.max_gap_s is not None:
             first: dict[str, float] = {}
@@ -253,15 +594,14 @@ class SourcePipeline:
                 first.setdefault(sid, t)
             for sid, t in first.items():
                 k = slab.slot(sid)
-                last = (
-                    float(slab.last_ts[k]) if k is not None else self.parked[sid][3] if sid in self.parked else -np.inf
-                )
+                row = back.get(sid) if k is None else None
+                last = float(slab.last_ts[k]) if k is not None else row[4] if row is not None else -np.inf
                 if np.isfinite(last) and t - last > s.max_gap_s:
                     reset.add(sid)
             if reset:
                 slab.evict(list(reset))
                 for sid in reset:
-                    self.parked.pop(sid, None)
+                    back.pop(sid, None)
                 self.resets += len(reset)
                 log.debug("gap reset of %d stream(s) of %s", len(reset), self.source)
         cap = s.max_resident_streams
@@ -276,75 +616,90 @@ class SourcePipeline:
                     victims_k = order[np.argsort(slab.last_used[order], kind="stable")[:excess]]
                     victims = [slab._ids[int(k)] for k in victims_k]
                     self._park([v for v in victims if v is not None])
-        back = [sid for sid in batch if sid in self.parked and sid not in slab]
         if back:
-            slab.restore(self._parked_snapshot(back, pop=True), replace=False)
+            slab.restore(self._rows_snapshot(list(back.items())), replace=False)
         return reset
 
     def _park(self, ids: list[str]) -> None:
+        """Move streams off the slab into the parked store (their partition moves with them)."""
         if not ids:
             return
         snap = self.runner.slab.snapshot(ids)
+        sp, held = self.stream_part, self._held if self._reorder else {}
+        rows = []
         for i, sid in enumerate(snap.stream_ids):
-            self.parked[sid] = (snap.hidden[i].clone(), snap.aux[i].clone(), int(snap.steps[i]), float(snap.last_ts[i]))
+            part = sp.get(sid, -1) if sid in held else sp.pop(sid, -1)  # keeps stream_part bounded
+            rows.append(
+                (sid, (part, snap.hidden[i].clone(), snap.aux[i].clone(), int(snap.steps[i]), float(snap.last_ts[i])))
+            )
+        self._store().put_many(rows)
         self.runner.slab.evict(list(snap.stream_ids))
         self.parked_total += len(snap.stream_ids)
 
-    def _parked_snapshot(self, ids: list[str], pop: bool = False) -> SlabSnapshot:
-        rows = [self.parked.pop(i) if pop else self.parked[i] for i in ids]
-        slab = self.runner.slab
-        if not rows:
-            return SlabSnapshot(
-                (),
-                torch.zeros((0, *slab.hidden.shape[1:])),
-                torch.zeros((0, slab.aux.shape[1])),
-                np.zeros(0, np.int64),
-                np.zeros(0),
-            )
-        return SlabSnapshot(
-            tuple(ids),
-            torch.stack([r[0] for r in rows]),  # [N, L, K, H]
-            torch.stack([r[1] for r in rows]),  # [N, A]
-            np.asarray([r[2] for r in rows], np.int64),
-            np.asarray([r[3] for r in rows], np.float64),
-        )
-
     def streams_of(self, partition: int) -> list[str]:
-        return [sid for sid, p in self.stream_part.items() if p == partition]
+        """Streams of one input partition: resident (and held) ones, then parked ones."""
+        ids = [sid for sid, p in self.stream_part.items() if p == partition]
+        return list(dict.fromkeys(ids + self._store().ids_of(partition)))
 
     def partition_snapshot(self, partition: int) -> SlabSnapshot:
         """State of every stream of one input partition (resident and parked)."""
         from .state_store import concat_snapshots
 
-        ids = self.streams_of(partition)
         slab = self.runner.slab
-        resident = slab.snapshot([i for i in ids if i in slab])
-        parked = [i for i in ids if i in self.parked and i not in slab]
-        return concat_snapshots([resident, self._parked_snapshot(parked)]) if parked else resident
+        resident = slab.snapshot([sid for sid, p in self.stream_part.items() if p == partition and sid in slab])
+        parked = [(sid, row) for sid, row in self._store().rows_of(partition) if sid not in slab]
+        return concat_snapshots([resident, self._rows_snapshot(parked)]) if parked else resident
 
     def drop_partition(self, partition: int) -> int:
         """Forget every stream of a partition (it moved to another worker); not counted as evictions."""
-        ids = self.streams_of(partition)
+        ids = [sid for sid, p in self.stream_part.items() if p == partition]
         self.runner.slab.evict(ids, count=False)
         for sid in ids:
             self.stream_part.pop(sid, None)
-            self.parked.pop(sid, None)
+        n = len(ids) + self._store().drop_partition(partition)
+        if self._reorder:
+            for sid in ids:
+                heap = self._held.pop(sid, None)
+                if heap:
+                    self._n_held -= len(heap)
+                self._hi.pop(sid, None)
+            if self.metrics is not None:
+                self.metrics.reorder_held.labels(source=self.source).set(self._n_held)
         self._observe_slab()
-        return len(ids)
+        return n
 
-    def load_partition(self, partition: int, snap: SlabSnapshot) -> None:
-        """Load a partition snapshot (into the slab, or parked when a resident bound is set)."""
+    def load_partition(self, partition: int, snap: SlabSnapshot, held: Sequence[HeldEvent] = ()) -> None:
+        """Load a partition snapshot (into the slab, or parked when a resident bound is set) and the
+        events its reorder buffer held."""
         self.drop_partition(partition)
-        for sid in snap.stream_ids:
-            self.stream_part[sid] = partition
         if self.settings.max_resident_streams is not None:
-            for i, sid in enumerate(snap.stream_ids):
-                self.parked[sid] = (
-                    snap.hidden[i].clone(),
-                    snap.aux[i].clone(),
-                    int(snap.steps[i]),
-                    float(snap.last_ts[i]),
+            store = self._store()
+            for lo in range(0, len(snap), 10_000):  # parked, spilling to disk beyond park_memory_streams
+                hi = min(len(snap), lo + 10_000)
+                store.put_many(
+                    [
+                        (
+                            snap.stream_ids[i],
+                            (
+                                partition,
+                                snap.hidden[i].clone(),
+                                snap.aux[i].clone(),
+                                int(snap.steps[i]),
+                                float(snap.last_ts[i]),
+                            ),
+                        )
+                        for i in range(lo, hi)
+                    ]
                 )
         elif len(snap):
+            for sid in snap.stream_ids:
+                self.stream_part[sid] = partition
             self.runner.slab.restore(snap, replace=False)
+        self._load_held(partition, held)
         self._observe_slab()
+
+    def close(self) -> None:
+        """Release the parked store's file (the state itself lives in the changelog)."""
+        st = getattr(self, "parked", None)
+        if isinstance(st, ParkedStore):
+            st.close()

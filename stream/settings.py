@@ -31,8 +31,10 @@ SOURCES: dict[str, str] = {
     "speech": "speech-features",
     "ticks": "market-ticks",
     "audio": "speech-audio",  # 16 kHz PCM frames -> Silero VAD (stream/audio.py); served only when listed
+    "machines": "machine-readings",  # multivariate sensors, null = missing (masked model, models/features.py)
 }
 _CHECKPOINT_FILES = {"sensors": "sensor_gru.pt", "speech": "speech_gru.pt", "ticks": "ticks_gru.pt"}
+_CHECKPOINT_FILES["machines"] = "machine_gru.pt"
 
 
 def _bundled(source: str) -> Path:
@@ -71,6 +73,10 @@ class Settings(BaseSettings):
     topic_speech: str = "speech-features"
     topic_audio: str = "speech-audio"
     topic_ticks: str = "market-ticks"
+    topic_machines: str = Field(
+        default="machine-readings",
+        description="input topic of the `machines` source (multivariate sensors; `null` values are missing)",
+    )
     topic_predictions: str = "predictions"
     topic_alerts: str = "anomaly-alerts"
     topic_dead_letter: str = "dead-letter"
@@ -79,10 +85,11 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
 
     # which sources this worker serves (comma-separated in the environment)
-    sources: Annotated[tuple[Literal["sensors", "speech", "ticks", "audio"], ...], NoDecode] = (
+    sources: Annotated[tuple[Literal["sensors", "speech", "ticks", "audio", "machines"], ...], NoDecode] = (
         "sensors",
         "speech",
         "ticks",
+        "machines",
     )
 
     # micro-batching
@@ -97,9 +104,16 @@ class Settings(BaseSettings):
 
     # models
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    # CUDA only: replay captured graphs per batch-size bucket (models/graphs.py); false: eager kernels
+    cuda_graphs: bool = True
+    # the recurrent cell's arithmetic (state, scoring and outputs stay float32); see docs/benchmarks.md
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     checkpoint_sensors: Path | None = None
     checkpoint_speech: Path | None = None
     checkpoint_ticks: Path | None = None
+    checkpoint_machines: Path | None = Field(
+        default=None, description="checkpoint file of the `machines` model; unset: the bundled model"
+    )
     # audio: Silero VAD TorchScript file (None: silero_vad/data/silero_vad.jit of the installed package)
     checkpoint_audio: Path | None = None
     vad_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
@@ -139,6 +153,34 @@ class Settings(BaseSettings):
     max_gap_s: float | None = Field(default=None, gt=0.0)
     # resident streams per source; idle ones are parked off the slab and come back on their next event
     max_resident_streams: int | None = Field(default=None, ge=1)
+    # reorder buffer (docs/reliability.md, "Reorder buffer")
+    reorder_grace_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=86400.0,
+        description="> 0: hold each stream's events until its watermark (newest event time minus this) passes "
+        "them, then run them in event-time order; events behind the watermark go to dead letter `late` "
+        "(needs state enabled); 0: off, events run on arrival and older ones are `out_of_order`",
+    )
+    reorder_max_hold_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="a held event is released at the latest this long (processing time) after it arrived, so a "
+        "quiet stream's last events are not held forever; unset: max(1 s, 2 x reorder grace)",
+    )
+    reorder_max_held: int = Field(
+        default=200_000, ge=1, description="held events per source beyond this are released early, oldest first"
+    )
+    # parked streams (max_resident_streams): bounded host memory, the rest spilled to disk
+    park_memory_streams: int = Field(
+        default=100_000,
+        ge=0,
+        description="parked streams kept in host memory per source (the most recently parked); older ones spill "
+        "to an SQLite file in park_dir, a cache rebuilt from the changelog on assignment",
+    )
+    park_dir: Path | None = Field(
+        default=None, description="directory of the spilled parked state; unset: the system temp directory"
+    )
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -256,7 +298,26 @@ class Settings(BaseSettings):
         if self.embedded:
             kw["producer_max_batch_size"] = 1  # Tansu's ListOffsets is wrong after multi-record batches
             kw["broker_commit_interval"] = 1.0
+        creds = self.faust_credentials()
+        if creds is not None:  # Faust's own clients (control agent) use the same TLS/SASL settings
+            kw["broker_credentials"] = creds
         return kw
+
+    def faust_credentials(self) -> Any:
+        """Faust ``broker_credentials`` from the TLS/SASL settings (``None`` for PLAINTEXT)."""
+        if self.security_protocol == "PLAINTEXT":
+            return None
+        import faust
+
+        ctx = self.kafka_kwargs().get("ssl_context")
+        if self.security_protocol == "SSL":
+            return faust.SSLCredentials(ctx)
+        return faust.SASLCredentials(
+            username=self.sasl_username,
+            password=self.sasl_password.get_secret_value() if self.sasl_password else None,
+            ssl_context=ctx,
+            mechanism=self.sasl_mechanism or "PLAIN",
+        )
 
     def redacted(self) -> dict[str, Any]:
         """Settings as a dict safe to log (secrets masked by pydantic's SecretStr)."""

@@ -19,6 +19,12 @@ ListOffsets returns a wrong end offset after multi-record batches)::
             log compaction, the previous complete snapshot survives a crash while writing the next)
     value = header (struct _HEAD) + key + stream ids (u16 length + UTF-8 each) + steps int64[n]
             + last_ts float64[n] + hidden [n, L, K, H] fp32|fp16 + aux [n, A] fp32
+            [+ version 2 only: the events held by the reorder buffer, see _encode_held]
+
+A snapshot without held events is written as version 1 (readable by older workers); one with
+held events adds chunks of version 2 that carry them (n = 0 slab rows), so a crash never loses
+an event that was accepted but not yet run: the snapshot offset covers it and the restored
+buffer releases it later.
 
 The header carries a CRC32 of the body; a damaged or foreign record is skipped with a warning.
 On real Kafka create the topic with ``cleanup.policy=compact`` (we request it); Tansu has no
@@ -28,13 +34,19 @@ compaction, so there the changelog grows and restore reads it from the beginning
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import os
+import sqlite3
 import struct
+import tempfile
 import time
 import zlib
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,7 +60,17 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .pipeline import SourcePipeline
 
-__all__ = ["SnapshotChunk", "StateManager", "concat_snapshots", "decode_chunk", "encode_snapshot", "join_chunks"]
+__all__ = [
+    "HeldEvent",
+    "ParkedStore",
+    "SnapshotChunk",
+    "StateManager",
+    "concat_snapshots",
+    "decode_chunk",
+    "encode_snapshot",
+    "join_chunks",
+    "join_held",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +78,289 @@ _MAGIC = b"SQS1"
 # magic, version, dtype(0 fp32, 1 fp16), slot, pad, snap_id, offset, chunk, nchunks, n, L, K, H, A, keylen, crc
 _HEAD = struct.Struct("<4sBBBBqqIIIHHIIHI")
 _VERSION = 1
+_VERSION_HELD = 2  # a chunk that also carries held events
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEvent:
+    """An accepted input event waiting in the reorder buffer (quacks like a Kafka record for the encoders).
+
+    Example:
+        >>> e = HeldEvent("a", 5.0, "sensor-readings", 0, 17, 0, b"a", b"{}", np.zeros(1, np.float32))
+        >>> (e.topic, e.partition, e.offset)
+        ('sensor-readings', 0, 17)
+    """
+
+    stream: str
+    ts: float
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    x: np.ndarray  # [F] float32 model input
+
+    @property
+    def order(self) -> tuple[float, int, int]:
+        """Release order: event time, then input position (deterministic on replay)."""
+        return (self.ts, self.partition, self.offset)
+
+
+_HELD_FIX = struct.Struct("<dqqqiiH")  # ts, partition, offset, timestamp, key len, value len, F
+
+
+def _encode_held(events: list[HeldEvent]) -> bytes:
+    """u32 count, then per event: u16 stream length + stream, u16 topic length + topic, _HELD_FIX, key,
+    value (length -1: None), x float32[F]."""
+    parts = [struct.pack("<I", len(events))]
+    for e in events:
+        sid, top = e.stream.encode(), e.topic.encode()
+        x = np.ascontiguousarray(e.x, np.float32).reshape(-1)
+        parts.append(struct.pack("<H", len(sid)) + sid + struct.pack("<H", len(top)) + top)
+        parts.append(
+            _HELD_FIX.pack(
+                e.ts,
+                e.partition,
+                e.offset,
+                e.timestamp,
+                -1 if e.key is None else len(e.key),
+                -1 if e.value is None else len(e.value),
+                len(x),
+            )
+        )
+        parts.append((e.key or b"") + (e.value or b"") + x.tobytes())
+    return b"".join(parts)
+
+
+def _decode_held(body: memoryview, pos: int) -> tuple[tuple[HeldEvent, ...], int]:
+    (n,) = struct.unpack_from("<I", body, pos)
+    pos += 4
+    out = []
+    for _ in range(n):
+        (ln,) = struct.unpack_from("<H", body, pos)
+        sid = bytes(body[pos + 2 : pos + 2 + ln]).decode()
+        pos += 2 + ln
+        (ln,) = struct.unpack_from("<H", body, pos)
+        top = bytes(body[pos + 2 : pos + 2 + ln]).decode()
+        pos += 2 + ln
+        ts, part, off, stamp, kl, vl, f = _HELD_FIX.unpack_from(body, pos)
+        pos += _HELD_FIX.size
+        key = None if kl < 0 else bytes(body[pos : pos + kl])
+        pos += max(kl, 0)
+        value = None if vl < 0 else bytes(body[pos : pos + vl])
+        pos += max(vl, 0)
+        x = np.frombuffer(body, np.float32, f, pos).copy()
+        pos += 4 * f
+        out.append(HeldEvent(sid, ts, top, part, off, stamp, key, value, x))
+    return tuple(out), pos
+
+
+# a parked stream: (input partition, hidden [L, K, H] cpu fp32, aux [A] cpu fp32, steps, last event time)
+ParkedRow = tuple[int, torch.Tensor, torch.Tensor, int, float]
+
+
+class ParkedStore:
+    """Streams parked off the slab by the resident bound: the most recently parked ``memory_rows`` in
+    host memory, older ones spilled to an SQLite file (one per source and process).
+
+    A cache, not a source of truth: the changelog snapshots hold every parked stream, and a worker
+    rebuilds the store from them on assignment, so the file is written without journal or fsync
+    and deleted on close (files of dead processes are removed at start). Host memory is bounded
+    by ``memory_rows`` rows, SQLite's page cache (16 MiB) and one batch; the disk holds the rest
+    (~``4 * (L*K*H + A) + 60`` bytes per stream).
+
+    Example:
+        >>> st = ParkedStore(None, "doc", memory_rows=1, shape=(1, 1, 2), aux_dim=1)
+        >>> row = (0, torch.ones(1, 1, 2), torch.zeros(1), 3, 9.0)
+        >>> st.put_many([("a", row), ("b", (1, torch.zeros(1, 1, 2), torch.ones(1), 1, 5.0))])
+        >>> (len(st), st.n_memory, st.n_disk, "a" in st, st.get("a")[3])
+        (2, 1, 1, True, 3)
+        >>> st.close()
+    """
+
+    def __init__(
+        self, directory: Path | None, name: str, *, memory_rows: int, shape: tuple[int, ...], aux_dim: int
+    ) -> None:
+        self.memory_rows = memory_rows
+        self.shape = tuple(shape)
+        self.aux_dim = aux_dim
+        self.mem: OrderedDict[str, ParkedRow] = OrderedDict()
+        self._dir = Path(directory) if directory is not None else Path(tempfile.gettempdir()) / "seqstream-parked"
+        self._name = name
+        self._db: sqlite3.Connection | None = None
+        self.path: Path | None = None
+        self.n_disk = 0
+        self.spilled = 0  # rows written to disk so far
+
+    # -- sqlite ------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            for old in self._dir.glob(f"{self._name}-*.sqlite"):  # left by dead processes
+                try:
+                    pid = int(old.stem.rsplit("-", 1)[1])
+                    os.kill(pid, 0)
+                except (ValueError, ProcessLookupError):
+                    with contextlib.suppress(OSError):
+                        old.unlink()
+                except PermissionError:
+                    pass
+            self.path = self._dir / f"{self._name}-{os.getpid()}.sqlite"
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("PRAGMA cache_size=-16000")
+            db.execute(
+                "CREATE TABLE parked (stream TEXT PRIMARY KEY, part INTEGER, steps INTEGER, last_ts REAL, state BLOB)"
+                " WITHOUT ROWID"
+            )
+            db.execute("CREATE INDEX parked_part ON parked(part)")
+            self._db = db
+            atexit.register(self.close)
+            log.info("parked state of %s spills to %s", self._name, self.path)
+        return self._db
+
+    def _encode(self, sid: str, row: ParkedRow) -> tuple[str, int, int, float, bytes]:
+        part, hidden, aux, steps, last = row
+        blob = hidden.to(torch.float32).contiguous().numpy().tobytes() + aux.to(torch.float32).numpy().tobytes()
+        return sid, part, steps, last, blob
+
+    def _decode(self, part: int, steps: int, last: float, blob: bytes) -> ParkedRow:
+        a = np.frombuffer(blob, np.float32)
+        nh = int(np.prod(self.shape))
+        hidden = torch.from_numpy(a[:nh].copy()).reshape(self.shape)  # [L, K, H]
+        aux = torch.from_numpy(a[nh:].copy())  # [A]
+        return part, hidden, aux, int(steps), float(last)
+
+    def _disk_delete(self, ids: Sequence[str]) -> None:
+        if not self.n_disk or not ids:
+            return
+        db = self._conn()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            cur = db.execute(f"DELETE FROM parked WHERE stream IN ({','.join('?' * len(chunk))})", chunk)
+            self.n_disk -= cur.rowcount
+
+    def _disk_take(self, ids: Sequence[str]) -> dict[str, ParkedRow]:
+        out: dict[str, ParkedRow] = {}
+        if not self.n_disk or not ids:
+            return out
+        db = self._conn()
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i : i + 500])
+            q = ",".join("?" * len(chunk))
+            for sid, part, steps, last, blob in db.execute(
+                f"SELECT stream, part, steps, last_ts, state FROM parked WHERE stream IN ({q})", chunk
+            ):
+                out[sid] = self._decode(part, steps, last, blob)
+        return out
+
+    # -- mapping-like API (what the pipeline and the explorer use) ---------------------------
+    def __len__(self) -> int:
+        return len(self.mem) + self.n_disk
+
+    def __contains__(self, sid: object) -> bool:
+        if sid in self.mem:
+            return True
+        if not self.n_disk or not isinstance(sid, str):
+            return False
+        return self._conn().execute("SELECT 1 FROM parked WHERE stream = ?", (sid,)).fetchone() is not None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self.mem)
+        if self.n_disk:
+            for (sid,) in self._conn().execute("SELECT stream FROM parked"):
+                yield sid
+
+    def get(self, sid: str, default: ParkedRow | None = None) -> ParkedRow | None:
+        row = self.mem.get(sid)
+        if row is not None:
+            return row
+        return self._disk_take([sid]).get(sid, default)
+
+    def __setitem__(self, sid: str, row: ParkedRow) -> None:
+        self.put_many([(sid, row)])
+
+    def pop(self, sid: str, default: ParkedRow | None = None) -> ParkedRow | None:
+        return self.take_many([sid]).get(sid, default)
+
+    # -- bulk --------------------------------------------------------------------------------
+    def put_many(self, items: Sequence[tuple[str, ParkedRow]]) -> None:
+        """Park rows (replacing older copies); the oldest beyond ``memory_rows`` spill to disk."""
+        if not items:
+            return
+        self._disk_delete([sid for sid, _ in items])
+        mem = self.mem
+        for sid, row in items:
+            mem[sid] = row
+            mem.move_to_end(sid)
+        excess = len(mem) - self.memory_rows
+        if excess > 0:
+            rows = [self._encode(*mem.popitem(last=False)) for _ in range(excess)]
+            db = self._conn()
+            db.executemany("INSERT OR REPLACE INTO parked VALUES (?, ?, ?, ?, ?)", rows)
+            self.n_disk += len(rows)
+            self.spilled += len(rows)
+
+    def take_many(self, ids: Sequence[str]) -> dict[str, ParkedRow]:
+        """Remove and return the parked rows of ``ids`` (missing ids are left out)."""
+        out: dict[str, ParkedRow] = {}
+        rest = []
+        for sid in ids:
+            row = self.mem.pop(sid, None)
+            if row is None:
+                rest.append(sid)
+            else:
+                out[sid] = row
+        if rest and self.n_disk:
+            got = self._disk_take(rest)
+            self._disk_delete(list(got))
+            out.update(got)
+        return out
+
+    def ids_of(self, partition: int) -> list[str]:
+        ids = [sid for sid, row in self.mem.items() if row[0] == partition]
+        if self.n_disk:
+            ids += [sid for (sid,) in self._conn().execute("SELECT stream FROM parked WHERE part = ?", (partition,))]
+        return ids
+
+    def rows_of(self, partition: int) -> Iterator[tuple[str, ParkedRow]]:
+        """Every parked row of one input partition (memory first, then disk, streamed)."""
+        yield from [(sid, row) for sid, row in self.mem.items() if row[0] == partition]
+        if self.n_disk:
+            cur = self._conn().execute(
+                "SELECT stream, part, steps, last_ts, state FROM parked WHERE part = ?", (partition,)
+            )
+            for sid, part, steps, last, blob in cur:
+                yield sid, self._decode(part, steps, last, blob)
+
+    def drop_partition(self, partition: int) -> int:
+        gone = [sid for sid, row in self.mem.items() if row[0] == partition]
+        for sid in gone:
+            del self.mem[sid]
+        n = len(gone)
+        if self.n_disk:
+            cur = self._conn().execute("DELETE FROM parked WHERE part = ?", (partition,))
+            self.n_disk -= cur.rowcount
+            n += cur.rowcount
+        return n
+
+    @property
+    def n_memory(self) -> int:
+        return len(self.mem)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+            if self.path is not None:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+        self.mem.clear()
+        self.n_disk = 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +374,7 @@ class SnapshotChunk:
     chunk: int
     nchunks: int
     snap: SlabSnapshot
+    held: tuple[HeldEvent, ...] = ()
 
 
 def _empty_snapshot(shape: tuple[int, int, int], a: int) -> SlabSnapshot:
@@ -97,8 +403,12 @@ def encode_snapshot(
     slot: int,
     fp16: bool = False,
     chunk_bytes: int = 512 * 1024,
+    held: list[HeldEvent] | tuple[HeldEvent, ...] = (),
 ) -> list[tuple[bytes, bytes]]:
     """A partition snapshot as changelog records ``[(record key, value)]`` of at most ~``chunk_bytes``.
+
+    ``held``: events of the partition waiting in the reorder buffer; they go into extra chunks
+    (format version 2) after the slab chunks.
 
     Example:
         >>> s = SlabSnapshot(("a",), torch.ones(1, 1, 1, 2), torch.zeros(1, 3), np.array([4]), np.array([9.0]))
@@ -113,10 +423,29 @@ def encode_snapshot(
     aux = snap.aux.to(torch.float32).contiguous().numpy()  # [N, A]
     row = hid[0].nbytes + aux[0].nbytes + 16 + 24 if n else 1
     per = max(1, chunk_bytes // row)
-    nchunks = max(1, -(-n // per))
+    n_slab = max(1, -(-n // per))
+    # held events: greedy chunks of at most ~chunk_bytes each
+    held_parts: list[list[HeldEvent]] = []
+    size = chunk_bytes
+    for e in held:
+        sz = 40 + len(e.stream) * 4 + len(e.topic) + len(e.key or b"") + len(e.value or b"") + 4 * e.x.size
+        if size + sz > chunk_bytes or not held_parts:
+            held_parts.append([])
+            size = 0
+        held_parts[-1].append(e)
+        size += sz
+    nchunks = n_slab + len(held_parts)
     kb = key.encode()
     out = []
     for c in range(nchunks):
+        if c >= n_slab:  # a chunk of held events (no slab rows)
+            body = kb + _encode_held(held_parts[c - n_slab])
+            head = _HEAD.pack(
+                _MAGIC, _VERSION_HELD, int(fp16), slot, 0, snap_id, offset, c, nchunks, 0, lyr, k, h, a, len(kb),
+                zlib.crc32(body),
+            )  # fmt: skip
+            out.append((f"{key}#{slot}.{c}".encode(), head + body))
+            continue
         lo, hi = c * per, min(n, (c + 1) * per)
         ids = b"".join(struct.pack("<H", len(e)) + e for e in (s.encode() for s in snap.stream_ids[lo:hi]))
         body = b"".join(
@@ -142,8 +471,8 @@ def decode_chunk(value: bytes) -> SnapshotChunk:
     if len(value) < _HEAD.size or value[:4] != _MAGIC:
         raise ValueError("not a seqstream state record")
     _magic, ver, fp16, slot, _, snap_id, offset, c, nchunks, n, lyr, k, h, a, klen, crc = _HEAD.unpack_from(value)
-    if ver != _VERSION:
-        raise ValueError(f"state record version {ver}; this worker reads {_VERSION}")
+    if ver not in (_VERSION, _VERSION_HELD):
+        raise ValueError(f"state record version {ver}; this worker reads {_VERSION} and {_VERSION_HELD}")
     body = memoryview(value)[_HEAD.size :]
     if zlib.crc32(body) != crc:
         raise ValueError("state record checksum mismatch (damaged or tampered)")
@@ -163,7 +492,14 @@ def decode_chunk(value: bytes) -> SnapshotChunk:
     hid = np.frombuffer(body, hdt, nh, pos).reshape(n, lyr, k, h)
     pos += nh * np.dtype(hdt).itemsize
     aux = np.frombuffer(body, np.float32, n * a, pos).reshape(n, a)
-    if pos + aux.nbytes != len(body):
+    pos += aux.nbytes
+    held: tuple[HeldEvent, ...] = ()
+    if ver == _VERSION_HELD:
+        try:
+            held, pos = _decode_held(body, pos)
+        except (struct.error, ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"state record has damaged held events ({exc})") from None
+    if pos != len(body):
         raise ValueError("state record has a wrong length")
     snap = SlabSnapshot(
         tuple(ids),
@@ -172,11 +508,17 @@ def decode_chunk(value: bytes) -> SnapshotChunk:
         steps.copy(),
         last_ts.copy(),
     )
-    return SnapshotChunk(key, snap_id, offset, slot, c, nchunks, snap)
+    return SnapshotChunk(key, snap_id, offset, slot, c, nchunks, snap, held)
 
 
 def join_chunks(chunks: Iterable[SnapshotChunk]) -> SlabSnapshot:
-    return concat_snapshots([c.snap for c in sorted(chunks, key=lambda c: c.chunk)])
+    parts = [c.snap for c in sorted(chunks, key=lambda c: c.chunk) if len(c.snap) or c.chunk == 0]
+    return concat_snapshots(parts) if parts else _empty_snapshot((1, 1, 1), 0)
+
+
+def join_held(chunks: Iterable[SnapshotChunk]) -> list[HeldEvent]:
+    """The held events of one complete snapshot, in chunk order."""
+    return [e for c in sorted(chunks, key=lambda c: c.chunk) for e in c.held]
 
 
 @dataclass
@@ -190,6 +532,7 @@ class _Part:
     slot: int = 1
     since_snapshot: int = 0
     gaps: int = 0
+    dirty: bool = False  # changed without a new offset (held events released): snapshot even so
 
 
 @dataclass
@@ -220,6 +563,9 @@ class StateManager:
         self.snapshots_written = 0
         self.last_restore_s = 0.0
         self._reseek: list[tuple[Any, int]] = []
+        self.bulk: Any = None  # BulkProducer for outputs of held events released between batches
+        self._unsent: list[Any] = []  # such outputs not yet acknowledged (retried before the next release)
+        self._unsent_parts: set[Any] = set()  # their partitions: no snapshot until they are acknowledged
         # the metrics live with all others in stream/metrics.py (one place lists every exported name)
         self.m_snapshots = metrics.state_snapshots
         self.m_snapshot_bytes = metrics.state_snapshot_bytes
@@ -230,7 +576,10 @@ class StateManager:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, producer: Any) -> None:
+        from .engine import BulkProducer
+
         self.producer = producer
+        self.bulk = BulkProducer(producer)
         if not self.enabled:
             return
         from aiokafka import AIOKafkaConsumer
@@ -335,34 +684,101 @@ class StateManager:
                 self._events_since += len(recs)
 
     def snapshot_due(self) -> bool:
+        """A periodic snapshot is due, or held events of the reorder buffer are due for release.
+
+        The engine calls :meth:`snapshot` when this is true while it is idle, which releases them.
+        """
         if not self.enabled:
             return False
+        return self._periodic_due() or self._held_due()
+
+    def _periodic_due(self) -> bool:
         s = self.settings
         if s.snapshot_interval_events and self._events_since >= s.snapshot_interval_events:
             return True
         return time.monotonic() - self._last_snapshot >= s.snapshot_interval_s
 
+    def _held_due(self) -> bool:
+        return bool(self._unsent) or any(
+            getattr(p, "held_due", None) is not None and p.held_due() for p in self.pipelines.values()
+        )
+
     async def maybe_snapshot(self) -> None:
-        if self.snapshot_due():
+        """After each batch: release held events that waited too long, then the periodic snapshot."""
+        if not self.enabled:
+            return
+        if self._held_due():
+            await self.release_held()
+        if self._periodic_due():
             await self.snapshot(list(self.parts))
 
+    async def release_held(self) -> set[Any]:
+        """Release reorder-buffer events past their max hold (or beyond the cap), produce their outputs,
+        wait for the acks, then snapshot their partitions at once.
+
+        Releasing on processing time is not a function of the input, so a replay would not repeat
+        it; the snapshot right after it (before any further record of those partitions is
+        processed) makes it part of the durable state. Partitions still replaying for state only
+        are not released (their outputs exist). Returns the partitions snapshotted.
+        """
+        outputs = list(self._unsent)
+        touched = set(self._unsent_parts)
+        for source, pipe in self.pipelines.items():
+            tick = getattr(pipe, "tick", None)
+            if tick is None:
+                continue
+            live = {
+                tp.partition: tp
+                for tp, st in self.parts.items()
+                if st.source == source and st.next_offset is not None and st.next_offset >= st.live_from
+            }
+            res = tick(only=set(live))
+            if res is not None and res.outputs:
+                outputs.extend(res.outputs)
+                touched.update(live[p] for p in res.partitions if p in live)
+        if not outputs:
+            return set()
+        self._unsent, self._unsent_parts = outputs, touched
+        futures = await self.bulk.send_all(outputs)
+        if futures:
+            await asyncio.gather(*futures)
+        self._unsent, self._unsent_parts = [], set()
+        for tp in touched:
+            st = self.parts.get(tp)
+            if st is not None:
+                st.dirty = True
+        await self._write([tp for tp in touched if tp in self.parts], self.parts)
+        return touched
+
     async def snapshot(self, tps: list[Any], parts: dict[Any, _Part] | None = None) -> int:
-        """Write snapshots of the given owned partitions that changed; returns bytes written."""
+        """Write snapshots of the given owned partitions that changed; returns bytes written.
+
+        Held events due for release are released first (:meth:`release_held`).
+        """
         parts = self.parts if parts is None else parts
         self._last_snapshot = time.monotonic()
         self._events_since = 0
         if not self.enabled:
             return 0
+        if self._held_due():
+            await self.release_held()  # snapshots the partitions it released from itself
+        return await self._write(tps, parts)
+
+    async def _write(self, tps: list[Any], parts: dict[Any, _Part]) -> int:
         t0 = time.perf_counter()
         futures = []
         nbytes = 0
         p = self.producer
         for tp in tps:
             st = parts.get(tp)
-            if st is None or st.next_offset is None or st.next_offset - 1 == st.snap_offset:
+            if st is None or st.next_offset is None or (st.next_offset - 1 == st.snap_offset and not st.dirty):
+                continue
+            if tp in self._unsent_parts:  # released outputs not acknowledged yet: keep the older snapshot
                 continue
             pipe = self.pipelines[st.source]
             snap = pipe.partition_snapshot(tp.partition)
+            held_of = getattr(pipe, "held_events", None)
+            held = held_of(tp.partition) if held_of is not None else []
             offset = st.next_offset - 1
             slot = 1 - st.slot
             records = encode_snapshot(
@@ -373,6 +789,7 @@ class StateManager:
                 slot=slot,
                 fp16=self.settings.snapshot_dtype == "fp16",
                 chunk_bytes=self.settings.snapshot_chunk_bytes,
+                held=held,
             )
             cp = tp.partition % self.n_state_partitions
             for k, v in records:  # one record per batch: Tansu's ListOffsets stays right
@@ -380,7 +797,7 @@ class StateManager:
                 b.append(key=k, value=v, timestamp=None)
                 futures.append(await p.send_batch(b, self.settings.topic_state, partition=cp))
                 nbytes += len(v)
-            st.snap_offset, st.slot, st.since_snapshot = offset, slot, 0
+            st.snap_offset, st.slot, st.since_snapshot, st.dirty = offset, slot, 0, False
             self.snapshots_written += 1
             self.m_snapshots.inc()
         if futures:
@@ -457,8 +874,8 @@ class StateManager:
             c = committed[tp]
             got = snaps.get(tp)
             if got is not None:
-                offset, slot, snap = got
-                self.pipelines[source].load_partition(tp.partition, snap)
+                offset, slot, snap, held = got
+                self.pipelines[source].load_partition(tp.partition, snap, held)
                 start = offset + 1
                 st = _Part(source, start, max(start, c or 0), snap_offset=offset, slot=slot)
                 consumer.seek(tp, start)
@@ -472,7 +889,7 @@ class StateManager:
             log.info(
                 "%s: restored %s, processing from %s, live from %d",
                 self.key(tp),
-                f"snapshot @ {got[0]} ({len(got[2])} streams)" if got else "no snapshot",
+                f"snapshot @ {got[0]} ({len(got[2])} streams, {len(got[3])} held events)" if got else "no snapshot",
                 st.next_offset,
                 st.live_from,
             )
@@ -480,7 +897,7 @@ class StateManager:
         if restore:
             self.m_restore_s.observe(self.last_restore_s)
 
-    async def _read_latest(self, tps: list[Any]) -> dict[Any, tuple[int, int, SlabSnapshot]]:
+    async def _read_latest(self, tps: list[Any]) -> dict[Any, tuple[int, int, SlabSnapshot, list[HeldEvent]]]:
         """Latest complete snapshot per input partition: read the changelog partitions from the start."""
         from aiokafka import TopicPartition
 
@@ -530,4 +947,4 @@ class StateManager:
             len(want),
         )
         r.assign([])
-        return {want[k]: (off, slot, join_chunks(chs)) for k, (off, _, slot, chs) in best.items()}
+        return {want[k]: (off, slot, join_chunks(chs), join_held(chs)) for k, (off, _, slot, chs) in best.items()}

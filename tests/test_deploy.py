@@ -345,7 +345,7 @@ def test_compose_creates_every_topic_the_code_uses(monkeypatch: pytest.MonkeyPat
     assert used <= created, used - created
     assert s.broker_url and "kafka:" in s.broker_url
     assert s.web_host == "0.0.0.0"
-    assert set(s.sources) == {"sensors", "speech", "ticks"}
+    assert set(s.sources) == {"sensors", "speech", "ticks", "machines"}
 
 
 def test_compose_worker_has_a_checkpoint_for_every_source(monkeypatch: pytest.MonkeyPatch) -> None:

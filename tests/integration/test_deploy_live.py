@@ -47,11 +47,13 @@ TOPICS = {
     "sensors": "deploy-sensor-readings",
     "speech": "deploy-speech-features",
     "ticks": "deploy-market-ticks",
+    "machines": "deploy-machine-readings",
     "predictions": "deploy-predictions",
     "alerts": "deploy-anomaly-alerts",
     "dead_letter": "deploy-dead-letter",
     "control": "deploy-seqstream-control",
 }
+N_INPUTS = 4  # sensors, speech, ticks, machines: the default sources
 RATE_WINDOW = "20s"  # stands in for Grafana's $__rate_interval (scrapes every second here)
 
 
@@ -87,7 +89,7 @@ def two_workers(
         deadline = time.monotonic() + 90
         while True:
             assigned = [w.metrics().get("seqstream_assigned_partitions", 0) for w in workers]
-            if all(a > 0 for a in assigned) and sum(assigned) == 3 * PARTITIONS:
+            if all(a > 0 for a in assigned) and sum(assigned) == N_INPUTS * PARTITIONS:
                 break
             if time.monotonic() > deadline:
                 pytest.fail(f"the two workers never split the partitions: {assigned}")

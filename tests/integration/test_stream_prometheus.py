@@ -67,6 +67,6 @@ def test_health_endpoint_and_gpu_memory_metric(worker: WorkerHandle) -> None:
     p = worker.process
     with urllib.request.urlopen(f"http://{p.host}:{p.web_port}/health", timeout=10) as r:
         assert r.status == 200
-        assert json.loads(r.read()) == {"status": "ok", "consumer_up": True}
+        assert json.loads(r.read()) == {"status": "ok", "consumer_up": True, "broker_connected": True}
     m = p.metrics(timeout=10)
     assert 'seqstream_gpu_memory_bytes{kind="allocated"}' in m
