@@ -18,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import Batch, NetConfig, RecurrentForecaster, Runner, ScoringConfig
+from models.graphs import WaveGraphs
 
 
 def _emit(rec: dict) -> None:
@@ -135,16 +136,156 @@ def runner_process(cell: str, hidden: int, batch: int, seconds: float) -> dict:
     return {"check": "runner_process", "cell": cell, "hidden": hidden, "batch": batch, "stream_steps_per_s": rate}
 
 
+def _graphed(r: Runner) -> WaveGraphs:
+    """Route an eager runner's waves through CUDA graphs (what ``Runner(cuda_graphs=True)`` does)."""
+    g = WaveGraphs(
+        Runner._wave.__get__(r),
+        storage=lambda: (r.slab.hidden.data_ptr(), r.slab.aux.data_ptr()),
+        device=r.device,
+    )
+    r._wave = g  # type: ignore[method-assign]
+    return g
+
+
+def _pair(cell: str, hidden: int, capacity: int, device: str = "cuda") -> tuple[Runner, Runner]:
+    torch.manual_seed(3)
+    net = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    out = []
+    for _ in range(2):
+        m = RecurrentForecaster(net.config)
+        m.load_state_dict(state)
+        out.append(
+            Runner(
+                m, ScoringConfig(warmup=10), device=device, capacity=capacity, max_capacity=capacity, cuda_graphs=False
+            )
+        )
+    return out[0], out[1]
+
+
+def graphs_equality(cell: str, hidden: int) -> dict:
+    """Eager vs CUDA-graph waves on the same batches (repeats -> several waves, odd sizes -> padding)."""
+    eager, graphed = _pair(cell, hidden, 4096)
+    g = _graphed(graphed)
+    rng = np.random.default_rng(1)
+    worst_p = worst_s = 0.0
+    same_flags = True
+    for step in range(80):
+        n = int(rng.integers(1, 3000))
+        ids = [f"s{i}" for i in rng.integers(0, 2000, n)]
+        ts = np.full(n, float(step))
+        x = (np.sin(step / 7 + rng.normal(0, 1, (n, 1))) * 5).astype(np.float32)
+        x[rng.random(n) < 0.003] += 40.0
+        a, b = eager.process(Batch(ids, ts, x)), graphed.process(Batch(ids, ts, x))
+        ok = a.accepted & b.accepted
+        worst_p = max(worst_p, float(np.nanmax(np.abs(a.prediction[ok] - b.prediction[ok]), initial=0.0)))
+        worst_s = max(worst_s, float(np.max(np.abs(a.score[ok] - b.score[ok]), initial=0.0)))
+        same_flags &= bool((a.anomaly == b.anomaly).all() and (a.transition == b.transition).all())
+    return {
+        "check": "cuda_graphs_equality",
+        "cell": cell,
+        "hidden": hidden,
+        "max_abs_pred_diff": worst_p,
+        "max_score_diff": worst_s,
+        "flags_equal": same_flags,
+        "captures": g.captures,
+        "replays": g.replays,
+        "pass": worst_p <= 1e-4 and worst_s <= 1e-4 and same_flags,
+    }
+
+
+def graphs_speed(cell: str, hidden: int, resident: int, batches: list[int], seconds: float) -> list[dict]:
+    """``Runner._step`` (H2D copy, waves, D2H copy; no host slot map) eager vs CUDA graphs."""
+    eager, graphed = _pair(cell, hidden, resident)
+    _graphed(graphed)
+    rng = np.random.default_rng(2)
+    out = []
+    for r in (eager, graphed):  # make every stream resident
+        ids = [f"s{i}" for i in range(resident)]
+        r.process(Batch(ids, np.zeros(resident), np.zeros((resident, 1), np.float32)))
+    for batch in batches:
+        slots = rng.permutation(resident)[:batch].astype(np.int64)
+        x = rng.normal(size=(batch, 1)).astype(np.float32)
+        row = {"check": "cuda_graphs_speed", "cell": cell, "hidden": hidden, "resident": resident, "batch": batch}
+        for name, r in (("eager", eager), ("graphs", graphed)):
+            for _ in range(3):
+                r._step(x, slots, [0, batch])
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds or n < 5:
+                r._step(x, slots, [0, batch])
+                n += 1
+            dt = (time.perf_counter() - t0) / n
+            row[f"{name}_ms"] = dt * 1e3
+            row[f"{name}_stream_steps_per_s"] = batch / dt
+        row["speedup"] = row["eager_ms"] / row["graphs_ms"]
+        out.append(row)
+    return out
+
+
+def half_precision(cell: str, hidden: int, dtype: torch.dtype, device: str = "cuda") -> dict:
+    """``Runner(compute_dtype=...)``: the cell step in bf16/fp16 (state and scorer stay fp32) vs fp32."""
+    ref, _ = _pair(cell, hidden, 2048, device)
+    torch.manual_seed(3)
+    m = RecurrentForecaster(ref.model.config)
+    m.load_state_dict(ref.model.state_dict())
+    name = str(dtype).replace("torch.", "")
+    half = Runner(m, ScoringConfig(warmup=10), device=device, capacity=2048, cuda_graphs=False, compute_dtype=name)
+    rng = np.random.default_rng(4)
+    ids = [f"s{i}" for i in range(2000)]
+    worst_p = worst_s = 0.0
+    flips = total = 0
+    for k in range(300):
+        x = (np.sin(k / 9 + np.arange(2000)[:, None] / 50) + 0.1 * rng.normal(size=(2000, 1))).astype(np.float32)
+        x[rng.random(2000) < 0.002] += 5.0
+        a, b = ref.process(Batch(ids, np.full(2000, float(k)), x)), half.process(Batch(ids, np.full(2000, float(k)), x))
+        worst_p = max(worst_p, float(np.max(np.abs(a.prediction - b.prediction) / (1 + np.abs(a.prediction)))))
+        worst_s = max(worst_s, float(np.max(np.abs(a.score - b.score))))
+        flips += int((a.anomaly != b.anomaly).sum())
+        total += 2000
+    return {
+        "check": "half_precision",
+        "dtype": str(dtype).replace("torch.", ""),
+        "cell": cell,
+        "hidden": hidden,
+        "steps": 300,
+        "max_rel_pred_diff": worst_p,
+        "max_score_diff": worst_s,
+        "anomaly_flag_flips": flips,
+        "events": total,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=1.5, help="time per measurement")
     ap.add_argument("--max-resident", type=int, default=4_000_000)
+    ap.add_argument("--only", choices=["all", "graphs"], default="all", help="graphs: CUDA graphs and bf16 only")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check", file=sys.stderr)
         return 0
     print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}", flush=True)
     ok = True
+    for cell in ("gru", "lstm"):
+        rec = graphs_equality(cell, 64)
+        ok &= rec["pass"]
+        _emit(rec)
+    graph_rows = graphs_speed("gru", 128, min(1_000_000, args.max_resident), [1024, 16384, 131072, 1_000_000], 0.3)
+    graph_rows += graphs_speed("gru", 64, 100_000, [256, 4096, 65536], 0.3)
+    for rec in graph_rows:
+        _emit(rec)
+    for dt in (torch.bfloat16, torch.float16):
+        _emit(half_precision("gru", 64, dt))
+    print("\n| cell | hidden | resident | batch | eager ms | graphs ms | speedup | graphs stream-steps/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in graph_rows:
+        print(
+            f"| {r['cell']} | {r['hidden']} | {r['resident']:,} | {r['batch']:,} | {r['eager_ms']:.3f} | "
+            f"{r['graphs_ms']:.3f} | {r['speedup']:.1f}x | {r['graphs_stream_steps_per_s'] / 1e6:,.1f}M |"
+        )
+    if args.only == "graphs":
+        print(f"\ngraphs equality: {'PASS' if ok else 'FAIL'}")
+        return 0 if ok else 1
     for cell, layers in (("gru", 1), ("lstm", 2)):
         rec = equality(cell, layers, 128, 2, tol=1e-4)
         ok &= rec["pass"]
