@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from models.errors import CheckpointError
 
 from .launch import WorkerProcess, metric_sum
 from .settings import Settings, load_settings
-from .simulator import TICK_KINDS, Anomaly, Simulator, produce
+from .simulator import AUDIO_FRAME, AUDIO_RATE, TICK_KINDS, Anomaly, Simulator, produce
 
 __all__ = ["run_demo"]
 
@@ -139,8 +140,11 @@ def _plan(settings: Settings, seconds: float | None) -> tuple[dict[str, Simulato
     sims: dict[str, Simulator] = {}
     rates: dict[str, float] = {}
     for i, source in enumerate(settings.sources):
-        warmup = load_checkpoint(settings.checkpoint(source)).scoring.warmup
-        hz = min(40.0, max(20.0, warmup / 10.0))
+        if source == "audio":  # real time: 512-sample frames of 16 kHz audio; Silero needs no warm-up
+            warmup, hz = 0, AUDIO_RATE / AUDIO_FRAME
+        else:
+            warmup = load_checkpoint(settings.checkpoint(source)).scoring.warmup
+            hz = min(40.0, max(20.0, warmup / 10.0))
         sim = Simulator(source, _STREAMS[source], seed=100 + i)
         first = max(250, warmup + 4 * int(hz))
         horizon = int(((seconds or 600.0) - 15.0) * hz)
@@ -161,8 +165,13 @@ def run_demo(seconds: float | None = None, broker: str | None = None, quiet: boo
 
     base = load_settings(broker_url=broker)
     embedded = base.broker_url is None
+    sources = list(base.sources)
+    if "SEQSTREAM_SOURCES" not in os.environ and "audio" not in sources:
+        # the demo shows every source: raw PCM speech on the pretrained Silero VAD too (a worker
+        # serves it only when asked, SEQSTREAM_SOURCES=...,audio)
+        sources.append("audio")
     usable = []
-    for source in base.sources:
+    for source in sources:
         try:
             base.checkpoint(source)
             usable.append(source)
