@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +19,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import Batch, NetConfig, RecurrentForecaster, Runner, ScoringConfig
-from models.graphs import WaveGraphs
 
 
 def _emit(rec: dict) -> None:
@@ -136,37 +136,25 @@ def runner_process(cell: str, hidden: int, batch: int, seconds: float) -> dict:
     return {"check": "runner_process", "cell": cell, "hidden": hidden, "batch": batch, "stream_steps_per_s": rate}
 
 
-def _graphed(r: Runner) -> WaveGraphs:
-    """Route an eager runner's waves through CUDA graphs (what ``Runner(cuda_graphs=True)`` does)."""
-    g = WaveGraphs(
-        Runner._wave.__get__(r),
-        storage=lambda: (r.slab.hidden.data_ptr(), r.slab.aux.data_ptr()),
-        device=r.device,
-    )
-    r._wave = g  # type: ignore[method-assign]
-    return g
-
-
-def _pair(cell: str, hidden: int, capacity: int, device: str = "cuda") -> tuple[Runner, Runner]:
+def _pair(cell: str, hidden: int, capacity: int, device: str = "cuda", **second: Any) -> tuple[Runner, Runner]:
+    """Two runners with the same weights: eager fp32, and one with ``second``'s options on top."""
     torch.manual_seed(3)
     net = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden))
     state = {k: v.clone() for k, v in net.state_dict().items()}
     out = []
-    for _ in range(2):
+    for extra in ({}, second):
         m = RecurrentForecaster(net.config)
         m.load_state_dict(state)
-        out.append(
-            Runner(
-                m, ScoringConfig(warmup=10), device=device, capacity=capacity, max_capacity=capacity, cuda_graphs=False
-            )
-        )
+        kw = {"device": device, "capacity": capacity, "max_capacity": capacity, "cuda_graphs": False, **extra}
+        out.append(Runner(m, ScoringConfig(warmup=10), **kw))
     return out[0], out[1]
 
 
 def graphs_equality(cell: str, hidden: int) -> dict:
     """Eager vs CUDA-graph waves on the same batches (repeats -> several waves, odd sizes -> padding)."""
-    eager, graphed = _pair(cell, hidden, 4096)
-    g = _graphed(graphed)
+    eager, graphed = _pair(cell, hidden, 4096, cuda_graphs=True)
+    g = graphed.graphs
+    assert g is not None
     rng = np.random.default_rng(1)
     worst_p = worst_s = 0.0
     same_flags = True
@@ -196,8 +184,7 @@ def graphs_equality(cell: str, hidden: int) -> dict:
 
 def graphs_speed(cell: str, hidden: int, resident: int, batches: list[int], seconds: float) -> list[dict]:
     """``Runner._step`` (H2D copy, waves, D2H copy; no host slot map) eager vs CUDA graphs."""
-    eager, graphed = _pair(cell, hidden, resident)
-    _graphed(graphed)
+    eager, graphed = _pair(cell, hidden, resident, cuda_graphs=True)
     rng = np.random.default_rng(2)
     out = []
     for r in (eager, graphed):  # make every stream resident
@@ -224,12 +211,7 @@ def graphs_speed(cell: str, hidden: int, resident: int, batches: list[int], seco
 
 def half_precision(cell: str, hidden: int, dtype: torch.dtype, device: str = "cuda") -> dict:
     """``Runner(compute_dtype=...)``: the cell step in bf16/fp16 (state and scorer stay fp32) vs fp32."""
-    ref, _ = _pair(cell, hidden, 2048, device)
-    torch.manual_seed(3)
-    m = RecurrentForecaster(ref.model.config)
-    m.load_state_dict(ref.model.state_dict())
-    name = str(dtype).replace("torch.", "")
-    half = Runner(m, ScoringConfig(warmup=10), device=device, capacity=2048, cuda_graphs=False, compute_dtype=name)
+    ref, half = _pair(cell, hidden, 2048, device, compute_dtype=str(dtype).replace("torch.", ""))
     rng = np.random.default_rng(4)
     ids = [f"s{i}" for i in range(2000)]
     worst_p = worst_s = 0.0

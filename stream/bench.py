@@ -433,6 +433,38 @@ def _step_cells(cell: str, hidden: int, batches: list[int], budget: float) -> li
     return out
 
 
+def _latency_levels(
+    target: Any,
+    child_args: tuple[Any, ...],
+    bootstrap: str,
+    topic: str,
+    out_topic: str,
+    streams: int,
+    rates: list[tuple[float, float]],
+    seconds: float,
+    warm_rate: float,
+    warm_s: float,
+) -> list[tuple[float, dict[str, Any]]]:
+    """Start ``target(*child_args, ready, stop)`` in a child process, warm it, run each latency level."""
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=target, args=(*child_args, ready, stop))
+    child.start()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError(f"{target.__name__}: no partitions assigned within 60 s")
+        asyncio.run(_latency_level(bootstrap, topic, out_topic, streams, warm_rate, warm_s))
+        return [
+            (frac, asyncio.run(_latency_level(bootstrap, topic, out_topic, streams, rate, seconds)))
+            for frac, rate in rates
+        ]
+    finally:
+        stop.set()
+        child.join(30)
+        if child.is_alive():
+            child.terminate()
+
+
 def _fmt(r: float) -> str:
     return f"{r / 1e6:.2f} M" if r >= 1e6 else f"{r / 1e3:.1f} k"
 
@@ -483,44 +515,27 @@ def run(args: argparse.Namespace) -> int:
         pe = _per_event(cell, hidden, streams, args.per_event_n)
         _emit({"scenario": "per_event", **pe, **common}, records)
 
-        # latency: engine in a child process, this process produces and reads
+        # latency: engine in a child process, this process produces and reads; then the same rates
+        # through a plain pass-through child (the broker/client floor)
         if args.latency_seconds > 0:
             ls = _settings(bs, t_lat_in, t_lat_out, seq["batch_max"])
-            ctx = mp.get_context("spawn")
-            ready, stop = ctx.Event(), ctx.Event()
-            child = ctx.Process(target=_latency_child, args=(ls.model_dump_json(), cell, hidden, ready, stop))
-            child.start()
-            if not ready.wait(60):
-                raise RuntimeError("latency engine did not get its partitions within 60 s")
+            rates = [(frac, frac * seq["events_per_s"]) for frac in args.latency_fractions]
             # warm: make every stream resident so the levels measure steady state
-            asyncio.run(
-                _latency_level(bs, t_lat_in, t_lat_out, streams, min(streams * 2.0, 20000.0), streams / 10000.0 + 1.0)
-            )
-            for frac in args.latency_fractions:
-                rate = frac * seq["events_per_s"]
-                lv = asyncio.run(_latency_level(bs, t_lat_in, t_lat_out, streams, rate, args.latency_seconds))
-                _emit({"scenario": "latency", "fraction_of_max": frac, **lv, **common}, records)
-            stop.set()
-            child.join(30)
-            if child.is_alive():
-                child.terminate()
-            if args.latency_raw:  # the same rates through a plain pass-through: the broker/client floor
+            warm = (min(streams * 2.0, 20000.0), streams / 10000.0 + 1.0)
+            runs: list[tuple[str, Any, tuple[Any, ...], str, str, tuple[float, float]]] = [
+                ("latency", _latency_child, (ls.model_dump_json(), cell, hidden), t_lat_in, t_lat_out, warm)
+            ]
+            if args.latency_raw:
                 t_rl_in, t_rl_out = f"rawlat-in-{run_id}", f"rawlat-out-{run_id}"
                 create_topics(bs, [t_rl_in, t_rl_out], partitions=parts)
-                ready, stop = ctx.Event(), ctx.Event()
-                child = ctx.Process(target=_raw_latency_child, args=(bs, t_rl_in, t_rl_out, ready, stop))
-                child.start()
-                if not ready.wait(60):
-                    raise RuntimeError("raw latency pass-through did not get its partitions within 60 s")
-                asyncio.run(_latency_level(bs, t_rl_in, t_rl_out, streams, 2000.0, 1.0))
-                for frac in args.latency_fractions:
-                    rate = frac * seq["events_per_s"]
-                    lv = asyncio.run(_latency_level(bs, t_rl_in, t_rl_out, streams, rate, args.latency_seconds))
-                    _emit({"scenario": "latency_raw", "fraction_of_max": frac, **lv, **common}, records)
-                stop.set()
-                child.join(30)
-                if child.is_alive():
-                    child.terminate()
+                runs.append(
+                    ("latency_raw", _raw_latency_child, (bs, t_rl_in, t_rl_out), t_rl_in, t_rl_out, (2000.0, 1.0))
+                )
+            for scenario, target, child_args, t_lin, t_lout, (warm_rate, warm_s) in runs:
+                for frac, lv in _latency_levels(
+                    target, child_args, bs, t_lin, t_lout, streams, rates, args.latency_seconds, warm_rate, warm_s
+                ):
+                    _emit({"scenario": scenario, "fraction_of_max": frac, **lv, **common}, records)
 
     if args.step_batches:
         for r in _step_cells(cell, hidden, args.step_batches, args.step_budget):
