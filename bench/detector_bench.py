@@ -24,6 +24,7 @@ import torch
 from models.checkpoint import load_checkpoint
 from models.evaluate import bench_detector, load_corpus_series, lockstep_scores
 from models.nab import NabCorpus
+from models.replay import read_csv
 from models.runner import Runner
 from models.scoring import ScoringConfig
 
@@ -60,6 +61,7 @@ def _latency_us(runner: Runner, reps: int = 2000) -> tuple[float, float]:
 def compare(checkpoints: list[str], own_scoring: bool) -> None:
     corpus = NabCorpus.load(NAB / "data", NAB / "combined_windows.json")
     series = load_corpus_series(NAB / "data", corpus.files)
+    times = [read_csv(NAB / "data" / rel).ts for rel in corpus.files]
     print(
         "| checkpoint | cell | params | FLOPs/step | NAB standard / low FP / low FN (swept) "
         "| step latency B=1 (model / detector) | bytes per stream |"
@@ -68,7 +70,7 @@ def compare(checkpoints: list[str], own_scoring: bool) -> None:
     for path in checkpoints:
         ck = load_checkpoint(path)
         scoring = ck.scoring if own_scoring else ScoringConfig()
-        res = corpus.score(dict(zip(corpus.files, lockstep_scores(ck.model, scoring, series))))
+        res = corpus.score(dict(zip(corpus.files, lockstep_scores(ck.model, scoring, series, times))))
         runner = Runner(ck.model, scoring, device="cpu", capacity=1)
         m_us, d_us = _latency_us(runner)
         params = sum(p.numel() for p in ck.model.parameters())

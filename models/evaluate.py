@@ -91,12 +91,25 @@ def evaluate_nab(
 
 
 @torch.inference_mode()
-def lockstep_scores(model: RecurrentForecaster, scoring: ScoringConfig, series: list[np.ndarray]) -> list[np.ndarray]:
-    """Anomaly scores of whole series ``[T, F]``, one stream each, stepped together (no look-ahead)."""
+def lockstep_scores(
+    model: RecurrentForecaster,
+    scoring: ScoringConfig,
+    series: list[np.ndarray],
+    times: list[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """Anomaly scores of whole series ``[T, F]``, one stream each, stepped together (no look-ahead).
+
+    ``times`` (epoch s per row) are needed when the scoring has season or profile channels.
+    """
     f = series[0].shape[1]
     scorer = Scorer(scoring, f)
+    if scorer.n_phases:
+        if times is None:
+            raise ValueError("this scoring config has season/profile channels: pass the row times")
+        series = [np.concatenate((s, scorer.phases(t)), 1) for s, t in zip(series, times)]
     n, t_max = len(series), max(len(s) for s in series)
-    xs = np.zeros((t_max, n, f), np.float32)
+    p = scorer.n_phases
+    xs = np.zeros((t_max, n, f + p), np.float32)
     lengths = np.array([len(s) for s in series])
     for i, s in enumerate(series):
         xs[: len(s), i] = s
@@ -107,12 +120,12 @@ def lockstep_scores(model: RecurrentForecaster, scoring: ScoringConfig, series: 
     for t in range(t_max):
         idx = torch.from_numpy(np.flatnonzero(lengths > t))  # [s]
         if len(idx) == n:
-            x_n, err = scorer.pre(aux, x[t])
+            x_n, err = scorer.pre(aux, x[t, :, :f], x[t, :, f:] if p else None)
             fc, h = model.step(x_n, h)
             out[t] = scorer.post(aux, err, fc)[:, scorer.SCORE].numpy()
         else:
             a, hh = aux[idx], h[idx]
-            x_n, err = scorer.pre(a, x[t, idx])
+            x_n, err = scorer.pre(a, x[t, idx, :f], x[t, idx, f:] if p else None)
             fc, hh = model.step(x_n, hh)
             out[t, idx.numpy()] = scorer.post(a, err, fc)[:, scorer.SCORE].numpy()
             aux[idx], h[idx] = a, hh
@@ -144,11 +157,15 @@ def bench_detector(
         ids = [f"s{i}" for i in range(b)]
         idx = torch.from_numpy(runner.slab.assign(ids, np.zeros(b))).to(dev)
         gen = torch.Generator().manual_seed(0)
-        x = torch.randn(b, runner.n_features, generator=gen).to(dev)  # [B, F]
+        x = torch.randn(b, runner.n_features, generator=gen)  # [B, F]
+        if runner.scorer.n_phases:  # the event-time buckets the Runner appends (Scorer.phases)
+            ts = 1.7e9 + torch.rand(b, generator=gen, dtype=torch.float64).numpy() * 604800.0
+            x = torch.cat((x, torch.from_numpy(runner.scorer.phases(ts))), 1)  # [B, F + P]
+        x = x.to(dev)
         h = runner.model.zero_state(b, dev)  # [B, L, K, H]
 
         rate = {
-            "model": _rate(lambda r=runner, x=x, h=h: r.model.step(x, h), b, seconds, dev),
+            "model": _rate(lambda r=runner, x=x[:, : runner.n_features], h=h: r.model.step(x, h), b, seconds, dev),
             "detector": _rate(lambda r=runner, i=idx, x=x: r._wave(i, x), b, seconds, dev),
         }
         rows.append(

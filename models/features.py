@@ -83,7 +83,11 @@ class Features:
         ``target`` is what the forecast of the previous step is compared with (normalised), NaN
         where it is unknown; training fits the forecast at ``t`` to the target at ``t + 1``.
         """
-        x_norm, err = self.scorer.pre(aux, x)  # [b, F], [b]
+        p = self.scorer.n_phases
+        phase = None
+        if p:  # the Runner appended the event-time phase columns (Scorer.phases)
+            x, phase = x[:, :-p], x[:, -p:]  # [b, F], [b, P]
+        x_norm, err = self.scorer.pre(aux, x, phase)  # [b, F], [b]
         return x_norm, err, x_norm, None
 
     def decode(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:

@@ -281,16 +281,19 @@ class Runner:
         rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.int64)
         dt = np.concatenate(dt_parts) if want_dt and dt_parts else None
         width = self.features.out_width
+        xs = x
+        if self.scorer.n_phases:  # event-time buckets travel with the values: still one copy in
+            xs = np.concatenate((x, self.scorer.phases(ts)), 1)  # [n, F + P]
         in_order = len(rows_parts) == 1 and len(rows) == n
         if in_order:  # the common case: rows == arange(n), no scatter needed
-            packed = self._step(x, slot_parts[0], bounds, dt)
+            packed = self._step(xs, slot_parts[0], bounds, dt)
             accepted = np.ones(n, bool)
         else:
             accepted = np.zeros(n, bool)
             accepted[rows] = True
             packed = np.full((n, width), np.nan, np.float32)
             if len(rows):
-                packed[rows] = self._step(x[rows], np.concatenate(slot_parts), bounds, dt)
+                packed[rows] = self._step(xs[rows], np.concatenate(slot_parts), bounds, dt)
             packed[~accepted, 2 * f : 2 * f + 3] = 0.0  # score, anomaly, transition of rejected rows
         out_p = packed[:, :f].copy()
         out_e = packed[:, f : 2 * f].copy()

@@ -29,12 +29,13 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .errors import ConfigError
 
-__all__ = ["Scorer", "ScoringConfig"]
+__all__ = ["CONTEXT_SCORING", "Scorer", "ScoringConfig"]
 
 _EPS_P = 1e-10
 MASKED_RSCALE_PRIOR = 0.5  # prior mean |residual| (normalised units) of a masked feature
@@ -63,6 +64,19 @@ class ScoringConfig:
     max_window: int = 0
     max_ratio: float = 1.0
     max_power: float = 1.0
+    # context channels (0 buckets / 0 shift_short = off); periods in seconds of event time
+    season_buckets: int = 0
+    season_period: float = 86400.0
+    season_rate: float = 0.1
+    profile_buckets: int = 0
+    profile_period: float = 604800.0
+    profile_rate: float = 0.3
+    profile_window: int = 1000
+    profile_weight: float = 0.75
+    shift_short: int = 0
+    shift_long: int = 100
+    shift_window: int = 2000
+    shift_weight: float = 0.9
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -79,13 +93,49 @@ class ScoringConfig:
             raise ConfigError("warmup, suppress and fold_clip must be >= 0")
         if not 0.0 <= self.suppress_factor <= 1.0:
             raise ConfigError(f"suppress_factor must be in [0, 1], got {self.suppress_factor}")
+        for name in ("season_buckets", "profile_buckets", "shift_short"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 turns the channel off), got {getattr(self, name)}")
+        for name in ("profile_window", "shift_long", "shift_window"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.season_period <= 0 or self.profile_period <= 0:
+            raise ConfigError("season_period and profile_period must be > 0 seconds")
+        for name in ("season_rate", "profile_rate"):
+            if not 0.0 < float(getattr(self, name)) <= 1.0:
+                raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
 
     @property
     def scales(self) -> tuple[int, ...]:
         return (self.err_short, *self.err_scales)
 
+    @property
+    def n_phases(self) -> int:
+        """Event-time phase columns the scorer needs per event (see :meth:`Scorer.phases`)."""
+        return int(self.season_buckets > 0) + int(self.profile_buckets > 0)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CONTEXT_SCORING = ScoringConfig(
+    err_window=6000,
+    season_buckets=96,  # 15-minute buckets of the day for the residual's daily baseline
+    season_rate=0.1,
+    profile_buckets=168,  # hourly buckets of the week for the value profile
+    profile_rate=0.3,
+    profile_window=1000,
+    profile_weight=0.75,
+    shift_short=12,
+    shift_long=200,
+    shift_window=2000,
+    shift_weight=0.9,
+)
+"""The bundled univariate sensor detector's scoring: residual + season + profile + shift channels.
+
+Chosen on the NAB dev files (docs/accuracy.md); costs ~2.1 KB of slab per stream more than
+``ScoringConfig()``, which the other sources and the throughput benchmarks use.
+"""
 
 
 class Scorer:
@@ -134,6 +184,21 @@ class Scorer:
             self._rscale = slice(o + f, o + 2 * f)  # running mean |residual| per feature (normalised units)
             self._last = slice(o + 2 * f, o + 3 * f)  # last observed value per feature (input units)
             o += 3 * f
+        # context channels: [season mean[Ns], season count[Ns]], [profile mean[Np * T], profile
+        # count[Np]], [shift short[T], shift long[T]], then per extra channel (profile, shift):
+        # [calibration mean[2], calibration var[2], score[2]]
+        c = config
+        if masked and (c.n_phases or c.shift_short):
+            raise ConfigError("season/profile/shift channels are not supported with masked (multivariate NaN) input")
+        self.n_phases = c.n_phases
+        self._season = o
+        o += 2 * c.season_buckets
+        self._profile = o
+        o += c.profile_buckets * (t + 1)
+        self._shift = slice(o, o + 2 * t) if c.shift_short else slice(o, o)
+        o += 2 * t if c.shift_short else 0
+        self._cmean, self._cvar, self._cscore = slice(o, o + 2), slice(o + 2, o + 4), slice(o + 4, o + 6)
+        o += 6 if (c.profile_buckets or c.shift_short) else 0
         self.size = o
         self._rates = torch.tensor([1.0 / s for s in config.scales])  # [K]
         # 0-dim float32 constants: a Python scalar operand costs a dtype conversion (an extra
@@ -160,6 +225,14 @@ class Scorer:
         }
         self._one, self._zero = k32["one"], k32["zero"]
         self._rates_on: dict[torch.device, Tensor] = {}
+        # context channels' calibration rates and weights (profile, shift), and the target columns
+        self._ctx = torch.tensor(
+            [
+                [1.0 / c.profile_window, 1.0 / c.shift_window],
+                [c.profile_weight if c.profile_buckets else 0.0, c.shift_weight if c.shift_short else 0.0],
+            ]
+        )  # [2, 2]
+        self._ctx_on: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
         # packed output columns of post(): prediction[T], expected[T], score, anomaly, transition
         self.PRED = slice(0, t)
         self.EXPECTED = slice(t, 2 * t)
@@ -172,7 +245,31 @@ class Scorer:
         row[self.SINCE] = float(self.config.suppress)  # nothing to suppress yet
         if self.masked:
             row[self._rscale] = MASKED_RSCALE_PRIOR
+        if self.config.profile_buckets or self.config.shift_short:
+            row[self._cvar] = self.config.err_var_prior
         return row
+
+    def phases(self, ts: np.ndarray) -> np.ndarray:
+        """Bucket of each event time ``ts[B]`` (epoch s) in the season and profile periods: ``[B, P]``.
+
+        Computed on the host in float64 (float32 cannot hold epoch seconds to the second) and
+        appended to the event's values, so the device still gets one copy per batch.
+        """
+        c = self.config
+        cols = [
+            np.floor(np.mod(ts, period) / (period / n))
+            for n, period in ((c.season_buckets, c.season_period), (c.profile_buckets, c.profile_period))
+            if n
+        ]
+        return np.stack(cols, 1).astype(np.float32) if cols else np.zeros((len(ts), 0), np.float32)
+
+    def _ctx_for(self, dev: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        # device copies made once (creating them inside a captured CUDA graph would be illegal)
+        got = self._ctx_on.get(dev)
+        if got is None:
+            c = self._ctx.to(dev)
+            got = self._ctx_on[dev] = (c[0], c[1], torch.arange(self.n_targets, device=dev))
+        return got
 
     def _rates_for(self, dev: torch.device) -> Tensor:
         r = self._rates_on.get(dev)
@@ -180,9 +277,11 @@ class Scorer:
             r = self._rates_on[dev] = self._rates.to(dev)
         return r
 
-    def pre(self, aux: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    def pre(self, aux: Tensor, x: Tensor, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Normalise ``x[B, F]`` with the stats so far, measure the residual, update the stats.
 
+        ``phase[B, P]`` holds the event-time buckets of :meth:`phases` when the config has season or
+        profile channels (without it those channels neither score nor learn).
         Returns the model input ``x_norm[B, F]`` and the residual ``err[B]``; updates ``aux`` in place.
         """
         cfg, one = self.config, self._one
@@ -194,12 +293,78 @@ class Scorer:
         d = x - mean  # [B, F]
         x_norm = (d / std).clamp_(-cfg.clip, cfg.clip)  # [B, F]
         err = (x_norm[:, : self.n_targets] - aux[:, self._fcast]).abs_().mean(1)  # [B]
+        if self.n_phases or cfg.shift_short:
+            err = self._context(aux, x, std, count, err, phase)  # [B]
         # EMA with a 1/n start: an exact running mean/variance until norm_window events, then forgetting
         alpha = (count + one).reciprocal_().clamp_min_(1.0 / cfg.norm_window).unsqueeze(1)  # [B, 1]
         var.addcmul_(d, d * alpha).mul_(one - alpha)  # [B, F]
         mean.addcmul_(alpha, d)  # [B, F]
         count.add_(one)
         return x_norm, err
+
+    def _context(self, aux: Tensor, x: Tensor, std: Tensor, count: Tensor, err: Tensor, phase: Tensor | None) -> Tensor:
+        """Context channels of one event, before the normaliser folds it in; returns ``err[B]``.
+
+        * season: the residual minus its own running mean at this time of day, so a forecaster
+          that always misses the same daily transition does not alarm at it every day;
+        * profile: distance of the value from its running mean at this time of the week (a
+          seasonal break the one-step forecaster cannot see);
+        * shift: distance between a short and a long running mean of the value (a level shift).
+
+        Profile and shift distances (in units of the value's running std) get their own tail
+        calibration; their weighted scores are stored for :meth:`post` to combine with the residual's.
+        """
+        cfg, one, t = self.config, self._one, self.n_targets
+        rates, weights, cols = self._ctx_for(x.device)  # [2], [2], [T]
+        xt, sd = x[:, :t], std[:, :t]  # [B, T], [B, T]
+        ready = count > one  # [B] two events of history, as the residual's own score
+        p, r_prof, r_shift = 0, None, None
+        if cfg.season_buckets:
+            if phase is not None:
+                n = cfg.season_buckets
+                i_m = (phase[:, p].long() + self._season).unsqueeze(1)  # [B, 1]
+                m, cn = aux.gather(1, i_m), aux.gather(1, i_m + n)  # [B, 1], [B, 1]
+                e = err.unsqueeze(1)  # [B, 1]
+                rate = (cn + one).reciprocal_().clamp_min_(cfg.season_rate)  # [B, 1]
+                aux.scatter_(1, i_m, m + rate * (e - m))
+                aux.scatter_(1, i_m + n, cn + one)
+                err = (e - m).squeeze(1)  # [B]; m is 0 in a bucket not seen yet
+            p += 1
+        if cfg.profile_buckets:
+            if phase is not None:
+                n = cfg.profile_buckets
+                col = phase[:, p].long()  # [B]
+                i_m = self._profile + col.unsqueeze(1) * t + cols  # [B, T]
+                i_c = (self._profile + n * t + col).unsqueeze(1)  # [B, 1]
+                m, cn = aux.gather(1, i_m), aux.gather(1, i_c)  # [B, T], [B, 1]
+                r_prof = ((xt - m).abs() / sd).mean(1) * (ready & (cn[:, 0] > self._zero))  # [B]
+                rate = (cn + one).reciprocal_().clamp_min_(cfg.profile_rate)  # [B, 1]
+                aux.scatter_(1, i_m, m + rate * (xt - m))
+                aux.scatter_(1, i_c, cn + one)
+            p += 1
+        if cfg.shift_short:
+            sh = aux[:, self._shift]  # [B, 2T] view
+            ms, ml = sh[:, :t], sh[:, t:]  # [B, T] views
+            first = (count + one).reciprocal().unsqueeze(1)  # [B, 1]
+            ms.lerp_(xt, first.clamp_min(1.0 / cfg.shift_short))
+            r_shift = ((ms - ml).abs() / sd).mean(1) * ready  # [B]
+            ml.lerp_(xt, first.clamp_min(1.0 / cfg.shift_long))
+        if r_prof is None and r_shift is None:
+            return err
+        zero = torch.zeros_like(err)  # [B]
+        r = torch.stack((zero if r_prof is None else r_prof, zero if r_shift is None else r_shift), 1)  # [B, 2]
+        em, ev = aux[:, self._cmean], aux[:, self._cvar]  # [B, 2] views
+        d = r - em  # [B, 2]
+        z = d / ev.clamp_min(1e-8).sqrt()  # [B, 2]
+        tail = torch.special.erfc(z * self._k["inv_sqrt2"]) * self._k["half"]  # [B, 2]
+        sc = (tail + self._k["eps_p"]).log_().mul_(self._k["inv_log_eps"]).clamp_(0.0, 1.0)  # [B, 2]
+        sc.masked_fill_(~ready.unsqueeze(1), 0.0)
+        a = torch.maximum((count + one).reciprocal().unsqueeze(1), rates)  # [B, 2]
+        a.masked_fill_((count < one).unsqueeze(1), 0.0)
+        ev.addcmul_(d, d * a).mul_(one - a)
+        em.addcmul_(a, d)
+        aux[:, self._cscore] = sc * weights
+        return err
 
     def pre_masked(self, aux: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """:meth:`pre` for ``x[B, F]`` where NaN means missing (a scorer built with ``masked=True``).
@@ -271,6 +436,8 @@ class Scorer:
             score = score * ratio.pow_(cfg.max_power)
             torch.maximum(peak.mul_(math.exp(-1.0 / cfg.max_window)), short, out=peak)
         score = score.amax(1) if self.n_scales > 1 else score[:, 0]  # [B]
+        if cfg.profile_buckets or cfg.shift_short:
+            score = torch.maximum(score, aux[:, self._cscore].amax(1))  # [B] the strongest channel
         score.masked_fill_(steps < k["two"], 0.0)  # [B] needs two residuals of history
         # [B, 1] fold rate, 0 before any residual
         a = first.clamp_min_(1.0 / cfg.err_window).masked_fill_((steps < one).unsqueeze(1), 0.0)

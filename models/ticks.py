@@ -185,6 +185,10 @@ class TickFeatures(Features):
             )
         from .scoring import Scorer
 
+        if scoring.n_phases or scoring.shift_short:
+            raise ConfigError(
+                "the ticks features have no season/profile/shift channels; turn them off in the scoring config"
+            )
         self.config = config
         self.scoring = scoring
         self.rules = rules or TickConfig()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,8 @@ def featurise_series(
     ``times[i]`` (event times of series ``i``) gives the featuriser the time since the previous
     event where it uses one (ticks). Targets are NaN where unknown (missing values).
     """
-    feats = make_features(net, scoring)
+    # the context channels (season/profile/shift) score; they do not change the model's input
+    feats = make_features(net, replace(scoring, season_buckets=0, profile_buckets=0, shift_short=0))
     r = feats.raw_size
     if any(s.ndim != 2 or s.shape[1] != r for s in series):
         raise ConfigError(f"every series must be [T, {r}] for this model (its decoded input width)")

@@ -35,7 +35,7 @@ def _print_epoch(epochs: int) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.scoring import ScoringConfig
+    from models.scoring import CONTEXT_SCORING, ScoringConfig
     from models.train import run_training
 
     if not args.csv and not args.synthetic and not args.simulated:
@@ -47,7 +47,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     path, meta = run_training(
         args.output,
         net,
-        ScoringConfig(),
+        CONTEXT_SCORING if args.scoring == "context" and net.input_size == 1 else ScoringConfig(),
         cfg,
         csvs=args.csv,
         synthetic=args.synthetic,
@@ -162,6 +162,13 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
         default=None,
         help="train on the simulator's streams of this source, decoded by the worker's codec "
         "(ticks and machines get their featurised model shape; --features is ignored)",
+    )
+    t.add_argument(
+        "--scoring",
+        choices=["context", "plain"],
+        default="context",
+        help="scoring stored in a univariate checkpoint: context = residual + season/profile/shift channels "
+        "(models.scoring.CONTEXT_SCORING, the bundled sensor detector); plain = ScoringConfig() (default context)",
     )
     t.add_argument("--sim-streams", type=int, default=64, help="simulated streams (with --simulated)")
     t.add_argument("--sim-rounds", type=int, default=3000, help="simulated events per stream (with --simulated)")

@@ -61,7 +61,8 @@ def test_evaluate_nab_matches_independent_scorer(small_nab: tuple[Path, Path], t
     # the lock-step experiment path gives the replay's scores
     ck = load_checkpoint()
     corpus = NabCorpus.load(data, labels)
-    fast = lockstep_scores(ck.model, ck.scoring, [read_csv(data / rel).x for rel in corpus.files])
+    tables = [read_csv(data / rel) for rel in corpus.files]
+    fast = lockstep_scores(ck.model, ck.scoring, [t.x for t in tables], [t.ts for t in tables])
     replayed = read_scores(out, corpus.files)
     for rel, s in zip(corpus.files, fast):
         np.testing.assert_allclose(s, replayed[rel], atol=1e-4)
