@@ -20,22 +20,38 @@ Input contract (Kafka key = stream id, UTF-8; value = JSON):
 
 Bad input is data: :func:`decode_batch` never raises for a record; it returns each bad record's
 position with a machine-readable reason (see :data:`REASONS`) and a human-readable message.
+
+Speed: records are parsed by msgspec into a typed struct per source and checked on arrays (the fast
+path); a record it cannot vouch for takes the careful per-record path, which alone decides every
+rejection (see "the fast path" below). :func:`encode_predictions` encodes a batch of predictions.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import msgspec
 import numpy as np
 import orjson
 
-__all__ = ["REASONS", "Decoded", "RecordLike", "decode_batch", "encode_alert", "encode_dead", "encode_prediction"]
+__all__ = [
+    "REASONS",
+    "Decoded",
+    "RecordLike",
+    "decode_batch",
+    "encode_alert",
+    "encode_dead",
+    "encode_prediction",
+    "encode_predictions",
+]
 
 # machine-readable dead-letter reasons (the Runner adds non_finite and out_of_order)
 REASONS = (
@@ -90,6 +106,15 @@ class Decoded:
     errors: list[tuple[int, str, str]] = field(default_factory=list)  # (position, reason, message)
 
 
+def _float(v: int | float, name: str) -> float:
+    # a JSON integer literal beyond float range (Python's json parses it exactly) is bad input,
+    # not an internal error that would dead-letter the whole micro-batch
+    try:
+        return float(v)
+    except OverflowError:
+        raise _Bad("non_finite", f"field {name!r} holds a number too large for a float") from None
+
+
 def _number(obj: dict[str, Any], name: str, *, nullable: bool = False) -> float | None:
     if name not in obj:
         if nullable:
@@ -100,7 +125,7 @@ def _number(obj: dict[str, Any], name: str, *, nullable: bool = False) -> float 
         return None
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise _Bad("bad_shape", f"field {name!r} must be a number, got {type(v).__name__}")
-    f = float(v)
+    f = _float(v, name)
     if not math.isfinite(f):
         raise _Bad("non_finite", f"field {name!r} is {f}")
     return f
@@ -117,7 +142,7 @@ def _vector(obj: dict[str, Any], name: str, n: int, *, missing: bool = False) ->
     for e in v:
         if (isinstance(e, bool) or not isinstance(e, int | float)) and not (missing and e is None):
             raise _Bad("bad_shape", f"field {name!r} must hold numbers only, found {type(e).__name__}")
-    out = [math.nan if e is None else float(e) for e in v]
+    out = [math.nan if e is None else _float(e, name) for e in v]
     if not all(math.isfinite(e) for e, raw in zip(out, v) if raw is not None):
         raise _Bad("non_finite", f"field {name!r} holds NaN or infinity")
     if n and all(e is None for e in v):
@@ -179,21 +204,25 @@ _FEATURES: dict[str, Callable[[dict[str, Any], int], Sequence[float] | np.ndarra
 }
 
 
+def _iso_time(v: str) -> float:
+    try:
+        dt = datetime.fromisoformat(v)
+    except ValueError:
+        raise _Bad("bad_shape", f"field 'ts' is not ISO-8601 nor epoch seconds: {v[:40]!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
 def _event_time(obj: dict[str, Any]) -> float:
     if "ts" not in obj:
         raise _Bad("missing_field", "field 'ts' is missing")
     v = obj["ts"]
     if isinstance(v, str):
-        try:
-            dt = datetime.fromisoformat(v)
-        except ValueError:
-            raise _Bad("bad_shape", f"field 'ts' is not ISO-8601 nor epoch seconds: {v[:40]!r}") from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
+        return _iso_time(v)
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise _Bad("bad_shape", f"field 'ts' must be epoch seconds or ISO-8601, got {type(v).__name__}")
-    t = float(v)
+    t = _float(v, "ts")
     if not math.isfinite(t):
         raise _Bad("non_finite", f"field 'ts' is {t}")
     return t
@@ -212,7 +241,42 @@ def _loads(value: bytes) -> Any:
         raise _Bad("not_json", "value is not valid UTF-8 JSON") from None
 
 
-def decode_batch(
+def _decode_record(
+    rec: RecordLike,
+    features: Callable[[dict[str, Any], int], Sequence[float] | np.ndarray],
+    n_features: int,
+    now: float,
+    horizon: float,
+    max_payload_bytes: int,
+) -> tuple[str, float, Sequence[float] | np.ndarray]:
+    """One record on the careful path: (stream, event time, feature row), or :class:`_Bad`."""
+    value = rec.value
+    if value is None:
+        raise _Bad("not_json", "value is empty (tombstone)")
+    if len(value) > max_payload_bytes:
+        raise _Bad("too_large", f"value has {len(value)} bytes; the limit is {max_payload_bytes}")
+    obj = _loads(value)
+    if not isinstance(obj, dict):
+        raise _Bad("bad_shape", f"value must be a JSON object, got {type(obj).__name__}")
+    if "stream" not in obj:
+        raise _Bad("missing_field", "field 'stream' is missing")
+    stream = obj["stream"]
+    if not isinstance(stream, str) or not stream:
+        raise _Bad("bad_shape", "field 'stream' must be a non-empty string")
+    if rec.key is not None:
+        try:
+            key = rec.key.decode()
+        except UnicodeDecodeError:
+            raise _Bad("key_mismatch", "Kafka key is not UTF-8") from None
+        if key != stream:
+            raise _Bad("key_mismatch", f"Kafka key {key[:64]!r} differs from payload stream {stream[:64]!r}")
+    ts = _event_time(obj)
+    if ts > horizon:
+        raise _Bad("future_timestamp", f"event time {ts:.3f} is {ts - now:.0f} s in the future")
+    return stream, ts, features(obj, n_features)
+
+
+def _decode_careful(
     source: str,
     records: Sequence[RecordLike],
     *,
@@ -221,7 +285,7 @@ def decode_batch(
     max_future_s: float = 300.0,
     max_payload_bytes: int = 65536,
 ) -> Decoded:
-    """Decode a micro-batch of one source; see the module docstring for the contract."""
+    """Every record on the careful path (the reference the fast path must equal; tests and bench)."""
     features = _FEATURES[source]
     index: list[int] = []
     ids: list[str] = []
@@ -231,30 +295,7 @@ def decode_batch(
     horizon = now + max_future_s
     for i, rec in enumerate(records):
         try:
-            value = rec.value
-            if value is None:
-                raise _Bad("not_json", "value is empty (tombstone)")
-            if len(value) > max_payload_bytes:
-                raise _Bad("too_large", f"value has {len(value)} bytes; the limit is {max_payload_bytes}")
-            obj = _loads(value)
-            if not isinstance(obj, dict):
-                raise _Bad("bad_shape", f"value must be a JSON object, got {type(obj).__name__}")
-            if "stream" not in obj:
-                raise _Bad("missing_field", "field 'stream' is missing")
-            stream = obj["stream"]
-            if not isinstance(stream, str) or not stream:
-                raise _Bad("bad_shape", "field 'stream' must be a non-empty string")
-            if rec.key is not None:
-                try:
-                    key = rec.key.decode()
-                except UnicodeDecodeError:
-                    raise _Bad("key_mismatch", "Kafka key is not UTF-8") from None
-                if key != stream:
-                    raise _Bad("key_mismatch", f"Kafka key {key[:64]!r} differs from payload stream {stream[:64]!r}")
-            ts = _event_time(obj)
-            if ts > horizon:
-                raise _Bad("future_timestamp", f"event time {ts:.3f} is {ts - now:.0f} s in the future")
-            x = features(obj, n_features)
+            stream, ts, x = _decode_record(rec, features, n_features, now, horizon, max_payload_bytes)
         except _Bad as bad:
             errors.append((i, bad.reason, bad.message))
             continue
@@ -262,19 +303,278 @@ def decode_batch(
         ids.append(stream)
         tss.append(ts)
         rows.append(x)
-    with np.errstate(over="ignore"):
-        x_arr = np.asarray(rows, dtype=np.float32).reshape(len(rows), n_features)  # [n, F]
+    x_arr = _rows_f32(rows, n_features)
+    return _drop_overflow(np.asarray(index, np.int64), ids, np.asarray(tss, np.float64), x_arr, errors)
+
+
+def _rows_f32(rows: Sequence[Sequence[float] | np.ndarray] | np.ndarray, n_features: int) -> np.ndarray:
+    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf here (see _drop_overflow)
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), n_features)  # [n, F]
+
+
+def _drop_overflow(
+    index: np.ndarray, ids: list[str], ts: np.ndarray, x: np.ndarray, errors: list[tuple[int, str, str]]
+) -> Decoded:
+    """The result, after moving rows whose float32 values overflowed to the errors (after the others)."""
     # float32 overflow (e.g. 1e39) is still a non-finite input for the model (NaN means missing)
-    if len(rows) and np.isinf(x_arr).any():
-        overflow = np.isinf(x_arr).any(1)  # [n]
-        for j in np.flatnonzero(overflow):
-            errors.append((index[j], "non_finite", "a value overflows float32"))
+    if len(x) and np.isinf(x).any():
+        overflow = np.isinf(x).any(1)  # [n]
+        for j in np.flatnonzero(overflow).tolist():
+            errors.append((int(index[j]), "non_finite", "a value overflows float32"))
         keep = np.flatnonzero(~overflow)
-        index = [index[j] for j in keep]
-        ids = [ids[j] for j in keep]
-        tss = [tss[j] for j in keep]
-        x_arr = x_arr[keep]  # [n', F]
-    return Decoded(np.asarray(index, dtype=np.int64), ids, np.asarray(tss, dtype=np.float64), x_arr, errors)
+        index = index[keep]
+        ids = [ids[j] for j in keep.tolist()]
+        ts = ts[keep]
+        x = x[keep]  # [n', F]
+    return Decoded(index, ids, ts, x, errors)
+
+
+# -- the fast path ------------------------------------------------------------------------------
+# msgspec decodes and type-checks a record in C into a typed Struct per source (unknown fields are
+# skipped, like the careful path ignores them), the checks that need numbers (finite, in range, not
+# in the future, not all missing) run on whole arrays. A record the fast path has any doubt about
+# goes the careful path, which alone decides every rejection: reasons and messages stay identical.
+# The fast path never rejects, and it accepts only what the careful path accepts with the same values
+# (tests/test_stream_codec.py compares both on valid and invalid records of every source).
+
+
+class _SensorMsg(msgspec.Struct, gc=False):
+    stream: str
+    ts: float | str
+    values: list[float | None]
+
+
+class _SpeechMsg(msgspec.Struct, gc=False):
+    stream: str
+    ts: float | str
+    features: list[float]
+
+
+class _TickMsg(msgspec.Struct, gc=False):
+    stream: str
+    ts: float | str
+    price: float
+    size: float
+    bid: float | None = None
+    ask: float | None = None
+
+
+class _AudioMsg(msgspec.Struct, gc=False):
+    stream: str
+    ts: float | str
+    # msgspec decodes base64 about 3x faster than base64.b64decode; it accepts a subset of what
+    # b64decode(validate=True) accepts (not e.g. a surplus "=" after full groups), with the same bytes
+    pcm: bytes
+
+
+def _lists_fast(vals: list[list[float | None]], n: int, *, missing: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-length number lists (``None`` -> NaN) as [m, n] float64, and which rows are certainly good."""
+    m = len(vals)
+    ok = [len(v) == n for v in vals]
+    if not all(ok):
+        pad: list[float | None] = [math.nan] * n
+        vals = [v if g else pad for v, g in zip(vals, ok)]
+    try:  # flat is about 2x faster than numpy's nested-list conversion
+        x = np.fromiter(itertools.chain.from_iterable(vals), np.float64, m * n).reshape(m, n)  # [m, n]
+    except TypeError:  # a null (missing value): the nested-list conversion makes it NaN
+        x = np.array(vals, dtype=np.float64).reshape(m, n)
+    good = np.array(ok, dtype=bool) & ~np.isinf(x).any(1)  # msgspec yields no inf; kept as a guard
+    if missing and n:
+        good &= ~np.isnan(x).all(1)  # all_missing
+    return x, good
+
+
+def _sensor_fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    return _lists_fast([m.values for m in msgs], n, missing=True)
+
+
+def _speech_fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    return _lists_fast([m.features for m in msgs], n, missing=False)
+
+
+def _tick_fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    m = len(msgs)
+    if n not in (2, 4):  # wrong_length: the careful path says so
+        return np.zeros((m, n)), np.zeros(m, bool)
+    price = np.array([t.price for t in msgs], np.float64)  # [m]
+    size = np.array([t.size for t in msgs], np.float64)
+    bid = np.array([t.bid for t in msgs], np.float64)  # None -> NaN
+    ask = np.array([t.ask for t in msgs], np.float64)
+    good = np.isfinite(price) & np.isfinite(size) & ~np.isinf(bid) & ~np.isinf(ask) & (price > 0.0) & (size >= 0.0)
+    if n == 4:
+        return np.stack([price, size, bid, ask], 1), good  # [m, 4]
+    # math.log per row, as on the careful path (np.log may differ in the last bit)
+    lp = [math.log(p) if g else 0.0 for p, g in zip(price.tolist(), good.tolist())]
+    ls = [math.log1p(s) if g else 0.0 for s, g in zip(size.tolist(), good.tolist())]
+    return np.array([lp, ls], np.float64).T, good  # [m, 2]
+
+
+def _audio_fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    m = len(msgs)
+    raws = [msg.pcm for msg in msgs]  # decoded from base64 by msgspec
+    ok = [len(raw) == 2 * n for raw in raws]
+    if not all(ok):
+        blank = bytes(2 * n)
+        raws = [raw if g else blank for raw, g in zip(raws, ok)]
+    pcm = np.frombuffer(b"".join(raws), "<i2").reshape(m, n)  # [m, n]
+    return pcm.astype(np.float32) / np.float32(32768.0), np.array(ok, dtype=bool)
+
+
+@dataclass(frozen=True)
+class _Fast:
+    """A source's fast path: its msgspec decoder and its vectorised features ([m, F] rows, good rows)."""
+
+    decode: Callable[[bytes], Any]
+    features: Callable[[list[Any], int], tuple[np.ndarray, np.ndarray]]
+
+
+_FAST: dict[str, _Fast] = {
+    "sensors": _Fast(msgspec.json.Decoder(_SensorMsg).decode, _sensor_fast),
+    "machines": _Fast(msgspec.json.Decoder(_SensorMsg).decode, _sensor_fast),
+    "speech": _Fast(msgspec.json.Decoder(_SpeechMsg).decode, _speech_fast),
+    "ticks": _Fast(msgspec.json.Decoder(_TickMsg).decode, _tick_fast),
+    "audio": _Fast(msgspec.json.Decoder(_AudioMsg).decode, _audio_fast),
+}
+
+# Inputs where msgspec and the careful path's JSON parsers could disagree go the careful path:
+# msgspec skips unknown fields without checking their UTF-8 (orjson and json reject invalid UTF-8),
+# and its nesting limit differs from orjson's (1024) and json's (the recursion limit). A value of
+# at most _SHALLOW_BYTES cannot nest deeper than half that; a longer one is counted.
+_SHALLOW_BYTES = 256
+_MAX_BRACKETS = 64
+
+
+def _plain(value: bytes) -> bool:
+    """Whether msgspec surely parses ``value`` as orjson does (valid UTF-8, shallow)."""
+    if not value.isascii():
+        try:
+            value.decode()
+        except UnicodeDecodeError:
+            return False
+    return len(value) <= _SHALLOW_BYTES or value.count(b"[") + value.count(b"{") <= _MAX_BRACKETS
+
+
+def _scan(
+    decode: Callable[[bytes], Any], records: Sequence[RecordLike], max_payload_bytes: int
+) -> tuple[list[int], list[str], list[float], list[Any], list[int]]:
+    """Parse what msgspec can: (positions, stream ids, event times, messages) and the others' positions."""
+    pos: list[int] = []
+    ids: list[str] = []
+    tss: list[float] = []
+    msgs: list[Any] = []
+    slow: list[int] = []
+    short = min(_SHALLOW_BYTES, max_payload_bytes)
+    for i, rec in enumerate(records):
+        value = rec.value
+        if value is None:
+            slow.append(i)
+            continue
+        # the usual record is short ASCII; the others are checked in full
+        if not (len(value) <= short and value.isascii()) and (len(value) > max_payload_bytes or not _plain(value)):
+            slow.append(i)
+            continue
+        try:
+            msg = decode(value)
+            stream = msg.stream
+            key = rec.key
+            # equal bytes <=> the key is UTF-8 and decodes to the stream id
+            if not stream or (key is not None and key != stream.encode()):
+                slow.append(i)
+                continue
+            ts = msg.ts
+            if ts.__class__ is str:
+                ts = _iso_time(ts)
+        except Exception:  # msgspec's errors, a bad ISO time (_Bad), a stream id it cannot encode
+            slow.append(i)
+            continue
+        pos.append(i)
+        ids.append(stream)
+        tss.append(ts)
+        msgs.append(msg)
+    return pos, ids, tss, msgs, slow
+
+
+def decode_batch(
+    source: str,
+    records: Sequence[RecordLike],
+    *,
+    n_features: int,
+    now: float,
+    max_future_s: float = 300.0,
+    max_payload_bytes: int = 65536,
+) -> Decoded:
+    """Decode a micro-batch of one source; see the module docstring for the contract.
+
+    Records go the fast path (msgspec, checks on arrays) when it can vouch for them, the others
+    the careful per-record path; the result is the same as the careful path's for every record.
+    """
+    fast = _FAST.get(source)
+    if fast is None:
+        return _decode_careful(
+            source,
+            records,
+            n_features=n_features,
+            now=now,
+            max_future_s=max_future_s,
+            max_payload_bytes=max_payload_bytes,
+        )
+    horizon = now + max_future_s
+    pos, ids, tss, msgs, slow = _scan(fast.decode, records, max_payload_bytes)
+    ts = np.asarray(tss, np.float64)  # [m]
+    x, good = fast.features(msgs, n_features)  # [m, F], [m]
+    good &= np.isfinite(ts) & (ts <= horizon)
+    index = np.asarray(pos, np.int64)
+    if not good.all():
+        bad = np.flatnonzero(~good).tolist()
+        slow = sorted(slow + [pos[j] for j in bad])
+        keep = np.flatnonzero(good)
+        index, ids, ts, x = index[keep], [ids[j] for j in keep.tolist()], ts[keep], x[keep]
+    x32 = _rows_f32(x, n_features)
+    errors: list[tuple[int, str, str]] = []
+    if slow:
+        index, ids, ts, x32 = _merge_careful(
+            source, records, slow, (index, ids, ts, x32), errors, n_features, now, horizon, max_payload_bytes
+        )
+    return _drop_overflow(index, ids, ts, x32, errors)
+
+
+def _merge_careful(
+    source: str,
+    records: Sequence[RecordLike],
+    slow: list[int],
+    good: tuple[np.ndarray, list[str], np.ndarray, np.ndarray],
+    errors: list[tuple[int, str, str]],
+    n_features: int,
+    now: float,
+    horizon: float,
+    max_payload_bytes: int,
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """Run the ``slow`` positions (ascending) on the careful path: their errors go to ``errors`` in
+    input order, records it accepts join the fast path's ``good`` rows in input order."""
+    features = _FEATURES[source]
+    index: list[int] = []
+    ids: list[str] = []
+    tss: list[float] = []
+    rows: list[Sequence[float] | np.ndarray] = []
+    for i in slow:
+        try:
+            stream, t, row = _decode_record(records[i], features, n_features, now, horizon, max_payload_bytes)
+        except _Bad as bad:
+            errors.append((i, bad.reason, bad.message))
+            continue
+        index.append(i)
+        ids.append(stream)
+        tss.append(t)
+        rows.append(row)
+    if not index:
+        return good
+    f_index, f_ids, f_ts, f_x = good
+    all_index = np.concatenate([f_index, np.asarray(index, np.int64)])
+    order = np.argsort(all_index, kind="stable")  # [n]
+    all_ids = f_ids + ids
+    all_ts = np.concatenate([f_ts, np.asarray(tss, np.float64)])
+    all_x = np.concatenate([f_x, _rows_f32(rows, n_features)])
+    return all_index[order], [all_ids[j] for j in order.tolist()], all_ts[order], all_x[order]
 
 
 def _input_ref(rec: RecordLike) -> dict[str, Any]:
@@ -311,6 +611,85 @@ def encode_prediction(
             "input": _input_ref(rec),
         }
     )
+
+
+# One predictions record with the JSON text of its values filled in: the bytes orjson writes for
+# encode_prediction's dict (the keys in the same order, no whitespace); strings go in without
+# their quotes, prediction vectors without their brackets.
+_PREDICTION = (
+    b'{"id":"%s:%s:%s","stream":"%s","source":%s,"ts":%s,"model":%s,"prediction":[%s],"score":%s,'
+    b'"anomaly":%s,"input":{"topic":"%s","partition":%s,"offset":%s}}'
+)
+# what orjson escapes in a string besides the quote (control characters, backslash) or refuses (lone surrogates)
+_ESCAPED = re.compile(r"[\x00-\x1f\\\ud800-\udfff]")
+
+
+def _json_items(values: list[Any]) -> list[bytes]:
+    """The JSON text of each item of a list, as orjson writes it anywhere; an item whose text holds a
+    comma (a string, a vector) gives more than ``len(values)`` pieces."""
+    return orjson.dumps(values)[1:-1].split(b",")
+
+
+def _json_strings(values: list[Any]) -> list[bytes] | None:
+    """The JSON text of each string of a list without its quotes, as orjson writes it (None: not all str)."""
+    try:
+        joined = '"'.join(values)
+    except TypeError:
+        return None
+    if joined.count('"') == len(values) - 1 and not _ESCAPED.search(joined):
+        return joined.encode().split(b'"')  # nothing to escape: the UTF-8 bytes are the JSON text
+    return [orjson.dumps(v)[1:-1] for v in values]
+
+
+def _json_vectors(values: Sequence[Any]) -> list[bytes]:
+    """The JSON text of each number list of a list without its brackets; anything else (not a list,
+    a list in a list) gives another number of pieces or loses the outer brackets."""
+    body = orjson.dumps(values)
+    return body[2:-2].split(b"],[") if body[:2] == b"[[" and body[-2:] == b"]]" else []
+
+
+def encode_predictions(
+    recs: Sequence[RecordLike],
+    *,
+    streams: Sequence[str],
+    source: str,
+    ts: Sequence[float],
+    model: str,
+    predictions: Sequence[list[float]],
+    scores: Sequence[float],
+    anomalies: Sequence[bool],
+) -> list[bytes]:
+    """The ``predictions`` records of many events: the same bytes as :func:`encode_prediction` per event.
+
+    orjson serialises each column once (one call per column, not a dict and a call per event:
+    about 2x cheaper per event, and orjson's 1 KiB buffer per call stays off the C heap), and
+    each record is the template :data:`_PREDICTION` filled with its values' JSON text. Columns
+    the template cannot hold (values of other types) go the per-event encoder.
+    """
+    n = len(recs)
+    if not n:
+        return []
+    cols = [
+        _json_strings([r.topic for r in recs]),
+        _json_items([r.partition for r in recs]),
+        _json_items([r.offset for r in recs]),
+        _json_strings(list(streams)),
+        _json_items(list(ts)),
+        _json_vectors(predictions),
+        _json_items(list(scores)),
+        _json_items(list(anomalies)),
+    ]
+    if any(c is None or len(c) != n for c in cols):
+        return [
+            encode_prediction(r, stream=s, source=source, ts=t, model=model, prediction=p, score=c, anomaly=a)
+            for r, s, t, p, c, a in zip(recs, streams, ts, predictions, scores, anomalies)
+        ]
+    src, mod = orjson.dumps(source), orjson.dumps(model)
+    tpl = _PREDICTION
+    return [
+        tpl % (topic, part, off, stream, src, t, mod, pred, score, anomaly, topic, part, off)
+        for topic, part, off, stream, t, pred, score, anomaly in zip(*cols)
+    ]
 
 
 def severity(score: float) -> str:

@@ -38,7 +38,7 @@ from models.checkpoint import load_checkpoint
 from models.errors import ConfigError
 from models.state import SlabSnapshot
 
-from .codec import RecordLike, decode_batch, encode_alert, encode_dead, encode_prediction
+from .codec import RecordLike, decode_batch, encode_alert, encode_dead, encode_predictions
 from .metrics import Metrics
 from .settings import Settings
 from .state_store import HeldEvent, ParkedRow, ParkedStore
@@ -188,10 +188,8 @@ class SourcePipeline:
         dead: list[tuple[int, str, str]] = list(dec.errors)
         if not len(dec.index):
             return self._finish(records, [], dead, np.zeros(0, np.float64), 0, 0)
-        sp = self.stream_part
         index = dec.index.tolist()
-        for j, sid in zip(index, dec.stream_ids):
-            sp[sid] = records[j].partition
+        self.stream_part.update(zip(dec.stream_ids, [records[j].partition for j in index]))
         if not self._reorder:
             ran = self._run(dec.stream_ids, dec.ts, dec.x, [records[j] for j in index])
             return self._finish(records, ran.outputs, dead, ran.event_ts, ran.n_pred, ran.n_alerts, dead_recs=ran.dead)
@@ -223,48 +221,36 @@ class SourcePipeline:
             m.inference_step.labels(source=src).observe(time.perf_counter() - t0)
         if self.explorer is not None:
             self.explorer.record(ids, ts, x, res, self.runner.slab, getattr(self, "parked", None))
-        preds = res.prediction.tolist()  # [n][F]
-        scores = res.score.tolist()
-        anomalies = res.anomaly.tolist()
         tss = ts.tolist()
+        accepted = res.accepted.tolist()
+        preds, scores, anomalies = res.prediction, res.score, res.anomaly  # [n, F], [n], [n]
+        streams: Sequence[str] = ids
+        ok_recs, ok_ts = recs, tss
+        if not all(accepted):
+            self._rejected(out, ids, tss, recs, res.reason, accepted)
+            rows = [j for j, ok in enumerate(accepted) if ok]
+            streams, ok_recs, ok_ts = [ids[j] for j in rows], [recs[j] for j in rows], [tss[j] for j in rows]
+            preds, scores, anomalies = preds[rows], scores[rows], anomalies[rows]
+        # the accepted events' predictions in input order, encoded in one call (see codec.encode_predictions)
+        values = encode_predictions(
+            ok_recs,
+            streams=streams,
+            source=src,
+            ts=ok_ts,
+            model=self.model_id,
+            predictions=preds.tolist(),
+            scores=scores.tolist(),
+            anomalies=anomalies.tolist(),
+        )
+        if reset:  # the first prediction of a stream after a gap reset says so
+            for j, stream in enumerate(streams):
+                if stream in reset:
+                    reset.discard(stream)
+                    values[j] = orjson.dumps({**orjson.loads(values[j]), "reset": "gap"})
         topic_p = s.topic_predictions
         outputs = out.outputs
-        for j, ok in enumerate(res.accepted.tolist()):
-            rec = recs[j]
-            if not ok:
-                reason = res.reason[j] or "rejected"
-                msg = (
-                    "event time is older than the stream's last event"
-                    if reason == "out_of_order"
-                    else "the model rejected the input as non-finite"
-                )
-                if reason == "out_of_order" and s.late_grace_s is not None:
-                    k = self.runner.slab.slot(ids[j])
-                    last = float(self.runner.slab.last_ts[k]) if k is not None else -np.inf
-                    if tss[j] < last - s.late_grace_s:
-                        reason = "late"
-                        msg = (
-                            f"event time is {last - tss[j]:.3f} s older than the stream's last event "
-                            f"(grace {s.late_grace_s} s)"
-                        )
-                out.dead.append((rec, reason, msg))
-                continue
-            stream = ids[j]
-            value = encode_prediction(
-                rec,
-                stream=stream,
-                source=src,
-                ts=tss[j],
-                model=self.model_id,
-                prediction=preds[j],
-                score=scores[j],
-                anomaly=anomalies[j],
-            )
-            if stream in reset:  # the first prediction after a gap reset says so
-                reset.discard(stream)
-                value = orjson.dumps({**orjson.loads(value), "reset": "gap"})
-            outputs.append(Output(topic_p, stream.encode(), value))
-            out.n_pred += 1
+        outputs += [Output(topic_p, stream.encode(), value) for stream, value in zip(streams, values)]
+        out.n_pred += len(values)
         for a in res.alerts:
             rec = recs[a.index]
             outputs.append(
@@ -294,6 +280,37 @@ class SourcePipeline:
                 m.alerts.labels(source=src, state=a.state).inc()
         out.event_ts = ts[res.accepted]  # [n_accepted]
         return out
+
+    def _rejected(
+        self,
+        out: _Ran,
+        ids: Sequence[str],
+        tss: list[float],
+        recs: Sequence[RecordLike],
+        reasons: Sequence[str | None],
+        accepted: list[bool],
+    ) -> None:
+        """Dead letters for the events the Runner rejected (``out_of_order``, ``late``, ``non_finite``)."""
+        s = self.settings
+        for j, ok in enumerate(accepted):
+            if ok:
+                continue
+            reason = reasons[j] or "rejected"
+            msg = (
+                "event time is older than the stream's last event"
+                if reason == "out_of_order"
+                else "the model rejected the input as non-finite"
+            )
+            if reason == "out_of_order" and s.late_grace_s is not None:
+                k = self.runner.slab.slot(ids[j])
+                last = float(self.runner.slab.last_ts[k]) if k is not None else -np.inf
+                if tss[j] < last - s.late_grace_s:
+                    reason = "late"
+                    msg = (
+                        f"event time is {last - tss[j]:.3f} s older than the stream's last event "
+                        f"(grace {s.late_grace_s} s)"
+                    )
+            out.dead.append((recs[j], reason, msg))
 
     # -- reorder buffer ----------------------------------------------------------------------
     def _last_ts(self, sid: str) -> float:
@@ -542,7 +559,7 @@ class SourcePipeline:
                 m.events_out.labels(source=src, topic=s.topic_dead_letter).inc(len(all_dead))
             self._observe_slab()
         if record_ts is None:
-            record_ts = np.fromiter((r.timestamp for r in records), np.float64, n) / 1000.0  # [n]
+            record_ts = np.array([r.timestamp for r in records], np.float64) / 1000.0  # [n]
         return BatchResult(outputs, event_ts, record_ts, n, n_pred, len(all_dead), n_alerts, partitions)
 
     # -- durable state helpers (used by stream.state_store) ----------------------------------
