@@ -109,7 +109,7 @@ class BulkProducer:
     def __init__(self, producer: Any) -> None:
         self.producer = producer
         self._nparts: dict[str, int] = {}
-        self._key_part: dict[tuple[bytes, int], int] = {}
+        self._key_part: dict[int, dict[bytes, int]] = {}  # partition count -> key -> partition
         self._rr = 0
 
     @staticmethod
@@ -126,21 +126,41 @@ class BulkProducer:
         return n
 
     async def send_all(self, outputs: Iterable[Output]) -> list[asyncio.Future[Any]]:
-        """Queue every output; returns the futures of the submitted batches (await them to confirm)."""
-        groups: dict[tuple[str, int], list[Output]] = defaultdict(list)
+        """Queue every output; returns the futures of the submitted batches (await them to confirm).
+
+        One ``send_batch`` per (topic, partition), in the order each first appears in ``outputs``;
+        records keep their order within a partition; keyless records go round robin.
+        """
+        groups: dict[tuple[str, int], list[Output]] = {}
         cache = self._key_part
-        if len(cache) > 1_000_000:
+        if sum(map(len, cache.values())) > 1_000_000:
             cache.clear()
+        # per topic: partition count, key -> partition cache, the group of each partition
+        topics: dict[str, tuple[int, dict[bytes, int], list[list[Output] | None]]] = {}
+        topic: str | None = None
+        n = 0
+        known: dict[bytes, int] = {}
+        lists: list[list[Output] | None] = []
         for o in outputs:
-            n = self._nparts.get(o.topic) or await self._partitions(o.topic)
-            if o.key is None:
+            if o.topic != topic:  # outputs come in runs of one topic: switch once per run
+                topic = o.topic
+                t = topics.get(topic)
+                if t is None:
+                    n = self._nparts.get(topic) or await self._partitions(topic)
+                    t = topics[topic] = (n, cache.setdefault(n, {}), [None] * n)
+                n, known, lists = t
+            key = o.key
+            if key is None:
                 self._rr += 1
                 part = self._rr % n
             else:
-                part = cache.get((o.key, n), -1)
+                part = known.get(key, -1)
                 if part < 0:
-                    part = cache[(o.key, n)] = self.partition_of(o.key, n)
-            groups[(o.topic, part)].append(o)
+                    part = known[key] = self.partition_of(key, n)
+            group = lists[part]
+            if group is None:
+                group = lists[part] = groups[(topic, part)] = []
+            group.append(o)
         futures: list[asyncio.Future[Any]] = []
         p = self.producer
         for (topic, part), recs in groups.items():

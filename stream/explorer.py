@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import compress, filterfalse, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -52,7 +52,7 @@ BAND_WINDOW = 32  # events in the display band's rolling residual RMS
 BAND_K = 3.0  # band half-width in residual RMS units
 _SYNC_EVERY_S = 2.0  # at most this long between checks that buffered streams are still in the slab
 
-_ANOMALY, _OPEN, _RESOLVED = 1, 2, 4  # bits of the per-point flags
+_ANOMALY, _OPEN, _RESOLVED = 1, 2, 4  # bits of the per-point flags (record() relies on _ANOMALY == 1)
 _STATIC = Path(__file__).with_name("static") / "explorer.html"
 _SORT_KEYS = ("peak", "score", "last_ts", "events", "id", "alert", "state", "source")
 
@@ -67,6 +67,11 @@ def partition_of(stream_id: str, n_partitions: int) -> int:
     from aiokafka.partitioner import murmur2
 
     return (murmur2(stream_id.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF) % max(1, n_partitions)
+
+
+def _consume(it: Iterable[Any]) -> None:
+    """Run an iterator of side effects at C speed (``deque(it, maxlen=0)``)."""
+    deque(it, maxlen=0)
 
 
 def _occurrence_rank(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,9 +158,9 @@ class RingStore:
         self.last_used = np.zeros(rows, np.int64)  # [R] batch tick of the last update (LRU)
         self.created = np.zeros(rows, np.float64)  # [R] wall time the row was taken
         self.part = np.full(rows, -1, np.int64)  # [R] input partition (lazy; -1 unknown)
-        self._ids: list[str | None] = [None] * rows
+        self._ids = np.full(rows, None, object)  # [R] stream id of each row (None: free)
         self.used = np.zeros(rows, bool)  # [R] the row holds a stream (mirrors ``_ids[r] is not None``)
-        self._alerts: list[deque[dict[str, Any]] | None] = [None] * rows
+        self._alerts = np.full(rows, None, object)  # [R] deque of the last alert transitions, or None
         self._row_of: dict[str, int] = {}
         self._free = list(range(rows - 1, -1, -1))
 
@@ -188,20 +193,24 @@ class RingStore:
         old = self.rows
         grow = rows - old
 
-        def ext(a: np.ndarray, fill: float = 0) -> np.ndarray:
+        def ext(a: np.ndarray, fill: float | None = 0) -> np.ndarray:
             return np.concatenate([a, np.full((grow, *a.shape[1:]), fill, a.dtype)])
 
         self.ts, self.x, self.exp = ext(self.ts), ext(self.x), ext(self.exp)
         self.score, self.flags, self.pred = ext(self.score), ext(self.flags), ext(self.pred, np.nan)
         self.count, self.rejected, self.open = ext(self.count), ext(self.rejected), ext(self.open)
         self.last_used, self.created, self.part = ext(self.last_used), ext(self.created), ext(self.part, -1)
-        self.used = ext(self.used)
-        self._ids.extend([None] * grow)
-        self._alerts.extend([None] * grow)
+        self.used, self._ids, self._alerts = ext(self.used), ext(self._ids, None), ext(self._alerts, None)
         self._free = list(range(rows - 1, old - 1, -1)) + self._free
 
-    def _take_rows(self, new_ids: list[str]) -> None:
-        """Rows for streams not buffered yet (growing, then reusing least recently updated rows)."""
+    def _take_rows(self, new_ids: list[str]) -> list[int]:
+        """Rows for streams not buffered yet (growing, then reusing least recently updated rows).
+
+        Returns the rows given to ``new_ids[:k]``, in order (fewer than ``new_ids`` when a batch has
+        more distinct new streams than rows). Vectorised: the rows handed out, their order (the free
+        list's ``pop`` order) and the victims are exactly those of the per-stream loop this replaced
+        (``tests/test_explorer_equivalence.py``).
+        """
         need = len(new_ids) - len(self._free)
         if need > 0 and self.rows < self.max_streams:
             target = self.rows
@@ -210,46 +219,68 @@ class RingStore:
             self._grow(min(target, self.max_streams))
             need = len(new_ids) - len(self._free)
         if need > 0:
-            live = np.flatnonzero((self.last_used < self._tick) & self.used)
+            live = ((self.last_used < self._tick) & self.used).nonzero()[0]  # (np.flatnonzero, minus a wrapper)
             calm = live[~self.open[live]]  # streams with an open alert are the last to lose their points
             if len(calm) >= need:
                 live = calm
             k = min(need, len(live))
             if k:
-                victims = live[np.argpartition(self.last_used[live], k - 1)[:k]]
-                self._drop([self._ids[v] for v in victims.tolist()], evicted=False)  # type: ignore[misc]
+                victims = live[self.last_used[live].argpartition(k - 1)[:k]]  # what np.argpartition calls
+                self._release(victims)
                 self.dropped += k
-        now = time.time()
-        for sid in new_ids:
-            if not self._free:
-                break  # more distinct new streams in one batch than max_streams: the rest are not buffered
-            r = self._free.pop()
-            self._row_of[sid] = r
-            self._ids[r] = sid
-            self.used[r] = True
-            self.count[r] = self.rejected[r] = 0
-            self.open[r] = False
-            self.pred[r] = np.nan
-            self.created[r] = now
-            self.part[r] = -1
-            tomb = self.tombstones.pop(sid, None)
-            self._alerts[r] = deque(tomb["alerts"], ALERTS_PER_STREAM) if tomb and tomb["alerts"] else None
+        free = self._free
+        k = min(len(new_ids), len(free))  # more distinct new streams than rows: the rest are not buffered
+        if not k:
+            return []
+        taken = free[: -k - 1 : -1]  # what k calls of free.pop() hand out, in that order
+        del free[-k:]
+        sids = new_ids if k == len(new_ids) else new_ids[:k]
+        self._row_of.update(zip(sids, taken))
+        r = np.array(taken, np.int64)
+        self._ids[r] = np.array(sids, object)
+        self.used[r] = True
+        self.count[r] = 0
+        self.rejected[r] = 0
+        self.open[r] = False
+        self.pred[r] = np.nan
+        self.created[r] = time.time()
+        self.part[r] = -1
+        # a free row's alert history is None already (``_release``); only returning streams bring one back
+        tombs = self.tombstones
+        if tombs:
+            alerts = self._alerts
+            for sid, row in zip(sids, taken):
+                tomb = tombs.pop(sid, None)
+                if tomb and tomb["alerts"]:
+                    alerts[row] = deque(tomb["alerts"], ALERTS_PER_STREAM)
+        return taken
+
+    def _release(self, rows: np.ndarray) -> None:
+        """Free buffered rows (distinct, in use) without a summary; they go to the free list in this order."""
+        _consume(map(self._row_of.pop, self._ids[rows].tolist()))
+        self._ids[rows] = None
+        self._alerts[rows] = None
+        self.used[rows] = False
+        self._free.extend(rows.tolist())
 
     def _drop(self, stream_ids: Sequence[str], *, evicted: bool) -> None:
         """Free rows; an evicted stream leaves a small summary (bounded like the rows)."""
-        for sid in stream_ids:
-            r = self._row_of.pop(sid, None)
-            if r is None:
-                continue
-            if evicted:
-                self.tombstones[sid] = {**self._summary(r), "state": "evicted", "evicted_at": time.time()}
-                self.tombstones.move_to_end(sid)
-                while len(self.tombstones) > self.max_streams:
-                    self.tombstones.popitem(last=False)
-            self._ids[r] = None
-            self.used[r] = False
-            self._alerts[r] = None
-            self._free.append(r)
+        row_of = self._row_of
+        found = [(sid, r) for sid in stream_ids if (r := row_of.pop(sid, None)) is not None]
+        if not found:
+            return
+        rows = [r for _, r in found]
+        if evicted:
+            tombs = self.tombstones
+            for (sid, _), summary in zip(found, self._summaries(rows)):
+                tombs[sid] = {**summary, "state": "evicted", "evicted_at": time.time()}
+                tombs.move_to_end(sid)
+                while len(tombs) > self.max_streams:
+                    tombs.popitem(last=False)
+        self._ids[rows] = None
+        self.used[rows] = False
+        self._alerts[rows] = None
+        self._free.extend(rows)
 
     # -- feeding ------------------------------------------------------------------------
     def sync(self, slab: StateSlab, parked: Container[str] | None = None, *, force: bool = False) -> int:
@@ -263,7 +294,12 @@ class RingStore:
         if not force and key == self._slab_seen and now - self._last_sync < _SYNC_EVERY_S:
             return 0
         self._slab_seen, self._last_sync = key, now
-        gone = [s for s in self._row_of if s not in slab and (parked is None or s not in parked)]
+        # membership straight from the slab's id -> slot dict when it has one (a C-level scan of the rows)
+        slot_of = getattr(slab, "_slot_of", None)
+        in_slab = slot_of.__contains__ if isinstance(slot_of, dict) else slab.__contains__
+        gone = list(filterfalse(in_slab, self._row_of))
+        if parked is not None and gone:
+            gone = [s for s in gone if s not in parked]
         self._drop(gone, evicted=True)
         return len(gone)
 
@@ -276,52 +312,87 @@ class RingStore:
         slab: StateSlab | None = None,
         parked: Container[str] | None = None,
     ) -> None:
-        """Fold one ``Runner.process`` result (rows aligned with ``stream_ids``/``ts``/``x``) in."""
+        """Fold one ``Runner.process`` result (rows aligned with ``stream_ids``/``ts``/``x``) in.
+
+        O(batch): one dict lookup per event, the rest whole-array numpy on the batch's rows. Work
+        proportional to the number of rows happens only when rows must be reused (picking the LRU
+        victims: numpy over the rows) and in :meth:`sync` after the slab evicted (a C-level scan).
+        """
         if slab is not None:
             self.sync(slab, parked)
         self._tick += 1
-        acc = np.asarray(res.accepted, bool)
-        if not acc.all():  # count rejected events of buffered streams (rare)
-            for i in np.flatnonzero(~acc).tolist():
-                r = self._row_of.get(stream_ids[i])
-                if r is not None:
-                    self.rejected[r] += 1
-        idx = np.flatnonzero(acc)
-        if not len(idx):
-            return
+        tick = self._tick
         row_of = self._row_of
-        ids = [stream_ids[i] for i in idx.tolist()] if len(idx) < len(stream_ids) else list(stream_ids)
-        rows = np.fromiter(map(row_of.get, ids, repeat(-1)), np.int64, len(ids))
+        acc = np.asarray(res.accepted, bool)
+        n = len(acc)
+        if not n:
+            return
+        idx: np.ndarray | None = None  # accepted events' positions (None: all of them)
+        ids: Sequence[str] = stream_ids
+        if not acc.all():
+            bad = np.flatnonzero(~acc).tolist()
+            rej = np.fromiter(map(row_of.get, [stream_ids[i] for i in bad], repeat(-1)), np.int64, len(bad))
+            np.add.at(self.rejected, rej[rej >= 0], 1)  # rejected events of buffered streams
+            idx = np.flatnonzero(acc)
+            if not len(idx):
+                return
+            ids = [stream_ids[i] for i in idx.tolist()]
+            n = len(idx)
+        rows = np.fromiter(map(row_of.get, ids, repeat(-1)), np.int64, n)
         missing = rows < 0
         if missing.any():
-            self.last_used[rows[~missing]] = self._tick  # protect this batch's streams from reuse
-            self._take_rows(list(dict.fromkeys(s for s, m in zip(ids, missing.tolist()) if m)))
-            rows[missing] = [row_of.get(s, -1) for s, m in zip(ids, missing.tolist()) if m]
+            self.last_used[rows[~missing]] = tick  # protect this batch's streams from reuse
+            mask = missing.tolist()
+            m = mask.count(True)
+            new = list(dict.fromkeys(compress(ids, mask)))
+            taken = self._take_rows(new)
+            if len(taken) == m:  # every missing event is a distinct new stream, and each got a row
+                rows[missing] = taken
+            else:
+                rows[missing] = np.fromiter(map(row_of.get, compress(ids, mask), repeat(-1)), np.int64, m)
             keep = rows >= 0
             if not keep.all():
-                rows, idx = rows[keep], idx[keep]
-        per_row = np.bincount(rows, minlength=self.rows)  # [R] events of each row in this batch
-        if len(rows) == 0 or per_row.max() <= 1:
-            rank = np.zeros(len(rows), np.int64)
-            last = np.ones(len(rows), bool)
-            sel = slice(None)
+                idx = np.flatnonzero(keep) if idx is None else idx[keep]
+                rows = rows[keep]
+                n = len(rows)
+        # a stream twice in the batch? write each position's index into last_used (set to the tick
+        # below anyway) and read it back: a repeated row reads another position's index
+        at = np.arange(n)
+        lu = self.last_used
+        lu[rows] = at
+        repeats = bool((lu[rows] != at).any())
+        lu[rows] = tick
+        count, points = self.count, self.points
+        # writes go through flat views (the arrays are allocated here, C-contiguous, so reshape is a
+        # view): [R, N] -> [R * N] with index row * N + ring position, one index array instead of two
+        wi: np.ndarray | slice
+        if not repeats:
+            c = count[rows]
+            flat = rows * points + c % points
+            count[rows] = c + 1
+            wi = slice(None) if idx is None else idx  # slice: every event, in order (no copies)
+            last_r, last_i = rows, wi
         else:  # a stream several times in the batch: consecutive ring positions, keep the last N
+            if idx is None:
+                idx = at
             rank, cnt = _occurrence_rank(rows)
             last = rank == cnt - 1
-            sel = rank >= cnt - self.points  # type: ignore[assignment]
-        pos = (self.count[rows] + rank) % self.points
-        wr, wp, wi = rows[sel], pos[sel], idx[sel]
-        self.ts[wr, wp] = ts[wi]
-        self.x[wr, wp] = x[wi]
-        self.exp[wr, wp] = res.expected[wi]
-        self.score[wr, wp] = res.score[wi]
+            sel = rank >= cnt - points
+            flat = (rows * points + (count[rows] + rank) % points)[sel]
+            wi = idx[sel]
+            last_r, last_i = rows[last], idx[last]
+            count[last_r] += cnt[last]
+        f = self.n_features
+        self.ts.reshape(-1)[flat] = ts[wi]
+        self.x.reshape(-1, f)[flat] = x[wi]
+        self.exp.reshape(-1, f)[flat] = res.expected[wi]
+        self.score.reshape(-1)[flat] = res.score[wi]
+        flags = res.anomaly[wi].astype(np.uint8)  # the _ANOMALY bit (1)
         tr = res.transition[wi]
-        self.flags[wr, wp] = (
-            res.anomaly[wi].astype(np.uint8) * _ANOMALY + (tr > 0).astype(np.uint8) * _OPEN + (tr < 0) * _RESOLVED
-        )
-        self.count += per_row
-        self.last_used[rows] = self._tick
-        self.pred[rows[last]] = res.prediction[idx[last]]
+        if tr.any():
+            flags = flags + (tr > 0).astype(np.uint8) * _OPEN + (tr < 0) * _RESOLVED
+        self.flags.reshape(-1)[flat] = flags
+        self.pred[last_r] = res.prediction[last_i]
         for a in res.alerts:
             ra = row_of.get(a.stream_id)
             if ra is None:
@@ -363,6 +434,30 @@ class RingStore:
             "alert_open": bool(self.open[r]),
             "alerts": list(q) if q else [],
         }
+
+    def _summaries(self, rows: list[int]) -> list[dict[str, Any]]:
+        """``[self._summary(r) for r in rows]`` (the same values and types), with whole-array numpy."""
+        r = np.asarray(rows, np.int64)
+        c = self.count[r]
+        last = (c - 1) % self.points
+        has = (c > 0).tolist()
+        score = self.score[r, last].tolist()
+        peak = self.score[r].max(axis=1).tolist()
+        last_ts = self.ts[r, last].tolist()
+        return [
+            {
+                "score": score[i] if has[i] else 0.0,
+                "peak": peak[i] if has[i] else 0.0,
+                "last_ts": last_ts[i] if has[i] else None,
+                "events": events,
+                "rejected": rejected,
+                "alert_open": alert,
+                "alerts": list(q) if q else [],
+            }
+            for i, (events, rejected, alert, q) in enumerate(
+                zip(c.tolist(), self.rejected[r].tolist(), self.open[r].tolist(), self._alerts[r].tolist())
+            )
+        ]
 
     def columns(self) -> dict[str, np.ndarray | list[str]]:
         """Per buffered stream: id, row, last score, peak score over the buffer, last event time, events, alert."""

@@ -23,11 +23,12 @@ import dataclasses
 import heapq
 import itertools
 import logging
+import operator
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -48,13 +49,27 @@ __all__ = ["Output", "SourcePipeline", "build_runner"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
-    """One record to produce."""
+class Output(NamedTuple):
+    """One record to produce (immutable).
+
+    A named tuple rather than a frozen dataclass: one is built per produced record, and
+    :meth:`many` builds a batch of them without a Python loop (per record, with the key's encode,
+    on the dev VM: frozen dataclass 0.43 us, ``Output(...)`` 0.24 us, ``many`` 0.13 us).
+
+    Example:
+        >>> Output.many("predictions", ["a", "b"], [b"1", b"2"])[1]
+        Output(topic='predictions', key=b'b', value=b'2')
+    """
 
     topic: str
     key: bytes | None
     value: bytes
+
+    @classmethod
+    def many(cls, topic: str, stream_ids: Iterable[str], values: Iterable[bytes]) -> list[Output]:
+        """``[Output(topic, sid.encode(), v) for sid, v in zip(stream_ids, values)]`` without a Python loop."""
+        rep = itertools.repeat
+        return list(map(tuple.__new__, rep(cls), zip(rep(topic), map(str.encode, stream_ids), values)))
 
 
 @dataclass
@@ -81,6 +96,9 @@ class _Ran:
     n_pred: int = 0
     n_alerts: int = 0
 
+
+_partition = operator.attrgetter("partition")
+_timestamp = operator.attrgetter("timestamp")
 
 # a held event in its stream's heap: (event time, partition, offset, sequence, event)
 _Entry = tuple[float, int, int, int, HeldEvent]
@@ -189,9 +207,11 @@ class SourcePipeline:
         if not len(dec.index):
             return self._finish(records, [], dead, np.zeros(0, np.float64), 0, 0)
         index = dec.index.tolist()
-        self.stream_part.update(zip(dec.stream_ids, [records[j].partition for j in index]))
+        # decoded records, in input order (index is ascending: all of them when none was rejected)
+        recs = records if len(index) == len(records) else [records[j] for j in index]
+        self.stream_part.update(zip(dec.stream_ids, map(_partition, recs)))
         if not self._reorder:
-            ran = self._run(dec.stream_ids, dec.ts, dec.x, [records[j] for j in index])
+            ran = self._run(dec.stream_ids, dec.ts, dec.x, recs)
             return self._finish(records, ran.outputs, dead, ran.event_ts, ran.n_pred, ran.n_alerts, dead_recs=ran.dead)
         released = self._hold(records, dec.stream_ids, dec.ts, dec.x, index, dead)
         ran = self._run_held(released, "watermark")
@@ -247,9 +267,8 @@ class SourcePipeline:
                 if stream in reset:
                     reset.discard(stream)
                     values[j] = orjson.dumps({**orjson.loads(values[j]), "reset": "gap"})
-        topic_p = s.topic_predictions
         outputs = out.outputs
-        outputs += [Output(topic_p, stream.encode(), value) for stream, value in zip(streams, values)]
+        outputs += Output.many(s.topic_predictions, streams, values)
         out.n_pred += len(values)
         for a in res.alerts:
             rec = recs[a.index]
@@ -559,7 +578,7 @@ class SourcePipeline:
                 m.events_out.labels(source=src, topic=s.topic_dead_letter).inc(len(all_dead))
             self._observe_slab()
         if record_ts is None:
-            record_ts = np.array([r.timestamp for r in records], np.float64) / 1000.0  # [n]
+            record_ts = np.fromiter(map(_timestamp, records), np.float64, n) / 1000.0  # [n]
         return BatchResult(outputs, event_ts, record_ts, n, n_pred, len(all_dead), n_alerts, partitions)
 
     # -- durable state helpers (used by stream.state_store) ----------------------------------
@@ -602,8 +621,11 @@ class SourcePipeline:
         s, slab = self.settings, self.runner.slab
         store = self._store()
         batch = list(dict.fromkeys(stream_ids))
-        away = [sid for sid in batch if sid not in slab]
-        back = store.take_many(away) if away and len(store) else {}
+        back: dict[str, ParkedRow] = {}
+        if len(store):  # streams coming back from the parked store
+            resident = getattr(slab, "_slot_of", slab)  # the slab's id -> slot dict: membership without a call
+            away = [sid for sid in batch if sid not in resident]
+            back = store.take_many(away) if away else {}
         reset: set[str] = set()
         if s.max_gap_s is not None:
             first: dict[str, float] = {}
