@@ -281,7 +281,8 @@ class Scorer:
         """Normalise ``x[B, F]`` with the stats so far, measure the residual, update the stats.
 
         ``phase[B, P]`` holds the event-time buckets of :meth:`phases` when the config has season or
-        profile channels (without it those channels neither score nor learn).
+        profile channels; calling without it then raises :class:`ConfigError` rather than silently
+        scoring without those channels.
         Returns the model input ``x_norm[B, F]`` and the residual ``err[B]``; updates ``aux`` in place.
         """
         cfg, one = self.config, self._one
@@ -293,6 +294,11 @@ class Scorer:
         d = x - mean  # [B, F]
         x_norm = (d / std).clamp_(-cfg.clip, cfg.clip)  # [B, F]
         err = (x_norm[:, : self.n_targets] - aux[:, self._fcast]).abs_().mean(1)  # [B]
+        if self.n_phases and (phase is None or phase.shape[1] != self.n_phases):
+            raise ConfigError(
+                f"this scoring has {self.n_phases} event-time phase column(s) (season/profile channels); "
+                "pass phase=Tensor(Scorer.phases(ts)) or turn those channels off"
+            )
         if self.n_phases or cfg.shift_short:
             err = self._context(aux, x, std, count, err, phase)  # [B]
         # EMA with a 1/n start: an exact running mean/variance until norm_window events, then forgetting
@@ -320,27 +326,27 @@ class Scorer:
         ready = count > one  # [B] two events of history, as the residual's own score
         p, r_prof, r_shift = 0, None, None
         if cfg.season_buckets:
-            if phase is not None:
-                n = cfg.season_buckets
-                i_m = (phase[:, p].long() + self._season).unsqueeze(1)  # [B, 1]
-                m, cn = aux.gather(1, i_m), aux.gather(1, i_m + n)  # [B, 1], [B, 1]
-                e = err.unsqueeze(1)  # [B, 1]
-                rate = (cn + one).reciprocal_().clamp_min_(cfg.season_rate)  # [B, 1]
-                aux.scatter_(1, i_m, m + rate * (e - m))
-                aux.scatter_(1, i_m + n, cn + one)
-                err = (e - m).squeeze(1)  # [B]; m is 0 in a bucket not seen yet
+            assert phase is not None  # pre() refuses a call without it
+            n = cfg.season_buckets
+            i_m = (phase[:, p].long() + self._season).unsqueeze(1)  # [B, 1]
+            m, cn = aux.gather(1, i_m), aux.gather(1, i_m + n)  # [B, 1], [B, 1]
+            e = err.unsqueeze(1)  # [B, 1]
+            rate = (cn + one).reciprocal_().clamp_min_(cfg.season_rate)  # [B, 1]
+            aux.scatter_(1, i_m, m + rate * (e - m))
+            aux.scatter_(1, i_m + n, cn + one)
+            err = (e - m).squeeze(1)  # [B]; m is 0 in a bucket not seen yet
             p += 1
         if cfg.profile_buckets:
-            if phase is not None:
-                n = cfg.profile_buckets
-                col = phase[:, p].long()  # [B]
-                i_m = self._profile + col.unsqueeze(1) * t + cols  # [B, T]
-                i_c = (self._profile + n * t + col).unsqueeze(1)  # [B, 1]
-                m, cn = aux.gather(1, i_m), aux.gather(1, i_c)  # [B, T], [B, 1]
-                r_prof = ((xt - m).abs() / sd).mean(1) * (ready & (cn[:, 0] > self._zero))  # [B]
-                rate = (cn + one).reciprocal_().clamp_min_(cfg.profile_rate)  # [B, 1]
-                aux.scatter_(1, i_m, m + rate * (xt - m))
-                aux.scatter_(1, i_c, cn + one)
+            assert phase is not None
+            n = cfg.profile_buckets
+            col = phase[:, p].long()  # [B]
+            i_m = self._profile + col.unsqueeze(1) * t + cols  # [B, T]
+            i_c = (self._profile + n * t + col).unsqueeze(1)  # [B, 1]
+            m, cn = aux.gather(1, i_m), aux.gather(1, i_c)  # [B, T], [B, 1]
+            r_prof = ((xt - m).abs() / sd).mean(1) * (ready & (cn[:, 0] > self._zero))  # [B]
+            rate = (cn + one).reciprocal_().clamp_min_(cfg.profile_rate)  # [B, 1]
+            aux.scatter_(1, i_m, m + rate * (xt - m))
+            aux.scatter_(1, i_c, cn + one)
             p += 1
         if cfg.shift_short:
             sh = aux[:, self._shift]  # [B, 2T] view

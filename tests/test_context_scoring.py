@@ -136,3 +136,15 @@ def test_bundled_sensor_checkpoint_uses_context_scoring() -> None:
     from models.checkpoint import load_checkpoint
 
     assert load_checkpoint().scoring == CONTEXT_SCORING
+
+
+def test_phase_columns_are_required_when_the_channels_need_them() -> None:
+    sc = Scorer(CONTEXT_SCORING, 1)
+    aux = sc.init_row().unsqueeze(0).clone()  # [1, A]
+    with pytest.raises(ConfigError, match="phase"):
+        sc.pre(aux, torch.tensor([[1.0]]))
+    with pytest.raises(ConfigError, match="phase"):
+        sc.pre(aux, torch.tensor([[1.0]]), torch.zeros(1, 1))
+    Scorer(ScoringConfig(shift_short=8), 1).pre(
+        aux[:, : Scorer(ScoringConfig(shift_short=8), 1).size].clone(), torch.tensor([[1.0]])
+    )
