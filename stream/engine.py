@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import defaultdict, deque
@@ -206,6 +207,7 @@ class BatchEngine:
         self._down_checks = 0
         self._down_logged = 0.0
         self.state = StateManager(settings, pipelines, metrics)
+        self._frozen = False
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -294,6 +296,8 @@ class BatchEngine:
                     if self._stopping.is_set():
                         return
                     await self.process(data)
+                if not self._frozen and self.settings.gc_freeze:
+                    self._freeze()
             else:
                 async with self._lock:
                     await self.settle(0)  # idle: nothing to overlap the acks with
@@ -307,6 +311,18 @@ class BatchEngine:
                 self._last_lag = now
                 self._check_broker(now)
                 await self._update_lag()
+
+    def _freeze(self) -> None:
+        """Collect once, then exempt everything alive now from later collections (``gc.freeze``).
+
+        Each micro-batch allocates thousands of container objects that outlive the young
+        generations, so full collections keep running; without this they traverse every object
+        the worker will hold until it exits. Objects created later (new streams) are still collected.
+        """
+        gc.collect()
+        gc.freeze()
+        self._frozen = True
+        log.info("gc: %d long-lived objects frozen after the first batch", gc.get_freeze_count())
 
     def _connected(self) -> bool:
         """Whether the consumer's client holds at least one live broker connection.

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     # micro-batches whose outputs may await the broker's acks while the next one is processed
     # (1: fully serial fetch -> process -> acks -> commit); offsets are committed only after acks
     inflight_batches: int = Field(default=2, ge=1, le=16)
+    # after the first micro-batch (models, clients and tables loaded), move every live object into
+    # the collector's permanent generation (gc.freeze): full collections then stop traversing the
+    # ~200k long-lived objects of torch/Faust/aiokafka on every few batches (docs/benchmarks.md)
+    gc_freeze: bool = Field(
+        default=True,
+        description="after the first micro-batch, exempt the worker's long-lived objects from cyclic GC (gc.freeze)",
+    )
 
     # models
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import orjson
+import pytest
 
 from models import NetConfig, RecurrentForecaster, Runner, ScoringConfig
 from stream.app import handle_control
@@ -76,3 +77,33 @@ def test_control_commands() -> None:
     assert len(pipe.runner.slab) == 0
     assert handle_control(b"garbage", reg).startswith("error")
     assert handle_control(b'{"command": "nope"}', reg).startswith("error")
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_engine_freezes_the_heap_after_its_first_batch(freeze: bool) -> None:
+    import asyncio
+    import gc
+
+    pipe, m = _pipe()
+    engine = BatchEngine(Settings(gc_freeze=freeze), {"sensors": pipe}, m)
+    engine._last_lag = float("inf")  # no lag/broker checks: there is no consumer here
+    fetched: list[int] = []
+
+    async def fetch() -> dict[str, list[int]]:
+        fetched.append(1)
+        if len(fetched) == 2:
+            engine._stopping.set()
+        return {"tp": [1]}
+
+    async def process(data: object) -> list[object]:
+        return []
+
+    engine._fetch = fetch  # type: ignore[method-assign]
+    engine.process = process  # type: ignore[method-assign]
+    before = gc.get_freeze_count()
+    try:
+        asyncio.run(engine.run())
+        assert engine._frozen is freeze
+        assert (gc.get_freeze_count() > before) is freeze
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as before
