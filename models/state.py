@@ -159,11 +159,9 @@ class StateSlab:
                 return
         short = n - len(self._free)
         if self.eviction == "lru":
-            live = np.flatnonzero(self.last_used < self._tick)
-            live = live[[self._ids[k] is not None for k in live]] if len(live) else live
-            if len(live) >= short:
-                victims = live[np.argpartition(self.last_used[live], short - 1)[:short]]
-                self.evict([self._ids[k] for k in victims])  # type: ignore[misc]
+            victims = self.lru_slots(short, spare_current=True)
+            if len(victims) >= short:
+                self.evict([self._ids[k] for k in victims.tolist()])  # type: ignore[misc]
                 return
         elif self.eviction == "ttl" and ts is not None and len(ts):
             self.evict_idle(float(np.max(ts)))
@@ -174,6 +172,34 @@ class StateSlab:
             f"{n} new in this batch; raise the slab's max capacity (SEQSTREAM_MAX_STREAMS) "
             f"or enable eviction (lru, or ttl with a shorter ttl)"
         )
+
+    def lru_slots(self, n: int, *, exclude: np.ndarray | None = None, spare_current: bool = False) -> np.ndarray:
+        """Slots of the ``n`` least recently used resident streams, oldest first, ties in slot order.
+
+        ``exclude``: slots that must not be picked; ``spare_current``: nor the streams of the batch
+        being assigned. Whole-array work, no Python per resident stream: with a million resident
+        streams a per-stream scan cost ~1 s per batch once the slab or the resident bound is full.
+
+        Example:
+            >>> slab = StateSlab(layers=1, parts=1, hidden=2, aux_init=torch.zeros(1), capacity=4)
+            >>> _ = slab.assign(["a", "b"]); _ = slab.assign(["c"]); _ = slab.assign(["a"])
+            >>> [slab._ids[k] for k in slab.lru_slots(2)]
+            ['b', 'c']
+        """
+        used = self.last_used  # 0 marks a free slot: assign stamps every resident stream with a tick >= 1
+        cand = used > 0
+        if spare_current:
+            cand &= used < self._tick
+        if exclude is not None and len(exclude):
+            cand[exclude] = False
+        live = np.flatnonzero(cand)  # [R] ascending slots
+        lu = used[live]  # [R]
+        if n < len(live):  # the n smallest (tick, slot) pairs in O(R): all below the n-th tick, then its ties
+            v = lu[np.argpartition(lu, n - 1)[n - 1]]
+            below, tie = live[lu < v], live[lu == v]
+            live = np.concatenate([below, tie[: n - len(below)]])  # [n]
+            lu = used[live]
+        return live[np.argsort(lu, kind="stable")][:n]
 
     def _grow(self, new_cap: int) -> None:
         old_h, old_a, c = self.hidden, self.aux, self.capacity

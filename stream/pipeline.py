@@ -648,13 +648,11 @@ class SourcePipeline:
             incoming = [sid for sid in batch if sid not in slab]
             excess = len(slab) + len(incoming) - cap
             if excess > 0:
-                protect = {slab.slot(sid) for sid in batch} - {None}
-                live = [k for k in (slab.slot(x) for x in slab.stream_ids()) if k is not None and k not in protect]
-                if live:
-                    order = np.asarray(live, np.int64)
-                    victims_k = order[np.argsort(slab.last_used[order], kind="stable")[:excess]]
-                    victims = [slab._ids[int(k)] for k in victims_k]
-                    self._park([v for v in victims if v is not None])
+                protect = np.fromiter(
+                    (k for k in map(slab.slot, batch) if k is not None), np.int64
+                )  # this batch's resident streams stay
+                victims = [slab._ids[k] for k in slab.lru_slots(excess, exclude=protect).tolist()]
+                self._park([v for v in victims if v is not None])
         if back:
             slab.restore(self._rows_snapshot(list(back.items())), replace=False)
         return reset

@@ -144,3 +144,36 @@ def test_evict_without_counting() -> None:
     slab = _slab()
     slab.assign(["a", "b"])
     assert slab.evict(["a"], count=False) == 1 and slab.evictions == 0 and "a" not in slab
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batches=st.lists(st.lists(st.integers(0, 30), min_size=1, max_size=8), min_size=1, max_size=25),
+    evict=st.lists(st.integers(0, 30), max_size=6),
+    n=st.integers(1, 40),
+    exclude=st.lists(st.integers(0, 63), max_size=5),
+    spare=st.booleans(),
+)
+def test_lru_slots_is_a_stable_sort_by_last_use(batches, evict, n, exclude, spare) -> None:
+    """lru_slots (O(slots) numpy) == a stable sort of the resident slots by last use (ties: slot order)."""
+    slab = _slab(capacity=64)
+    for b in batches:  # many streams share a tick: ties at the cut are the interesting case
+        slab.assign([f"s{i}" for i in b])
+    slab.evict([f"s{i}" for i in evict])
+    ex = np.asarray(exclude, np.int64)
+    live = [
+        k
+        for k in range(slab.capacity)
+        if slab._ids[k] is not None and k not in exclude and not (spare and slab.last_used[k] == slab._tick)
+    ]
+    ref = sorted(live, key=lambda k: (int(slab.last_used[k]), k))[:n]
+    assert slab.lru_slots(n, exclude=ex, spare_current=spare).tolist() == ref
+
+
+def test_lru_slots_example() -> None:
+    slab = _slab(capacity=4)
+    slab.assign(["a", "b"])
+    slab.assign(["c"])
+    slab.assign(["a"])
+    assert [slab._ids[k] for k in slab.lru_slots(2)] == ["b", "c"]
+    assert [slab._ids[k] for k in slab.lru_slots(5, spare_current=True)] == ["b", "c"]
