@@ -234,7 +234,8 @@ class StateSlab:
         """TTL eviction: streams whose last event is older than ``now - ttl_seconds``."""
         if not self.ttl_seconds:
             return []
-        idle = [s for s, k in self._slot_of.items() if self.last_ts[k] < now - self.ttl_seconds]
+        slots = np.flatnonzero((self.last_used > 0) & (self.last_ts < now - self.ttl_seconds))  # resident, idle
+        idle: list[str] = [self._ids[k] for k in slots.tolist()]  # type: ignore[misc]
         self.evict(idle)
         return idle
 
