@@ -3,13 +3,14 @@
 * Throughput: stream-steps/s of the plain forecaster (``model.step``) and of the full detector
   (slab gather + normalise + step + score/alert policy + scatter), measured in the same run for
   each batch size (:func:`models.evaluate.bench_detector`).
-* ``--compare CKPT ...``: per checkpoint, NAB score (lock-step path, the checkpoint's own or the
-  default scoring), parameters, FLOPs/step, batch-1 step latency and slab bytes per stream.
+* ``--compare CKPT ...``: per checkpoint, NAB score (lock-step path; ``--scoring``: the plain
+  ``ScoringConfig()``, each checkpoint's own, or the current ``CONTEXT_SCORING`` for all, so cells
+  trained apart are scored alike), parameters, FLOPs/step, batch-1 step latency and slab bytes per stream.
 
 Usage (from the repository root)::
 
     python bench/detector_bench.py                                   # throughput, bundled checkpoint
-    python bench/detector_bench.py --compare a_gru.pt b_lstm.pt      # comparison table
+    python bench/detector_bench.py --compare a_gru.pt b_lstm.pt --scoring context   # comparison table
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from models.evaluate import bench_detector, load_corpus_series, lockstep_scores
 from models.nab import NabCorpus
 from models.replay import read_csv
 from models.runner import Runner
-from models.scoring import ScoringConfig
+from models.scoring import CONTEXT_SCORING, ScoringConfig
 
 NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab-dev"
 
@@ -58,7 +59,7 @@ def _latency_us(runner: Runner, reps: int = 2000) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def compare(checkpoints: list[str], own_scoring: bool) -> None:
+def compare(checkpoints: list[str], scoring_mode: str) -> None:
     corpus = NabCorpus.load(NAB / "data", NAB / "combined_windows.json")
     series = load_corpus_series(NAB / "data", corpus.files)
     times = [read_csv(NAB / "data" / rel).ts for rel in corpus.files]
@@ -69,7 +70,7 @@ def compare(checkpoints: list[str], own_scoring: bool) -> None:
     print("|---|---|---:|---:|---|---|---:|")
     for path in checkpoints:
         ck = load_checkpoint(path)
-        scoring = ck.scoring if own_scoring else ScoringConfig()
+        scoring = {"own": ck.scoring, "context": CONTEXT_SCORING}.get(scoring_mode, ScoringConfig())
         res = corpus.score(dict(zip(corpus.files, lockstep_scores(ck.model, scoring, series, times))))
         runner = Runner(ck.model, scoring, device="cpu", capacity=1)
         m_us, d_us = _latency_us(runner)
@@ -89,11 +90,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compare", nargs="+", default=None, help="checkpoints to compare on NAB dev")
-    ap.add_argument("--own-scoring", action="store_true", help="use each checkpoint's scoring config")
+    ap.add_argument("--scoring", choices=["plain", "own", "context"], default="plain", help="scoring for --compare")
+    ap.add_argument("--own-scoring", action="store_true", help="the same as --scoring own")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.compare:
-        compare(args.compare, args.own_scoring)
+        compare(args.compare, "own" if args.own_scoring else args.scoring)
     else:
         throughput(args.checkpoint, tuple(int(b) for b in args.batches.split(",")), args.seconds)
 
