@@ -6,10 +6,12 @@ scenario, then a Markdown table. Scenarios (all measured in the same run, so rat
 * ``raw_passthrough``: the ceiling. A plain aiokafka consumer (``getmany``) forwards a pre-produced
   backlog of the same sensor messages to an output topic (one ``send_batch`` per partition, acks
   awaited, offsets committed), no decoding.
-* ``seqstream``: the real :class:`stream.engine.BatchEngine` in this process (aiokafka consumer in
-  its consumer group, :class:`stream.pipeline.SourcePipeline` decode -> state -> model -> score ->
-  encode, bulk produce, commit, state snapshots, explorer buffers) draining the same backlog; the rate
-  is counted from the first processed batch to the last event (group join excluded).
+* ``seqstream``: for every (streams, cell, hidden) of ``--streams`` x ``--cell`` x ``--hidden``
+  (default 1k/10k/100k x GRU/LSTM x 64/128), the real :class:`stream.engine.BatchEngine` in this
+  process (aiokafka consumer in its consumer group, :class:`stream.pipeline.SourcePipeline`
+  decode -> state -> model -> score -> encode, bulk produce, commit, state snapshots, explorer
+  buffers) draining the same backlog; the rate is counted from the first processed batch to the
+  last event (group join excluded).
 * ``per_event``: the naive baseline, one ``Runner.process`` per event (model work only, no Kafka:
   an upper bound of what a per-event consumer reaches), and ``rerun64``: re-running the last 64
   steps of the stream from a zero state per event (``model.forward`` on a [1, 64, F] window).
@@ -20,7 +22,7 @@ scenario, then a Markdown table. Scenarios (all measured in the same run, so rat
   the raw tensor bytes, and process RSS.
 
 Example:
-    $ seqstream bench                 # ~3-4 minutes on a 2-core machine
+    $ seqstream bench                 # ~5-6 minutes on a 2-core machine (12 configurations)
     $ seqstream bench --quick         # smaller backlog and shorter latency levels
 """
 
@@ -478,39 +480,52 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     records: list[dict[str, Any]] = []
     t_start = time.time()
-    cell, hidden, streams = args.cell, args.hidden, args.streams
+    # the primary configuration (10k streams, the first cell and hidden size) carries the ratios,
+    # the latency levels, the per-event baseline, the step cells and the memory scenario; every other
+    # (streams, cell, hidden) of the matrix gets one drain at the largest batch_max
+    streams = 10000 if 10000 in args.streams else args.streams[0]
+    cell, hidden = args.cell[0], args.hidden[0]
     n = args.events
     common = {"cell": cell, "hidden": hidden, "streams": streams}
     with EmbeddedBroker() as broker:
         bs = broker.bootstrap
         parts = args.partitions
         run_id = uuid.uuid4().hex[:6]
-        t_in, t_raw, t_out = f"in-{run_id}", f"raw-out-{run_id}", f"pred-{run_id}"
+        t_raw, t_out = f"raw-out-{run_id}", f"pred-{run_id}"
         t_lat_in, t_lat_out = f"lat-in-{run_id}", f"lat-pred-{run_id}"
-        # every engine run gets its own output topics (and so its own state changelog: a second drain
-        # must not restore the first one's snapshots and treat the backlog as already processed)
-        outs = [f"{t_out}-{bm}" for bm in args.batch_max] + [t_lat_out]
         create_topics(
-            bs,
-            [t_in, t_raw, t_lat_in] + [f"{o}{sfx}" for o in outs for sfx in ("", "-alerts", "-dead")],
-            partitions=parts,
+            bs, [t_raw, t_lat_in] + [f"{t_lat_out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts
         )
-        msgs = _values(streams, n, time.time() - 86400.0, 1e-3)
-        prate = asyncio.run(_produce_backlog(bs, t_in, msgs))
-        del msgs
-        _emit({"scenario": "produce_backlog", "events": n, "events_per_s": round(prate), **common}, records)
-
         bmax = max(args.batch_max)
-        raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax))
-        _emit({"scenario": "raw_passthrough", "batch_max": bmax, **raw, **common}, records)
-
         seq: dict[str, Any] = {}
-        for bm in args.batch_max:  # each drain is a fresh consumer group over the same backlog
-            settings = _settings(bs, t_in, f"{t_out}-{bm}", bm)
-            res = asyncio.run(_seqstream_drain(settings, n, cell, hidden))
-            _emit({"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **common}, records)
-            if res["events_per_s"] > seq.get("events_per_s", 0.0):
-                seq = {**res, "batch_max": bm}
+        for st in sorted(args.streams, key=lambda k: k != streams):  # the primary stream count first
+            t_in = f"in-{run_id}-{st}"
+            create_topics(bs, [t_in], partitions=parts)
+            msgs = _values(st, n, time.time() - 86400.0, 1e-3)
+            prate = asyncio.run(_produce_backlog(bs, t_in, msgs))
+            del msgs
+            here = {"cell": cell, "hidden": hidden, "streams": st}
+            _emit({"scenario": "produce_backlog", "events": n, "events_per_s": round(prate), **here}, records)
+            if st == streams:
+                raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax))
+                _emit({"scenario": "raw_passthrough", "batch_max": bmax, **raw, **here}, records)
+            for c in args.cell:
+                for h in args.hidden:
+                    primary = (st, c, h) == (streams, cell, hidden)
+                    for bm in args.batch_max if primary else [bmax]:
+                        # every drain: a fresh consumer group over the backlog and its own output topics
+                        # (and so its own state changelog: a second drain must not restore the first one's
+                        # snapshots and treat the backlog as already processed)
+                        out = f"{t_out}-{st}-{c}{h}-{bm}"
+                        create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
+                        res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm), n, c, h))
+                        row = {"cell": c, "hidden": h, "streams": st, "primary": primary}
+                        _emit(
+                            {"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **row},
+                            records,
+                        )
+                        if primary and res["events_per_s"] > seq.get("events_per_s", 0.0):
+                            seq = {**res, "batch_max": bm}
 
         pe = _per_event(cell, hidden, streams, args.per_event_n)
         _emit({"scenario": "per_event", **pe, **common}, records)
@@ -562,7 +577,8 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
         by[r["scenario"]].append(r)
     lines = [f"\nseqstream bench ({seconds:.0f} s)\n", "| scenario | events/s | note |", "|---|---:|---|"]
     raw = by["raw_passthrough"][0]["events_per_s"] if by["raw_passthrough"] else None
-    seq = max(by["seqstream"], key=lambda r: r["events_per_s"]) if by["seqstream"] else None
+    primary = [r for r in by["seqstream"] if r.get("primary", True)]
+    seq = max(primary, key=lambda r: r["events_per_s"]) if primary else None
     pe = by["per_event"][0] if by["per_event"] else None
     if raw:
         lines.append(f"| raw aiokafka pass-through | {_fmt(raw)} | ceiling |")
@@ -575,7 +591,10 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
         lines.append(f"| one Runner.process per event | {_fmt(pe['per_event_events_per_s'])} | model only, no Kafka |")
         lines.append(f"| re-run last 64 steps per event | {_fmt(pe['rerun64_events_per_s'])} | model.forward only |")
     if seq and raw:
-        lines.append(f"| **seqstream / raw** | {seq['events_per_s'] / raw:.2f}x | best seqstream row; target >= 0.5x |")
+        lines.append(
+            f"| **seqstream / raw** | {seq['events_per_s'] / raw:.2f}x | best row of {seq['streams']} streams, "
+            f"{seq['cell']}-{seq['hidden']}; target >= 0.5x |"
+        )
     if seq and pe:
         lines.append(
             f"| **seqstream / per-event** | {seq['events_per_s'] / pe['per_event_events_per_s']:.1f}x | target >= 20x |"
@@ -612,9 +631,18 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
 
 def register_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="smaller backlog, shorter latency levels, no 1M memory")
-    p.add_argument("--cell", choices=["gru", "lstm"], default="gru")
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--streams", type=int, default=10000)
+    p.add_argument(
+        "--cell", choices=["gru", "lstm"], nargs="+", default=None, help="cells to drain with (default: gru lstm)"
+    )
+    p.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden sizes (default: 64 128)")
+    p.add_argument(
+        "--streams",
+        type=int,
+        nargs="+",
+        default=None,
+        help="distinct stream keys per backlog (default: 1000 10000 100000); the first cell and hidden size at "
+        "10k streams (else the first count) is the primary configuration behind the ratios and latency",
+    )
     p.add_argument("--events", type=int, default=None, help="backlog size (default 200k; 50k with --quick)")
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument(
@@ -641,6 +669,12 @@ def register_args(p: argparse.ArgumentParser) -> None:
 
 def _defaults(args: argparse.Namespace) -> argparse.Namespace:
     q = args.quick
+    if args.cell is None:
+        args.cell = ["gru"] if q else ["gru", "lstm"]
+    if args.hidden is None:
+        args.hidden = [64] if q else [64, 128]
+    if args.streams is None:
+        args.streams = [10000] if q else [1000, 10000, 100000]
     if args.events is None:
         args.events = 50_000 if q else 200_000
     if args.latency_seconds is None:

@@ -269,6 +269,9 @@ class BatchEngine:
                 if close is not None:
                     with contextlib.suppress(Exception):
                         close()
+            if self._frozen:  # the frozen heap becomes collectable again (an engine stopped in a longer-lived process)
+                gc.unfreeze()
+                self._frozen = False
 
     async def _fetch(self) -> dict[Any, list[Any]]:
         s = self.settings

@@ -105,5 +105,7 @@ def test_engine_freezes_the_heap_after_its_first_batch(freeze: bool) -> None:
         asyncio.run(engine.run())
         assert engine._frozen is freeze
         assert (gc.get_freeze_count() > before) is freeze
+        asyncio.run(engine.stop())  # no clients to stop; the heap is unfrozen again
+        assert not engine._frozen and gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()  # the rest of the test session collects as before

@@ -1,0 +1,46 @@
+"""`seqstream bench` end to end on a tiny matrix: every scenario runs and reports sane numbers.
+
+Not a timing test (no speed is asserted): it checks that the benchmark itself works, so the numbers
+in docs/benchmarks.md stay reproducible with the command they name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stream import bench
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_runs_the_matrix_and_every_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--quick", "--events", "4000", "--streams", "200", "1000", "--cell", "gru", "lstm", "--hidden", "16"]
+    args += ["--batch-max", "256", "1024", "--latency-seconds", "0.5", "--latency-fractions", "0.5"]
+    args += ["--memory-streams", "2000", "--step-batches", "8", "--per-event-n", "50", "--json-out", str(out)]
+    assert bench.main(args) == 0
+    recs = json.loads(out.read_text())
+    by: dict[str, list[dict]] = {}
+    for r in recs:
+        by.setdefault(r["scenario"], []).append(r)
+    drains = {(r["streams"], r["cell"], r["hidden"], r["batch_max"]) for r in by["seqstream"]}
+    # the primary configuration (first count here: 1000 is not 10k) drains at every batch_max, the rest at the largest
+    assert drains == {(200, "gru", 16, 256), (200, "gru", 16, 1024), (200, "lstm", 16, 1024)} | {
+        (1000, c, 16, 1024) for c in ("gru", "lstm")
+    }
+    for r in by["seqstream"]:
+        assert r["events"] == 4000 and r["events_per_s"] > 0  # every backlog event processed
+        assert r["resident_streams"] == r["streams"]
+    assert [r["streams"] for r in by["raw_passthrough"]] == [200] and by["raw_passthrough"][0]["events"] == 4000
+    assert by["per_event"][0]["per_event_events_per_s"] > 0
+    for scenario in ("latency", "latency_raw"):
+        (lv,) = by[scenario]
+        assert lv["received"] == lv["produced"] > 0 and 0 < lv["p50_ms"] <= lv["p99_ms"]
+    (mem,) = by["memory"]
+    assert mem["resident_streams"] == 2000 and mem["slab_vs_raw"] <= 1.25
+    assert {r["mode"] for r in by["model_step"]} == {"model_step", "batched"}
+    table = capsys.readouterr().out
+    assert "**seqstream / raw**" in table and "best row of 200 streams, gru-16" in table
