@@ -653,3 +653,17 @@ def test_encode_predictions_other_column_types_match_encode_prediction(column: d
         for r, s, t, p, c, a in zip(recs, *cols.values())
     ]
     assert encode_predictions(recs, source="x", model="m", **cols) == want  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("source", sorted(FAST_SOURCES))
+def test_one_doubtful_record_in_a_clean_batch(source: str) -> None:
+    """Every case alone, and as the one doubtful record among clean ones (before and after them)."""
+    n = FAST_SOURCES[source]
+    body = FEATURE_CASES[source][0]
+    clean = [(raw(f'"stream": "c{i}", "ts": {NOW - i}, {body}'), f"c{i}".encode()) for i in range(3)]
+    clean.append((raw(f'"stream": "c9", "ts": {NOW - 9}, {body}'), None))  # keyless among keyed
+    for case in common_cases(body):
+        both(source, [case], n)
+        both(source, clean + [case], n)
+        both(source, [case] + clean, n)
+    assert not both(source, clean, n).errors
