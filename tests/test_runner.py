@@ -192,3 +192,66 @@ def test_reduced_precision_step_stays_close_and_keeps_fp32_state() -> None:
     assert low.slab.hidden.dtype == torch.float32 and low.model.head.weight.dtype == torch.float32
     with pytest.raises(ConfigError, match="compute_dtype"):
         Runner(net, device="cpu", compute_dtype="int8")
+
+
+def _staged_vs_direct(make: object, batches: list[Batch]) -> None:
+    """The staging buffer (one host buffer, one copy; CUDA's path) gives the direct path's results bit for bit."""
+    from models.runner import _Staging
+
+    direct, staged = make(), make()  # type: ignore[operator]
+    staged._staging = _Staging(torch.device("cpu"))  # the CUDA path's packing, on the CPU
+    assert direct._staging is None  # CPU runners use the arrays as they are
+    for b in batches:
+        r1, r2 = direct.process(b), staged.process(b)
+        for name in ("accepted", "prediction", "expected", "score", "anomaly", "transition"):
+            a1, a2 = getattr(r1, name), getattr(r2, name)
+            assert a1.tobytes() == a2.tobytes(), name
+        assert r1.reason == r2.reason
+    for a, b in ((direct.slab.hidden, staged.slab.hidden), (direct.slab.aux, staged.slab.aux)):
+        assert a.numpy().tobytes() == b.numpy().tobytes()  # bit for bit, NaN included
+    if make().features.needs_dt:  # type: ignore[operator]
+        assert np.isnan(direct.slab.aux.numpy()).any()  # (ticks keep NaN in their state: why bytes, not torch.equal)
+
+
+def _mixed_batches(n_streams: int, f: int, rounds: int, seed: int = 0) -> list[Batch]:
+    rng = np.random.default_rng(seed)
+    out = []
+    t = 1.7e9
+    for _r in range(rounds):
+        n = int(rng.integers(1, 300))
+        ids = [f"s{int(k)}" for k in rng.integers(0, n_streams, n)]  # repeats -> several waves
+        ts = t + np.sort(rng.uniform(0, 600, n))
+        ts[rng.random(n) < 0.05] -= 1e4  # some out of order
+        x = rng.standard_normal((n, f)).astype(np.float32)
+        x[rng.random(n) < 0.03] = np.nan  # some rejected
+        out.append(Batch(ids, ts, x))
+        t += 600
+    return out
+
+
+def test_staging_buffer_equals_direct_inputs() -> None:
+    from dataclasses import replace
+
+    from models.scoring import CONTEXT_SCORING
+
+    _staged_vs_direct(lambda: make_runner(hidden=8), _mixed_batches(40, 1, 25))
+    ctx = replace(CONTEXT_SCORING, warmup=5)  # phase columns travel with the values
+    _staged_vs_direct(lambda: make_runner(hidden=8, scoring=ctx), _mixed_batches(40, 1, 25, seed=1))
+    _staged_vs_direct(lambda: make_runner(features=3, hidden=8), _mixed_batches(40, 3, 10, seed=2))
+
+
+def test_staging_buffer_carries_time_gaps_for_ticks() -> None:
+    cfg = NetConfig(input_size=7, output_size=2, hidden_size=8, inputs="ticks", residual=False)
+
+    def make() -> Runner:
+        torch.manual_seed(0)
+        return Runner(RecurrentForecaster(cfg), ScoringConfig(), device="cpu")
+
+    rng = np.random.default_rng(3)
+    batches = []
+    for b in _mixed_batches(20, 4, 12, seed=4):
+        x = np.abs(b.x) + 1.0  # price, size, bid, ask: positive
+        x[:, 2:] = np.where(rng.random((len(b), 1)) < 0.3, np.nan, x[:, 2:])  # some without a quote
+        batches.append(Batch(b.stream_ids, b.ts, x.astype(np.float32)))
+    assert make().features.needs_dt
+    _staged_vs_direct(make, batches)

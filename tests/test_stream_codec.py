@@ -664,6 +664,6 @@ def test_one_doubtful_record_in_a_clean_batch(source: str) -> None:
     clean.append((raw(f'"stream": "c9", "ts": {NOW - 9}, {body}'), None))  # keyless among keyed
     for case in common_cases(body):
         both(source, [case], n)
-        both(source, clean + [case], n)
-        both(source, [case] + clean, n)
+        both(source, [*clean, case], n)
+        both(source, [case, *clean], n)
     assert not both(source, clean, n).errors
