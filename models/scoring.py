@@ -16,7 +16,10 @@ Score ("anomaly likelihood", multi-scale):
    so one burst does not blind the stream to the next one;
 5. suppression: after an emitted score reaches ``suppress_level`` the stream's scores are
    multiplied by ``suppress_factor`` for the next ``suppress`` events (an alert reports the onset
-   of unusual behaviour once instead of every event of it).
+   of unusual behaviour once instead of every event of it). With ``suppress_other`` > 0 each
+   channel (residual, profile, shift) has its own counter: the channel that alerted stays quiet for
+   ``suppress`` events, the others only for ``suppress_other`` (a different kind of anomaly soon
+   after a first one still alerts).
 
 The alert policy works on the emitted score: no alert during a stream's first ``warmup``
 events; an alert opens at ``open_threshold`` and resolves after ``close_after`` consecutive
@@ -77,6 +80,17 @@ class ScoringConfig:
     shift_long: int = 100
     shift_window: int = 2000
     shift_weight: float = 0.9
+    # profile gate (0 = off): the profile channel's score is multiplied by
+    # clip((high - q) / (high - low), 0, 1), q = running mean square of (x - its hour-of-week mean)
+    # / running mean square of (x - a slow EMA of x, profile_gate_slow events), both over
+    # profile_gate_window events: a profile that explains the series no better than a slow level
+    # does not alarm
+    profile_gate_slow: int = 0
+    profile_gate_window: int = 300
+    profile_gate_low: float = 0.8
+    profile_gate_high: float = 1.2
+    # per-channel suppression (0 = off: one counter for all channels); needs suppress_factor 0
+    suppress_other: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -104,6 +118,16 @@ class ScoringConfig:
         for name in ("season_rate", "profile_rate"):
             if not 0.0 < float(getattr(self, name)) <= 1.0:
                 raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.profile_gate_slow < 0 or self.profile_gate_window < 1:
+            raise ConfigError("profile_gate_slow must be >= 0 (0 turns the gate off) and profile_gate_window >= 1")
+        if not 0.0 <= self.profile_gate_low < self.profile_gate_high:
+            raise ConfigError(
+                f"need 0 <= profile_gate_low ({self.profile_gate_low}) < profile_gate_high ({self.profile_gate_high})"
+            )
+        if not 0 <= self.suppress_other <= self.suppress:
+            raise ConfigError(f"suppress_other must be in [0, suppress={self.suppress}], got {self.suppress_other}")
+        if self.suppress_other and self.suppress_factor != 0.0:
+            raise ConfigError("per-channel suppression (suppress_other > 0) needs suppress_factor 0")
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -130,10 +154,15 @@ CONTEXT_SCORING = ScoringConfig(
     shift_long=200,
     shift_window=2000,
     shift_weight=0.9,
+    profile_gate_slow=2000,  # the profile must explain the value better than a ~2000-event level
+    profile_gate_window=300,
+    profile_gate_low=0.8,
+    profile_gate_high=1.2,
+    suppress_other=80,  # another channel may alert 80 events after an alert, the same one after 200
 )
 """The bundled univariate sensor detector's scoring: residual + season + profile + shift channels.
 
-Chosen on the NAB dev files (docs/accuracy.md); costs ~2.1 KB of slab per stream more than
+Chosen on the NAB dev files (docs/accuracy.md); costs ~2.2 KB of slab per stream more than
 ``ScoringConfig()``, which the other sources and the throughput benchmarks use.
 """
 
@@ -185,8 +214,10 @@ class Scorer:
             self._last = slice(o + 2 * f, o + 3 * f)  # last observed value per feature (input units)
             o += 3 * f
         # context channels: [season mean[Ns], season count[Ns]], [profile mean[Np * T], profile
-        # count[Np]], [shift short[T], shift long[T]], then per extra channel (profile, shift):
-        # [calibration mean[2], calibration var[2], score[2]]
+        # count[Np]], [profile gate: slow EMA[T], profile mean square[T], EMA mean square[T], n[1]],
+        # [shift short[T], shift long[T]], then per extra channel (profile, shift):
+        # [calibration mean[2], calibration var[2], score[2]], then with suppress_other one
+        # suppression counter per channel (residual[, profile, shift])
         c = config
         if masked and (c.n_phases or c.shift_short):
             raise ConfigError("season/profile/shift channels are not supported with masked (multivariate NaN) input")
@@ -195,10 +226,16 @@ class Scorer:
         o += 2 * c.season_buckets
         self._profile = o
         o += c.profile_buckets * (t + 1)
+        self.gated = bool(c.profile_buckets and c.profile_gate_slow)
+        self._gate = slice(o, o + 3 * t + 1) if self.gated else slice(o, o)
+        o += 3 * t + 1 if self.gated else 0
         self._shift = slice(o, o + 2 * t) if c.shift_short else slice(o, o)
         o += 2 * t if c.shift_short else 0
         self._cmean, self._cvar, self._cscore = slice(o, o + 2), slice(o + 2, o + 4), slice(o + 4, o + 6)
         o += 6 if (c.profile_buckets or c.shift_short) else 0
+        self.n_channels = 3 if (c.profile_buckets or c.shift_short) else 1
+        self._csince = slice(o, o + self.n_channels) if c.suppress_other else slice(o, o)
+        o += self.n_channels if c.suppress_other else 0
         self.size = o
         self._rates = torch.tensor([1.0 / s for s in config.scales])  # [K]
         # 0-dim float32 constants: a Python scalar operand costs a dtype conversion (an extra
@@ -215,6 +252,9 @@ class Scorer:
                 "eps_p": _EPS_P,
                 "inv_log_eps": 1.0 / _LOG_EPS_P,
                 "suppress": float(c.suppress),
+                "suppress_other": float(c.suppress_other),
+                "gate_high": c.profile_gate_high,
+                "gate_inv_span": 1.0 / (c.profile_gate_high - c.profile_gate_low),
                 "suppress_factor": c.suppress_factor,
                 "suppress_level": c.suppress_level,
                 "open": c.open_threshold,
@@ -247,6 +287,7 @@ class Scorer:
             row[self._rscale] = MASKED_RSCALE_PRIOR
         if self.config.profile_buckets or self.config.shift_short:
             row[self._cvar] = self.config.err_var_prior
+        row[self._csince] = float(self.config.suppress)  # no channel suppressed yet
         return row
 
     def phases(self, ts: np.ndarray) -> np.ndarray:
@@ -344,6 +385,22 @@ class Scorer:
             i_c = (self._profile + n * t + col).unsqueeze(1)  # [B, 1]
             m, cn = aux.gather(1, i_m), aux.gather(1, i_c)  # [B, T], [B, 1]
             r_prof = ((xt - m).abs() / sd).mean(1) * (ready & (cn[:, 0] > self._zero))  # [B]
+            if self.gated:
+                g = aux[:, self._gate]  # [B, 3T + 1] view
+                ema, vp, vs = g[:, :t], g[:, t : 2 * t], g[:, 2 * t : 3 * t]  # [B, T] views
+                n_q = g[:, 3 * t]  # [B] view: events measured so far (capped at the window)
+                ema.copy_(torch.where((count == self._zero).unsqueeze(1), xt, ema))  # [B, T] first event
+                # q: mean square of x minus its hour-of-week mean over that of x minus the slow level,
+                # before this event; 1 (gate 0.5) until a bucket seen before comes round again
+                q = torch.where(n_q > self._zero, (vp / vs.clamp_min(1e-12)).mean(1), one)  # [B]
+                gate = ((self._k["gate_high"] - q) * self._k["gate_inv_span"]).clamp_(0.0, 1.0)  # [B]
+                seen = cn > self._zero  # [B, 1] the bucket has a mean to compare with
+                n_q.add_(seen[:, 0]).clamp_max_(float(cfg.profile_gate_window))  # [B]
+                av = n_q.clamp_min(1.0).reciprocal().unsqueeze(1) * seen  # [B, 1] exact mean, then EMA; 0: skip
+                d_p, d_s = xt - m, xt - ema  # [B, T], [B, T]
+                vp.lerp_(d_p * d_p, av)  # [B, T]
+                vs.lerp_(d_s * d_s, av)  # [B, T]
+                ema.lerp_(xt, (count + one).reciprocal().clamp_min_(1.0 / cfg.profile_gate_slow).unsqueeze(1))  # [B, T]
             rate = (cn + one).reciprocal_().clamp_min_(cfg.profile_rate)  # [B, 1]
             aux.scatter_(1, i_m, m + rate * (xt - m))
             aux.scatter_(1, i_c, cn + one)
@@ -369,6 +426,8 @@ class Scorer:
         a.masked_fill_((count < one).unsqueeze(1), 0.0)
         ev.addcmul_(d, d * a).mul_(one - a)
         em.addcmul_(a, d)
+        if self.gated:
+            sc[:, 0].mul_(gate)  # [B] the profile's score, gated
         aux[:, self._cscore] = sc * weights
         return err
 
@@ -442,7 +501,11 @@ class Scorer:
             score = score * ratio.pow_(cfg.max_power)
             torch.maximum(peak.mul_(math.exp(-1.0 / cfg.max_window)), short, out=peak)
         score = score.amax(1) if self.n_scales > 1 else score[:, 0]  # [B]
-        if cfg.profile_buckets or cfg.shift_short:
+        if cfg.suppress_other:
+            chans = score.unsqueeze(1)  # [B, 1] residual only without context channels
+            if self.n_channels > 1:
+                chans = torch.cat((chans, aux[:, self._cscore]), 1)  # [B, C] residual, profile, shift
+        elif cfg.profile_buckets or cfg.shift_short:
             score = torch.maximum(score, aux[:, self._cscore].amax(1))  # [B] the strongest channel
         score.masked_fill_(steps < k["two"], 0.0)  # [B] needs two residuals of history
         # [B, 1] fold rate, 0 before any residual
@@ -451,7 +514,19 @@ class Scorer:
             d = torch.minimum(d, sd.mul_(cfg.fold_clip))  # winsorise upward excursions
         ev.addcmul_(d, d * a).mul_(one - a)
         em.addcmul_(a, d)
-        if cfg.suppress:
+        if cfg.suppress_other:
+            # per channel: the one that alerted is quiet for `suppress` events, every channel for
+            # `suppress_other`; the score is the strongest channel not suppressed (ties: the first)
+            csince = aux[:, self._csince]  # [B, C] view
+            chans = chans.masked_fill((steps < k["two"]).unsqueeze(1), 0.0)  # [B, C]
+            blocked = (csince < k["suppress"]) | (since < k["suppress_other"]).unsqueeze(1)  # [B, C]
+            score, ch = chans.masked_fill_(blocked, 0.0).max(1)  # [B], [B]
+            fired = score >= k["suppress_level"]  # [B]
+            csince.add_(one).clamp_max_(float(cfg.suppress))  # [B, C]
+            hit = torch.zeros_like(csince, dtype=torch.bool).scatter_(1, ch.unsqueeze(1), fired.unsqueeze(1))  # [B, C]
+            csince.masked_fill_(hit, 0.0)  # [B, C] the channel that alerted starts again
+            since.add_(one).masked_fill_(fired, 0.0).clamp_max_(float(cfg.suppress))  # [B] every channel's block
+        elif cfg.suppress:
             # scores shrink for `suppress` events after one reached suppress_level
             if cfg.suppress_factor == 0.0:
                 score.masked_fill_(since < k["suppress"], 0.0)  # [B]
