@@ -45,11 +45,12 @@ def throughput(checkpoint: str | None, batches: tuple[int, ...], seconds: float)
 
 @torch.inference_mode()
 def _latency_us(runner: Runner, reps: int = 2000) -> tuple[float, float]:
-    x = torch.zeros(1, runner.n_features)
+    x = torch.zeros(1, runner.n_features + runner.scorer.n_phases)  # context scoring: phase columns travel along
+    x_model = torch.zeros(1, runner.model.config.input_size)  # what the cell itself takes
     h = runner.model.zero_state(1)
     idx = torch.from_numpy(runner.slab.assign(["s"], np.zeros(1)))
     out = []
-    for fn in (lambda: runner.model.step(x, h), lambda: runner._wave(idx, x)):
+    for fn in (lambda: runner.model.step(x_model, h), lambda: runner._wave(idx, x)):
         for _ in range(100):
             fn()
         t = time.perf_counter()
