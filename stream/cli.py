@@ -38,9 +38,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from models.scoring import CONTEXT_SCORING, ScoringConfig
     from models.train import run_training
 
-    if not args.csv and not args.synthetic and not args.simulated:
-        print("seqstream train: give CSV files/directories, --synthetic N or --simulated SOURCE", file=sys.stderr)
+    if not args.csv and not args.synthetic and not args.simulated and not args.topic:
+        print(
+            "seqstream train: give CSV files/directories, --synthetic N, --simulated SOURCE or --topic TOPIC",
+            file=sys.stderr,
+        )
         return 2
+    if args.topic:
+        return _train_topic(args)
     if args.simulated:
         return _train_simulated(args)
     net, cfg = _net_and_train_config(args, args.features)
@@ -152,6 +157,57 @@ def _train_simulated(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_topic(args: argparse.Namespace) -> int:
+    """Train a source's checkpoint on a Kafka topic replayed from its first offset (the worker's codec)."""
+    from models.checkpoint import save_checkpoint
+    from models.scoring import CONTEXT_SCORING, ScoringConfig
+    from models.train import train
+    from stream.settings import load_settings
+    from stream.training import net_shape, topic_data
+
+    settings = load_settings(broker_url=args.broker)
+    if settings.broker_url is None:
+        print("seqstream train --topic: give --broker kafka://HOST:PORT or set SEQSTREAM_BROKER_URL", file=sys.stderr)
+        return 2
+    src = args.source
+    data = topic_data(
+        settings.kafka_kwargs(),
+        args.topic,
+        src,
+        max_events=args.max_events,
+        idle_s=args.idle_s,
+        max_payload_bytes=settings.max_payload_bytes,
+    )
+    skipped = ", ".join(f"{n} {r}" for r, n in sorted(data.rejected.items())) or "none"
+    print(
+        f"read {data.records} records of {args.topic} in {data.seconds} s: {len(data.series)} streams; "
+        f"skipped: {skipped}; {data.out_of_order} out of order",
+        file=sys.stderr,
+    )
+    if not data.series:
+        print(f"seqstream train: no decodable {src} events in {args.topic}", file=sys.stderr)
+        return 1
+    net, cfg = _net_and_train_config(args, net_shape(src))
+    scoring = CONTEXT_SCORING if args.scoring == "context" and src == "sensors" else ScoringConfig()
+    model, meta = train(data.series, net, scoring, cfg, _print_epoch(cfg.epochs), times=data.times)
+    meta["data"] = {
+        "topic": args.topic,
+        "source": src,
+        "records": data.records,
+        "rejected": data.rejected,
+        "out_of_order": data.out_of_order,
+        "streams": len(data.series),
+    }
+    meta["model_id"] = args.model_id or f"{src}-{args.cell}-h{args.hidden}"
+    path = save_checkpoint(args.output, model, scoring, meta)
+    print(
+        f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}, "
+        f"{meta['n_series']} series / {meta['n_events']} events",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _add_train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("csv", nargs="*", help="CSV files or directories (timestamp,value[,...][,stream])")
     t.add_argument("-o", "--output", required=True, help="checkpoint file to write")
@@ -163,6 +219,16 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
         help="train on the simulator's streams of this source, decoded by the worker's codec "
         "(ticks and machines get their featurised model shape; --features is ignored)",
     )
+    t.add_argument(
+        "--topic",
+        default=None,
+        help="train on this Kafka topic, replayed from its first offset without a consumer group and decoded "
+        "by the worker's codec as --source (until --idle-s without records or --max-events)",
+    )
+    t.add_argument("--source", choices=["sensors", "speech", "ticks", "machines"], default="sensors")
+    t.add_argument("--broker", default=None, help="kafka://HOST:PORT[,...] for --topic (default SEQSTREAM_BROKER_URL)")
+    t.add_argument("--max-events", type=int, default=5_000_000, help="most records read from --topic")
+    t.add_argument("--idle-s", type=float, default=3.0, help="--topic is read until this long without a record")
     t.add_argument(
         "--scoring",
         choices=["context", "plain"],

@@ -1,4 +1,4 @@
-"""Training data from the simulator, decoded by the worker's own codec.
+"""Training data from the simulator or a replayed Kafka topic, decoded by the worker's own codec.
 
 A source's checkpoint must see in training exactly the features the worker feeds it, so series
 are built by running simulated Kafka payloads through :func:`stream.codec.decode_batch`; the
@@ -8,17 +8,22 @@ featurisation that needs per-stream state (ticks, masked values) then runs in
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
+from models import ConfigError
 from models.ticks import N_TICK_FEATURES, N_TICK_TARGETS, RAW_TICK
 
 from .codec import decode_batch
 from .simulator import MACHINE_CHANNELS, Simulator
 
-__all__ = ["N_FEATURES", "net_shape", "simulated_data", "simulated_series"]
+__all__ = ["N_FEATURES", "TopicData", "net_shape", "simulated_data", "simulated_series", "topic_data"]
 
 # decoded vector width per source (what the codec produces for the source's default model)
 N_FEATURES = {"sensors": 1, "speech": 8, "ticks": RAW_TICK, "machines": len(MACHINE_CHANNELS)}
@@ -53,10 +58,8 @@ def simulated_data(
     dec = decode_batch(source, records, n_features=N_FEATURES[source], now=t0 + rounds * round_s + 1.0)
     if dec.errors:
         raise RuntimeError(f"simulator produced undecodable records: {dec.errors[:3]}")
-    by_stream: dict[str, list[int]] = {}
-    for i, sid in enumerate(dec.stream_ids):
-        by_stream.setdefault(sid, []).append(i)
-    return [dec.x[idx] for idx in by_stream.values()], [dec.ts[idx] for idx in by_stream.values()]
+    series, times, _ = _series(dec)
+    return series, times
 
 
 def simulated_series(source: str, n_streams: int, rounds: int, seed: int = 0) -> list[np.ndarray]:
@@ -67,3 +70,97 @@ def simulated_series(source: str, n_streams: int, rounds: int, seed: int = 0) ->
         4
     """
     return simulated_data(source, n_streams, rounds, seed)[0]
+
+
+def _series(dec: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """Decoded events grouped per stream, arrival order kept: ``[T, F]`` values, ``[T]`` times, ids."""
+    by_stream: dict[str, list[int]] = {}
+    for i, sid in enumerate(dec.stream_ids):
+        by_stream.setdefault(sid, []).append(i)
+    return [dec.x[idx] for idx in by_stream.values()], [dec.ts[idx] for idx in by_stream.values()], list(by_stream)
+
+
+@dataclass
+class TopicData:
+    """What :func:`topic_data` read: per-stream series and times, and what was skipped (with why)."""
+
+    series: list[np.ndarray]
+    times: list[np.ndarray]
+    stream_ids: list[str]
+    records: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # decode error reason -> count
+    out_of_order: int = 0
+    seconds: float = 0.0
+
+
+def topic_data(
+    kafka: dict[str, Any],
+    topic: str,
+    source: str,
+    *,
+    n_features: int | None = None,
+    max_events: int = 5_000_000,
+    idle_s: float = 3.0,
+    max_payload_bytes: int = 65536,
+) -> TopicData:
+    """Replay ``topic`` from its first offset and decode it as ``source`` (the worker's codec).
+
+    Reads every partition from the beginning, without a consumer group (no offsets are committed),
+    until ``idle_s`` seconds pass without a record or ``max_events`` records were read: a topic
+    that is still being written stops at ``max_events``. Records the codec rejects are counted by
+    reason and left out; so are events older than their stream's previous one (the worker would
+    reject them too), so each series is in event-time order as the worker sees it.
+
+    Example (needs a broker)::
+
+        >>> d = topic_data({"bootstrap_servers": "localhost:9092"}, "sensor-readings", "sensors")  # doctest: +SKIP
+    """
+    width = N_FEATURES[source] if n_features is None else n_features
+    t0 = time.monotonic()
+    records = asyncio.run(_read_topic(kafka, topic, max_events, idle_s))
+    dec = decode_batch(
+        source,
+        records,
+        n_features=width,
+        now=time.time(),
+        max_future_s=float("inf"),  # history: a clock ahead of this machine's is not a reason to drop it
+        max_payload_bytes=max_payload_bytes,
+    )
+    rejected: dict[str, int] = {}
+    for _, reason, _msg in dec.errors:
+        rejected[reason] = rejected.get(reason, 0) + 1
+    series, times, ids = _series(dec)
+    late = 0
+    for k, t in enumerate(times):  # what the worker's out-of-order check would drop
+        keep = t >= np.maximum.accumulate(t)
+        if not keep.all():
+            late += int((~keep).sum())
+            series[k], times[k] = series[k][keep], t[keep]
+    return TopicData(series, times, ids, len(records), rejected, late, round(time.monotonic() - t0, 2))
+
+
+async def _read_topic(kafka: dict[str, Any], topic: str, max_events: int, idle_s: float) -> Sequence[Any]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=200, **kafka
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None  # fresh metadata
+        if not parts:
+            raise ConfigError(f"topic {topic!r} not found on the broker; check --topic and the broker address")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        last = time.monotonic()
+        while len(out) < max_events and time.monotonic() - last < idle_s:
+            got = await consumer.getmany(timeout_ms=200, max_records=min(10_000, max_events - len(out)))
+            for recs in got.values():
+                out.extend(recs)
+            if got:
+                last = time.monotonic()
+        return out[:max_events]
+    finally:
+        await consumer.stop()
