@@ -91,6 +91,15 @@ class ScoringConfig:
     profile_gate_high: float = 1.2
     # per-channel suppression (0 = off: one counter for all channels); needs suppress_factor 0
     suppress_other: int = 0
+    # alert policy: an alert opens only when at least open_k of the stream's last open_n scores
+    # (after suppression) reached open_threshold; 1 of 1: any such score opens one
+    open_k: int = 1
+    open_n: int = 1
+    # online adapter (0 = off): a per-stream affine correction of the forecast, (1 + a) * f + b per
+    # target in normalised units, fitted to the stream's own residuals by normalised LMS at rate
+    # adapter_lr (O(targets) per event, state in the slab row); a and b are kept within +-adapter_clip
+    adapter_lr: float = 0.0
+    adapter_clip: float = 2.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -128,6 +137,13 @@ class ScoringConfig:
             raise ConfigError(f"suppress_other must be in [0, suppress={self.suppress}], got {self.suppress_other}")
         if self.suppress_other and self.suppress_factor != 0.0:
             raise ConfigError("per-channel suppression (suppress_other > 0) needs suppress_factor 0")
+        if not 1 <= self.open_k <= self.open_n <= 64:
+            raise ConfigError(f"need 1 <= open_k ({self.open_k}) <= open_n ({self.open_n}) <= 64")
+        if not 0.0 <= self.adapter_lr <= 1.0 or self.adapter_clip <= 0.0:
+            raise ConfigError(
+                f"adapter_lr must be in [0, 1] (0: off) and adapter_clip > 0, "
+                f"got {self.adapter_lr}, {self.adapter_clip}"
+            )
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -236,6 +252,16 @@ class Scorer:
         self.n_channels = 3 if (c.profile_buckets or c.shift_short) else 1
         self._csince = slice(o, o + self.n_channels) if c.suppress_other else slice(o, o)
         o += self.n_channels if c.suppress_other else 0
+        # k-of-n opening: the last open_n "score >= open_threshold" flags, a ring indexed by steps
+        self._ring = slice(o, o + c.open_n) if c.open_n > 1 else slice(o, o)
+        o += c.open_n if c.open_n > 1 else 0
+        # online adapter: [a[T], b[T], the model's raw forecast[T]]
+        if c.adapter_lr and masked:
+            raise ConfigError(
+                "the online adapter (adapter_lr > 0) is not supported with masked (multivariate NaN) input"
+            )
+        self._adapt = slice(o, o + 3 * t) if c.adapter_lr else slice(o, o)
+        o += 3 * t if c.adapter_lr else 0
         self.size = o
         self._rates = torch.tensor([1.0 / s for s in config.scales])  # [K]
         # 0-dim float32 constants: a Python scalar operand costs a dtype conversion (an extra
@@ -261,6 +287,8 @@ class Scorer:
                 "close": c.close_threshold,
                 "close_after": float(c.close_after),
                 "warmup": float(c.warmup),
+                "open_k": float(c.open_k),
+                "adapter_lr": c.adapter_lr,
             }.items()
         }
         self._one, self._zero = k32["one"], k32["zero"]
@@ -334,7 +362,10 @@ class Scorer:
         std = var.clamp_min(cfg.min_std**2).sqrt_()  # [B, F]
         d = x - mean  # [B, F]
         x_norm = (d / std).clamp_(-cfg.clip, cfg.clip)  # [B, F]
-        err = (x_norm[:, : self.n_targets] - aux[:, self._fcast]).abs_().mean(1)  # [B]
+        resid = x_norm[:, : self.n_targets] - aux[:, self._fcast]  # [B, T] against the (adapted) forecast
+        err = resid.abs().mean(1)  # [B]
+        if cfg.adapter_lr:
+            self._adapt_step(aux, resid, count)
         if self.n_phases and (phase is None or phase.shape[1] != self.n_phases):
             raise ConfigError(
                 f"this scoring has {self.n_phases} event-time phase column(s) (season/profile channels); "
@@ -348,6 +379,17 @@ class Scorer:
         mean.addcmul_(alpha, d)  # [B, F]
         count.add_(one)
         return x_norm, err
+
+    def _adapt_step(self, aux: Tensor, resid: Tensor, count: Tensor) -> None:
+        """One normalised-LMS step of each stream's forecast correction on the residual it just saw."""
+        t, clip, one = self.n_targets, self.config.adapter_clip, self._one
+        ad = aux[:, self._adapt]  # [B, 3T] view
+        a, b, raw = ad[:, :t], ad[:, t : 2 * t], ad[:, 2 * t :]  # [B, T] views
+        # no forecast before a stream's second event; the step is normalised by the input's power
+        live = (count > self._zero).unsqueeze(1)  # [B, 1]
+        step = (resid * self._k["adapter_lr"] / (one + raw * raw)) * live  # [B, T]
+        a.addcmul_(step, raw).clamp_(-clip, clip)  # d(err^2)/da = -2 e f
+        b.add_(step).clamp_(-clip, clip)  # d(err^2)/db = -2 e
 
     def _context(self, aux: Tensor, x: Tensor, std: Tensor, count: Tensor, err: Tensor, phase: Tensor | None) -> Tensor:
         """Context channels of one event, before the normaliser folds it in; returns ``err[B]``.
@@ -535,7 +577,13 @@ class Scorer:
             since.add_(one).masked_fill_(score >= k["suppress_level"], 0.0).clamp_max_(float(cfg.suppress))
         # alert policy with hysteresis: open above open_threshold once warm, resolve after
         # close_after consecutive events below close_threshold
-        anomaly = (score >= k["open"]) & (steps >= k["warmup"])  # [B]
+        hot = score >= k["open"]  # [B]
+        if cfg.open_n > 1:  # k of the last n events must be hot
+            ring = aux[:, self._ring]  # [B, N] view
+            pos = torch.remainder(steps, float(cfg.open_n)).long().unsqueeze(1)  # [B, 1]
+            ring.scatter_(1, pos, hot.unsqueeze(1).to(ring.dtype))
+            hot = ring.sum(1) >= k["open_k"]  # [B]
+        anomaly = hot & (steps >= k["warmup"])  # [B]
         was_open = is_open > self._zero  # [B]
         below_new = (below + one).masked_fill_(score >= k["close"], 0.0)  # [B]
         opens = anomaly & ~was_open  # [B]
@@ -553,6 +601,10 @@ class Scorer:
         mean = aux[:, self._mean][:, :f]  # [B, T]
         std = aux[:, self._var][:, :f].clamp_min(cfg.min_std**2).sqrt_()  # [B, T]
         fcast = aux[:, self._fcast]  # [B, T]
+        if cfg.adapter_lr:  # the stream's own correction of the model's forecast
+            ad = aux[:, self._adapt]  # [B, 3T] view
+            ad[:, 2 * f :].copy_(forecast)  # [B, T] the raw forecast, for the next step's update
+            forecast = torch.addcmul(ad[:, f : 2 * f], forecast, ad[:, :f] + one)  # [B, T] (1 + a) f + b
         torch.addcmul(mean, fcast, std, out=out[:, f : 2 * f])  # expected
         torch.addcmul(mean, forecast, std, out=out[:, :f])  # prediction
         fcast.copy_(forecast)
