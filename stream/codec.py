@@ -722,8 +722,10 @@ def encode_alert(
     """
     exp = ", ".join(f"{v:.4g}" for v in expected)
     act = ", ".join(f"{v:.4g}" for v in actual)
+    direction, gap = _direction(expected, actual, (extra or {}).get("channel_index"))
     if explanation is None:
-        explanation = f"{state}: expected [{exp}], got [{act}] (score {score:.3f}, threshold {threshold:.3f})"
+        how = f", {abs(gap):.4g} {direction} the forecast" if direction else ""
+        explanation = f"{state}: expected [{exp}], got [{act}]{how} (score {score:.3f}, threshold {threshold:.3f})"
     return orjson.dumps(
         {
             "id": event_id(rec),
@@ -741,10 +743,29 @@ def encode_alert(
             "input": _input_ref(rec),
             **({"kind": kind} if kind is not None else {}),
             **({"channel": channel} if channel is not None else {}),
+            **({"direction": direction} if direction else {}),
             **(extra or {}),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
+
+
+def _direction(expected: Sequence[float], actual: Sequence[float], channel: Any) -> tuple[str | None, float]:
+    """Whether the value came in ``above`` or ``below`` its forecast, and by how much: for one
+    value, or for the ``channel`` that drove a multivariate alert; None where that is not defined
+    (several features and no channel: they need not share units; other lengths; NaN; no gap)."""
+    if len(expected) != len(actual) or not expected:
+        return None, 0.0
+    if len(expected) == 1:
+        k = 0
+    elif isinstance(channel, int) and 0 <= channel < len(expected):
+        k = channel
+    else:
+        return None, 0.0
+    gap = actual[k] - expected[k]
+    if not math.isfinite(gap) or gap == 0.0:
+        return None, 0.0
+    return ("above" if gap > 0 else "below"), gap
 
 
 def encode_dead(rec: RecordLike, *, source: str, reason: str, message: str) -> bytes:

@@ -667,3 +667,21 @@ def test_one_doubtful_record_in_a_clean_batch(source: str) -> None:
         both(source, [*clean, case], n)
         both(source, [case, *clean], n)
     assert not both(source, clean, n).errors
+
+
+def test_alert_says_which_way_the_value_went() -> None:
+    r = rec(b"{}", key=b"s1")
+    kw = {"stream": "s1", "source": "sensors", "ts": 1.0, "model": "m", "state": "open", "score": 0.9, "threshold": 0.5}
+    up = orjson.loads(encode_alert(r, **kw, expected=[1.0], actual=[4.5]))  # type: ignore[arg-type]
+    assert up["direction"] == "above" and "3.5 above the forecast" in up["explanation"]
+    down = orjson.loads(encode_alert(r, **kw, expected=[1.0], actual=[-2.0]))  # type: ignore[arg-type]
+    assert down["direction"] == "below" and "3 below the forecast" in down["explanation"]
+    # multivariate: the channel that drove it; without one there is no common unit to compare in
+    mv = encode_alert(r, **kw, expected=[1.0, 2.0], actual=[9.0, 1.0], extra={"channel_index": 1})  # type: ignore[arg-type]
+    assert orjson.loads(mv)["direction"] == "below"
+    far = encode_alert(r, **kw, expected=[1.0, 2.0, 0.0], actual=[math.nan, 1.0, 5.0])  # type: ignore[arg-type]
+    assert "direction" not in orjson.loads(far)
+    # not comparable (ticks: forecasts of returns vs the raw tick), or no gap: no direction at all
+    ticks = orjson.loads(encode_alert(r, **kw, expected=[0.0, 0.1], actual=[100.0, 3.0, 99.9, 100.1]))  # type: ignore[arg-type]
+    assert "direction" not in ticks and "forecast" not in ticks["explanation"]
+    assert "direction" not in orjson.loads(encode_alert(r, **kw, expected=[1.0], actual=[1.0]))  # type: ignore[arg-type]
