@@ -28,10 +28,38 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _print_epoch(epochs: int) -> Any:
-    def progress(epoch: int, tr: float, vl: float) -> None:
-        print(f"epoch {epoch + 1:3d}/{epochs}  train {tr:.5f}  val {vl:.5f}", file=sys.stderr, flush=True)
+    """Training progress: a bar over the epochs with the last losses on a terminal, a line per epoch
+    otherwise (logs, CI)."""
+    if not sys.stderr.isatty():
 
-    return progress
+        def line(epoch: int, tr: float, vl: float) -> None:
+            print(f"epoch {epoch + 1:3d}/{epochs}  train {tr:.5f}  val {vl:.5f}", file=sys.stderr, flush=True)
+
+        return line
+    from tqdm import tqdm
+
+    bar = tqdm(total=epochs, unit="epoch", desc="train", file=sys.stderr, leave=True)
+
+    def update(epoch: int, tr: float, vl: float) -> None:
+        bar.set_postfix(train=f"{tr:.5f}", val=f"{vl:.5f}", refresh=False)
+        bar.update(1)
+
+    return update
+
+
+def _loss_summary(meta: dict[str, Any]) -> str:
+    """One paragraph after training: best validation loss and when, how training ended."""
+    hist = meta.get("history") or []
+    if not hist:
+        return "loss summary: no epoch ran"
+    best = min(hist, key=lambda h: h["val_loss"])
+    planned = meta.get("train_config", {}).get("epochs", len(hist))
+    ended = "all epochs" if len(hist) >= planned else f"early stop after {len(hist)} of {planned} epochs"
+    return (
+        f"loss summary: train {hist[0]['train_loss']:.5f} -> {hist[-1]['train_loss']:.5f}, "
+        f"val {hist[0]['val_loss']:.5f} -> best {best['val_loss']:.5f} at epoch {best['epoch'] + 1} ({ended}; "
+        f"the checkpoint holds the best epoch's weights)"
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -60,6 +88,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model_id=args.model_id,
         progress=_print_epoch(cfg.epochs),
     )
+    print(_loss_summary(meta), file=sys.stderr)
     print(
         f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}, "
         f"{meta['n_series']} series / {meta['n_events']} events, {meta['seconds']} s",
@@ -153,6 +182,7 @@ def _train_simulated(args: argparse.Namespace) -> int:
     meta["data"] = {"simulated": args.simulated, "streams": args.sim_streams, "rounds": args.sim_rounds}
     meta["model_id"] = args.model_id or f"{args.simulated}-{args.cell}-h{args.hidden}"
     path = save_checkpoint(args.output, model, scoring, meta)
+    print(_loss_summary(meta), file=sys.stderr)
     print(f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}", file=sys.stderr)
     return 0
 
@@ -200,6 +230,7 @@ def _train_topic(args: argparse.Namespace) -> int:
     }
     meta["model_id"] = args.model_id or f"{src}-{args.cell}-h{args.hidden}"
     path = save_checkpoint(args.output, model, scoring, meta)
+    print(_loss_summary(meta), file=sys.stderr)
     print(
         f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}, "
         f"{meta['n_series']} series / {meta['n_events']} events",

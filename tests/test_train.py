@@ -35,7 +35,7 @@ def test_normaliser_in_training_is_the_serving_one() -> None:
     assert r.process(Batch.from_rows([("a", 0.0, [1.0])])).accepted.all()
 
 
-def test_cli_train_on_csv_writes_checkpoint(tmp_path) -> None:
+def test_cli_train_on_csv_writes_checkpoint(tmp_path, capsys) -> None:
     rng = np.random.default_rng(0)
     with open(tmp_path / "s.csv", "w") as fh:
         fh.write("timestamp,value\n")
@@ -64,6 +64,29 @@ def test_cli_train_on_csv_writes_checkpoint(tmp_path) -> None:
     ck = load_checkpoint(out)
     assert ck.model.config.cell == "lstm" and ck.meta["epochs_run"] == 2
     assert ck.meta["data"]["csv"] == [str(tmp_path)]
+    err = capsys.readouterr().err
+    assert "epoch   2/2  train" in err  # a line per epoch when stderr is not a terminal
+    assert "loss summary: train " in err and "(all epochs;" in err
+
+
+def test_training_progress_bar_and_loss_summary(monkeypatch, capsys) -> None:
+    import sys
+
+    from stream.cli import _loss_summary, _print_epoch
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    update = _print_epoch(3)  # a terminal: a tqdm bar over the epochs
+    update(0, 0.5, 0.4)
+    update(1, 0.3, 0.35)
+    assert "train" in capsys.readouterr().err
+    hist = [
+        {"epoch": 0, "train_loss": 0.5, "val_loss": 0.4},
+        {"epoch": 1, "train_loss": 0.3, "val_loss": 0.2},
+        {"epoch": 2, "train_loss": 0.25, "val_loss": 0.21},
+    ]
+    text = _loss_summary({"history": hist, "train_config": {"epochs": 30}})
+    assert "best 0.20000 at epoch 2" in text and "early stop after 3 of 30 epochs" in text
+    assert _loss_summary({"history": []}) == "loss summary: no epoch ran"
 
 
 def test_cli_train_on_simulated_source_uses_the_worker_codec(tmp_path) -> None:
