@@ -47,6 +47,17 @@ def _print_epoch(epochs: int) -> Any:
     return update
 
 
+def _report_trained(path: Any, meta: dict[str, Any]) -> int:
+    """The loss summary and what was written, on stderr, after any training path."""
+    print(_loss_summary(meta), file=sys.stderr)
+    print(
+        f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}, "
+        f"{meta['n_series']} series / {meta['n_events']} events, {meta['seconds']} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _loss_summary(meta: dict[str, Any]) -> str:
     """One paragraph after training: best validation loss and when, how training ended."""
     hist = meta.get("history") or []
@@ -88,13 +99,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model_id=args.model_id,
         progress=_print_epoch(cfg.epochs),
     )
-    print(_loss_summary(meta), file=sys.stderr)
-    print(
-        f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}, "
-        f"{meta['n_series']} series / {meta['n_events']} events, {meta['seconds']} s",
-        file=sys.stderr,
-    )
-    return 0
+    return _report_trained(path, meta)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -182,9 +187,7 @@ def _train_simulated(args: argparse.Namespace) -> int:
     meta["data"] = {"simulated": args.simulated, "streams": args.sim_streams, "rounds": args.sim_rounds}
     meta["model_id"] = args.model_id or f"{args.simulated}-{args.cell}-h{args.hidden}"
     path = save_checkpoint(args.output, model, scoring, meta)
-    print(_loss_summary(meta), file=sys.stderr)
-    print(f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}", file=sys.stderr)
-    return 0
+    return _report_trained(path, meta)
 
 
 def _train_topic(args: argparse.Namespace) -> int:
@@ -230,13 +233,7 @@ def _train_topic(args: argparse.Namespace) -> int:
     }
     meta["model_id"] = args.model_id or f"{src}-{args.cell}-h{args.hidden}"
     path = save_checkpoint(args.output, model, scoring, meta)
-    print(_loss_summary(meta), file=sys.stderr)
-    print(
-        f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}, "
-        f"{meta['n_series']} series / {meta['n_events']} events",
-        file=sys.stderr,
-    )
-    return 0
+    return _report_trained(path, meta)
 
 
 def _add_train_arguments(t: argparse.ArgumentParser) -> None:
