@@ -7,6 +7,7 @@ in docs/benchmarks.md stay reproducible with the command they name.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,21 @@ from stream import bench
 pytestmark = pytest.mark.integration
 
 
-def test_bench_runs_the_matrix_and_every_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_runs_the_matrix_and_every_scenario(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bench.main quiets the log (this process's loggers, and SEQSTREAM_LOGLEVEL for its children): in
+    # a test session that would silence the INFO lines later tests read from their workers' logs
+    monkeypatch.setenv("SEQSTREAM_LOGLEVEL", "warning")
+    levels = {name: logging.getLogger(name).level for name in ("aiokafka", "stream", "faust")}
+    try:
+        _run_and_check(tmp_path, capsys)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     args = ["--quick", "--events", "4000", "--streams", "200", "1000", "--cell", "gru", "lstm", "--hidden", "16"]
     args += ["--batch-max", "256", "1024", "--latency-seconds", "0.5", "--latency-fractions", "0.5"]
