@@ -434,7 +434,8 @@ class Scorer:
                 ema.copy_(torch.where((count == self._zero).unsqueeze(1), xt, ema))  # [B, T] first event
                 # q: mean square of x minus its hour-of-week mean over that of x minus the slow level,
                 # before this event; 1 (gate 0.5) until a bucket seen before comes round again
-                q = torch.where(n_q > self._zero, (vp / vs.clamp_min(1e-12)).mean(1), one)  # [B]
+                # (masked_fill with a Python scalar: torch.where would reject the 0-dim CPU `one` on CUDA)
+                q = (vp / vs.clamp_min(1e-12)).mean(1).masked_fill_(n_q <= self._zero, 1.0)  # [B]
                 gate = ((self._k["gate_high"] - q) * self._k["gate_inv_span"]).clamp_(0.0, 1.0)  # [B]
                 seen = cn > self._zero  # [B, 1] the bucket has a mean to compare with
                 n_q.add_(seen[:, 0]).clamp_max_(float(cfg.profile_gate_window))  # [B]
