@@ -252,9 +252,11 @@ class Scorer:
         self.n_channels = 3 if (c.profile_buckets or c.shift_short) else 1
         self._csince = slice(o, o + self.n_channels) if c.suppress_other else slice(o, o)
         o += self.n_channels if c.suppress_other else 0
-        # k-of-n opening: the last open_n "score >= open_threshold" flags, a ring indexed by steps
+        # k-of-n opening: the last open_n "score >= open_threshold" flags, a ring, and its write position
+        # (its own counter: steps stops counting at 1e7, float32 counts stop being exact at 2^24)
         self._ring = slice(o, o + c.open_n) if c.open_n > 1 else slice(o, o)
-        o += c.open_n if c.open_n > 1 else 0
+        self._ring_pos = o + c.open_n
+        o += c.open_n + 1 if c.open_n > 1 else 0
         # online adapter: [a[T], b[T], the model's raw forecast[T]]
         if c.adapter_lr and masked:
             raise ConfigError(
@@ -580,9 +582,9 @@ class Scorer:
         # close_after consecutive events below close_threshold
         hot = score >= k["open"]  # [B]
         if cfg.open_n > 1:  # k of the last n events must be hot
-            ring = aux[:, self._ring]  # [B, N] view
-            pos = torch.remainder(steps, float(cfg.open_n)).long().unsqueeze(1)  # [B, 1]
-            ring.scatter_(1, pos, hot.unsqueeze(1).to(ring.dtype))
+            ring, at = aux[:, self._ring], aux[:, self._ring_pos]  # [B, N] view, [B] view
+            ring.scatter_(1, at.long().unsqueeze(1), hot.unsqueeze(1).to(ring.dtype))  # [B, N]
+            at.add_(one).remainder_(float(cfg.open_n))  # [B] the next slot to write
             hot = ring.sum(1) >= k["open_k"]  # [B]
         anomaly = hot & (steps >= k["warmup"])  # [B]
         was_open = is_open > self._zero  # [B]

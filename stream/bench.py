@@ -675,6 +675,8 @@ def _defaults(args: argparse.Namespace) -> argparse.Namespace:
         args.hidden = [64] if q else [64, 128]
     if args.streams is None:
         args.streams = [10000] if q else [1000, 10000, 100000]
+    for name in ("streams", "cell", "hidden"):  # a value given twice is drained once
+        setattr(args, name, list(dict.fromkeys(getattr(args, name))))
     if args.events is None:
         args.events = 50_000 if q else 200_000
     if args.latency_seconds is None:

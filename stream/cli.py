@@ -214,7 +214,7 @@ def _train_topic(args: argparse.Namespace) -> int:
     skipped = ", ".join(f"{n} {r}" for r, n in sorted(data.rejected.items())) or "none"
     print(
         f"read {data.records} records of {args.topic} in {data.seconds} s: {len(data.series)} streams; "
-        f"skipped: {skipped}; {data.out_of_order} out of order",
+        f"skipped: {skipped}; {data.reordered} put back in event-time order",
         file=sys.stderr,
     )
     if not data.series:
@@ -228,7 +228,7 @@ def _train_topic(args: argparse.Namespace) -> int:
         "source": src,
         "records": data.records,
         "rejected": data.rejected,
-        "out_of_order": data.out_of_order,
+        "reordered": data.reordered,
         "streams": len(data.series),
     }
     meta["model_id"] = args.model_id or f"{src}-{args.cell}-h{args.hidden}"

@@ -722,7 +722,9 @@ def encode_alert(
     """
     exp = ", ".join(f"{v:.4g}" for v in expected)
     act = ", ".join(f"{v:.4g}" for v in actual)
-    direction, gap = _direction(expected, actual, (extra or {}).get("channel_index"))
+    # only where `expected` is a forecast of `actual` (rule alerts such as the ticks' jumps carry limits there)
+    forecast_based = kind in (None, "anomaly")
+    direction, gap = _direction(expected, actual, (extra or {}).get("channel_index")) if forecast_based else (None, 0.0)
     if explanation is None:
         how = f", {abs(gap):.4g} {direction} the forecast" if direction else ""
         explanation = f"{state}: expected [{exp}], got [{act}]{how} (score {score:.3f}, threshold {threshold:.3f})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -89,7 +89,7 @@ class TopicData:
     stream_ids: list[str]
     records: int = 0
     rejected: dict[str, int] = field(default_factory=dict)  # decode error reason -> count
-    out_of_order: int = 0
+    reordered: int = 0  # events that arrived after a later event of their stream (trained on in time order)
     seconds: float = 0.0
 
 
@@ -106,10 +106,12 @@ def topic_data(
     """Replay ``topic`` from its first offset and decode it as ``source`` (the worker's codec).
 
     Reads every partition from the beginning, without a consumer group (no offsets are committed),
-    until ``idle_s`` seconds pass without a record or ``max_events`` records were read: a topic
-    that is still being written stops at ``max_events``. Records the codec rejects are counted by
-    reason and left out; so are events older than their stream's previous one (the worker would
-    reject them too), so each series is in event-time order as the worker sees it.
+    until ``idle_s`` seconds pass without a record (at least 10 s for the first one) or
+    ``max_events`` records were read: a topic that is still being written stops at ``max_events``.
+    Fetched records are decoded chunk by chunk, so only decoded values are kept. Records the codec
+    rejects are counted by reason and left out. Each stream's series is put in event-time order
+    (stable): events that arrived after a later one of their stream (a producer's retry, keyless
+    records spread over partitions) are counted as ``reordered`` and trained on in their place.
 
     Example (needs a broker)::
 
@@ -117,29 +119,48 @@ def topic_data(
     """
     width = N_FEATURES[source] if n_features is None else n_features
     t0 = time.monotonic()
-    records = asyncio.run(_read_topic(kafka, topic, max_events, idle_s))
-    dec = decode_batch(
-        source,
-        records,
-        n_features=width,
-        now=time.time(),
-        max_future_s=float("inf"),  # history: a clock ahead of this machine's is not a reason to drop it
-        max_payload_bytes=max_payload_bytes,
-    )
+    ids: list[str] = []
+    ts_parts: list[np.ndarray] = []
+    x_parts: list[np.ndarray] = []
     rejected: dict[str, int] = {}
-    for _, reason, _msg in dec.errors:
-        rejected[reason] = rejected.get(reason, 0) + 1
-    series, times, ids = _series(dec)
-    late = 0
-    for k, t in enumerate(times):  # what the worker's out-of-order check would drop
-        keep = t >= np.maximum.accumulate(t)
-        if not keep.all():
-            late += int((~keep).sum())
-            series[k], times[k] = series[k][keep], t[keep]
-    return TopicData(series, times, ids, len(records), rejected, late, round(time.monotonic() - t0, 2))
+    n_records = 0
+
+    def decode(records: Sequence[Any]) -> None:
+        nonlocal n_records
+        n_records += len(records)
+        dec = decode_batch(
+            source,
+            records,
+            n_features=width,
+            now=time.time(),
+            max_future_s=float("inf"),  # history: a clock ahead of this machine's is not a reason to drop it
+            max_payload_bytes=max_payload_bytes,
+        )
+        for _, reason, _msg in dec.errors:
+            rejected[reason] = rejected.get(reason, 0) + 1
+        ids.extend(dec.stream_ids)
+        ts_parts.append(dec.ts)
+        x_parts.append(dec.x)
+
+    asyncio.run(_read_topic(kafka, topic, max_events, idle_s, decode))
+    all_ts = np.concatenate(ts_parts) if ts_parts else np.zeros(0)  # [N]
+    all_x = np.concatenate(x_parts) if x_parts else np.zeros((0, width), np.float32)  # [N, F]
+    by_stream: dict[str, list[int]] = {}
+    for i, sid in enumerate(ids):
+        by_stream.setdefault(sid, []).append(i)
+    series, times, reordered = [], [], 0
+    for idx in by_stream.values():
+        t = all_ts[idx]  # [T] arrival order
+        reordered += int((t < np.maximum.accumulate(t)).sum())
+        order = np.asarray(idx)[np.argsort(t, kind="stable")]
+        series.append(all_x[order])
+        times.append(all_ts[order])
+    return TopicData(series, times, list(by_stream), n_records, rejected, reordered, round(time.monotonic() - t0, 2))
 
 
-async def _read_topic(kafka: dict[str, Any], topic: str, max_events: int, idle_s: float) -> Sequence[Any]:
+async def _read_topic(
+    kafka: dict[str, Any], topic: str, max_events: int, idle_s: float, sink: Callable[[Sequence[Any]], None]
+) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
@@ -153,14 +174,13 @@ async def _read_topic(kafka: dict[str, Any], topic: str, max_events: int, idle_s
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        out: list[Any] = []
-        last = time.monotonic()
-        while len(out) < max_events and time.monotonic() - last < idle_s:
-            got = await consumer.getmany(timeout_ms=200, max_records=min(10_000, max_events - len(out)))
-            for recs in got.values():
-                out.extend(recs)
-            if got:
-                last = time.monotonic()
-        return out[:max_events]
+        read, last, wait = 0, time.monotonic(), max(idle_s, 10.0)  # a first fetch may take a while
+        while read < max_events and time.monotonic() - last < wait:
+            got = await consumer.getmany(timeout_ms=200, max_records=min(10_000, max_events - read))
+            chunk = [r for recs in got.values() for r in recs]
+            if chunk:
+                sink(chunk)
+                read += len(chunk)
+                last, wait = time.monotonic(), idle_s
     finally:
         await consumer.stop()

@@ -47,6 +47,23 @@ def test_k_of_n_needs_k_hot_events_among_the_last_n() -> None:
     assert not any(flags)
 
 
+def test_k_of_n_ring_keeps_turning_past_the_step_cap() -> None:
+    """The ring has its own write position: steps stops counting at 1e7, the ring must not."""
+    cfg = ScoringConfig(warmup=0, suppress=0, close_after=3, open_k=2, open_n=3)
+    sc = Scorer(cfg, 1)
+    aux = sc.init_row().unsqueeze(0).clone()
+    rng = np.random.default_rng(0)
+    for e in (0.1 + 0.02 * rng.standard_normal(300)).tolist():  # calibrate
+        sc.post(aux, torch.tensor([e]), torch.zeros(1, 1))
+    aux[0, sc.STEPS] = 1e7 - 2  # a very long-lived stream
+    flags = []
+    for e in [0.1] * 6 + [5.0, 0.1, 5.0]:
+        out = sc.post(aux, torch.tensor([e]), torch.zeros(1, 1))
+        flags.append(bool(out[0, sc.ANOMALY] > 0))
+    assert flags == [False] * 8 + [True]  # two hot events within three still open an alert
+    assert Scorer(cfg, 1).size == Scorer(ScoringConfig(), 1).size + 4  # three flags and the position
+
+
 def _biased_loop(cfg: ScoringConfig, n: int = 3000) -> np.ndarray:
     """A forecaster that is right up to a fixed scale and offset: 0.6 * truth - 0.4 (normalised)."""
     sc = Scorer(cfg, 1)

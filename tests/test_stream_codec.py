@@ -685,3 +685,5 @@ def test_alert_says_which_way_the_value_went() -> None:
     ticks = orjson.loads(encode_alert(r, **kw, expected=[0.0, 0.1], actual=[100.0, 3.0, 99.9, 100.1]))  # type: ignore[arg-type]
     assert "direction" not in ticks and "forecast" not in ticks["explanation"]
     assert "direction" not in orjson.loads(encode_alert(r, **kw, expected=[1.0], actual=[1.0]))  # type: ignore[arg-type]
+    rule = encode_alert(r, **kw, expected=[0.02], actual=[0.05], kind="jump")  # type: ignore[arg-type]
+    assert "direction" not in orjson.loads(rule)  # a rule's limit is not a forecast
