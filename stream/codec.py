@@ -33,7 +33,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -286,16 +286,33 @@ def _decode_careful(
     max_payload_bytes: int = 65536,
 ) -> Decoded:
     """Every record on the careful path (the reference the fast path must equal; tests and bench)."""
+    errors: list[tuple[int, str, str]] = []
+    rows = _careful_rows(
+        source, records, range(len(records)), errors, n_features, now, now + max_future_s, max_payload_bytes
+    )
+    return _drop_overflow(*rows, errors)
+
+
+def _careful_rows(
+    source: str,
+    records: Sequence[RecordLike],
+    positions: Iterable[int],
+    errors: list[tuple[int, str, str]],
+    n_features: int,
+    now: float,
+    horizon: float,
+    max_payload_bytes: int,
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """The careful per-record path over ``positions`` (ascending): the accepted rows (positions, ids,
+    event times, float32 values); each rejection goes to ``errors`` in input order."""
     features = _FEATURES[source]
     index: list[int] = []
     ids: list[str] = []
     tss: list[float] = []
     rows: list[Sequence[float] | np.ndarray] = []
-    errors: list[tuple[int, str, str]] = []
-    horizon = now + max_future_s
-    for i, rec in enumerate(records):
+    for i in positions:
         try:
-            stream, ts, x = _decode_record(rec, features, n_features, now, horizon, max_payload_bytes)
+            stream, ts, x = _decode_record(records[i], features, n_features, now, horizon, max_payload_bytes)
         except _Bad as bad:
             errors.append((i, bad.reason, bad.message))
             continue
@@ -303,8 +320,7 @@ def _decode_careful(
         ids.append(stream)
         tss.append(ts)
         rows.append(x)
-    x_arr = _rows_f32(rows, n_features)
-    return _drop_overflow(np.asarray(index, np.int64), ids, np.asarray(tss, np.float64), x_arr, errors)
+    return np.asarray(index, np.int64), ids, np.asarray(tss, np.float64), _rows_f32(rows, n_features)
 
 
 def _rows_f32(rows: Sequence[Sequence[float] | np.ndarray] | np.ndarray, n_features: int) -> np.ndarray:
@@ -551,29 +567,15 @@ def _merge_careful(
 ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
     """Run the ``slow`` positions (ascending) on the careful path: their errors go to ``errors`` in
     input order, records it accepts join the fast path's ``good`` rows in input order."""
-    features = _FEATURES[source]
-    index: list[int] = []
-    ids: list[str] = []
-    tss: list[float] = []
-    rows: list[Sequence[float] | np.ndarray] = []
-    for i in slow:
-        try:
-            stream, t, row = _decode_record(records[i], features, n_features, now, horizon, max_payload_bytes)
-        except _Bad as bad:
-            errors.append((i, bad.reason, bad.message))
-            continue
-        index.append(i)
-        ids.append(stream)
-        tss.append(t)
-        rows.append(row)
-    if not index:
+    index, ids, tss, x = _careful_rows(source, records, slow, errors, n_features, now, horizon, max_payload_bytes)
+    if not len(index):
         return good
     f_index, f_ids, f_ts, f_x = good
-    all_index = np.concatenate([f_index, np.asarray(index, np.int64)])
+    all_index = np.concatenate([f_index, index])
     order = np.argsort(all_index, kind="stable")  # [n]
     all_ids = f_ids + ids
-    all_ts = np.concatenate([f_ts, np.asarray(tss, np.float64)])
-    all_x = np.concatenate([f_x, _rows_f32(rows, n_features)])
+    all_ts = np.concatenate([f_ts, tss])
+    all_x = np.concatenate([f_x, x])
     return all_index[order], [all_ids[j] for j in order.tolist()], all_ts[order], all_x[order]
 
 
