@@ -529,6 +529,26 @@ def test_fast_path_equals_careful_path_at_any_nesting_depth(monkeypatch: pytest.
     assert calls == [1]  # more than 64 brackets in a long value: the careful path
 
 
+def assert_batch_encodes_like_one_by_one(cases: list[tuple], *, source: str, model: str) -> None:
+    """``encode_predictions`` over (record, stream, ts, prediction, score, anomaly) cases gives, byte for
+    byte, what ``encode_prediction`` gives per case."""
+    got = encode_predictions(
+        [c[0] for c in cases],
+        streams=[c[1] for c in cases],
+        source=source,
+        ts=[c[2] for c in cases],
+        model=model,
+        predictions=[c[3] for c in cases],
+        scores=[c[4] for c in cases],
+        anomalies=[c[5] for c in cases],
+    )
+    want = [
+        encode_prediction(r, stream=st, source=source, ts=t, model=model, prediction=p, score=sc, anomaly=a)
+        for r, st, t, p, sc, a in cases
+    ]
+    assert got == want
+
+
 def test_encode_predictions_gives_the_bytes_of_encode_prediction() -> None:
     hostile = ["s1", 'a"b', ',{"id":"x"}', '},{"id":', "\\", '\\"', "pümpe-€", "😀", "\u2028", "\x00\x1f", ""]
     hostile += ['x",', '"",', '","', "],[", "%s", "%", "a:b", "\x7f", "s2"]  # cut and template characters
@@ -546,21 +566,7 @@ def test_encode_predictions_gives_the_bytes_of_encode_prediction() -> None:
         batch = cases[:k] if k < 60 else cases
         if k == 5:  # strings without anything to escape (the fast case of the string column)
             batch = [(recs[0], f"s-{i}", *c[2:]) for i, c in enumerate(cases[:k])]
-        got = encode_predictions(
-            [c[0] for c in batch],
-            streams=[c[1] for c in batch],
-            source="sensors",
-            ts=[c[2] for c in batch],
-            model='m"1',
-            predictions=[c[3] for c in batch],
-            scores=[c[4] for c in batch],
-            anomalies=[c[5] for c in batch],
-        )
-        want = [
-            encode_prediction(r, stream=s, source="sensors", ts=t, model='m"1', prediction=p, score=sc, anomaly=a)
-            for r, s, t, p, sc, a in batch
-        ]
-        assert got == want
+        assert_batch_encodes_like_one_by_one(batch, source="sensors", model='m"1')
 
 
 @settings(max_examples=200, deadline=None)
@@ -583,23 +589,8 @@ def test_encode_predictions_gives_the_bytes_of_encode_prediction_fuzzed(
     recs = [
         SimpleNamespace(topic=t, partition=3, offset=o, key=None, value=b"", timestamp=0) for _, t, _, _, _, o in rows
     ]
-    got = encode_predictions(
-        recs,
-        streams=[r[0] for r in rows],
-        source="ticks",
-        ts=[r[3] for r in rows],
-        model="m",
-        predictions=[r[2] for r in rows],
-        scores=[r[3] for r in rows],
-        anomalies=[r[4] for r in rows],
-    )
-    want = [
-        encode_prediction(
-            rec, stream=r[0], source="ticks", ts=r[3], model="m", prediction=r[2], score=r[3], anomaly=r[4]
-        )
-        for rec, r in zip(recs, rows)
-    ]
-    assert got == want
+    cases = [(rec, r[0], r[3], r[2], r[3], r[4]) for rec, r in zip(recs, rows)]
+    assert_batch_encodes_like_one_by_one(cases, source="ticks", model="m")
 
 
 def test_encode_predictions_refuses_what_encode_prediction_refuses() -> None:
