@@ -58,7 +58,7 @@ def simulated_data(
     dec = decode_batch(source, records, n_features=N_FEATURES[source], now=t0 + rounds * round_s + 1.0)
     if dec.errors:
         raise RuntimeError(f"simulator produced undecodable records: {dec.errors[:3]}")
-    series, times, _ = _series(dec)
+    series, times, _, _ = _series(dec.stream_ids, dec.ts, dec.x)
     return series, times
 
 
@@ -72,12 +72,23 @@ def simulated_series(source: str, n_streams: int, rounds: int, seed: int = 0) ->
     return simulated_data(source, n_streams, rounds, seed)[0]
 
 
-def _series(dec: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    """Decoded events grouped per stream, arrival order kept: ``[T, F]`` values, ``[T]`` times, ids."""
+def _series(
+    ids: Sequence[str], ts: np.ndarray, x: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str], int]:
+    """Decoded events grouped per stream in event-time order (stable: ties keep arrival order):
+    ``[T, F]`` values, ``[T]`` times, the stream ids, and how many events arrived after a later
+    event of their stream."""
     by_stream: dict[str, list[int]] = {}
-    for i, sid in enumerate(dec.stream_ids):
+    for i, sid in enumerate(ids):
         by_stream.setdefault(sid, []).append(i)
-    return [dec.x[idx] for idx in by_stream.values()], [dec.ts[idx] for idx in by_stream.values()], list(by_stream)
+    series, times, reordered = [], [], 0
+    for idx in by_stream.values():
+        t = ts[idx]  # [T] arrival order
+        reordered += int((t < np.maximum.accumulate(t)).sum())
+        order = np.asarray(idx)[np.argsort(t, kind="stable")]  # [T]
+        series.append(x[order])
+        times.append(ts[order])
+    return series, times, list(by_stream), reordered
 
 
 @dataclass
@@ -145,17 +156,8 @@ def topic_data(
     asyncio.run(_read_topic(kafka, topic, max_events, idle_s, decode))
     all_ts = np.concatenate(ts_parts) if ts_parts else np.zeros(0)  # [N]
     all_x = np.concatenate(x_parts) if x_parts else np.zeros((0, width), np.float32)  # [N, F]
-    by_stream: dict[str, list[int]] = {}
-    for i, sid in enumerate(ids):
-        by_stream.setdefault(sid, []).append(i)
-    series, times, reordered = [], [], 0
-    for idx in by_stream.values():
-        t = all_ts[idx]  # [T] arrival order
-        reordered += int((t < np.maximum.accumulate(t)).sum())
-        order = np.asarray(idx)[np.argsort(t, kind="stable")]
-        series.append(all_x[order])
-        times.append(all_ts[order])
-    return TopicData(series, times, list(by_stream), n_records, rejected, reordered, round(time.monotonic() - t0, 2))
+    series, times, stream_ids, reordered = _series(ids, all_ts, all_x)
+    return TopicData(series, times, stream_ids, n_records, rejected, reordered, round(time.monotonic() - t0, 2))
 
 
 async def _read_topic(
