@@ -240,10 +240,10 @@ class Runner:
         self.events = 0
         self.rejected = 0
         self._last_sweep = -np.inf
-        # CUDA: replay one captured graph per batch-size bucket instead of launching each wave's
-        # ~40 kernels (models/graphs.py); eager everywhere else
         # inputs of a batch reach the device in one copy through a staging buffer (pinned on CUDA)
         self._staging: _Staging | None = _Staging(self.device) if self.device.type != "cpu" else None
+        # CUDA: replay one captured graph per batch-size bucket instead of launching each wave's
+        # ~40 kernels (models/graphs.py); eager everywhere else
         self.graphs: WaveGraphs | None = None
         if cuda_graphs and self.device.type == "cuda":
             self.graphs = WaveGraphs(

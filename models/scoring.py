@@ -356,6 +356,11 @@ class Scorer:
         scoring without those channels.
         Returns the model input ``x_norm[B, F]`` and the residual ``err[B]``; updates ``aux`` in place.
         """
+        if self.n_phases and (phase is None or phase.shape[1] != self.n_phases):
+            raise ConfigError(
+                f"this scoring has {self.n_phases} event-time phase column(s) (season/profile channels); "
+                "pass phase=Tensor(Scorer.phases(ts)) or turn those channels off"
+            )
         cfg, one = self.config, self._one
         count = aux[:, self.COUNT]  # [B] view
         mean, var = aux[:, self._mean], aux[:, self._var]  # [B, F] views
@@ -368,11 +373,6 @@ class Scorer:
         err = resid.abs().mean(1)  # [B]
         if cfg.adapter_lr:
             self._adapt_step(aux, resid, count)
-        if self.n_phases and (phase is None or phase.shape[1] != self.n_phases):
-            raise ConfigError(
-                f"this scoring has {self.n_phases} event-time phase column(s) (season/profile channels); "
-                "pass phase=Tensor(Scorer.phases(ts)) or turn those channels off"
-            )
         if self.n_phases or cfg.shift_short:
             err = self._context(aux, x, std, count, err, phase)  # [B]
         # EMA with a 1/n start: an exact running mean/variance until norm_window events, then forgetting

@@ -173,6 +173,11 @@ class StateSlab:
             f"or enable eviction (lru, or ttl with a shorter ttl)"
         )
 
+    def _resident(self) -> np.ndarray:
+        """``[C]`` bool, the slots that hold a stream: assign stamps every resident stream's
+        ``last_used`` with a tick >= 1, and a free slot is reset to 0."""
+        return self.last_used > 0
+
     def lru_slots(self, n: int, *, exclude: np.ndarray | None = None, spare_current: bool = False) -> np.ndarray:
         """Slots of the ``n`` least recently used resident streams, oldest first, ties in slot order.
 
@@ -186,8 +191,8 @@ class StateSlab:
             >>> [slab._ids[k] for k in slab.lru_slots(2)]
             ['b', 'c']
         """
-        used = self.last_used  # 0 marks a free slot: assign stamps every resident stream with a tick >= 1
-        cand = used > 0
+        used = self.last_used
+        cand = self._resident()
         if spare_current:
             cand &= used < self._tick
         if exclude is not None and len(exclude):
@@ -234,7 +239,7 @@ class StateSlab:
         """TTL eviction: streams whose last event is older than ``now - ttl_seconds``."""
         if not self.ttl_seconds:
             return []
-        slots = np.flatnonzero((self.last_used > 0) & (self.last_ts < now - self.ttl_seconds))  # resident, idle
+        slots = np.flatnonzero(self._resident() & (self.last_ts < now - self.ttl_seconds))  # resident, idle
         idle: list[str] = [self._ids[k] for k in slots.tolist()]  # type: ignore[misc]
         self.evict(idle)
         return idle
