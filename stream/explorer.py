@@ -258,6 +258,10 @@ class RingStore:
     def _release(self, rows: np.ndarray) -> None:
         """Free buffered rows (distinct, in use) without a summary; they go to the free list in this order."""
         _consume(map(self._row_of.pop, self._ids[rows].tolist()))
+        self._free_rows(rows)
+
+    def _free_rows(self, rows: np.ndarray) -> None:
+        """Clear rows no stream id maps to any more; they go to the free list in this order."""
         self._ids[rows] = None
         self._alerts[rows] = None
         self.used[rows] = False
@@ -277,10 +281,7 @@ class RingStore:
                 tombs.move_to_end(sid)
                 while len(tombs) > self.max_streams:
                     tombs.popitem(last=False)
-        self._ids[rows] = None
-        self.used[rows] = False
-        self._alerts[rows] = None
-        self._free.extend(rows)
+        self._free_rows(np.asarray(rows, np.int64))
 
     # -- feeding ------------------------------------------------------------------------
     def sync(self, slab: StateSlab, parked: Container[str] | None = None, *, force: bool = False) -> int:
