@@ -27,28 +27,37 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_epoch(epochs: int) -> Any:
+class _EpochProgress:
     """Training progress: a bar over the epochs with the last losses on a terminal, a line per epoch
-    otherwise (logs, CI)."""
-    if not sys.stderr.isatty():
+    otherwise (logs, CI). Called once per epoch; :meth:`close` ends the bar (also after an early stop)."""
 
-        def line(epoch: int, tr: float, vl: float) -> None:
-            print(f"epoch {epoch + 1:3d}/{epochs}  train {tr:.5f}  val {vl:.5f}", file=sys.stderr, flush=True)
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
 
-        return line
-    from tqdm import tqdm
+            self.bar = tqdm(total=epochs, unit="epoch", desc="train", file=sys.stderr, leave=True)
 
-    bar = tqdm(total=epochs, unit="epoch", desc="train", file=sys.stderr, leave=True)
+    def __call__(self, epoch: int, tr: float, vl: float) -> None:
+        if self.bar is None:
+            print(f"epoch {epoch + 1:3d}/{self.epochs}  train {tr:.5f}  val {vl:.5f}", file=sys.stderr, flush=True)
+            return
+        self.bar.set_postfix(train=f"{tr:.5f}", val=f"{vl:.5f}", refresh=False)
+        self.bar.update(1)
 
-    def update(epoch: int, tr: float, vl: float) -> None:
-        bar.set_postfix(train=f"{tr:.5f}", val=f"{vl:.5f}", refresh=False)
-        bar.update(1)
-
-    return update
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-def _report_trained(path: Any, meta: dict[str, Any]) -> int:
+def _print_epoch(epochs: int) -> _EpochProgress:
+    return _EpochProgress(epochs)
+
+
+def _report_trained(path: Any, meta: dict[str, Any], progress: _EpochProgress) -> int:
     """The loss summary and what was written, on stderr, after any training path."""
+    progress.close()  # the bar's line ends before the summary
     print(_loss_summary(meta), file=sys.stderr)
     print(
         f"wrote {path}: {meta['epochs_run']} epochs, best val loss {meta['best_val_loss']:.5f}, "
@@ -97,9 +106,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         synthetic=args.synthetic,
         values=args.values.split(",") if args.values else None,
         model_id=args.model_id,
-        progress=_print_epoch(cfg.epochs),
+        progress=(progress := _print_epoch(cfg.epochs)),
     )
-    return _report_trained(path, meta)
+    return _report_trained(path, meta, progress)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -183,11 +192,12 @@ def _train_simulated(args: argparse.Namespace) -> int:
     series, times = simulated_data(args.simulated, args.sim_streams, args.sim_rounds, seed=args.seed)
     net, cfg = _net_and_train_config(args, net_shape(args.simulated))
     scoring = ScoringConfig()
-    model, meta = train(series, net, scoring, cfg, _print_epoch(cfg.epochs), times=times)
+    progress = _print_epoch(cfg.epochs)
+    model, meta = train(series, net, scoring, cfg, progress, times=times)
     meta["data"] = {"simulated": args.simulated, "streams": args.sim_streams, "rounds": args.sim_rounds}
     meta["model_id"] = args.model_id or f"{args.simulated}-{args.cell}-h{args.hidden}"
     path = save_checkpoint(args.output, model, scoring, meta)
-    return _report_trained(path, meta)
+    return _report_trained(path, meta, progress)
 
 
 def _train_topic(args: argparse.Namespace) -> int:
@@ -222,7 +232,8 @@ def _train_topic(args: argparse.Namespace) -> int:
         return 1
     net, cfg = _net_and_train_config(args, net_shape(src))
     scoring = CONTEXT_SCORING if args.scoring == "context" and src == "sensors" else ScoringConfig()
-    model, meta = train(data.series, net, scoring, cfg, _print_epoch(cfg.epochs), times=data.times)
+    progress = _print_epoch(cfg.epochs)
+    model, meta = train(data.series, net, scoring, cfg, progress, times=data.times)
     meta["data"] = {
         "topic": args.topic,
         "source": src,
@@ -233,7 +244,7 @@ def _train_topic(args: argparse.Namespace) -> int:
     }
     meta["model_id"] = args.model_id or f"{src}-{args.cell}-h{args.hidden}"
     path = save_checkpoint(args.output, model, scoring, meta)
-    return _report_trained(path, meta)
+    return _report_trained(path, meta, progress)
 
 
 def _add_train_arguments(t: argparse.ArgumentParser) -> None:

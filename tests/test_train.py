@@ -78,6 +78,7 @@ def test_training_progress_bar_and_loss_summary(monkeypatch, capsys) -> None:
     update = _print_epoch(3)  # a terminal: a tqdm bar over the epochs
     update(0, 0.5, 0.4)
     update(1, 0.3, 0.35)
+    update.close()  # an early stop: the bar ends where it is
     assert "train" in capsys.readouterr().err
     hist = [
         {"epoch": 0, "train_loss": 0.5, "val_loss": 0.4},
