@@ -241,26 +241,26 @@ class SourcePipeline:
             m.inference_step.labels(source=src).observe(time.perf_counter() - t0)
         if self.explorer is not None:
             self.explorer.record(ids, ts, x, res, self.runner.slab, getattr(self, "parked", None))
-        tss = ts.tolist()
-        accepted = res.accepted.tolist()
         preds, scores, anomalies = res.prediction, res.score, res.anomaly  # [n, F], [n], [n]
         streams: Sequence[str] = ids
-        ok_recs, ok_ts = recs, tss
-        if not all(accepted):
-            self._rejected(out, ids, tss, recs, res.reason, accepted)
+        ok_recs, ok_ts = recs, ts
+        if not res.accepted.all():
+            accepted = res.accepted.tolist()
+            self._rejected(out, ids, ts.tolist(), recs, res.reason, accepted)
             rows = [j for j, ok in enumerate(accepted) if ok]
-            streams, ok_recs, ok_ts = [ids[j] for j in rows], [recs[j] for j in rows], [tss[j] for j in rows]
-            preds, scores, anomalies = preds[rows], scores[rows], anomalies[rows]
-        # the accepted events' predictions in input order, encoded in one call (see codec.encode_predictions)
+            streams, ok_recs = [ids[j] for j in rows], [recs[j] for j in rows]
+            ok_ts, preds, scores, anomalies = ts[rows], preds[rows], scores[rows], anomalies[rows]
+        # the accepted events' predictions in input order, encoded in one call from the arrays
+        # (see codec.encode_predictions)
         values = encode_predictions(
             ok_recs,
             streams=streams,
             source=src,
             ts=ok_ts,
             model=self.model_id,
-            predictions=preds.tolist(),
-            scores=scores.tolist(),
-            anomalies=anomalies.tolist(),
+            predictions=preds,
+            scores=scores,
+            anomalies=anomalies,
         )
         if reset:  # the first prediction of a stream after a gap reset says so
             for j, stream in enumerate(streams):

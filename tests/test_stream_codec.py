@@ -6,6 +6,7 @@ import base64
 import json
 import math
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import orjson
@@ -591,6 +592,58 @@ def test_encode_predictions_gives_the_bytes_of_encode_prediction_fuzzed(
     ]
     cases = [(rec, r[0], r[3], r[2], r[3], r[4]) for rec, r in zip(recs, rows)]
     assert_batch_encodes_like_one_by_one(cases, source="ticks", model="m")
+
+
+def assert_arrays_encode_like_their_lists(
+    recs: list[Any], streams: list[str], ts: np.ndarray, preds: np.ndarray, scores: np.ndarray, anomalies: np.ndarray
+) -> None:
+    """The pipeline's call: numeric columns as numpy arrays give the bytes of ``encode_prediction`` on
+    each array's ``tolist()`` values (what the pipeline passed before it handed over the arrays)."""
+    got = encode_predictions(
+        recs, streams=streams, source="sensors", ts=ts, model="m", predictions=preds, scores=scores, anomalies=anomalies
+    )
+    want = [
+        encode_prediction(r, stream=st, source="sensors", ts=t, model="m", prediction=p, score=sc, anomaly=a)
+        for r, st, t, p, sc, a in zip(recs, streams, ts.tolist(), preds.tolist(), scores.tolist(), anomalies.tolist())
+    ]
+    assert got == want
+
+
+def test_encode_predictions_takes_numpy_columns() -> None:
+    rng = np.random.default_rng(3)
+    n = 40
+    recs = [SimpleNamespace(topic="t", partition=i % 3, offset=i, key=None, value=b"", timestamp=0) for i in range(n)]
+    streams = [f"s-{i}" for i in range(n)]
+    ts = 1.7e9 + rng.random(n)  # [n] float64
+    specials = [math.nan, math.inf, -math.inf, -0.0, 1e-45, 3.4e38, 0.1]
+    for f in (1, 3, 0):
+        preds = rng.standard_normal((n, f)).astype(np.float32)  # [n, F], as the Runner gives them
+        if f:
+            preds[: len(specials), 0] = specials
+        scores = rng.random(n).astype(np.float32)  # [n]
+        scores[:3] = [math.nan, 0.0, 1.0]
+        anomalies = rng.random(n) > 0.5  # [n] bool
+        assert_arrays_encode_like_their_lists(recs, streams, ts, preds, scores, anomalies)
+    wide = rng.standard_normal((n, 4)).astype(np.float32)
+    # views that are not C-contiguous, other dtypes, and shapes the template cannot hold (the per-event path)
+    assert_arrays_encode_like_their_lists(recs, streams, ts, wide[:, 1:3], wide[:, 0], anomalies)
+    assert_arrays_encode_like_their_lists(
+        recs, streams, ts, np.asfortranarray(wide), scores.astype(np.float16), anomalies
+    )
+    assert_arrays_encode_like_their_lists(recs, streams, np.arange(n), wide.astype(np.float64), scores, anomalies)
+    assert_arrays_encode_like_their_lists(recs, streams, ts, wide.reshape(n, 2, 2), scores, anomalies)
+    assert_arrays_encode_like_their_lists(recs, streams, ts, wide[:, 0], scores, anomalies.astype(np.int8))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.floats(width=32), min_size=2, max_size=2), st.floats(width=32)), max_size=12))
+def test_encode_predictions_takes_numpy_columns_fuzzed(rows: list[tuple[list[float], float]]) -> None:
+    n = len(rows)
+    recs = [SimpleNamespace(topic="t", partition=0, offset=i, key=None, value=b"", timestamp=0) for i in range(n)]
+    preds = np.array([r[0] for r in rows], np.float32).reshape(n, 2)  # [n, 2]
+    scores = np.array([r[1] for r in rows], np.float32)  # [n]
+    ts = np.arange(n, dtype=np.float64) + 0.5
+    assert_arrays_encode_like_their_lists(recs, [f"s{i}" for i in range(n)], ts, preds, scores, scores > 0)
 
 
 def test_encode_predictions_refuses_what_encode_prediction_refuses() -> None:
