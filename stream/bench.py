@@ -17,6 +17,10 @@ scenario, then a Markdown table. Scenarios (all measured in the same run, so rat
   steps of the stream from a zero state per event (``model.forward`` on a [1, 64, F] window).
 * ``latency``: the engine in a child process; this process produces at 25/50/90 % of the measured
   seqstream drain rate and reads the ``predictions`` topic; latency = receive time - event ``ts``.
+  The floors at the same rates: ``latency_raw`` (a plain aiokafka pass-through child instead of the
+  engine) and ``latency_broker`` (the input topic read back: one hop through the broker, nothing
+  in between). Each level records the cores the broker process used (``broker_cpu``).
+* ``--rounds``: more (raw pass-through, primary drain) pairs, alternating; the ratio is their median.
 * ``model_step``: ``bench/step_bench.py``'s ``model_step`` and ``batched`` cells by batch size.
 * ``memory``: a CPU Runner with N resident streams in a child process: slab bytes per stream vs
   the raw tensor bytes, and process RSS.
@@ -271,10 +275,30 @@ def _raw_latency_child(bootstrap: str, topic: str, out_topic: str, ready: Any, s
     asyncio.run(go())
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, s) a process has used so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def _latency_level(
-    bootstrap: str, topic: str, out_topic: str, streams: int, rate: float, seconds: float
+    bootstrap: str,
+    topic: str,
+    out_topic: str,
+    streams: int,
+    rate: float,
+    seconds: float,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Produce at ``rate`` for ``seconds`` (rounds every 5 ms) and read the outputs back."""
+    """Produce at ``rate`` for ``seconds`` (rounds every 5 ms) and read the outputs back.
+
+    ``out_topic == topic`` reads the input itself: one producer -> broker -> consumer hop, the
+    broker's own latency at that rate. ``broker_cpu``: cores the broker process used meanwhile.
+    """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from .engine import BulkProducer
@@ -310,6 +334,8 @@ async def _latency_level(
 
     rtask = asyncio.create_task(reader())
     tick = 0.005
+    cpu0 = _cpu_seconds(broker_pid) if broker_pid else None
+    own0 = time.process_time()
     t0 = time.monotonic()
     k = 0
     pending: list[Any] = []
@@ -331,7 +357,11 @@ async def _latency_level(
                 pending.clear()
         await asyncio.sleep(max(0.0, t0 + k * tick - time.monotonic()))
     await asyncio.gather(*pending)
-    achieved = produced / (time.monotonic() - t0)
+    wall = time.monotonic() - t0
+    achieved = produced / wall
+    cpu1 = _cpu_seconds(broker_pid) if broker_pid else None
+    broker_cpu = round((cpu1 - cpu0) / wall, 2) if cpu0 is not None and cpu1 is not None else None
+    load_cpu = round((time.process_time() - own0) / wall, 2)  # the load generator and the reader
     t_wait = time.monotonic()
     while len(lat) < produced and time.monotonic() - t_wait < 15:
         await asyncio.sleep(0.05)
@@ -352,6 +382,8 @@ async def _latency_level(
         "p99_ms": q(99),
         "p999_ms": q(99.9),
         "max_ms": round(float(a.max()), 2) if len(a) else float("nan"),
+        "broker_cpu": broker_cpu,
+        "load_cpu": load_cpu,
     }
 
 
@@ -446,8 +478,22 @@ def _latency_levels(
     seconds: float,
     warm_rate: float,
     warm_s: float,
+    broker_pid: int | None = None,
 ) -> list[tuple[float, dict[str, Any]]]:
-    """Start ``target(*child_args, ready, stop)`` in a child process, warm it, run each latency level."""
+    """Start ``target(*child_args, ready, stop)`` in a child process, warm it, run each latency level.
+
+    ``target=None``: no child; the levels read ``out_topic`` as it is (the broker-only hop).
+    """
+
+    def levels() -> list[tuple[float, dict[str, Any]]]:
+        asyncio.run(_latency_level(bootstrap, topic, out_topic, streams, warm_rate, warm_s))
+        return [
+            (frac, asyncio.run(_latency_level(bootstrap, topic, out_topic, streams, rate, seconds, broker_pid)))
+            for frac, rate in rates
+        ]
+
+    if target is None:
+        return levels()
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
     child = ctx.Process(target=target, args=(*child_args, ready, stop))
@@ -455,11 +501,7 @@ def _latency_levels(
     try:
         if not ready.wait(60):
             raise RuntimeError(f"{target.__name__}: no partitions assigned within 60 s")
-        asyncio.run(_latency_level(bootstrap, topic, out_topic, streams, warm_rate, warm_s))
-        return [
-            (frac, asyncio.run(_latency_level(bootstrap, topic, out_topic, streams, rate, seconds)))
-            for frac, rate in rates
-        ]
+        return levels()
     finally:
         stop.set()
         child.join(30)
@@ -508,7 +550,7 @@ def run(args: argparse.Namespace) -> int:
             _emit({"scenario": "produce_backlog", "events": n, "events_per_s": round(prate), **here}, records)
             if st == streams:
                 raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax))
-                _emit({"scenario": "raw_passthrough", "batch_max": bmax, **raw, **here}, records)
+                _emit({"scenario": "raw_passthrough", "batch_max": bmax, "round": 0, **raw, **here}, records)
             for c in args.cell:
                 for h in args.hidden:
                     primary = (st, c, h) == (streams, cell, hidden)
@@ -520,12 +562,27 @@ def run(args: argparse.Namespace) -> int:
                         create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
                         res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm), n, c, h))
                         row = {"cell": c, "hidden": h, "streams": st, "primary": primary}
+                        if primary:
+                            row["round"] = 0
                         _emit(
                             {"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **row},
                             records,
                         )
                         if primary and res["events_per_s"] > seq.get("events_per_s", 0.0):
                             seq = {**res, "batch_max": bm}
+
+        # more rounds of (raw pass-through, primary drain at its best batch_max), alternating, so the
+        # ratio is a median over pairs measured minutes apart rather than one pair of drains
+        t_in = f"in-{run_id}-{streams}"
+        for rnd in range(1, args.rounds):
+            raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax))
+            _emit({"scenario": "raw_passthrough", "batch_max": bmax, "round": rnd, **raw, **common}, records)
+            bm = seq["batch_max"]
+            out = f"{t_out}-{streams}-{cell}{hidden}-{bm}-r{rnd}"
+            create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
+            res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm), n, cell, hidden))
+            row = {"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **common}
+            _emit({**row, "primary": True, "round": rnd}, records)
 
         pe = _per_event(cell, hidden, streams, args.per_event_n)
         _emit({"scenario": "per_event", **pe, **common}, records)
@@ -541,14 +598,17 @@ def run(args: argparse.Namespace) -> int:
                 ("latency", _latency_child, (ls.model_dump_json(), cell, hidden), t_lat_in, t_lat_out, warm)
             ]
             if args.latency_raw:
-                t_rl_in, t_rl_out = f"rawlat-in-{run_id}", f"rawlat-out-{run_id}"
-                create_topics(bs, [t_rl_in, t_rl_out], partitions=parts)
+                t_rl_in, t_rl_out, t_hop = f"rawlat-in-{run_id}", f"rawlat-out-{run_id}", f"hop-{run_id}"
+                create_topics(bs, [t_rl_in, t_rl_out, t_hop], partitions=parts)
                 runs.append(
                     ("latency_raw", _raw_latency_child, (bs, t_rl_in, t_rl_out), t_rl_in, t_rl_out, (2000.0, 1.0))
                 )
+                # one hop, nothing in between: the load generator's own topic read back
+                runs.append(("latency_broker", None, (), t_hop, t_hop, (2000.0, 1.0)))
+            pid = broker.proc.pid if broker.proc is not None else None
             for scenario, target, child_args, t_lin, t_lout, (warm_rate, warm_s) in runs:
                 for frac, lv in _latency_levels(
-                    target, child_args, bs, t_lin, t_lout, streams, rates, args.latency_seconds, warm_rate, warm_s
+                    target, child_args, bs, t_lin, t_lout, streams, rates, args.latency_seconds, warm_rate, warm_s, pid
                 ):
                     _emit({"scenario": scenario, "fraction_of_max": frac, **lv, **common}, records)
 
@@ -576,23 +636,34 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
     for r in records:
         by[r["scenario"]].append(r)
     lines = [f"\nseqstream bench ({seconds:.0f} s)\n", "| scenario | events/s | note |", "|---|---:|---|"]
-    raw = by["raw_passthrough"][0]["events_per_s"] if by["raw_passthrough"] else None
+    raws = {r.get("round", 0): r["events_per_s"] for r in by["raw_passthrough"]}
+    raw = raws.get(0)
     primary = [r for r in by["seqstream"] if r.get("primary", True)]
-    seq = max(primary, key=lambda r: r["events_per_s"]) if primary else None
+    first = [r for r in primary if r.get("round", 0) == 0]
+    seq = max(first, key=lambda r: r["events_per_s"]) if first else None
+    # per round: the primary drain vs the raw pass-through measured just before it
+    ratios = [seq["events_per_s"] / raw] if seq and raw else []
+    ratios += [r["events_per_s"] / raws[r["round"]] for r in primary if r.get("round", 0) > 0 and raws.get(r["round"])]
     pe = by["per_event"][0] if by["per_event"] else None
-    if raw:
-        lines.append(f"| raw aiokafka pass-through | {_fmt(raw)} | ceiling |")
+    for rnd, v in sorted(raws.items()):
+        lines.append(f"| raw aiokafka pass-through | {_fmt(v)} | ceiling{f', round {rnd + 1}' if rnd else ''} |")
     for r in by["seqstream"]:
+        rnd = r.get("round", 0)
         lines.append(
             f"| seqstream end to end | {_fmt(r['events_per_s'])} | {r['streams']} streams, {r['cell']}-{r['hidden']}, "
-            f"batch_max {r['batch_max']}, mean batch {r['mean_batch']:.0f} |"
+            f"batch_max {r['batch_max']}, mean batch {r['mean_batch']:.0f}{f', round {rnd + 1}' if rnd else ''} |"
         )
     if pe:
         lines.append(f"| one Runner.process per event | {_fmt(pe['per_event_events_per_s'])} | model only, no Kafka |")
         lines.append(f"| re-run last 64 steps per event | {_fmt(pe['rerun64_events_per_s'])} | model.forward only |")
-    if seq and raw:
+    if seq and ratios:
+        each = (
+            f"median of {len(ratios)} rounds: " + ", ".join(f"{x:.2f}" for x in ratios) + "; "
+            if len(ratios) > 1
+            else ""
+        )
         lines.append(
-            f"| **seqstream / raw** | {seq['events_per_s'] / raw:.2f}x | best row of {seq['streams']} streams, "
+            f"| **seqstream / raw** | {float(np.median(ratios)):.2f}x | {each}best row of {seq['streams']} streams, "
             f"{seq['cell']}-{seq['hidden']}; target >= 0.5x |"
         )
     if seq and pe:
@@ -602,14 +673,19 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
     if by["latency"]:
         lines += [
             "",
-            "| path | fraction of seqstream max | target rate | achieved | p50 ms | p99 ms | p999 ms |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| path | fraction of seqstream max | target rate | achieved | p50 ms | p99 ms | p999 ms | broker cores |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for path, rows in (("seqstream", by["latency"]), ("raw pass-through", by["latency_raw"])):
+        paths = (
+            ("seqstream", by["latency"]),
+            ("raw pass-through", by["latency_raw"]),
+            ("broker only (one hop)", by["latency_broker"]),
+        )
+        for path, rows in paths:
             for r in rows:
                 lines.append(
                     f"| {path} | {r['fraction_of_max']:.0%} | {r['target_rate']} | {r['achieved_rate']} | "
-                    f"{r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} |"
+                    f"{r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} | {r.get('broker_cpu')} |"
                 )
     if by["model_step"]:
         lines += ["", "| mode | batch | stream-steps/s |", "|---|---:|---:|"]
@@ -652,6 +728,12 @@ def register_args(p: argparse.ArgumentParser) -> None:
         default=[1024, 4096],
         help="engine micro-batch caps to drain with (best one: latency)",
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="(raw pass-through, primary drain) pairs; the ratio is their median (default 3; 1 with --quick)",
+    )
     p.add_argument("--per-event-n", type=int, default=2000)
     p.add_argument("--latency-seconds", type=float, default=None, help="seconds per latency level (0: skip)")
     p.add_argument("--latency-fractions", type=float, nargs="*", default=[0.25, 0.5, 0.9])
@@ -659,7 +741,8 @@ def register_args(p: argparse.ArgumentParser) -> None:
         "--no-latency-raw",
         dest="latency_raw",
         action="store_false",
-        help="skip the same latency levels through a plain aiokafka pass-through (the broker/client floor)",
+        help="skip the floors: the same latency levels through a plain aiokafka pass-through and through the "
+        "broker alone (one hop)",
     )
     p.add_argument("--step-batches", type=int, nargs="*", default=None, help="model step batch sizes")
     p.add_argument("--step-budget", type=float, default=0.5)
@@ -677,6 +760,8 @@ def _defaults(args: argparse.Namespace) -> argparse.Namespace:
         args.streams = [10000] if q else [1000, 10000, 100000]
     for name in ("streams", "cell", "hidden"):  # a value given twice is drained once
         setattr(args, name, list(dict.fromkeys(getattr(args, name))))
+    if args.rounds is None:
+        args.rounds = 1 if q else 3
     if args.events is None:
         args.events = 50_000 if q else 200_000
     if args.latency_seconds is None:

@@ -34,7 +34,7 @@ def test_bench_runs_the_matrix_and_every_scenario(
 def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     args = ["--quick", "--events", "4000", "--streams", "200", "1000", "--cell", "gru", "lstm", "--hidden", "16"]
-    args += ["--batch-max", "256", "1024", "--latency-seconds", "0.5", "--latency-fractions", "0.5"]
+    args += ["--batch-max", "256", "1024", "--latency-seconds", "0.5", "--latency-fractions", "0.5", "--rounds", "2"]
     args += ["--memory-streams", "2000", "--step-batches", "8", "--per-event-n", "50", "--json-out", str(out)]
     assert bench.main(args) == 0
     recs = json.loads(out.read_text())
@@ -46,16 +46,23 @@ def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert drains == {(200, "gru", 16, 256), (200, "gru", 16, 1024), (200, "lstm", 16, 1024)} | {
         (1000, c, 16, 1024) for c in ("gru", "lstm")
     }
+    # the second round: one more raw pass-through and one more primary drain, at round 1's best batch_max
+    (again,) = [r for r in by["seqstream"] if r.get("round") == 1]
+    best = max((r for r in by["seqstream"] if r.get("round") == 0), key=lambda r: r["events_per_s"])
+    assert (again["streams"], again["cell"], again["batch_max"]) == (200, "gru", best["batch_max"])
+    assert sorted(r["round"] for r in by["raw_passthrough"]) == [0, 1]
     for r in by["seqstream"]:
         assert r["events"] == 4000 and r["events_per_s"] > 0  # every backlog event processed
         assert r["resident_streams"] == r["streams"]
-    assert [r["streams"] for r in by["raw_passthrough"]] == [200] and by["raw_passthrough"][0]["events"] == 4000
+    assert all(r["streams"] == 200 and r["events"] == 4000 for r in by["raw_passthrough"])
     assert by["per_event"][0]["per_event_events_per_s"] > 0
-    for scenario in ("latency", "latency_raw"):
+    for scenario in ("latency", "latency_raw", "latency_broker"):
         (lv,) = by[scenario]
         assert lv["received"] == lv["produced"] > 0 and 0 < lv["p50_ms"] <= lv["p99_ms"]
+        assert lv["broker_cpu"] is not None and lv["broker_cpu"] >= 0  # the embedded broker's pid is known
     (mem,) = by["memory"]
     assert mem["resident_streams"] == 2000 and mem["slab_vs_raw"] <= 1.25
     assert {r["mode"] for r in by["model_step"]} == {"model_step", "batched"}
     table = capsys.readouterr().out
     assert "**seqstream / raw**" in table and "best row of 200 streams, gru-16" in table
+    assert "median of 2 rounds" in table and "broker only (one hop)" in table
