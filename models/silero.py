@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.nn import functional as fn
 
 from .errors import CheckpointError, ConfigError, InputError
+from .runner import _Staging
 from .state import EvictionPolicy, StateSlab
 
 __all__ = [
@@ -231,6 +232,7 @@ class VadRunner:
             ttl_seconds=ttl_seconds,
             device=self.device,
         )
+        self._staging = _Staging(self.device) if self.device.type != "cpu" else None
 
     @staticmethod
     def _waves(stream_ids: Sequence[str]) -> list[np.ndarray]:
@@ -246,27 +248,42 @@ class VadRunner:
 
     @torch.inference_mode()
     def process(self, stream_ids: Sequence[str], ts: np.ndarray, pcm: np.ndarray | Tensor) -> VadResults:
-        """``pcm[B, 512]`` float in [-1, 1] (int16 / 32768) -> probabilities and speech transitions."""
+        """``pcm[B, 512]`` float in [-1, 1] (int16 / 32768) -> probabilities and speech transitions.
+
+        One host->device copy in (the frames and slots of every wave, through the staging buffer,
+        pinned on CUDA) and one device->host copy out, however many waves the batch needs.
+        """
         n = len(stream_ids)
         ts = np.asarray(ts, np.float64)
         x_all = torch.as_tensor(pcm, dtype=torch.float32)
         if x_all.shape != (n, FRAME) or ts.shape != (n,):
             raise InputError(f"VadRunner.process wants ids[B], ts[B], pcm[B, {FRAME}]; got pcm {tuple(x_all.shape)}")
-        x_all = x_all.to(self.device)
-        out = np.zeros((n, 5), np.float32)  # prob, started, ended, frames since tentative end, speaking
-        for rows in self._waves(stream_ids):
-            ids = [stream_ids[i] for i in rows]
-            slots = self.slab.assign(ids, ts[rows])
-            idx = torch.from_numpy(slots).to(self.device)
-            hidden, aux = self.slab.gather(idx)  # [b, 1, 2, 128], [b, A]
-            rows_t = torch.from_numpy(rows).to(self.device)
-            prob, (context, hc) = self.model.step(x_all.index_select(0, rows_t), (aux[:, :CONTEXT], hidden[:, 0]))
+        if not n:
+            return self._results(stream_ids, ts, np.zeros((0, 5), np.float32))
+        waves = self._waves(stream_ids)
+        order = np.concatenate(waves)  # [n] rows wave by wave: each wave a contiguous span
+        slots = self.slab.assign([stream_ids[i] for i in order.tolist()], ts[order])  # [n] in wave order
+        x_host = x_all.cpu().numpy()[order]  # [n, FRAME] in wave order
+        if self._staging is not None:
+            xd, idx, _ = self._staging.put(x_host, slots, None)  # [n, FRAME], [n] on the device
+        else:  # CPU: the arrays themselves
+            xd, idx = torch.from_numpy(x_host), torch.from_numpy(slots)  # [n, FRAME], [n]
+        parts = []
+        a = 0
+        for rows in waves:  # a stream's frames in order: one wave per occurrence
+            b = a + len(rows)
+            i = idx[a:b]  # [b] distinct slots
+            hidden, aux = self.slab.gather(i)  # [b, 1, 2, 128], [b, A]
+            prob, (context, hc) = self.model.step(xd[a:b], (aux[:, :CONTEXT], hidden[:, 0]))  # [b], ([b, C], [b, 2, H])
             trig, since, started, ended, ago = self._hysteresis(prob, aux[:, _A_TRIG] > 0.5, aux[:, _A_SINCE])
-            aux = torch.cat([context, trig.float().unsqueeze(1), since.unsqueeze(1)], dim=1)
-            self.slab.scatter(idx, hc.unsqueeze(1), aux)
-            self.slab.steps[slots] += 1
-            self.slab.last_ts[slots] = np.maximum(self.slab.last_ts[slots], ts[rows])
-            out[rows] = torch.stack([prob, started.float(), ended.float(), ago, trig.float()], dim=1).cpu().numpy()
+            aux = torch.cat([context, trig.float().unsqueeze(1), since.unsqueeze(1)], dim=1)  # [b, A]
+            self.slab.scatter(i, hc.unsqueeze(1), aux)
+            parts.append(torch.stack([prob, started.float(), ended.float(), ago, trig.float()], dim=1))  # [b, 5]
+            a = b
+        out = np.empty((n, 5), np.float32)  # prob, started, ended, frames since tentative end, speaking
+        out[order] = torch.cat(parts).cpu().numpy()  # [n, 5]: the batch's one device->host copy
+        np.add.at(self.slab.steps, slots, 1)
+        np.maximum.at(self.slab.last_ts, slots, ts[order])
         return self._results(stream_ids, ts, out)
 
     def _hysteresis(self, prob: Tensor, trig: Tensor, since: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -191,6 +191,32 @@ def test_probabilities_and_segments_match_silero(reference, ours, utterances) ->
     assert ref_ev[5] == [] and ev[5] == []
 
 
+def test_staging_buffer_equals_direct_inputs(ours, utterances) -> None:
+    """CUDA's input path (one staging buffer, one host->device copy per batch), run on the CPU, gives
+    the direct path's probabilities, events and state bit for bit, also when a batch holds several
+    frames of a stream (several waves)."""
+    from models.runner import _Staging
+
+    audio = _streams(utterances, seed=2)[:3]
+    direct, staged = VadRunner(ours), VadRunner(ours)
+    assert direct._staging is None  # CPU runners use the arrays as they are
+    staged._staging = _Staging(torch.device("cpu"))
+    puts: list[int] = []
+    real_put = staged._staging.put
+    staged._staging.put = lambda x, slots, dt: puts.append(len(slots)) or real_put(x, slots, dt)  # type: ignore[method-assign]
+    for per_call in (1, 4):
+        p1, ev1 = _ours(direct, audio, per_call)
+        n_puts = len(puts)
+        p2, ev2 = _ours(staged, audio, per_call)
+        assert p1.tobytes() == p2.tobytes() and ev1 == ev2
+        calls = -(-(audio.shape[1] // FRAME) // per_call)
+        assert len(puts) - n_puts == calls  # one copy in per batch, however many waves
+    for a, b in ((direct.slab.hidden, staged.slab.hidden), (direct.slab.aux, staged.slab.aux)):
+        assert a.numpy().tobytes() == b.numpy().tobytes()
+    assert direct.slab.steps.tolist() == staged.slab.steps.tolist()
+    assert direct.slab.last_ts.tolist() == staged.slab.last_ts.tolist()
+
+
 def test_state_survives_slab_snapshot(ours, utterances) -> None:
     audio = _streams(utterances, seed=1)[:2]
     whole, _ = _ours(VadRunner(ours), audio)
