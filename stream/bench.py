@@ -95,7 +95,9 @@ async def _produce_backlog(bootstrap: str, topic: str, msgs: list[tuple[bytes, b
     return len(msgs) / (time.perf_counter() - t0)
 
 
-async def _raw_passthrough(bootstrap: str, topic: str, out_topic: str, n: int, batch_max: int) -> dict[str, Any]:
+async def _raw_passthrough(
+    bootstrap: str, topic: str, out_topic: str, n: int, batch_max: int, broker_pid: int | None = None
+) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     c = AIOKafkaConsumer(
@@ -115,6 +117,7 @@ async def _raw_passthrough(bootstrap: str, topic: str, out_topic: str, n: int, b
     done = 0
     t_first = t_end = 0.0
     first_n = 0
+    cpu = _CpuWindow(broker_pid)
     try:
         while done < n:
             data = await c.getmany(timeout_ms=200, max_records=batch_max)
@@ -122,6 +125,7 @@ async def _raw_passthrough(bootstrap: str, topic: str, out_topic: str, n: int, b
                 continue
             if not t_first:
                 t_first = time.perf_counter()
+                cpu.start()
             futs = []
             offsets = {}
             got = 0
@@ -142,10 +146,11 @@ async def _raw_passthrough(bootstrap: str, topic: str, out_topic: str, n: int, b
                 first_n = got
             done += got
         t_end = time.perf_counter()
+        cpu.stop()
     finally:
         await c.stop()
         await p.stop()
-    return {"events": done, "events_per_s": (done - first_n) / max(t_end - t_first, 1e-9)}
+    return {"events": done, "events_per_s": (done - first_n) / max(t_end - t_first, 1e-9), **cpu.result}
 
 
 def _settings(bootstrap: str, topic: str, out_topic: str, batch_max: int, **extra: Any) -> Any:
@@ -186,19 +191,46 @@ def _engine(settings: Any, cell: str, hidden: int) -> Any:
     return BatchEngine(settings, {"sensors": pipe}, metrics)
 
 
-async def _seqstream_drain(settings: Any, n: int, cell: str, hidden: int) -> dict[str, Any]:
+class _CpuWindow:
+    """Cores used by this process and by the broker between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, broker_pid: int | None) -> None:
+        self.pid = broker_pid
+        self.t0 = self.own0 = 0.0
+        self.b0: float | None = None
+        self.result: dict[str, float | None] = {"cpu": None, "broker_cpu": None}
+
+    def start(self) -> None:
+        self.t0, self.own0 = time.perf_counter(), time.process_time()
+        self.b0 = _cpu_seconds(self.pid) if self.pid else None
+
+    def stop(self) -> None:
+        wall = max(time.perf_counter() - self.t0, 1e-9)
+        b1 = _cpu_seconds(self.pid) if self.pid else None
+        self.result = {
+            "cpu": round((time.process_time() - self.own0) / wall, 2),
+            "broker_cpu": round((b1 - self.b0) / wall, 2) if b1 is not None and self.b0 is not None else None,
+        }
+
+
+async def _seqstream_drain(
+    settings: Any, n: int, cell: str, hidden: int, broker_pid: int | None = None
+) -> dict[str, Any]:
     eng = _engine(settings, cell, hidden)
     await eng.start()
     task = asyncio.create_task(eng.run())
     t_first = 0.0
     first_n = 0
     deadline = time.monotonic() + 180
+    cpu = _CpuWindow(broker_pid)
     try:
         while eng.events < n and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
             if not t_first and eng.events:
                 t_first, first_n = time.perf_counter(), eng.events
+                cpu.start()
         t_end = time.perf_counter()
+        cpu.stop()
         rss = _rss_mb()
     finally:
         await eng.stop()
@@ -212,6 +244,9 @@ async def _seqstream_drain(settings: Any, n: int, cell: str, hidden: int) -> dic
         "events_per_s": (eng.events - first_n) / max(t_end - t_first, 1e-9),
         "resident_streams": len(pipe.runner.slab),
         "rss_mb": round(rss, 1),
+        "snapshots": eng.state.snapshots_written,  # partition snapshots written during the drain
+        "snapshot_s": round(eng.state.snapshot_seconds_total, 3),  # time spent writing them
+        **cpu.result,  # cores of this process (the engine) and of the broker while draining
     }
 
 
@@ -531,6 +566,7 @@ def run(args: argparse.Namespace) -> int:
     common = {"cell": cell, "hidden": hidden, "streams": streams}
     with EmbeddedBroker() as broker:
         bs = broker.bootstrap
+        pid = broker.proc.pid if broker.proc is not None else None
         parts = args.partitions
         run_id = uuid.uuid4().hex[:6]
         t_raw, t_out = f"raw-out-{run_id}", f"pred-{run_id}"
@@ -549,7 +585,7 @@ def run(args: argparse.Namespace) -> int:
             here = {"cell": cell, "hidden": hidden, "streams": st}
             _emit({"scenario": "produce_backlog", "events": n, "events_per_s": round(prate), **here}, records)
             if st == streams:
-                raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax))
+                raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax, pid))
                 _emit({"scenario": "raw_passthrough", "batch_max": bmax, "round": 0, **raw, **here}, records)
             for c in args.cell:
                 for h in args.hidden:
@@ -560,7 +596,7 @@ def run(args: argparse.Namespace) -> int:
                         # snapshots and treat the backlog as already processed)
                         out = f"{t_out}-{st}-{c}{h}-{bm}"
                         create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
-                        res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm), n, c, h))
+                        res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm), n, c, h, pid))
                         row = {"cell": c, "hidden": h, "streams": st, "primary": primary}
                         if primary:
                             row["round"] = 0
@@ -575,12 +611,12 @@ def run(args: argparse.Namespace) -> int:
         # ratio is a median over pairs measured minutes apart rather than one pair of drains
         t_in = f"in-{run_id}-{streams}"
         for rnd in range(1, args.rounds):
-            raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax))
+            raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax, pid))
             _emit({"scenario": "raw_passthrough", "batch_max": bmax, "round": rnd, **raw, **common}, records)
             bm = seq["batch_max"]
             out = f"{t_out}-{streams}-{cell}{hidden}-{bm}-r{rnd}"
             create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
-            res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm), n, cell, hidden))
+            res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm), n, cell, hidden, pid))
             row = {"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **common}
             _emit({**row, "primary": True, "round": rnd}, records)
 
@@ -605,7 +641,6 @@ def run(args: argparse.Namespace) -> int:
                 )
                 # one hop, nothing in between: the load generator's own topic read back
                 runs.append(("latency_broker", None, (), t_hop, t_hop, (2000.0, 1.0)))
-            pid = broker.proc.pid if broker.proc is not None else None
             for scenario, target, child_args, t_lin, t_lout, (warm_rate, warm_s) in runs:
                 for frac, lv in _latency_levels(
                     target, child_args, bs, t_lin, t_lout, streams, rates, args.latency_seconds, warm_rate, warm_s, pid
@@ -645,13 +680,22 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
     ratios = [seq["events_per_s"] / raw] if seq and raw else []
     ratios += [r["events_per_s"] / raws[r["round"]] for r in primary if r.get("round", 0) > 0 and raws.get(r["round"])]
     pe = by["per_event"][0] if by["per_event"] else None
-    for rnd, v in sorted(raws.items()):
-        lines.append(f"| raw aiokafka pass-through | {_fmt(v)} | ceiling{f', round {rnd + 1}' if rnd else ''} |")
+
+    def cores(r: dict[str, Any]) -> str:  # CPU use while draining: is the path CPU-bound or waiting?
+        return f"; {r['cpu']} cores, broker {r['broker_cpu']}" if r.get("cpu") is not None else ""
+
+    for r in by["raw_passthrough"]:
+        rnd = r.get("round", 0)
+        lines.append(
+            f"| raw aiokafka pass-through | {_fmt(r['events_per_s'])} | ceiling{f', round {rnd + 1}' if rnd else ''}"
+            f"{cores(r)} |"
+        )
     for r in by["seqstream"]:
         rnd = r.get("round", 0)
         lines.append(
             f"| seqstream end to end | {_fmt(r['events_per_s'])} | {r['streams']} streams, {r['cell']}-{r['hidden']}, "
-            f"batch_max {r['batch_max']}, mean batch {r['mean_batch']:.0f}{f', round {rnd + 1}' if rnd else ''} |"
+            f"batch_max {r['batch_max']}, mean batch {r['mean_batch']:.0f}{f', round {rnd + 1}' if rnd else ''}"
+            f"{cores(r)} |"
         )
     if pe:
         lines.append(f"| one Runner.process per event | {_fmt(pe['per_event_events_per_s'])} | model only, no Kafka |")

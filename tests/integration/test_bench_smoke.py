@@ -51,6 +51,8 @@ def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     best = max((r for r in by["seqstream"] if r.get("round") == 0), key=lambda r: r["events_per_s"])
     assert (again["streams"], again["cell"], again["batch_max"]) == (200, "gru", best["batch_max"])
     assert sorted(r["round"] for r in by["raw_passthrough"]) == [0, 1]
+    for r in by["seqstream"] + by["raw_passthrough"]:
+        assert r["cpu"] > 0 and r["broker_cpu"] is not None  # CPU use while draining, of both processes
     for r in by["seqstream"]:
         assert r["events"] == 4000 and r["events_per_s"] > 0  # every backlog event processed
         assert r["resident_streams"] == r["streams"]
