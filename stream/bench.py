@@ -19,7 +19,8 @@ scenario, then a Markdown table. Scenarios (all measured in the same run, so rat
   seqstream drain rate and reads the ``predictions`` topic; latency = receive time - event ``ts``.
   The floors at the same rates: ``latency_raw`` (a plain aiokafka pass-through child instead of the
   engine) and ``latency_broker`` (the input topic read back: one hop through the broker, nothing
-  in between). Each level records the cores the broker process used (``broker_cpu``).
+  in between). Each level records the cores the broker process used (``broker_cpu``). Each of the
+  three paths runs on a fresh broker of its own (Tansu slows down as it fills up).
 * ``--rounds``: more (raw pass-through, primary drain) pairs, alternating; the ratio is their median.
 * ``model_step``: ``bench/step_bench.py``'s ``model_step`` and ``batched`` cells by batch size.
 * ``memory``: a CPU Runner with N resident streams in a child process: slab bytes per stream vs
@@ -570,10 +571,7 @@ def run(args: argparse.Namespace) -> int:
         parts = args.partitions
         run_id = uuid.uuid4().hex[:6]
         t_raw, t_out = f"raw-out-{run_id}", f"pred-{run_id}"
-        t_lat_in, t_lat_out = f"lat-in-{run_id}", f"lat-pred-{run_id}"
-        create_topics(
-            bs, [t_raw, t_lat_in] + [f"{t_lat_out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts
-        )
+        create_topics(bs, [t_raw], partitions=parts)
         bmax = max(args.batch_max)
         seq: dict[str, Any] = {}
         for st in sorted(args.streams, key=lambda k: k != streams):  # the primary stream count first
@@ -623,27 +621,45 @@ def run(args: argparse.Namespace) -> int:
         pe = _per_event(cell, hidden, streams, args.per_event_n)
         _emit({"scenario": "per_event", **pe, **common}, records)
 
-        # latency: engine in a child process, this process produces and reads; then the same rates
-        # through a plain pass-through child (the broker/client floor)
-        if args.latency_seconds > 0:
-            ls = _settings(bs, t_lat_in, t_lat_out, seq["batch_max"])
-            rates = [(frac, frac * seq["events_per_s"]) for frac in args.latency_fractions]
-            # warm: make every stream resident so the levels measure steady state
-            warm = (min(streams * 2.0, 20000.0), streams / 10000.0 + 1.0)
-            runs: list[tuple[str, Any, tuple[Any, ...], str, str, tuple[float, float]]] = [
-                ("latency", _latency_child, (ls.model_dump_json(), cell, hidden), t_lat_in, t_lat_out, warm)
-            ]
-            if args.latency_raw:
-                t_rl_in, t_rl_out, t_hop = f"rawlat-in-{run_id}", f"rawlat-out-{run_id}", f"hop-{run_id}"
-                create_topics(bs, [t_rl_in, t_rl_out, t_hop], partitions=parts)
-                runs.append(
-                    ("latency_raw", _raw_latency_child, (bs, t_rl_in, t_rl_out), t_rl_in, t_rl_out, (2000.0, 1.0))
-                )
-                # one hop, nothing in between: the load generator's own topic read back
-                runs.append(("latency_broker", None, (), t_hop, t_hop, (2000.0, 1.0)))
-            for scenario, target, child_args, t_lin, t_lout, (warm_rate, warm_s) in runs:
+    # latency: the engine in a child process, this process produces and reads; then the same rates
+    # through a plain pass-through child and through the broker alone (the floors). Each path on a
+    # fresh broker of its own: Tansu (memory storage) answers more slowly the more it holds, and
+    # the drains above leave millions of records in it
+    if args.latency_seconds > 0:
+        rates = [(frac, frac * seq["events_per_s"]) for frac in args.latency_fractions]
+        # warm: make every stream resident so the levels measure steady state
+        paths = [("latency", (min(streams * 2.0, 20000.0), streams / 10000.0 + 1.0))]
+        if args.latency_raw:
+            paths += [("latency_raw", (2000.0, 1.0)), ("latency_broker", (2000.0, 1.0))]
+        for scenario, (warm_rate, warm_s) in paths:
+            with EmbeddedBroker() as lb:
+                lbs, t_lin, t_lout = lb.bootstrap, f"lat-in-{run_id}", f"lat-out-{run_id}"
+                target: Any = None
+                child_args: tuple[Any, ...] = ()
+                if scenario == "latency":
+                    outs = [f"{t_lout}{sfx}" for sfx in ("", "-alerts", "-dead")]
+                    create_topics(lbs, [t_lin, *outs], partitions=args.partitions)
+                    ls = _settings(lbs, t_lin, t_lout, seq["batch_max"])
+                    target, child_args = _latency_child, (ls.model_dump_json(), cell, hidden)
+                elif scenario == "latency_raw":
+                    create_topics(lbs, [t_lin, t_lout], partitions=args.partitions)
+                    target, child_args = _raw_latency_child, (lbs, t_lin, t_lout)
+                else:  # one hop, nothing in between: the load generator's own topic read back
+                    create_topics(lbs, [t_lin], partitions=args.partitions)
+                    t_lout = t_lin
+                lpid = lb.proc.pid if lb.proc is not None else None
                 for frac, lv in _latency_levels(
-                    target, child_args, bs, t_lin, t_lout, streams, rates, args.latency_seconds, warm_rate, warm_s, pid
+                    target,
+                    child_args,
+                    lbs,
+                    t_lin,
+                    t_lout,
+                    streams,
+                    rates,
+                    args.latency_seconds,
+                    warm_rate,
+                    warm_s,
+                    lpid,
                 ):
                     _emit({"scenario": scenario, "fraction_of_max": frac, **lv, **common}, records)
 
