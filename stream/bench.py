@@ -332,11 +332,13 @@ async def _latency_level(
     rate: float,
     seconds: float,
     broker_pid: int | None = None,
+    reader_wait_ms: int = 5,
 ) -> dict[str, Any]:
     """Produce at ``rate`` for ``seconds`` (rounds every 5 ms) and read the outputs back.
 
     ``out_topic == topic`` reads the input itself: one producer -> broker -> consumer hop, the
     broker's own latency at that rate. ``broker_cpu``: cores the broker process used meanwhile.
+    ``reader_wait_ms``: the reader's fetch wait.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -344,7 +346,11 @@ async def _latency_level(
     from .pipeline import Output
 
     c = AIOKafkaConsumer(
-        out_topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=5, group_id=None
+        out_topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=reader_wait_ms,
+        group_id=None,
     )
     await c.start()
     await c.seek_to_end()
@@ -518,6 +524,7 @@ def _latency_levels(
     warm_rate: float,
     warm_s: float,
     broker_pid: int | None = None,
+    reader_wait_ms: int = 5,
 ) -> list[tuple[float, dict[str, Any]]]:
     """Start ``target(*child_args, ready, stop)`` in a child process, warm it, run each latency level.
 
@@ -525,9 +532,14 @@ def _latency_levels(
     """
 
     def levels() -> list[tuple[float, dict[str, Any]]]:
-        asyncio.run(_latency_level(bootstrap, topic, out_topic, streams, warm_rate, warm_s))
+        asyncio.run(_latency_level(bootstrap, topic, out_topic, streams, warm_rate, warm_s, None, reader_wait_ms))
         return [
-            (frac, asyncio.run(_latency_level(bootstrap, topic, out_topic, streams, rate, seconds, broker_pid)))
+            (
+                frac,
+                asyncio.run(
+                    _latency_level(bootstrap, topic, out_topic, streams, rate, seconds, broker_pid, reader_wait_ms)
+                ),
+            )
             for frac, rate in rates
         ]
 
@@ -639,6 +651,7 @@ def run(args: argparse.Namespace) -> int:
                 lbs, t_lin, t_lout = lb.bootstrap, f"lat-in-{run_id}", f"lat-out-{run_id}"
                 target: Any = None
                 child_args: tuple[Any, ...] = ()
+                wait = 5  # the reader of an output topic: short, so it adds little latency of its own
                 if scenario == "latency":
                     outs = [f"{t_lout}{sfx}" for sfx in ("", "-alerts", "-dead")]
                     create_topics(lbs, [t_lin, *outs], partitions=args.partitions)
@@ -649,7 +662,9 @@ def run(args: argparse.Namespace) -> int:
                     target, child_args = _raw_latency_child, (lbs, t_lin, t_lout)
                 else:  # one hop, nothing in between: the load generator's own topic read back
                     create_topics(lbs, [t_lin], partitions=args.partitions)
-                    t_lout = t_lin
+                    # with the engine's fetch wait: what the engine's own fetch of the input sees
+                    # (a 5 ms poll on the generator's many small batches costs Tansu more than it saves)
+                    t_lout, wait = t_lin, _settings(lbs, t_lin, t_lin, 4096).fetch_wait_ms
                 lpid = lb.proc.pid if lb.proc is not None else None
                 for frac, lv in _latency_levels(
                     target,
@@ -663,6 +678,7 @@ def run(args: argparse.Namespace) -> int:
                     warm_rate,
                     warm_s,
                     lpid,
+                    wait,
                 ):
                     _emit({"scenario": scenario, "fraction_of_max": frac, **lv, **common}, records)
 
