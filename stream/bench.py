@@ -1,7 +1,8 @@
 """``seqstream bench``: end-to-end throughput, latency, step and memory benchmarks in one run.
 
-Starts its own Tansu broker (:class:`stream.broker.EmbeddedBroker`) and prints one JSON line per
-scenario, then a Markdown table. Scenarios (all measured in the same run, so ratios hold):
+Starts its own Tansu broker (:class:`stream.broker.EmbeddedBroker`; ``--broker HOST:PORT``: a Kafka
+of your own instead) and prints one JSON line per scenario, then a Markdown table. Scenarios (all
+measured in the same run, so ratios hold):
 
 * ``raw_passthrough``: the ceiling. A plain aiokafka consumer (``getmany``) forwards a pre-produced
   backlog of the same sensor messages to an output topic (one ``send_batch`` per partition, acks
@@ -154,12 +155,36 @@ async def _raw_passthrough(
     return {"events": done, "events_per_s": (done - first_n) / max(t_end - t_first, 1e-9), **cpu.result}
 
 
-def _settings(bootstrap: str, topic: str, out_topic: str, batch_max: int, **extra: Any) -> Any:
+class _External:
+    """A Kafka broker that is already running (``--broker``): nothing to start or stop, no process to watch."""
+
+    proc = None
+
+    def __init__(self, url: str) -> None:
+        self.bootstrap = url.removeprefix("kafka://")
+
+    def __enter__(self) -> _External:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _broker(url: str | None) -> Any:
+    """A fresh embedded Tansu, or the broker at ``url``."""
+    from .broker import EmbeddedBroker
+
+    return EmbeddedBroker() if url is None else _External(url)
+
+
+def _settings(
+    bootstrap: str, topic: str, out_topic: str, batch_max: int, profile: str = "embedded", **extra: Any
+) -> Any:
     from .settings import Settings
 
     return Settings(
         broker_url=f"kafka://{bootstrap}",
-        profile="embedded",
+        profile=profile,  # type: ignore[arg-type]  # "embedded" or "production", checked by Settings
         sources=("sensors",),
         topic_sensors=topic,
         topic_predictions=out_topic,
@@ -275,7 +300,7 @@ def _latency_child(settings_json: str, cell: str, hidden: int, ready: Any, stop:
     asyncio.run(go())
 
 
-def _raw_latency_child(bootstrap: str, topic: str, out_topic: str, ready: Any, stop: Any) -> None:
+def _raw_latency_child(bootstrap: str, topic: str, out_topic: str, profile: str, ready: Any, stop: Any) -> None:
     """The latency ceiling: a plain aiokafka consume -> produce -> acks -> commit loop (no decoding)."""
 
     async def go() -> None:
@@ -284,7 +309,7 @@ def _raw_latency_child(bootstrap: str, topic: str, out_topic: str, ready: Any, s
         from .engine import BulkProducer
         from .pipeline import Output
 
-        s = _settings(bootstrap, topic, out_topic, 4096)
+        s = _settings(bootstrap, topic, out_topic, 4096, profile)
         c = AIOKafkaConsumer(
             topic,
             bootstrap_servers=bootstrap,
@@ -567,7 +592,7 @@ def _fmt(r: float) -> str:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from .broker import EmbeddedBroker, create_topics
+    from .broker import create_topics
 
     for name in ("aiokafka", "stream", "faust"):  # JSON lines and the table only
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -580,7 +605,9 @@ def run(args: argparse.Namespace) -> int:
     cell, hidden = args.cell[0], args.hidden[0]
     n = args.events
     common = {"cell": cell, "hidden": hidden, "streams": streams}
-    with EmbeddedBroker() as broker:
+    # the embedded Tansu (its profile: Tansu's quirks) or a Kafka of your own (--broker: production profile)
+    prof = args.profile or ("embedded" if args.broker is None else "production")
+    with _broker(args.broker) as broker:
         bs = broker.bootstrap
         pid = broker.proc.pid if broker.proc is not None else None
         parts = args.partitions
@@ -609,7 +636,7 @@ def run(args: argparse.Namespace) -> int:
                         # snapshots and treat the backlog as already processed)
                         out = f"{t_out}-{st}-{c}{h}-{bm}"
                         create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
-                        res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm), n, c, h, pid))
+                        res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm, prof), n, c, h, pid))
                         row = {"cell": c, "hidden": h, "streams": st, "primary": primary}
                         if primary:
                             row["round"] = 0
@@ -629,7 +656,7 @@ def run(args: argparse.Namespace) -> int:
             bm = seq["batch_max"]
             out = f"{t_out}-{streams}-{cell}{hidden}-{bm}-r{rnd}"
             create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
-            res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm), n, cell, hidden, pid))
+            res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm, prof), n, cell, hidden, pid))
             row = {"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **common}
             _emit({**row, "primary": True, "round": rnd}, records)
 
@@ -647,24 +674,24 @@ def run(args: argparse.Namespace) -> int:
         if args.latency_raw:
             paths += [("latency_raw", (2000.0, 1.0)), ("latency_broker", (2000.0, 1.0))]
         for scenario, (warm_rate, warm_s) in paths:
-            with EmbeddedBroker() as lb:
-                lbs, t_lin, t_lout = lb.bootstrap, f"lat-in-{run_id}", f"lat-out-{run_id}"
+            with _broker(args.broker) as lb:  # (on a broker of your own: the same one, new topics)
+                lbs, t_lin, t_lout = lb.bootstrap, f"{scenario}-in-{run_id}", f"{scenario}-out-{run_id}"
                 target: Any = None
                 child_args: tuple[Any, ...] = ()
                 wait = 5  # the reader of an output topic: short, so it adds little latency of its own
                 if scenario == "latency":
                     outs = [f"{t_lout}{sfx}" for sfx in ("", "-alerts", "-dead")]
                     create_topics(lbs, [t_lin, *outs], partitions=args.partitions)
-                    ls = _settings(lbs, t_lin, t_lout, seq["batch_max"])
+                    ls = _settings(lbs, t_lin, t_lout, seq["batch_max"], prof)
                     target, child_args = _latency_child, (ls.model_dump_json(), cell, hidden)
                 elif scenario == "latency_raw":
                     create_topics(lbs, [t_lin, t_lout], partitions=args.partitions)
-                    target, child_args = _raw_latency_child, (lbs, t_lin, t_lout)
+                    target, child_args = _raw_latency_child, (lbs, t_lin, t_lout, prof)
                 else:  # one hop, nothing in between: the load generator's own topic read back
                     create_topics(lbs, [t_lin], partitions=args.partitions)
                     # with the engine's fetch wait: what the engine's own fetch of the input sees
                     # (a 5 ms poll on the generator's many small batches costs Tansu more than it saves)
-                    t_lout, wait = t_lin, _settings(lbs, t_lin, t_lin, 4096).fetch_wait_ms
+                    t_lout, wait = t_lin, _settings(lbs, t_lin, t_lin, 4096, prof).fetch_wait_ms
                 lpid = lb.proc.pid if lb.proc is not None else None
                 for frac, lv in _latency_levels(
                     target,
@@ -800,6 +827,20 @@ def register_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--events", type=int, default=None, help="backlog size (default 200k; 50k with --quick)")
     p.add_argument("--partitions", type=int, default=8)
+    p.add_argument(
+        "--broker",
+        default=None,
+        metavar="HOST:PORT",
+        help="a Kafka broker of your own (host:port[,...] or kafka://...) instead of the embedded Tansu; the "
+        "workers use the production profile and every path uses new topics on it",
+    )
+    p.add_argument(
+        "--profile",
+        choices=["embedded", "production"],
+        default=None,
+        help="the workers' settings profile (default: embedded on the embedded Tansu, production with --broker; "
+        "embedded for a Tansu of your own)",
+    )
     p.add_argument(
         "--batch-max",
         type=int,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +69,30 @@ def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table = capsys.readouterr().out
     assert "**seqstream / raw**" in table and "best row of 200 streams, gru-16" in table
     assert "median of 2 rounds" in table and "broker only (one hop)" in table
+
+
+def test_bench_on_a_broker_of_your_own(
+    broker: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--broker``: every scenario on a running broker (here the session's Tansu, so with
+    ``--profile embedded``), new topics per path, no broker process of its own to watch."""
+    monkeypatch.setenv("SEQSTREAM_LOGLEVEL", "warning")
+    levels = {name: logging.getLogger(name).level for name in ("aiokafka", "stream", "faust")}
+    out = tmp_path / "bench.json"
+    args = ["--quick", "--broker", broker.url, "--profile", "embedded", "--events", "2000", "--streams", "100"]
+    args += ["--batch-max", "512", "--latency-seconds", "0.5", "--latency-fractions", "0.5", "--memory-streams"]
+    args += ["--step-batches", "--per-event-n", "20", "--json-out", str(out)]
+    try:
+        assert bench.main(args) == 0
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    by: dict[str, list[dict]] = {}
+    for r in json.loads(out.read_text()):
+        by.setdefault(r["scenario"], []).append(r)
+    assert [r["events"] for r in by["seqstream"]] == [2000] and by["raw_passthrough"][0]["events"] == 2000
+    for scenario in ("latency", "latency_raw", "latency_broker"):
+        (lv,) = by[scenario]
+        assert lv["received"] == lv["produced"] > 0
+        assert lv["broker_cpu"] is None  # not our process: nothing to read
+    assert "**seqstream / raw**" in capsys.readouterr().out
