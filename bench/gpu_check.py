@@ -1,4 +1,5 @@
-"""GPU check: CUDA vs CPU equality of the Runner, then the model step for 10k..4M resident streams.
+"""GPU check: CUDA vs CPU equality of the Runner and the Silero VAD runner, then the model step for
+10k..4M resident streams.
 
 Run on a machine with CUDA (``bash bench/gpu_check.sh``); prints one JSON line per measurement
 and a table. Without CUDA it says so and exits 0, so it is safe anywhere.
@@ -7,6 +8,7 @@ and a table. Without CUDA it says so and exits 0, so it is safe anywhere.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -237,6 +239,44 @@ def half_precision(cell: str, hidden: int, dtype: torch.dtype, device: str = "cu
     }
 
 
+def vad_equality(streams: int = 48, frames_per_call: int = 3, calls: int = 60, tol: float = 1e-4) -> dict:
+    """The Silero VAD runner (``audio`` source) on CUDA vs CPU: probabilities within ``tol``, the same
+    speech events, with several frames of a stream per batch (waves through the staging buffer)."""
+    try:
+        from models.silero import FRAME, SileroVAD, VadRunner
+
+        model = SileroVAD.pretrained()
+    except Exception as exc:  # silero-vad not installed here: say so, do not fail the run
+        return {"check": "vad_cuda_vs_cpu", "pass": True, "skipped": f"{type(exc).__name__}: {exc}"[:200]}
+    # a copy each: VadRunner moves its model to its device in place
+    runners = {dev: VadRunner(copy.deepcopy(model), device=dev, capacity=64) for dev in ("cpu", "cuda")}
+    rng = np.random.default_rng(3)
+    t = np.arange(FRAME * frames_per_call * calls) / 16000.0
+    # voiced-like bursts (harmonics under a slow envelope) over noise, one pitch and phase per stream
+    f0 = rng.uniform(90, 250, (streams, 1))
+    env = (np.sin(2 * np.pi * rng.uniform(0.2, 0.6, (streams, 1)) * t) > 0.2).astype(np.float32)
+    voiced = sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6, (streams, 1))) / k for k in range(1, 6))
+    audio = (0.3 * env * voiced + rng.normal(0, 0.01, (streams, len(t)))).astype(np.float32)
+    frames = audio.reshape(streams, -1, FRAME)
+    ids = [f"call-{k}" for k in range(streams)]
+    worst = 0.0
+    events_equal = True
+    for c in range(calls):
+        rows = [(k, c * frames_per_call + i) for i in range(frames_per_call) for k in range(streams)]
+        sid = [ids[k] for k, _ in rows]
+        ts = np.array([100.0 + i * FRAME / 16000.0 for _, i in rows])
+        pcm = np.stack([frames[k, i] for k, i in rows])
+        a, b = (runners[dev].process(sid, ts, pcm) for dev in ("cpu", "cuda"))
+        worst = max(worst, float(np.abs(a.prob - b.prob).max()))
+        events_equal &= [(e.index, e.kind) for e in a.events] == [(e.index, e.kind) for e in b.events]
+    return {
+        "check": "vad_cuda_vs_cpu",
+        "max_abs_prob_diff": worst,
+        "events_equal": bool(events_equal),
+        "pass": bool(worst < tol and events_equal),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=1.5, help="time per measurement")
@@ -272,6 +312,9 @@ def main() -> int:
         rec = equality(cell, layers, 128, 2, tol=1e-4)
         ok &= rec["pass"]
         _emit(rec)
+    rec = vad_equality()
+    ok &= rec["pass"]
+    _emit(rec)
     rows = []
     for cell in ("gru", "lstm"):
         for hidden in (64, 128):

@@ -7,6 +7,7 @@ Needs the ``silero-vad`` package (reference model and weights) and Debian ``espe
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -215,6 +216,20 @@ def test_staging_buffer_equals_direct_inputs(ours, utterances) -> None:
         assert a.numpy().tobytes() == b.numpy().tobytes()
     assert direct.slab.steps.tolist() == staged.slab.steps.tolist()
     assert direct.slab.last_ts.tolist() == staged.slab.last_ts.tolist()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_runner_equals_cpu(ours, utterances) -> None:
+    """On a GPU (slab on the device, inputs through the pinned staging buffer): the CPU's probabilities
+    within 1e-4 and the same speech events, also with several frames of a stream per batch."""
+    audio = _streams(utterances, seed=3)
+    for per_call in (1, 3):
+        p_cpu, ev_cpu = _ours(VadRunner(ours, capacity=4, max_capacity=64), audio, per_call)
+        on_gpu = VadRunner(copy.deepcopy(ours), capacity=4, max_capacity=64, device="cuda")  # moves its model
+        p_gpu, ev_gpu = _ours(on_gpu, audio, per_call)
+        assert float(np.abs(p_cpu - p_gpu).max()) < 1e-4
+        assert ev_cpu == ev_gpu
 
 
 def test_state_survives_slab_snapshot(ours, utterances) -> None:
