@@ -164,7 +164,9 @@ class StateSlab:
                 self.evict([self._ids[k] for k in victims.tolist()])  # type: ignore[misc]
                 return
         elif self.eviction == "ttl" and ts is not None and len(ts):
-            self.evict_idle(float(np.max(ts)))
+            # a stream of this batch already has its slot in the caller's hands: evicting it here
+            # would hand the same slot to a new stream of the batch as well
+            self.evict_idle(float(np.max(ts)), spare_current=True)
             if n <= len(self._free):
                 return
         raise CapacityError(
@@ -235,11 +237,16 @@ class StateSlab:
             self.evictions += len(slots)
         return len(slots)
 
-    def evict_idle(self, now: float) -> list[str]:
-        """TTL eviction: streams whose last event is older than ``now - ttl_seconds``."""
+    def evict_idle(self, now: float, *, spare_current: bool = False) -> list[str]:
+        """TTL eviction: streams whose last event is older than ``now - ttl_seconds``.
+
+        ``spare_current``: not the streams of the batch being assigned (their slots are taken)."""
         if not self.ttl_seconds:
             return []
-        slots = np.flatnonzero(self._resident() & (self.last_ts < now - self.ttl_seconds))  # resident, idle
+        stale = self._resident() & (self.last_ts < now - self.ttl_seconds)  # [C] resident, idle
+        if spare_current:
+            stale &= self.last_used < self._tick
+        slots = np.flatnonzero(stale)
         idle: list[str] = [self._ids[k] for k in slots.tolist()]  # type: ignore[misc]
         self.evict(idle)
         return idle

@@ -65,6 +65,20 @@ def test_ttl_evicts_idle_streams_by_event_time() -> None:
         slab.assign(["d"], np.array([13.0]))  # b is not idle long enough
 
 
+def test_ttl_eviction_spares_the_streams_of_the_batch_being_assigned() -> None:
+    """A full slab, an idle stream in the batch and a new one: the idle one keeps its slot (it was
+    already handed out) instead of sharing it with the new stream."""
+    slab = _slab(capacity=2, eviction="ttl", ttl_seconds=10.0)
+    s = slab.assign(["a", "b"], np.array([0.0, 100.0]))
+    slab.last_ts[s] = [0.0, 100.0]
+    with pytest.raises(CapacityError):
+        slab.assign(["a", "c"], np.array([100.0, 100.0]))  # a is idle but in the batch; b is not idle
+    assert slab.slot("a") == s[0] and "c" not in slab
+    slots = slab.assign(["c"], np.array([100.0]))  # without a in the batch, a goes
+    assert "a" not in slab and slots.tolist() == [s[0]]
+    assert len(set(slab.assign(["b", "c"], np.array([101.0, 101.0])).tolist())) == 2
+
+
 def test_snapshot_is_an_immutable_copy_and_restores() -> None:
     slab = _slab()
     _write(slab, ["a", "b"], 2.0)
