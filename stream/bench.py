@@ -152,7 +152,8 @@ async def _raw_passthrough(
     finally:
         await c.stop()
         await p.stop()
-    return {"events": done, "events_per_s": (done - first_n) / max(t_end - t_first, 1e-9), **cpu.result}
+    rate = (done - first_n) / max(t_end - t_first, 1e-9) if done > first_n else float("nan")  # NaN: one batch
+    return {"events": done, "events_per_s": rate, **cpu.result}
 
 
 class _External:
@@ -161,7 +162,8 @@ class _External:
     proc = None
 
     def __init__(self, url: str) -> None:
-        self.bootstrap = url.removeprefix("kafka://")
+        # host:port[,host:port...], each optionally kafka://host:port
+        self.bootstrap = ",".join(u.strip().removeprefix("kafka://") for u in url.split(",") if u.strip())
 
     def __enter__(self) -> _External:
         return self
@@ -231,6 +233,8 @@ class _CpuWindow:
         self.b0 = _cpu_seconds(self.pid) if self.pid else None
 
     def stop(self) -> None:
+        if not self.t0:  # the window never opened (the drain ended first): nothing measured
+            return
         wall = max(time.perf_counter() - self.t0, 1e-9)
         b1 = _cpu_seconds(self.pid) if self.pid else None
         self.result = {
@@ -270,7 +274,8 @@ async def _seqstream_drain(
         "events": eng.events,
         "batches": eng.batches,
         "mean_batch": eng.events / max(eng.batches, 1),
-        "events_per_s": (eng.events - first_n) / max(t_end - t_first, 1e-9),
+        # NaN: the drain ended before its window opened (a backlog of one batch, or the deadline)
+        "events_per_s": (eng.events - first_n) / max(t_end - t_first, 1e-9) if t_first else float("nan"),
         "resident_streams": len(pipe.runner.slab),
         "rss_mb": round(rss, 1),
         "snapshots": eng.state.snapshots_written,  # partition snapshots written during the drain
@@ -585,6 +590,36 @@ def _latency_levels(
             child.terminate()
 
 
+def _rounds(
+    args: argparse.Namespace,
+    bs: str,
+    pid: int | None,
+    prof: str,
+    t_in: str,
+    t_raw: str,
+    out_prefix: str,
+    seq: dict[str, Any],
+    common: dict[str, Any],
+    records: list[dict[str, Any]],
+) -> None:
+    """Rounds 2.. of (raw pass-through, primary drain at its best batch_max), alternating, so the
+    ratio is a median over pairs measured a minute apart rather than one pair of drains. They run
+    right after the first round, while the broker holds no more than the primary backlog."""
+    from .broker import create_topics
+
+    bmax, bm = max(args.batch_max), seq["batch_max"]
+    for rnd in range(1, args.rounds):
+        raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, args.events, bmax, pid))
+        _emit({"scenario": "raw_passthrough", "batch_max": bmax, "round": rnd, **raw, **common}, records)
+        out = f"{out_prefix}-{bm}-r{rnd}"
+        create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=args.partitions)
+        res = asyncio.run(
+            _seqstream_drain(_settings(bs, t_in, out, bm, prof), args.events, common["cell"], common["hidden"], pid)
+        )
+        row = {"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **common}
+        _emit({**row, "primary": True, "round": rnd}, records)
+
+
 def _fmt(r: float) -> str:
     return f"{r / 1e6:.2f} M" if r >= 1e6 else f"{r / 1e3:.1f} k"
 
@@ -646,19 +681,8 @@ def run(args: argparse.Namespace) -> int:
                         )
                         if primary and res["events_per_s"] > seq.get("events_per_s", 0.0):
                             seq = {**res, "batch_max": bm}
-
-        # more rounds of (raw pass-through, primary drain at its best batch_max), alternating, so the
-        # ratio is a median over pairs measured minutes apart rather than one pair of drains
-        t_in = f"in-{run_id}-{streams}"
-        for rnd in range(1, args.rounds):
-            raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax, pid))
-            _emit({"scenario": "raw_passthrough", "batch_max": bmax, "round": rnd, **raw, **common}, records)
-            bm = seq["batch_max"]
-            out = f"{t_out}-{streams}-{cell}{hidden}-{bm}-r{rnd}"
-            create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
-            res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm, prof), n, cell, hidden, pid))
-            row = {"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **common}
-            _emit({**row, "primary": True, "round": rnd}, records)
+                    if primary:  # more rounds now, before the rest of the matrix fills the broker
+                        _rounds(args, bs, pid, prof, t_in, t_raw, f"{t_out}-{st}-{c}{h}", seq, common, records)
 
         pe = _per_event(cell, hidden, streams, args.per_event_n)
         _emit({"scenario": "per_event", **pe, **common}, records)
