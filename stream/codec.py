@@ -633,7 +633,10 @@ def _dumps_column(values: Sequence[Any] | np.ndarray, ndim: int) -> bytes:
     if isinstance(values, np.ndarray):
         if values.ndim == ndim and values.dtype.kind in "biuf":
             a = np.ascontiguousarray(values, np.float64 if values.dtype.kind == "f" else None)
-            return orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY)
+            try:
+                return orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY)
+            except orjson.JSONEncodeError:  # what orjson does not take as it is (e.g. big-endian)
+                pass
         values = values.tolist()
     return orjson.dumps(values if isinstance(values, list) else list(values))
 

@@ -633,6 +633,31 @@ def test_encode_predictions_takes_numpy_columns() -> None:
     assert_arrays_encode_like_their_lists(recs, streams, np.arange(n), wide.astype(np.float64), scores, anomalies)
     assert_arrays_encode_like_their_lists(recs, streams, ts, wide.reshape(n, 2, 2), scores, anomalies)
     assert_arrays_encode_like_their_lists(recs, streams, ts, wide[:, 0], scores, anomalies.astype(np.int8))
+    big_endian = np.arange(n).astype(">i8")  # orjson refuses it: the list path
+    assert_arrays_encode_like_their_lists(recs, streams, ts, wide.astype(">f4"), scores, big_endian > 5)
+    assert_arrays_encode_like_their_lists(recs, streams, big_endian, wide, scores, anomalies)
+
+
+def test_encode_predictions_from_arrays_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's arrays go the column path, not the per-event encoder it falls back to."""
+    from stream import codec
+
+    n = 5
+    recs = [SimpleNamespace(topic="t", partition=0, offset=i, key=None, value=b"", timestamp=0) for i in range(n)]
+    cols = {
+        "streams": [f"s{i}" for i in range(n)],
+        "ts": np.arange(n, dtype=np.float64),
+        "predictions": np.ones((n, 2), np.float32),
+        "scores": np.zeros(n, np.float32),
+        "anomalies": np.zeros(n, bool),
+    }
+    want = encode_predictions(recs, source="x", model="m", **cols)  # type: ignore[arg-type]
+
+    def refuse(*a: object, **k: object) -> bytes:
+        raise AssertionError("per-event encoder used")
+
+    monkeypatch.setattr(codec, "encode_prediction", refuse)
+    assert encode_predictions(recs, source="x", model="m", **cols) == want  # type: ignore[arg-type]
 
 
 @settings(max_examples=100, deadline=None)
