@@ -147,8 +147,9 @@ def _reference(reference, audio: np.ndarray) -> tuple[np.ndarray, list[list[tupl
     return np.asarray(probs), events
 
 
-def _ours(runner: VadRunner, audio: np.ndarray, frames_per_call: int = 1):
-    """All streams batched; ``frames_per_call`` > 1 puts consecutive frames of a stream in one batch."""
+def _ours(runner: VadRunner, audio: np.ndarray, frames_per_call: int = 1, stream_major: bool = False):
+    """All streams batched; ``frames_per_call`` > 1 puts consecutive frames of a stream in one batch
+    (frame by frame, or with ``stream_major`` a stream's frames next to each other)."""
     s, t = audio.shape[0], audio.shape[1] // FRAME
     frames = audio.reshape(s, t, FRAME)
     probs = np.zeros((s, t), np.float32)
@@ -157,6 +158,8 @@ def _ours(runner: VadRunner, audio: np.ndarray, frames_per_call: int = 1):
     for i0 in range(0, t, frames_per_call):
         i1 = min(t, i0 + frames_per_call)
         rows = [(k, i) for i in range(i0, i1) for k in range(s)]
+        if stream_major:
+            rows = sorted(rows)
         res = runner.process(
             [ids[k] for k, _ in rows],
             np.array([100.0 + i * FRAME_SECONDS for _, i in rows]),
@@ -205,10 +208,10 @@ def test_staging_buffer_equals_direct_inputs(ours, utterances) -> None:
     puts: list[int] = []
     real_put = staged._staging.put
     staged._staging.put = lambda x, slots, dt: puts.append(len(slots)) or real_put(x, slots, dt)  # type: ignore[method-assign]
-    for per_call in (1, 4):
-        p1, ev1 = _ours(direct, audio, per_call)
+    for per_call, major in ((1, False), (4, False), (4, True)):
+        p1, ev1 = _ours(direct, audio, per_call, major)
         n_puts = len(puts)
-        p2, ev2 = _ours(staged, audio, per_call)
+        p2, ev2 = _ours(staged, audio, per_call, major)
         assert p1.tobytes() == p2.tobytes() and ev1 == ev2
         calls = -(-(audio.shape[1] // FRAME) // per_call)
         assert len(puts) - n_puts == calls  # one copy in per batch, however many waves
@@ -230,6 +233,16 @@ def test_cuda_runner_equals_cpu(ours, utterances) -> None:
         p_gpu, ev_gpu = _ours(on_gpu, audio, per_call)
         assert float(np.abs(p_cpu - p_gpu).max()) < 1e-4
         assert ev_cpu == ev_gpu
+
+
+def test_a_streams_frames_side_by_side_in_a_batch(ours, utterances) -> None:
+    """Rows in stream order (a stream's frames next to each other: the waves reorder the batch)
+    give the probabilities and events of one frame per call, also when the slab grows meanwhile."""
+    audio = _streams(utterances, seed=4)
+    p1, ev1 = _ours(VadRunner(ours), audio, 1)
+    p2, ev2 = _ours(VadRunner(ours, capacity=2, max_capacity=64), audio, 5, stream_major=True)
+    assert float(np.abs(p1 - p2).max()) < 1e-5
+    assert ev1 == ev2
 
 
 def test_state_survives_slab_snapshot(ours, utterances) -> None:
