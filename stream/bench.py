@@ -409,8 +409,8 @@ async def _latency_level(
 
     rtask = asyncio.create_task(reader())
     tick = 0.005
-    cpu0 = _cpu_seconds(broker_pid) if broker_pid else None
-    own0 = time.process_time()
+    cpu = _CpuWindow(broker_pid)  # "cpu": the load generator and the reader (this process)
+    cpu.start()
     t0 = time.monotonic()
     k = 0
     pending: list[Any] = []
@@ -432,11 +432,8 @@ async def _latency_level(
                 pending.clear()
         await asyncio.sleep(max(0.0, t0 + k * tick - time.monotonic()))
     await asyncio.gather(*pending)
-    wall = time.monotonic() - t0
-    achieved = produced / wall
-    cpu1 = _cpu_seconds(broker_pid) if broker_pid else None
-    broker_cpu = round((cpu1 - cpu0) / wall, 2) if cpu0 is not None and cpu1 is not None else None
-    load_cpu = round((time.process_time() - own0) / wall, 2)  # the load generator and the reader
+    achieved = produced / (time.monotonic() - t0)
+    cpu.stop()
     t_wait = time.monotonic()
     while len(lat) < produced and time.monotonic() - t_wait < 15:
         await asyncio.sleep(0.05)
@@ -457,8 +454,8 @@ async def _latency_level(
         "p99_ms": q(99),
         "p999_ms": q(99.9),
         "max_ms": round(float(a.max()), 2) if len(a) else float("nan"),
-        "broker_cpu": broker_cpu,
-        "load_cpu": load_cpu,
+        "broker_cpu": cpu.result["broker_cpu"],
+        "load_cpu": cpu.result["cpu"],
     }
 
 
