@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint typecheck bench replay-nab clean
+.PHONY: venv demo test test-fast test-kafka test-tansu kafka kafka-libs lint typecheck bench replay-nab clean
 
 venv: $(STAMP)
 
@@ -20,8 +20,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/seqstream demo --seconds 45
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+# the whole suite with its integration tests on Apache Kafka (the reference broker), then the
+# smoke subset on the embedded Tansu broker of `make demo`
+test: test-kafka test-tansu
+
+test-kafka: $(STAMP) kafka-libs
+	SEQSTREAM_TEST_BROKER=kafka $(PY) -m pytest -q
+
+test-tansu: $(STAMP)
+	SEQSTREAM_TEST_BROKER=tansu $(PY) -m pytest -q -m "integration and smoke"
+
+# Apache Kafka's jars, pinned in deploy/kafka/pom.xml, resolved once by Maven into ~/.cache/seqstream
+kafka-libs: $(STAMP)
+	$(PY) -c "from stream.kafka_local import kafka_classpath; print(kafka_classpath())"
+
+# a local Apache Kafka on localhost:9092 with the worker's topics, in the foreground (Ctrl-C stops it)
+kafka: kafka-libs
+	$(VENV)/bin/seqstream broker --kind kafka --port 9092 --create-topics
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not integration and not slow"

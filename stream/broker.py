@@ -18,14 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from models.errors import SeqstreamError
 
-__all__ = ["BrokerError", "EmbeddedBroker", "create_topics", "wait_ready"]
+__all__ = ["BrokerError", "EmbeddedBroker", "check_brokers", "create_topics", "partitions_of", "wait_ready"]
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class BrokerError(SeqstreamError):
     """The embedded broker could not be found, started or reached."""
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Linux: the broker gets SIGTERM when the process that started it dies (no orphaned brokers)."""
     try:
         import ctypes
@@ -45,7 +45,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
@@ -56,13 +56,16 @@ class EmbeddedBroker:
 
     Example:
         >>> b = EmbeddedBroker(port=19092)
-        >>> b.url
-        'kafka://127.0.0.1:19092'
+        >>> (b.url, b.kind, b.profile)
+        ('kafka://127.0.0.1:19092', 'tansu', 'tansu')
     """
+
+    kind = "tansu"
+    profile = "tansu"  # the worker's settings profile that fits this broker
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
@@ -109,7 +112,7 @@ class EmbeddedBroker:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -164,6 +167,84 @@ async def wait_ready(bootstrap: str | list[str], timeout: float = 20.0, **kafka_
             with contextlib.suppress(Exception):
                 await admin.close()
     raise BrokerError(f"broker {bootstrap} not ready within {timeout} s ({last})")
+
+
+@contextlib.contextmanager
+def quiet_kafka_logs() -> Iterator[None]:
+    """aiokafka's own ERROR lines off for a check whose caller reports the failure in one line."""
+    lg = logging.getLogger("aiokafka")
+    level = lg.level
+    lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        lg.setLevel(level)
+
+
+async def check_brokers(bootstrap: str | list[str], timeout: float = 15.0, **kafka_kwargs: Any) -> int:
+    """Reach the cluster, then every broker it advertises; returns how many brokers answered.
+
+    Raises :class:`BrokerError` with one line that says what is wrong: nothing answers at the
+    bootstrap address (down, wrong host or port, a TLS/plaintext mismatch), or a broker advertises an
+    address this machine cannot reach (``advertised.listeners``).
+    """
+    from aiokafka.client import AIOKafkaClient
+
+    where = bootstrap if isinstance(bootstrap, str) else ",".join(bootstrap)
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(min(timeout, 30) * 1000), **kafka_kwargs
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        last: Exception | None = None
+        while True:
+            try:
+                await client.bootstrap()
+                break
+            except Exception as exc:
+                last = exc
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"no Kafka broker answered at {where} within {timeout:.0f} s ({last}); check that it runs, "
+                        "SEQSTREAM_BROKER_URL, and SEQSTREAM_SECURITY_PROTOCOL"
+                    ) from None
+                await asyncio.sleep(0.5)
+        brokers = list(client.cluster.brokers())
+        if not brokers:
+            raise BrokerError(
+                f"the broker at {where} reports no brokers in its cluster metadata; is it a Kafka broker?"
+            )
+        for b in brokers:
+            ok = await asyncio.wait_for(client.ready(b.nodeId), timeout=max(1.0, deadline - time.monotonic()))
+            if not ok:
+                raise BrokerError(
+                    f"broker {b.nodeId} advertises {b.host}:{b.port}, which cannot be reached from here; fix the "
+                    "broker's advertised.listeners (or this machine's network/DNS) so clients can connect to it"
+                )
+        return len(brokers)
+    except TimeoutError:
+        raise BrokerError(f"the brokers at {where} did not answer within {timeout:.0f} s") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+async def partitions_of(client: Any, topic: str, timeout: float = 5.0) -> set[int]:
+    """The partitions of ``topic`` as an aiokafka consumer or producer ``client`` sees them; empty if none.
+
+    Fresh metadata first: a client knows a topic only from its latest metadata, and a topic created a
+    moment ago reaches it only with a later refresh (Kafka answers an all-topics request from its
+    metadata cache, which a new topic joins shortly after CreateTopics returns).
+    """
+    deadline = time.monotonic() + timeout
+    inner = client._client  # the AIOKafkaClient: its metadata refresh updates what partitions_for_topic reads
+    inner.add_topic(topic)
+    while True:
+        await inner.force_metadata_update()
+        parts = client.partitions_for_topic(topic)
+        if parts or time.monotonic() > deadline:
+            return set(parts or ())
+        await asyncio.sleep(0.1)
 
 
 async def create_topics_async(

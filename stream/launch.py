@@ -20,17 +20,11 @@ from pathlib import Path
 
 from models.errors import SeqstreamError
 
+from .broker import free_port
+
 __all__ = ["WorkerProcess", "free_port", "parse_metrics"]
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def parse_metrics(text: str) -> dict[str, float]:
