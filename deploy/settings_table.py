@@ -22,8 +22,8 @@ END = "<!-- settings-table:end -->"
 # Descriptions for fields that carry no ``Field(description=...)`` in stream/settings.py.
 DESCRIPTIONS: dict[str, str] = {
     "profile": (
-        "`production`: Kafka-friendly client defaults; `embedded`: short group/fetch timings for the "
-        "Tansu broker of the demo and tests"
+        "`production`: Apache Kafka's client defaults; `tansu`: every workaround for the Tansu broker of the "
+        "demo (short group/fetch timings, one changelog record per batch, no exactly_once); `embedded` is its old name"
     ),
     "broker_url": (
         "bootstrap brokers, `kafka://host:port[,host:port...]`; unset: `seqstream demo` starts an embedded Tansu broker"
@@ -47,7 +47,7 @@ DESCRIPTIONS: dict[str, str] = {
     "sources": "comma-separated source kinds this worker serves",
     "batch_max": "most events per micro-batch (and per model step)",
     "batch_wait_s": "extra wait for a fuller micro-batch when a fetch returned fewer than `batch_max` (0: never wait)",
-    "fetch_max_wait_ms": "broker long-poll wait of the input consumer; unset: 20 ms embedded, 100 ms production",
+    "fetch_max_wait_ms": "broker long-poll wait of the input consumer; unset: 20 ms tansu, 100 ms production",
     "device": "`auto`, `cpu`, `cuda` or `cuda:N` for the models and state slabs",
     "checkpoint_sensors": "checkpoint file of the `sensors` model; unset: the bundled model",
     "checkpoint_speech": "checkpoint file of the `speech` model; unset: the bundled model",

@@ -179,14 +179,12 @@ def _broker(url: str | None) -> Any:
     return EmbeddedBroker() if url is None else _External(url)
 
 
-def _settings(
-    bootstrap: str, topic: str, out_topic: str, batch_max: int, profile: str = "embedded", **extra: Any
-) -> Any:
+def _settings(bootstrap: str, topic: str, out_topic: str, batch_max: int, profile: str = "tansu", **extra: Any) -> Any:
     from .settings import Settings
 
     return Settings(
         broker_url=f"kafka://{bootstrap}",
-        profile=profile,  # type: ignore[arg-type]  # "embedded" or "production", checked by Settings
+        profile=profile,  # type: ignore[arg-type]  # "tansu" or "production", checked by Settings
         sources=("sensors",),
         topic_sensors=topic,
         topic_predictions=out_topic,
@@ -638,7 +636,7 @@ def run(args: argparse.Namespace) -> int:
     n = args.events
     common = {"cell": cell, "hidden": hidden, "streams": streams}
     # the embedded Tansu (its profile: Tansu's quirks) or a Kafka of your own (--broker: production profile)
-    prof = args.profile or ("embedded" if args.broker is None else "production")
+    prof = args.profile or ("tansu" if args.broker is None else "production")
     with _broker(args.broker) as broker:
         bs = broker.bootstrap
         pid = broker.proc.pid if broker.proc is not None else None
@@ -857,10 +855,10 @@ def register_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--profile",
-        choices=["embedded", "production"],
+        choices=["tansu", "production"],
         default=None,
-        help="the workers' settings profile (default: embedded on the embedded Tansu, production with --broker; "
-        "embedded for a Tansu of your own)",
+        help="the workers' settings profile (default: tansu on the embedded Tansu, production with --broker; "
+        "tansu for a Tansu of your own)",
     )
     p.add_argument(
         "--batch-max",

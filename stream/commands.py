@@ -23,6 +23,26 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:
     return load_settings(broker_url=getattr(args, "broker", None), **extra)
 
 
+def _preflight(settings: Any) -> None:
+    """Before Faust starts: the brokers answer (every advertised address), and take transactions if needed."""
+    import asyncio
+
+    from .broker import check_brokers, quiet_kafka_logs
+    from .transactions import PartitionTransactions
+
+    async def run() -> None:
+        await check_brokers(settings.bootstrap_servers, timeout=15.0, **_client_kwargs(settings))
+        if settings.exactly_once:
+            await PartitionTransactions(settings).probe()
+
+    with quiet_kafka_logs():  # the failure is reported in one line
+        asyncio.run(run())
+
+
+def _client_kwargs(settings: Any) -> dict[str, Any]:
+    return {k: v for k, v in settings.kafka_kwargs().items() if k != "bootstrap_servers"}
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     from .settings import load_settings
 
@@ -44,6 +64,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     settings.bootstrap_servers  # noqa: B018 - fail early with a clear message when no broker is set
     for source in settings.sources:
         settings.checkpoint(source)  # fail early with what to do when a checkpoint is missing
+    _preflight(settings)  # an unreachable broker or one without transactions: one line, exit 2
 
     from faust.worker import Worker
 
@@ -81,7 +102,7 @@ def _cmd_produce(args: argparse.Namespace) -> int:
             sim,
             rate=args.rate,
             seconds=args.seconds,
-            kafka_kwargs={k: v for k, v in settings.kafka_kwargs().items() if k != "bootstrap_servers"},
+            kafka_kwargs=_client_kwargs(settings),
         )
     )
     print(f"produced {sent} events to {topic} ({args.streams} streams, {sent / max(args.seconds, 1e-9):.0f}/s)")
@@ -99,7 +120,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     from .tail import tail
 
     settings = _settings(args)
-    kw = {k: v for k, v in settings.kafka_kwargs().items() if k != "bootstrap_servers"}
+    kw = _client_kwargs(settings)
     try:
         return asyncio.run(
             tail(
@@ -116,11 +137,54 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         return 0
 
 
+def _cmd_broker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .broker import EmbeddedBroker, create_topics
+    from .settings import load_settings
+
+    if args.kind == "kafka":
+        from pathlib import Path
+
+        from .kafka_local import KafkaBroker
+
+        data = Path(args.data_dir) if args.data_dir else None
+        b: Any = KafkaBroker(args.port, host=args.host, data_dir=data, heap=args.heap)
+    else:
+        b = EmbeddedBroker(args.port, host=args.host)
+    b.start()
+    try:
+        if args.create_topics:
+            s = load_settings(broker_url=b.url)
+            topics = [*s.input_topics, *s.output_topics]
+            create_topics(b.bootstrap, topics, s.partitions, s.replication_factor)
+            create_topics(b.bootstrap, [s.topic_control], 1, s.replication_factor)
+        where = f", data in {b.data_dir}, log {b.log_path}" if args.kind == "kafka" else f", log {b.log_path}"
+        print(f"{b.kind} broker ready: SEQSTREAM_BROKER_URL={b.url}{where}; Ctrl-C stops it", flush=True)
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        while not done.wait(0.5):
+            if hasattr(b, "alive") and not b.alive():
+                print(f"seqstream: error: the broker exited; see {b.log_path}", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the streaming subcommands to the ``seqstream`` parser."""
     w = sub.add_parser("worker", help="run the streaming worker (Faust app stream.app) against a Kafka broker")
     _add_broker(w)
-    w.add_argument("--profile", choices=["production", "embedded"], default=None, help="settings profile")
+    w.add_argument(
+        "--profile",
+        choices=["production", "tansu"],
+        default=None,
+        help="settings profile (tansu: the Tansu broker's workarounds)",
+    )
     w.add_argument("--web-host", default=None, help="bind address of the web/metrics server")
     w.add_argument("--web-port", type=int, default=None, help="port of the web server (/metrics)")
     w.add_argument("--device", default=None, help="auto | cpu | cuda")
@@ -165,6 +229,18 @@ def register(sub: Any) -> None:
     t.add_argument("--raw", action="store_true", help="print values as they are")
     t.add_argument("--idle-exit", type=float, default=None, help="exit after N seconds without records")
     t.set_defaults(func=_cmd_tail)
+
+    k = sub.add_parser(
+        "broker",
+        help="run a local broker in the foreground: Apache Kafka (KRaft, no Docker; Java, Maven) or Tansu",
+    )
+    k.add_argument("--kind", choices=["kafka", "tansu"], default="kafka", help="kafka (default) or tansu")
+    k.add_argument("--host", default="127.0.0.1", help="listener address (default 127.0.0.1)")
+    k.add_argument("--port", type=int, default=9092, help="client port (default 9092; 0: a free one)")
+    k.add_argument("--data-dir", default=None, help="kafka: keep the log segments here (default: a temporary folder)")
+    k.add_argument("--heap", default="512m", help="kafka: JVM heap (default 512m)")
+    k.add_argument("--create-topics", action="store_true", help="create the worker's input and output topics")
+    k.set_defaults(func=_cmd_broker)
 
     from .bench import cmd as _cmd_bench
     from .bench import register_args as _bench_args

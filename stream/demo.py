@@ -76,11 +76,13 @@ def _labelled(alert: dict[str, Any], labels: list[Anomaly]) -> bool:
 async def _watch_alerts(settings: Settings, st: _State, stop: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from .broker import partitions_of
+
     kw = settings.kafka_kwargs()
     c = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **kw)
     await c.start()
     try:
-        parts = c.partitions_for_topic(settings.topic_alerts) or set()
+        parts = await partitions_of(c, settings.topic_alerts)
         c.assign([TopicPartition(settings.topic_alerts, p) for p in parts])
         while not stop.is_set():
             data = await c.getmany(timeout_ms=300)
@@ -188,7 +190,7 @@ def run_demo(seconds: float | None = None, broker: str | None = None, quiet: boo
             print(f"demo: embedded Tansu broker at {broker_proc.url} (in memory)")
         url = broker_proc.url if broker_proc else base.broker_url
         settings = load_settings(
-            broker_url=url, profile="embedded" if embedded else base.profile, sources=",".join(usable)
+            broker_url=url, profile="tansu" if embedded else base.profile, sources=",".join(usable)
         )
         kw = {k: v for k, v in settings.kafka_kwargs().items() if k != "bootstrap_servers"}
         topics = [settings.topic(s) for s in settings.sources] + settings.output_topics

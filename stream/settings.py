@@ -4,11 +4,13 @@ One frozen :class:`Settings` object is built at start-up (``Settings()`` or
 :func:`load_settings` with command-line overrides) and passed down; nothing else reads the
 environment.
 
-Profiles: ``production`` (the default) uses Kafka-friendly defaults. ``embedded`` is for the
-Tansu broker that ``seqstream demo`` and the tests start: short group session/heartbeat (Tansu
-completes a join only after ``session_timeout / 2``) and a short fetch wait (Tansu holds an
-empty long-poll fetch for about half of ``fetch_max_wait``). Tansu quirks never leak into the
-production profile.
+Profiles: ``production`` (the default) is for Apache Kafka and every broker that behaves like it:
+Kafka's own client defaults. ``tansu`` (``embedded`` is an older name of it) is the one home of
+every workaround for the Tansu broker that ``seqstream demo`` starts: a short group
+session/heartbeat (Tansu completes a join only after ``session_timeout / 2``), a short fetch wait
+(Tansu holds an empty long-poll fetch for about half of ``fetch_max_wait``), changelog records sent
+one per record batch (Tansu's ListOffsets is wrong after multi-record batches) and no
+``exactly_once`` (Tansu has no transactions). None of them applies on the production path.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -45,16 +47,24 @@ class Settings(BaseSettings):
     """Frozen settings of a seqstream worker, demo or simulator.
 
     Example:
-        >>> s = Settings(broker_url="kafka://k1:9092,k2:9092", profile="embedded")
+        >>> s = Settings(broker_url="kafka://k1:9092,k2:9092", profile="tansu")
         >>> s.bootstrap_servers
         ['k1:9092', 'k2:9092']
         >>> s.fetch_wait_ms, s.broker_session_timeout
         (20, 6.0)
+        >>> Settings(broker_url="kafka://k1:9092").broker_session_timeout  # Kafka's default
+        45.0
     """
 
     model_config = SettingsConfigDict(env_prefix="SEQSTREAM_", frozen=True, extra="ignore")
 
-    profile: Literal["production", "embedded"] = "production"
+    profile: Literal["production", "tansu"] = "production"
+    guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="`at_least_once`: outputs may repeat after a crash or rebalance (same id, same content); "
+        "`exactly_once`: each micro-batch's outputs, input offsets and state snapshots commit in one Kafka "
+        "transaction per input partition (needs a broker with transactions; docs/reliability.md)",
+    )
 
     # broker connection
     broker_url: str | None = Field(
@@ -97,7 +107,7 @@ class Settings(BaseSettings):
     # extra wait for a fuller batch when getmany returned fewer than batch_max (0: never wait;
     # under load the fetch buffer fills batches anyway, and waiting only adds latency)
     batch_wait_s: float = Field(default=0.0, ge=0.0, le=10.0)
-    fetch_max_wait_ms: int | None = Field(default=None, ge=0, description="None: 20 ms embedded, 100 ms production")
+    fetch_max_wait_ms: int | None = Field(default=None, ge=0, description="None: 20 ms tansu, 100 ms production")
     # micro-batches whose outputs may await the broker's acks while the next one is processed
     # (1: fully serial fetch -> process -> acks -> commit); offsets are committed only after acks
     inflight_batches: int = Field(default=2, ge=1, le=16)
@@ -189,6 +199,30 @@ class Settings(BaseSettings):
         default=None, description="directory of the spilled parked state; unset: the system temp directory"
     )
 
+    # consumer group liveness: a member that stops heartbeating for this long is dropped and its
+    # partitions move (kill -9, a partitioned host); unset: Kafka's default 45 s (tansu: 6 s)
+    session_timeout_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1800.0,
+        description="consumer-group session timeout: how long a silent worker keeps its partitions; unset: 45 s "
+        "(Kafka's default), 6 s with the tansu profile",
+    )
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _old_profile_name(cls, v: Any) -> Any:
+        return "tansu" if v == "embedded" else v
+
+    @model_validator(mode="after")
+    def _guarantee_fits_the_broker(self) -> Settings:
+        if self.guarantee == "exactly_once" and self.tansu:
+            raise ValueError(
+                "SEQSTREAM_GUARANTEE=exactly_once needs Kafka transactions, which the Tansu broker does not have; "
+                "use SEQSTREAM_GUARANTEE=at_least_once with Tansu, or a Kafka broker with the production profile"
+            )
+        return self
+
     @field_validator("sources", mode="before")
     @classmethod
     def _split_sources(cls, v: Any) -> Any:
@@ -210,8 +244,17 @@ class Settings(BaseSettings):
             for scheme in ("kafka://", "aiokafka://", "tcp://"):
                 if part.startswith(scheme):
                     part = part[len(scheme) :]
-            if part:
-                out.append(part if ":" in part else f"{part}:9092")
+            if not part:
+                continue
+            host, _, port = part.rpartition(":") if ":" in part else (part, ":", "9092")
+            if not host or "/" in part or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(
+                    f"SEQSTREAM_BROKER_URL={self.broker_url!r}: {part!r} is not host:port; expected "
+                    "kafka://host:port[,host:port...]"
+                )
+            out.append(f"{host}:{port}")
+        if not out:
+            raise ConfigError(f"SEQSTREAM_BROKER_URL={self.broker_url!r} names no broker; expected kafka://host:port")
         return out
 
     @property
@@ -224,23 +267,37 @@ class Settings(BaseSettings):
         return self.consumer_group or f"{self.app_id}-core"
 
     @property
-    def embedded(self) -> bool:
-        return self.profile == "embedded"
+    def tansu(self) -> bool:
+        """The Tansu profile: its broker's workarounds are on."""
+        return self.profile == "tansu"
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.guarantee == "exactly_once"
 
     @property
     def fetch_wait_ms(self) -> int:
         """Broker long-poll wait of the input consumer."""
         if self.fetch_max_wait_ms is not None:
             return self.fetch_max_wait_ms
-        return 20 if self.embedded else 100
+        return 20 if self.tansu else 100
 
     @property
     def broker_session_timeout(self) -> float:
-        return 6.0 if self.embedded else 30.0
+        if self.session_timeout_s is not None:
+            return self.session_timeout_s
+        return 6.0 if self.tansu else 45.0
 
     @property
     def broker_heartbeat_interval(self) -> float:
-        return 1.0 if self.embedded else 3.0
+        """A third of the session timeout at most (Kafka's rule), 3 s by default (1 s on Tansu)."""
+        return min(1.0 if self.tansu else 3.0, self.broker_session_timeout / 3)
+
+    @property
+    def changelog_batch_records(self) -> int:
+        """Changelog records per record batch: 1 on Tansu (its ListOffsets is wrong after multi-record
+        batches, so restore would stop early), unbounded on Kafka."""
+        return 1 if self.tansu else 1 << 30
 
     def topic(self, source: str) -> str:
         return str(getattr(self, f"topic_{source}"))
@@ -290,7 +347,7 @@ class Settings(BaseSettings):
         return kw
 
     def faust_kwargs(self) -> dict[str, Any]:
-        """Faust app configuration; the Tansu-friendly knobs only in the embedded profile."""
+        """Faust app configuration; the Tansu-friendly knobs only in the tansu profile."""
         kw: dict[str, Any] = {
             "broker": self.faust_broker,
             "web_host": self.web_host,
@@ -302,7 +359,7 @@ class Settings(BaseSettings):
             "topic_replication_factor": self.replication_factor,
             "consumer_auto_offset_reset": self.auto_offset_reset,
         }
-        if self.embedded:
+        if self.tansu:
             kw["producer_max_batch_size"] = 1  # Tansu's ListOffsets is wrong after multi-record batches
             kw["broker_commit_interval"] = 1.0
         creds = self.faust_credentials()
@@ -335,5 +392,13 @@ def load_settings(**overrides: Any) -> Settings:
     """Environment plus explicit overrides (``None`` values are ignored); errors become ConfigError."""
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except (ValidationError, SettingsError) as exc:
-        raise ConfigError(f"invalid seqstream settings: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            + (f" (got {e['input']!r})" if e["loc"] and not isinstance(e.get("input"), dict) else "")
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid seqstream settings: {problems}") from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid seqstream settings: {exc}") from None

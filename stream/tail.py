@@ -51,13 +51,12 @@ async def tail(
     """Print records until ``limit`` records, ``idle_exit`` seconds of silence, or Ctrl-C."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from .broker import partitions_of
+
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **(kafka_kwargs or {}))
     await c.start()
     try:
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            await c._client.force_metadata_update()
-            parts = c.partitions_for_topic(topic)
+        parts = await partitions_of(c, topic, timeout=2.0)
         if not parts:
             print(f"topic {topic!r} does not exist")
             return 1

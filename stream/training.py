@@ -165,12 +165,14 @@ async def _read_topic(
 ) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from .broker import partitions_of
+
     consumer = AIOKafkaConsumer(
         group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=200, **kafka
     )
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) if topic in await consumer.topics() else None  # fresh metadata
+        parts = await partitions_of(consumer, topic)
         if not parts:
             raise ConfigError(f"topic {topic!r} not found on the broker; check --topic and the broker address")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]

@@ -39,12 +39,25 @@ def test_frozen_and_validation() -> None:
 
 def test_profiles_keep_tansu_knobs_out_of_production() -> None:
     prod = Settings(broker_url="kafka://k:9092")
-    emb = Settings(broker_url="kafka://k:9092", profile="embedded")
+    emb = Settings(broker_url="kafka://k:9092", profile="tansu")
+    assert Settings(broker_url="kafka://k:9092", profile="embedded").profile == "tansu"  # the old name
     assert emb.broker_session_timeout == 6.0 and emb.broker_heartbeat_interval == 1.0 and emb.fetch_wait_ms == 20
-    assert prod.broker_session_timeout == 30.0 and prod.fetch_wait_ms == 100
+    # Kafka's own client defaults (session.timeout.ms 45 s, heartbeat 3 s) on the production path
+    assert prod.broker_session_timeout == 45.0 and prod.broker_heartbeat_interval == 3.0 and prod.fetch_wait_ms == 100
     assert "producer_max_batch_size" not in prod.faust_kwargs()
     assert emb.faust_kwargs()["producer_max_batch_size"] == 1
+    # changelog records: one per record batch only for Tansu's ListOffsets
+    assert emb.changelog_batch_records == 1 and prod.changelog_batch_records > 1_000_000
     assert Settings(broker_url="kafka://k", fetch_max_wait_ms=5).fetch_wait_ms == 5
+    short = Settings(broker_url="kafka://k", session_timeout_s=6)
+    assert short.broker_session_timeout == 6.0 and short.broker_heartbeat_interval == 2.0
+
+
+def test_exactly_once_is_refused_with_the_tansu_profile() -> None:
+    assert Settings(broker_url="kafka://k", guarantee="exactly_once").exactly_once
+    assert not Settings(broker_url="kafka://k").exactly_once  # the default: at_least_once
+    with pytest.raises(ConfigError, match="exactly_once needs Kafka transactions"):
+        load_settings(broker_url="kafka://k", guarantee="exactly_once", profile="tansu")
 
 
 def test_sasl_ssl_kwargs(tmp_path: Path) -> None:
