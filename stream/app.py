@@ -62,6 +62,10 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
     )
 
     core_ref: dict[str, Any] = {}  # {"engine": BatchEngine} once started, for the control agent
+    # Faust's own consumer group needs at least one subscription; the control topic gives it a
+    # small real job: operator commands such as
+    # {"command": "evict", "source": "sensors", "streams": ["pump-7"]} (forget a stream's state).
+    control = app.topic(settings.topic_control, value_type=bytes, value_serializer="raw", partitions=1)
 
     class CoreService(Service):
         """Loads a Runner per source and runs the batch engine inside the worker."""
@@ -71,6 +75,9 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
         async def on_start(self) -> None:
             from .engine import BatchEngine
             from .pipeline import SourcePipeline, build_runner
+
+            # a Kafka broker creates no topic on subscription (auto-creation only answers producers' metadata)
+            await control.maybe_declare()
 
             pipelines: dict[str, SourcePipeline] = {}
             for source in settings.sources:
@@ -104,11 +111,6 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
                 await self.engine.stop()
 
     app.service(CoreService)
-
-    # Faust's own consumer group needs at least one subscription; the control topic gives it a
-    # small real job: operator commands such as
-    # {"command": "evict", "source": "sensors", "streams": ["pump-7"]} (forget a stream's state).
-    control = app.topic(settings.topic_control, value_type=bytes, value_serializer="raw", partitions=1)
 
     @app.agent(control, name="seqstream.control")
     async def control_agent(stream: Any) -> None:

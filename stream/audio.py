@@ -122,7 +122,7 @@ class AudioPipeline(SourcePipeline):
                     if sid in reset:
                         reset.discard(sid)
                         value = value[:-1] + b',"reset":"gap"}'
-                    outputs.append(Output(s.topic_predictions, sid.encode(), value))
+                    outputs.append(Output(s.topic_predictions, sid.encode(), value, records[int(index[j])].partition))
                 n_pred = len(ids)
                 for e in res.events:
                     start = e.kind == "start"
@@ -151,6 +151,7 @@ class AudioPipeline(SourcePipeline):
                                     "frames_ago": e.frames_ago,
                                 },
                             ),
+                            records[int(index[e.index])].partition,
                         )
                     )
                     n_alerts += 1

@@ -11,6 +11,10 @@ to ``batch_max``; when fewer records are buffered it waits at most ``batch_wait_
 split by source, run through each source's pipeline once, produced with one ``send_batch`` per
 output partition, and committed after the broker acknowledged every output (at-least-once; every
 output carries the stable id ``topic:partition:offset`` of its input for deduplication).
+
+With ``SEQSTREAM_GUARANTEE=exactly_once`` each micro-batch instead commits one Kafka transaction
+per input partition it touched: the partition's outputs, its next offset and, when due, its
+state snapshot (:mod:`stream.transactions`); the input is read ``read_committed``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import gc
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +33,11 @@ import numpy as np
 from aiokafka.abc import ConsumerRebalanceListener
 
 from .metrics import Metrics
-from .pipeline import BatchResult, Output, SourcePipeline
+from .pipeline import BatchResult, SourcePipeline
+from .producer import BulkProducer, Output
 from .settings import Settings
 from .state_store import StateManager
+from .transactions import PartitionTransactions, TxnWork
 
 __all__ = ["BatchEngine", "BulkProducer", "RepeatFilter", "observe_many"]
 
@@ -99,86 +105,6 @@ def quiet_repeated_kafka_errors() -> None:
             lg.addFilter(_REPEAT_FILTER)
 
 
-class BulkProducer:
-    """Produce many records with one ``send_batch`` per (topic, partition) and Kafka's key hashing.
-
-    Example:
-        >>> BulkProducer.partition_of(b"pump-7", 8)  # the same partition as Kafka's default partitioner
-        0
-    """
-
-    def __init__(self, producer: Any) -> None:
-        self.producer = producer
-        self._nparts: dict[str, int] = {}
-        self._key_part: dict[int, dict[bytes, int]] = {}  # partition count -> key -> partition
-        self._rr = 0
-
-    @staticmethod
-    def partition_of(key: bytes, n: int) -> int:
-        from aiokafka.partitioner import murmur2
-
-        return (murmur2(key) & 0x7FFFFFFF) % n
-
-    async def _partitions(self, topic: str) -> int:
-        n = self._nparts.get(topic)
-        if n is None:
-            n = len(await self.producer.partitions_for(topic))
-            self._nparts[topic] = n
-        return n
-
-    async def send_all(self, outputs: Iterable[Output]) -> list[asyncio.Future[Any]]:
-        """Queue every output; returns the futures of the submitted batches (await them to confirm).
-
-        One ``send_batch`` per (topic, partition), in the order each first appears in ``outputs``;
-        records keep their order within a partition; keyless records go round robin.
-        """
-        groups: dict[tuple[str, int], list[Output]] = {}
-        cache = self._key_part
-        if sum(map(len, cache.values())) > 1_000_000:
-            cache.clear()
-        # per topic: partition count, key -> partition cache, the group of each partition
-        topics: dict[str, tuple[int, dict[bytes, int], list[list[Output] | None]]] = {}
-        topic: str | None = None
-        n = 0
-        known: dict[bytes, int] = {}
-        lists: list[list[Output] | None] = []
-        for o in outputs:
-            if o.topic != topic:  # outputs come in runs of one topic: switch once per run
-                topic = o.topic
-                t = topics.get(topic)
-                if t is None:
-                    n = self._nparts.get(topic) or await self._partitions(topic)
-                    t = topics[topic] = (n, cache.setdefault(n, {}), [None] * n)
-                n, known, lists = t
-            key = o.key
-            if key is None:
-                self._rr += 1
-                part = self._rr % n
-            else:
-                part = known.get(key, -1)
-                if part < 0:
-                    part = known[key] = self.partition_of(key, n)
-            group = lists[part]
-            if group is None:
-                group = lists[part] = groups[(topic, part)] = []
-            group.append(o)
-        futures: list[asyncio.Future[Any]] = []
-        p = self.producer
-        for (topic, part), recs in groups.items():
-            batch = p.create_batch()
-            for o in recs:
-                if batch.append(key=o.key, value=o.value, timestamp=None) is None:
-                    futures.append(await p.send_batch(batch, topic, partition=part))
-                    batch = p.create_batch()
-                    if batch.append(key=o.key, value=o.value, timestamp=None) is None:
-                        # larger than a whole batch: send it on its own
-                        futures.append(await p.send(topic, o.value, key=o.key, partition=part))
-                        batch = p.create_batch()
-            if batch.record_count():
-                futures.append(await p.send_batch(batch, topic, partition=part))
-        return futures
-
-
 class BatchEngine:
     """Consume all input topics in micro-batches and run each source's pipeline once per batch.
 
@@ -207,6 +133,9 @@ class BatchEngine:
         self._down_checks = 0
         self._down_logged = 0.0
         self.state = StateManager(settings, pipelines, metrics)
+        self.txns: PartitionTransactions | None = (
+            PartitionTransactions(settings, metrics) if settings.exactly_once else None
+        )
         self._frozen = False
 
     async def start(self) -> None:
@@ -215,17 +144,20 @@ class BatchEngine:
         s = self.settings
         kw = s.kafka_kwargs()
         quiet_repeated_kafka_errors()
-        self.producer = AIOKafkaProducer(
-            acks="all" if s.producer_acks == "all" else int(s.producer_acks),
-            linger_ms=s.producer_linger_ms,
-            max_batch_size=1 << 20,
-            max_request_size=8 << 20,
-            client_id=f"{s.app_id}-producer",
-            **kw,
-        )
-        await self.producer.start()
-        self.bulk = BulkProducer(self.producer)
-        await self.state.start(self.producer)
+        if self.txns is not None:
+            await self.txns.probe()  # a broker without transactions: one clear error, before anything else
+        else:
+            self.producer = AIOKafkaProducer(
+                acks="all" if s.producer_acks == "all" else int(s.producer_acks),
+                linger_ms=s.producer_linger_ms,
+                max_batch_size=1 << 20,
+                max_request_size=8 << 20,
+                client_id=f"{s.app_id}-producer",
+                **kw,
+            )
+            await self.producer.start()
+            self.bulk = BulkProducer(self.producer)
+        await self.state.start(self.producer, self.txns)
         self.consumer = AIOKafkaConsumer(
             group_id=s.group_id,
             client_id=f"{s.app_id}-consumer",
@@ -235,6 +167,8 @@ class BatchEngine:
             max_partition_fetch_bytes=4 << 20,
             session_timeout_ms=int(s.broker_session_timeout * 1000),
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
+            # exactly_once: inputs of aborted upstream transactions are never processed
+            isolation_level="read_committed" if s.exactly_once else "read_uncommitted",
             **kw,
         )
         await self.consumer.start()
@@ -242,12 +176,14 @@ class BatchEngine:
         self.metrics.up.set(1)
         self.metrics.broker_connected.set(1)
         log.info(
-            "consuming %s as group %r (batch_max=%d, batch_wait=%.3fs, fetch_wait=%dms)",
+            "consuming %s as group %r (%s, batch_max=%d, batch_wait=%.3fs, fetch_wait=%dms, session %.0fs)",
             ", ".join(self.topic_source),
             s.group_id,
+            s.guarantee,
             s.batch_max,
             s.batch_wait_s,
             s.fetch_wait_ms,
+            s.broker_session_timeout,
         )
 
     async def stop(self) -> None:
@@ -261,6 +197,8 @@ class BatchEngine:
                     await self.consumer.stop()
             with contextlib.suppress(Exception):
                 await self.state.stop()
+            if self.txns is not None:
+                await self.txns.close()
             if self.producer is not None:
                 with contextlib.suppress(Exception):
                     await self.producer.stop()
@@ -294,6 +232,9 @@ class BatchEngine:
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
+            if self.state.broken:
+                async with self._lock:
+                    await self._repair()
             if data:
                 async with self._lock:
                     if self._stopping.is_set():
@@ -365,14 +306,17 @@ class BatchEngine:
     async def process(self, data: dict[Any, list[Any]]) -> list[BatchResult]:
         """Run one micro-batch: pipelines, produce; settle older batches (acks, commit); snapshot.
 
-        The state manager first drops records of partitions this worker does not own (a fetch
-        that raced a rebalance), duplicates and records after a gap (re-seeking), and splits off
-        records below the committed offset of a restored partition: those re-run for state only.
+        The state manager first drops records of partitions this worker does not own (a fetch that
+        raced a rebalance), duplicates and records after a gap (re-seeking), and splits off records
+        below the committed offset of a restored partition: those re-run for state only.
 
-        The outputs' acks are awaited later (:meth:`settle`), while the next batch is fetched and
-        processed: at most ``inflight_batches`` batches wait for acks. Offsets are committed only
-        after their batch's acks, in order, and a snapshot is taken only when nothing is in
-        flight, so a crash at any point loses no output (at-least-once, as before).
+        At-least-once: the outputs' acks are awaited later (:meth:`settle`), while the next batch is
+        fetched and processed: at most ``inflight_batches`` batches wait for acks. Offsets are
+        committed only after their batch's acks, in order, and a snapshot is taken only when nothing
+        is in flight, so a crash at any point loses no output.
+
+        Exactly-once: one transaction per input partition holds its outputs, its next offset and its
+        snapshot when one is due; all of them commit before the next batch is fetched.
         """
         adm = self.state.admit(data)
         for tp, off in self.state.take_reseeks():
@@ -392,22 +336,63 @@ class BatchEngine:
             by_source[self.topic_source[tp.topic]].extend(recs)
             offsets[tp] = recs[-1].offset + 1
         results: list[tuple[str, BatchResult]] = []
-        outputs: list[Output] = []
         for source, recs in by_source.items():
-            res = self._run_pipeline(source, recs)
-            results.append((source, res))
-            outputs.extend(res.outputs)
-        assert self.bulk is not None
-        futures = await self.bulk.send_all(outputs)
-        # the in-memory position moves now (the next fetch continues from here); the commit waits for acks
+            results.append((source, self._run_pipeline(source, recs)))
+        # the in-memory position moves now (the next fetch continues from here); the commit comes after
         self.state.advanced(adm.replay)
         self.state.advanced(adm.live)
+        if self.txns is not None:
+            await self._commit_transactions(results, offsets)
+            return [r for _, r in results]
+        assert self.bulk is not None
+        futures = await self.bulk.send_all([o for _, res in results for o in res.outputs])
         self._inflight.append(_InFlight(futures, offsets, results))
         await self.settle(self.settings.inflight_batches - 1)
         if self.state.snapshot_due():
             await self.settle(0)  # a snapshot covers only offsets whose outputs were acknowledged
             await self.state.maybe_snapshot()
         return [r for _, r in results]
+
+    async def _commit_transactions(self, results: list[tuple[str, BatchResult]], offsets: dict[Any, int]) -> None:
+        """exactly_once: each input partition's outputs, next offset and due snapshot in one transaction."""
+        st = self.state
+        work = st.work_of((source, res.outputs) for source, res in results)
+        for tp, off in offsets.items():
+            work.setdefault(tp, TxnWork()).offset = off
+        if st.snapshot_due():  # released held events and snapshots join the partitions' transactions
+            await st.snapshot_with(work)
+        elif work:
+            assert self.txns is not None
+            st.fail(await self.txns.commit(work))
+        self._observe(results)
+        self.batches += 1
+
+    def _observe(self, results: list[tuple[str, BatchResult]]) -> None:
+        """Latency histograms and counts of a batch whose outputs are acknowledged (or committed)."""
+        now = time.time()
+        for source, res in results:
+            observe_many(self.metrics.e2e_latency.labels(source=source), now - res.event_ts)
+            observe_many(self.metrics.processing_latency.labels(source=source), now - res.record_ts)
+            self.events += res.n_in
+
+    async def _repair(self) -> None:
+        """Restore the partitions whose transaction failed (exactly_once); a fenced one waits for the rebalance.
+
+        ``ProducerFenced`` means another worker owns the partition now: starting its producer again
+        would fence that owner in turn, so the partition stays forgotten until the next assignment.
+        """
+        from aiokafka.errors import ProducerFenced
+
+        st = self.state
+        fix = [tp for tp, exc in st.broken.items() if not isinstance(exc, ProducerFenced)]
+        if not fix or self.txns is None:
+            return
+        try:
+            await self.txns.open(fix)
+            await st.reload(fix, self.consumer)
+        except Exception as exc:
+            log.warning("restoring %d partition(s) after a failed transaction failed (%s); retrying", len(fix), exc)
+            await asyncio.sleep(0.5)
 
     async def settle(self, keep: int = 0) -> None:
         """Await the acks of the oldest in-flight batches until at most ``keep`` remain; commit them.
@@ -421,11 +406,7 @@ class BatchEngine:
             if b.futures:
                 await asyncio.gather(*b.futures)
             q.popleft()
-            now = time.time()
-            for source, res in b.results:
-                observe_many(self.metrics.e2e_latency.labels(source=source), now - res.event_ts)
-                observe_many(self.metrics.processing_latency.labels(source=source), now - res.record_ts)
-                self.events += res.n_in
+            self._observe(b.results)
             self.batches += 1
             if b.offsets:
                 self._commit_task = asyncio.create_task(self._commit(b.offsets, after=self._commit_task))
@@ -444,7 +425,8 @@ class BatchEngine:
             topic = self.settings.topic_dead_letter
             msg = f"internal error: {type(exc).__name__}: {exc}"[:500]
             outs = [
-                Output(topic, r.key, encode_dead(r, source=source, reason="internal_error", message=msg)) for r in recs
+                Output(topic, r.key, encode_dead(r, source=source, reason="internal_error", message=msg), r.partition)
+                for r in recs
             ]
             self.metrics.dead_letters.labels(source=source, reason="internal_error").inc(len(recs))
             empty = np.zeros(0, np.float64)
@@ -491,35 +473,46 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.engine = engine
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        if revoked:
-            log.info("partitions revoked: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
+        if revoked:  # the wall time says how long a partition was unowned (until "partitions owned at")
+            log.info(
+                "partitions revoked at %.3f: %s", time.time(), sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)
+            )
         # the run loop holds the lock while a batch is in flight; waiting here lets it finish and commit,
         # then the revoked partitions' snapshots are flushed (state at exactly the committed offsets)
-        lock = self.engine._lock
+        engine = self.engine
+        lock = engine._lock
         try:
             await asyncio.wait_for(lock.acquire(), timeout=10.0)
         except TimeoutError:
             log.warning("in-flight batch did not finish within 10 s of a rebalance; it may be re-delivered")
-            await self.engine.state.on_revoked(revoked, flush=False)
+            await engine.state.on_revoked(revoked, flush=False)
         else:
             try:
-                await self.engine.settle(0)  # acks and commits of the batches still in flight
-                await self.engine.state.on_revoked(revoked, flush=True)
+                await engine.settle(0)  # acks and commits of the batches still in flight
+                await engine.state.on_revoked(revoked, flush=True)
             except Exception as exc:
                 log.warning("settling in-flight batches on revocation failed (%s); they may be re-delivered", exc)
-                await self.engine.state.on_revoked(revoked, flush=False)
+                await engine.state.on_revoked(revoked, flush=False)
             finally:
                 lock.release()
-        self.engine.metrics.assigned_partitions.set(0)
+        if engine.txns is not None:  # the next owner's producers fence these ids anyway; stop ours first
+            await engine.txns.close(revoked)
+        engine.metrics.assigned_partitions.set(0)
         for tp in revoked:
-            self.engine.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(0)
+            engine.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(0)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
-        async with self.engine._lock:
+        engine = self.engine
+        async with engine._lock:
+            unfenced: dict[Any, BaseException] = {}
+            if engine.txns is not None:
+                # fence the previous owners (and finish their transactions) before reading offsets and state
+                unfenced = await engine.txns.open_all(assigned)
             try:
-                await self.engine.state.on_assigned(assigned, self.engine.consumer)
+                await engine.state.on_assigned(assigned, engine.consumer, skip=unfenced)
             except Exception:
                 log.exception("restoring state of the assigned partitions failed")
                 raise
-        self.engine.metrics.assigned_partitions.set(len(assigned))
+        engine.metrics.assigned_partitions.set(len(assigned))
+        log.info("partitions owned at %.3f: %s", time.time(), sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))

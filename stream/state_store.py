@@ -12,8 +12,9 @@ been committed), then continues live from ``C``. Outputs of ``C ..`` that a dead
 but did not commit are produced again with the same stable id ``topic:partition:offset`` and the
 same content (the state they were computed from is the same).
 
-Changelog record (one Kafka record per chunk, each sent as its own record batch because Tansu's
-ListOffsets returns a wrong end offset after multi-record batches)::
+Changelog record (one Kafka record per chunk; a snapshot's chunks travel in normal multi-record
+batches on Kafka, one record per batch with the Tansu profile, whose broker's ListOffsets returns
+a wrong end offset after multi-record batches)::
 
     key   = b"<source>:<topic>:<partition>#<slot>.<chunk>"  (slot alternates 0/1 so that, under
             log compaction, the previous complete snapshot survives a crash while writing the next)
@@ -28,7 +29,10 @@ buffer releases it later.
 
 The header carries a CRC32 of the body; a damaged or foreign record is skipped with a warning.
 On real Kafka create the topic with ``cleanup.policy=compact`` (we request it); Tansu has no
-compaction, so there the changelog grows and restore reads it from the beginning.
+compaction, so there the changelog grows and restore reads it from the beginning. The changelog
+is read ``read_committed``: with ``exactly_once`` a snapshot is written in the same transaction
+as its partition's outputs and offsets (:mod:`stream.transactions`), so an aborted snapshot is
+never restored.
 """
 
 from __future__ import annotations
@@ -55,7 +59,9 @@ import torch
 from models.state import SlabSnapshot
 
 from .metrics import Metrics
+from .producer import BulkProducer, Output, send_records
 from .settings import Settings
+from .transactions import PartitionTransactions, TxnWork
 
 if TYPE_CHECKING:
     from .pipeline import SourcePipeline
@@ -536,6 +542,25 @@ class _Part:
 
 
 @dataclass
+class _Snap:
+    """A partition snapshot encoded for the changelog, not yet written."""
+
+    manager: StateManager
+    part: _Part
+    partition: int  # of the changelog topic
+    records: list[tuple[bytes, bytes]]
+    offset: int
+    slot: int
+
+    def written(self) -> None:
+        """The records are sent (or committed): the next snapshot of this partition takes the other slot."""
+        st = self.part
+        st.snap_offset, st.slot, st.since_snapshot, st.dirty = self.offset, self.slot, 0, False
+        self.manager.snapshots_written += 1
+        self.manager.m_snapshots.inc()
+
+
+@dataclass
 class Admitted:
     """A micro-batch split by the state manager: ``replay`` runs for state only, ``live`` emits."""
 
@@ -564,6 +589,10 @@ class StateManager:
         self.last_restore_s = 0.0
         self._reseek: list[tuple[Any, int]] = []
         self.bulk: Any = None  # BulkProducer for outputs of held events released between batches
+        self.txns: PartitionTransactions | None = None  # exactly_once: everything goes through these
+        # partitions whose transaction failed, with the error: their in-memory state is gone (forget) and
+        # they wait for the engine to restore them (reload) or for the next assignment
+        self.broken: dict[Any, BaseException] = {}
         self._unsent: list[Any] = []  # such outputs not yet acknowledged (retried before the next release)
         self._unsent_parts: set[Any] = set()  # their partitions: no snapshot until they are acknowledged
         # the metrics live with all others in stream/metrics.py (one place lists every exported name)
@@ -575,11 +604,10 @@ class StateManager:
         self.m_dropped = metrics.stale_records_dropped
 
     # -- lifecycle ------------------------------------------------------------------------
-    async def start(self, producer: Any) -> None:
-        from .engine import BulkProducer
-
+    async def start(self, producer: Any, txns: PartitionTransactions | None = None) -> None:
         self.producer = producer
-        self.bulk = BulkProducer(producer)
+        self.bulk = BulkProducer(producer) if producer is not None else None
+        self.txns = txns
         if not self.enabled:
             return
         from aiokafka import AIOKafkaConsumer
@@ -609,6 +637,7 @@ class StateManager:
         self.reader = AIOKafkaConsumer(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",  # an aborted exactly_once snapshot is never restored
             max_partition_fetch_bytes=8 << 20,
             fetch_max_wait_ms=50,
             client_id=f"{s.app_id}-state-reader",
@@ -721,8 +750,28 @@ class StateManager:
         processed) makes it part of the durable state. Partitions still replaying for state only
         are not released (their outputs exist). Returns the partitions snapshotted.
         """
-        outputs = list(self._unsent)
-        touched = set(self._unsent_parts)
+        released, touched = self._release()
+        if self.txns is not None:  # each partition's released outputs and its snapshot in one transaction
+            if released:
+                await self._write([tp for tp in touched if tp in self.parts], self.parts, self.work_of(released))
+            return touched
+        outputs = [*self._unsent, *(o for _, outs in released for o in outs)]
+        touched |= self._unsent_parts
+        if not outputs:
+            return set()
+        self._unsent, self._unsent_parts = outputs, touched
+        futures = await self.bulk.send_all(outputs)
+        if futures:
+            await asyncio.gather(*futures)
+        self._unsent, self._unsent_parts = [], set()
+        await self._write([tp for tp in touched if tp in self.parts], self.parts)
+        return touched
+
+    def _release(self) -> tuple[list[tuple[str, list[Output]]], set[Any]]:
+        """Run the held events due for release: their outputs per source, and the partitions they touched
+        (marked dirty: their next snapshot is due even without a new offset)."""
+        released: list[tuple[str, list[Output]]] = []
+        touched: set[Any] = set()
         for source, pipe in self.pipelines.items():
             tick = getattr(pipe, "tick", None)
             if tick is None:
@@ -734,21 +783,44 @@ class StateManager:
             }
             res = tick(only=set(live))
             if res is not None and res.outputs:
-                outputs.extend(res.outputs)
+                released.append((source, res.outputs))
                 touched.update(live[p] for p in res.partitions if p in live)
-        if not outputs:
-            return set()
-        self._unsent, self._unsent_parts = outputs, touched
-        futures = await self.bulk.send_all(outputs)
-        if futures:
-            await asyncio.gather(*futures)
-        self._unsent, self._unsent_parts = [], set()
         for tp in touched:
-            st = self.parts.get(tp)
-            if st is not None:
-                st.dirty = True
-        await self._write([tp for tp in touched if tp in self.parts], self.parts)
-        return touched
+            self.parts[tp].dirty = True
+        return released, touched
+
+    async def snapshot_with(self, work: dict[Any, TxnWork]) -> None:
+        """exactly_once, after a batch: the batch's ``work``, the held events due for release and the due
+        snapshots, all in one transaction per partition (a snapshot must never commit apart from the outputs
+        and offsets of the events it includes)."""
+        touched: set[Any] = set()
+        if self._held_due():
+            released, touched = self._release()
+            for tp, w in self.work_of(released).items():
+                work.setdefault(tp, TxnWork()).outputs.extend(w.outputs)
+        if self._periodic_due():
+            self._last_snapshot = time.monotonic()
+            self._events_since = 0
+            tps = list(self.parts)
+        else:
+            tps = [tp for tp in touched if tp in self.parts]
+        await self._write(tps, self.parts, work)
+
+    def work_of(self, by_source: Iterable[tuple[str, Iterable[Output]]]) -> dict[Any, TxnWork]:
+        """Each source's outputs grouped into per-input-partition transactions (by the outputs' ``origin``)."""
+        from aiokafka import TopicPartition
+
+        work: dict[tuple[str, int], TxnWork] = {}
+        for source, outputs in by_source:
+            topic = self.settings.topic(source)
+            for o in outputs:
+                w = work.get((topic, o.origin))
+                if w is None:
+                    if o.origin < 0:
+                        raise RuntimeError(f"an output to {o.topic} of source {source} names no input partition")
+                    w = work[(topic, o.origin)] = TxnWork()
+                w.outputs.append(o)
+        return {TopicPartition(t, p): w for (t, p), w in work.items()}
 
     async def snapshot(self, tps: list[Any], parts: dict[Any, _Part] | None = None) -> int:
         """Write snapshots of the given owned partitions that changed; returns bytes written.
@@ -764,47 +836,64 @@ class StateManager:
             await self.release_held()  # snapshots the partitions it released from itself
         return await self._write(tps, parts)
 
-    async def _write(self, tps: list[Any], parts: dict[Any, _Part]) -> int:
+    def snapshot_records(self, tp: Any, parts: dict[Any, _Part] | None = None) -> _Snap | None:
+        """One partition's snapshot as changelog records, or None when nothing changed since the last one.
+
+        Encoding is cheap next to sending; the caller sends the records (or puts them in the partition's
+        transaction) and calls :meth:`_Snap.written` once they are on their way (at-least-once) or
+        committed (exactly_once).
+        """
+        st = (self.parts if parts is None else parts).get(tp)
+        if st is None or st.next_offset is None or (st.next_offset - 1 == st.snap_offset and not st.dirty):
+            return None
+        if tp in self._unsent_parts:  # released outputs not acknowledged yet: keep the older snapshot
+            return None
+        pipe = self.pipelines[st.source]
+        held_of = getattr(pipe, "held_events", None)
+        offset = st.next_offset - 1
+        slot = 1 - st.slot
+        records = encode_snapshot(
+            self.key(tp),
+            pipe.partition_snapshot(tp.partition),
+            offset=offset,
+            snap_id=time.time_ns(),
+            slot=slot,
+            fp16=self.settings.snapshot_dtype == "fp16",
+            chunk_bytes=self.settings.snapshot_chunk_bytes,
+            held=held_of(tp.partition) if held_of is not None else [],
+        )
+        return _Snap(self, st, tp.partition % self.n_state_partitions, records, offset, slot)
+
+    async def _write(self, tps: list[Any], parts: dict[Any, _Part], work: dict[Any, TxnWork] | None = None) -> int:
+        """Snapshot the partitions ``tps`` that changed; with transactions, together with ``work``."""
         t0 = time.perf_counter()
-        futures = []
-        nbytes = 0
-        p = self.producer
-        for tp in tps:
-            st = parts.get(tp)
-            if st is None or st.next_offset is None or (st.next_offset - 1 == st.snap_offset and not st.dirty):
-                continue
-            if tp in self._unsent_parts:  # released outputs not acknowledged yet: keep the older snapshot
-                continue
-            pipe = self.pipelines[st.source]
-            snap = pipe.partition_snapshot(tp.partition)
-            held_of = getattr(pipe, "held_events", None)
-            held = held_of(tp.partition) if held_of is not None else []
-            offset = st.next_offset - 1
-            slot = 1 - st.slot
-            records = encode_snapshot(
-                self.key(tp),
-                snap,
-                offset=offset,
-                snap_id=time.time_ns(),
-                slot=slot,
-                fp16=self.settings.snapshot_dtype == "fp16",
-                chunk_bytes=self.settings.snapshot_chunk_bytes,
-                held=held,
-            )
-            cp = tp.partition % self.n_state_partitions
-            for k, v in records:  # one record per batch: Tansu's ListOffsets stays right
-                b = p.create_batch()
-                b.append(key=k, value=v, timestamp=None)
-                futures.append(await p.send_batch(b, self.settings.topic_state, partition=cp))
-                nbytes += len(v)
-            st.snap_offset, st.slot, st.since_snapshot, st.dirty = offset, slot, 0, False
-            self.snapshots_written += 1
-            self.m_snapshots.inc()
-        if futures:
-            await asyncio.gather(*futures)
+        snaps = [(tp, sn) for tp in tps if (sn := self.snapshot_records(tp, parts)) is not None]
+        nbytes = sum(len(v) for _, sn in snaps for _, v in sn.records)
+        if self.txns is not None:
+            work = dict(work or {})
+            for tp, sn in snaps:
+                w = work.setdefault(tp, TxnWork())
+                w.state, w.state_partition = sn.records, sn.partition
+            failed = await self.txns.commit(work)
+            self.fail(failed)
+            for tp, sn in snaps:
+                if tp not in failed:
+                    sn.written()
+            sent = any(tp not in failed for tp, _ in snaps)
+        else:
+            futures = []
+            for _, sn in snaps:
+                futures += await send_records(
+                    self.producer, self.settings.topic_state, sn.partition, sn.records,
+                    self.settings.changelog_batch_records,
+                )  # fmt: skip
+                sn.written()
+            if futures:
+                await asyncio.gather(*futures)
+            sent = bool(snaps)
         dt = time.perf_counter() - t0
         self.snapshot_seconds_total += dt
-        if futures:
+        if sent:
             self.m_snapshot_s.observe(dt)
             self.m_snapshot_bytes.inc(nbytes)
         return nbytes
@@ -831,22 +920,30 @@ class StateManager:
                 st.next_offset = None
             self.retained[tp] = st
 
-    async def on_assigned(self, assigned: Iterable[Any], consumer: Any) -> None:
-        """Keep state of partitions re-assigned to us, restore others from the changelog, seek."""
+    async def on_assigned(
+        self, assigned: Iterable[Any], consumer: Any, skip: dict[Any, BaseException] | None = None
+    ) -> None:
+        """Keep state of partitions re-assigned to us, restore others from the changelog, seek.
+
+        ``skip``: partitions not to restore now (exactly_once: their previous owner is not fenced yet);
+        they are broken until :meth:`reload`.
+        """
         t0 = time.monotonic()
         assigned = [tp for tp in assigned if tp.topic in self.topic_source]
         aset = set(assigned)
+        self.broken.clear()  # every assigned partition is kept, restored or skipped below
+        skip = skip or {}
+        for tp in skip:
+            kept = self.retained.pop(tp, None)
+            if kept is not None:
+                self.pipelines[kept.source].drop_partition(tp.partition)
+        self.broken.update({tp: e for tp, e in skip.items() if tp in aset})
+        assigned = [tp for tp in assigned if tp not in skip]
         for tp, st in list(self.retained.items()):
             if tp not in aset:
                 self.pipelines[st.source].drop_partition(tp.partition)
                 del self.retained[tp]
-        committed: dict[Any, int | None] = {}
-        for tp in assigned:
-            try:
-                committed[tp] = await consumer.committed(tp)
-            except Exception as exc:
-                log.warning("committed offset of %s:%d unknown (%s)", tp.topic, tp.partition, exc)
-                committed[tp] = None
+        committed = await self._committed(assigned, consumer)
         restore = []
         for tp in assigned:
             c = committed[tp]
@@ -861,6 +958,37 @@ class StateManager:
             if kept is not None:
                 self.pipelines[kept.source].drop_partition(tp.partition)
             restore.append(tp)
+        await self._restore(restore, committed, consumer, t0)
+
+    def fail(self, failed: dict[Any, BaseException]) -> None:
+        """Partitions whose transaction failed: forget their in-memory state (it is ahead of what was
+        committed; records of theirs that arrive meanwhile are dropped) until :meth:`reload`."""
+        for tp in failed:
+            st = self.parts.pop(tp, None)
+            if st is not None:
+                self.pipelines[st.source].drop_partition(tp.partition)
+        self.broken.update(failed)
+
+    async def reload(self, tps: Iterable[Any], consumer: Any) -> None:
+        """Restore forgotten partitions (:meth:`fail`) from the changelog and the committed offsets."""
+        t0 = time.monotonic()
+        tps = [tp for tp in tps if tp not in self.parts]
+        await self._restore(tps, await self._committed(tps, consumer), consumer, t0)
+        for tp in tps:
+            self.broken.pop(tp, None)
+
+    async def _committed(self, tps: list[Any], consumer: Any) -> dict[Any, int | None]:
+        committed: dict[Any, int | None] = {}
+        for tp in tps:
+            try:
+                committed[tp] = await consumer.committed(tp)
+            except Exception as exc:
+                log.warning("committed offset of %s:%d unknown (%s)", tp.topic, tp.partition, exc)
+                committed[tp] = None
+        return committed
+
+    async def _restore(self, restore: list[Any], committed: dict[Any, int | None], consumer: Any, t0: float) -> None:
+        """Load the latest snapshot of each partition (or nothing), seek to where its state ends."""
         snaps = await self._read_latest(restore) if restore and self.enabled else {}
         begin: dict[Any, int] = {}
         need_begin = [tp for tp in restore if tp not in snaps and committed[tp] is not None and self.enabled]

@@ -131,10 +131,13 @@ def test_output_is_an_immutable_record_with_the_old_fields() -> None:
     o = Output("predictions", b"pump-7", b"{}")
     assert (o.topic, o.key, o.value) == ("predictions", b"pump-7", b"{}")
     assert o == Output(topic="predictions", key=b"pump-7", value=b"{}") and hash(o) == hash(Output(*o))
-    assert repr(o) == "Output(topic='predictions', key=b'pump-7', value=b'{}')"
+    assert repr(o) == "Output(topic='predictions', key=b'pump-7', value=b'{}', origin=-1)"
     with pytest.raises(AttributeError):
         o.value = b"x"  # type: ignore[misc]
     ids, values = ["a", "café ✓", ""], [b"1", b"2", b"3"]
     many = Output.many("t", ids, values)
     assert many == [Output("t", sid.encode(), v) for sid, v in zip(ids, values)]
     assert all(type(m) is Output for m in many) and many[1].key == "café ✓".encode()
+    assert Output.many("t", ids, values, [4, 0, 2]) == [
+        Output("t", sid.encode(), v, o) for sid, v, o in zip(ids, values, [4, 0, 2])
+    ]
