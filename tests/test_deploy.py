@@ -445,6 +445,17 @@ def test_images_are_pinned() -> None:
                 assert _pinned(c["image"]), f"{path.name}: {c['image']}"
 
 
+def test_one_kafka_version_everywhere() -> None:
+    """The compose stack's Kafka image, the Maven-pinned broker of the tests and the launcher agree."""
+    from stream.kafka_local import KAFKA_VERSION
+
+    pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text()
+    assert re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom).group(1) == KAFKA_VERSION  # type: ignore[union-attr]
+    cfg = compose_config(COMPOSE_FILE)
+    images = {svc["image"] for svc in cfg["services"].values() if svc["image"].startswith("apache/kafka:")}
+    assert images == {f"apache/kafka:{KAFKA_VERSION}"}
+
+
 def test_dockerfile_is_non_root_and_installs_the_repository() -> None:
     text = DOCKERFILE.read_text()
     users = re.findall(r"^USER (\S+)", text, re.M)

@@ -1,6 +1,10 @@
-"""Fixtures for integration tests: a real Tansu broker (session) and a real worker process.
+"""Fixtures for integration tests: a real broker (session) and a real worker process.
 
-Tests here are marked ``integration``; run them with ``pytest -m integration``.
+``SEQSTREAM_TEST_BROKER`` picks the broker of the ``broker`` fixture: ``kafka`` (the default: Apache
+Kafka 4.4 in KRaft mode, ``stream/kafka_local.py``) or ``tansu`` (the embedded broker of the demo).
+Tests that need what only Kafka has (transactions, compaction, storage that survives a restart)
+take the ``kafka`` fixture, an Apache Kafka whatever ``SEQSTREAM_TEST_BROKER`` says. Tests here are
+marked ``integration``; ``smoke`` marks the subset CI also runs on Tansu.
 """
 
 from __future__ import annotations
@@ -21,17 +25,43 @@ from typing import Any
 
 import pytest
 
-from stream.broker import EmbeddedBroker, create_topics
+from stream.broker import EmbeddedBroker, create_topics, partitions_of
+from stream.kafka_local import KafkaBroker
 from stream.launch import WorkerProcess
 from stream.settings import Settings
 
 N_FEATURES = {"sensors": 1, "speech": 8, "ticks": 2}
 
+BROKER_KIND = os.environ.get("SEQSTREAM_TEST_BROKER", "kafka")
+if BROKER_KIND not in ("kafka", "tansu"):
+    raise pytest.UsageError(f"SEQSTREAM_TEST_BROKER={BROKER_KIND!r}; expected kafka or tansu")
+
+Broker = KafkaBroker | EmbeddedBroker
+
+
+def start_broker(kind: str, directory: Path, **kw: Any) -> Broker:
+    """A started broker of this kind, its data and log under ``directory``."""
+    if kind == "kafka":
+        return KafkaBroker(data_dir=directory / "kafka-data", log_path=directory / "kafka.log", **kw).start()
+    return EmbeddedBroker(log_path=directory / "tansu.log", **kw).start()
+
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """A Tansu broker on a free loopback port, in-memory storage, for the whole session."""
-    b = EmbeddedBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log").start()
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """The session's broker (``SEQSTREAM_TEST_BROKER``) on free loopback ports."""
+    b = start_broker(BROKER_KIND, tmp_path_factory.mktemp(BROKER_KIND))
+    print(f"integration broker: {b.kind} at {b.url}")
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """An Apache Kafka broker: the session's when it is one, else one of its own (Kafka-only features)."""
+    if isinstance(broker, KafkaBroker):
+        yield broker
+        return
+    b = KafkaBroker(data_dir=tmp_path_factory.mktemp("kafka") / "data").start()
     yield b
     b.stop()
 
@@ -55,7 +85,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @dataclass
 class WorkerHandle:
     settings: Settings
-    broker: EmbeddedBroker
+    broker: Broker
     process: WorkerProcess
     checkpoints: dict[str, Path]
     startup_s: float = 0.0
@@ -64,18 +94,18 @@ class WorkerHandle:
 
 @pytest.fixture(scope="session")
 def worker(
-    broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+    broker: Broker, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerHandle]:
-    """A ``seqstream worker`` child process (embedded profile) consuming all three sources."""
+    """A ``seqstream worker`` child process (the broker's profile) consuming all three sources."""
     env = {
         "SEQSTREAM_BROKER_URL": broker.url,
-        "SEQSTREAM_PROFILE": "embedded",
+        "SEQSTREAM_PROFILE": broker.profile,
         "SEQSTREAM_APP_ID": "itest",
         **{f"SEQSTREAM_CHECKPOINT_{s.upper()}": str(p) for s, p in checkpoints.items()},
     }
     settings = Settings(
         broker_url=broker.url,
-        profile="embedded",
+        profile=broker.profile,
         app_id="itest",
         **{f"checkpoint_{s}": p for s, p in checkpoints.items()},
     )
@@ -93,17 +123,27 @@ def worker(
 
 
 def consume_until(
-    bootstrap: str, topics: list[str], done: Callable[[dict[str, list[Any]]], bool], timeout: float = 90.0
+    bootstrap: str,
+    topics: list[str],
+    done: Callable[[dict[str, list[Any]]], bool],
+    timeout: float = 90.0,
+    isolation_level: str = "read_uncommitted",
 ) -> dict[str, list[Any]]:
     """Read topics from the beginning (no consumer group) until ``done(records_by_topic)``."""
 
     async def run() -> dict[str, list[Any]]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+        c = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level=isolation_level,
+        )
         await c.start()
         try:
-            tps = [TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or [])]
+            tps = [TopicPartition(t, p) for t in topics for p in sorted(await partitions_of(c, t))]
+            assert tps, f"none of {topics} exists"
             c.assign(tps)
             await c.seek_to_beginning(*tps)
             got: dict[str, list[Any]] = {t: [] for t in topics}

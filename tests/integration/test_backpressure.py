@@ -24,9 +24,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.broker import EmbeddedBroker
 from stream.launch import WorkerProcess, metric_sum
 
+from .conftest import Broker
 from .test_durability import Setup
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,7 @@ def _flood(bootstrap: str, topic: str, seconds: float, stop: threading.Event, se
 
 
 def test_backpressure_memory_bounded_and_lag_drains(
-    broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp_path: Path
+    broker: Broker, checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
     setup = Setup(broker, checkpoints, tmp_path, SEQSTREAM_BATCH_MAX="64", SEQSTREAM_SNAPSHOT_INTERVAL_S="2")
     topic = setup.topics["sensors"]

@@ -79,7 +79,7 @@ def test_bench_on_a_broker_of_your_own(
     monkeypatch.setenv("SEQSTREAM_LOGLEVEL", "warning")
     levels = {name: logging.getLogger(name).level for name in ("aiokafka", "stream", "faust")}
     out = tmp_path / "bench.json"
-    args = ["--quick", "--broker", broker.url, "--profile", "embedded", "--events", "2000", "--streams", "100"]
+    args = ["--quick", "--broker", broker.url, "--profile", "tansu", "--events", "2000", "--streams", "100"]
     args += ["--batch-max", "512", "--latency-seconds", "0.5", "--latency-fractions", "0.5", "--memory-streams"]
     args += ["--step-batches", "--per-event-n", "20", "--json-out", str(out)]
     try:

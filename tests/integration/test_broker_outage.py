@@ -1,8 +1,10 @@
 """A broker restart: the worker survives, says so (log line, health metric) and resumes.
 
-Tansu's memory storage loses every topic, offset and group on restart, so this is the harshest
-form of an outage: after the broker is back the test re-creates the topics (as an operator or the
-compose stack's topic service would), produces new records and checks that each one gets an output.
+Runs on both brokers, which differ here. Apache Kafka keeps every topic, offset and group on disk
+across the restart: the worker simply continues. Tansu's memory storage loses them all, the
+harshest form of an outage: after it is back the test re-creates the topics (as an operator or
+the compose stack's topic service would). Either way new records produced after the restart each
+get exactly one output.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import orjson
 import pytest
 
 from stream.broker import EmbeddedBroker, create_topics
+from stream.kafka_local import KafkaBroker
 from stream.launch import WorkerProcess
 
-from .conftest import consume_until, produce_records
+from .conftest import consume_until, produce_records, start_broker
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +45,8 @@ def _records(topic: str, tag: str, n: int, t0: float) -> list[tuple[str, bytes |
     ]
 
 
-def test_worker_survives_broker_restart(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["kafka", "tansu"])
+def test_worker_survives_broker_restart(kind: str, checkpoints: dict[str, Path], tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:6]
     topics = {
         "sensors": f"out-{tag}-in",
@@ -53,10 +57,10 @@ def test_worker_survives_broker_restart(checkpoints: dict[str, Path], tmp_path: 
         "control": f"out-{tag}-control",
     }
     created = [v for k, v in topics.items() if k != "state"]
-    broker = EmbeddedBroker(log_path=tmp_path / "tansu-1.log").start()
+    broker = start_broker(kind, tmp_path)
     env = {
         "SEQSTREAM_BROKER_URL": broker.url,
-        "SEQSTREAM_PROFILE": "embedded",
+        "SEQSTREAM_PROFILE": broker.profile,
         "SEQSTREAM_APP_ID": f"out-{tag}",
         "SEQSTREAM_SOURCES": "sensors",
         "SEQSTREAM_PARTITIONS": "2",
@@ -70,7 +74,10 @@ def test_worker_survives_broker_restart(checkpoints: dict[str, Path], tmp_path: 
         worker.wait_ready(timeout=120)
         assert worker.metrics()["seqstream_broker_connected"] == 1
 
+        kept = 0  # outputs from before the outage that the broker still has afterwards
+
         def outputs_for(n: int) -> None:
+            n += kept
             got = consume_until(
                 broker.bootstrap,
                 [topics["predictions"], topics["dead_letter"]],
@@ -84,7 +91,10 @@ def test_worker_survives_broker_restart(checkpoints: dict[str, Path], tmp_path: 
         outputs_for(40)
 
         # the outage: the worker stays up, reports the broker down and logs it
-        broker.stop()
+        if isinstance(broker, KafkaBroker):
+            broker.stop(keep_data=True)
+        else:
+            broker.stop()
         down = _wait(lambda: worker.metrics()["seqstream_broker_connected"] == 0, 60, "broker_connected == 0", worker)
         time.sleep(3.0)  # a few failed reconnects
         assert worker.alive()
@@ -92,9 +102,13 @@ def test_worker_survives_broker_restart(checkpoints: dict[str, Path], tmp_path: 
         text = worker.log_path.read_text(errors="replace")
         assert "broker unreachable" in text, worker.log_tail(40)
 
-        # back on the same port, empty (memory storage): topics re-created, new traffic flows again
-        broker = EmbeddedBroker(port=broker.port, log_path=tmp_path / "tansu-2.log").start()
-        create_topics(broker.bootstrap, created, 2)
+        # back on the same port: Kafka with its data, Tansu empty (memory storage: topics re-created)
+        if isinstance(broker, KafkaBroker):
+            broker.start()
+            kept = 40
+        else:
+            broker = EmbeddedBroker(port=broker.port, log_path=tmp_path / "tansu-2.log").start()
+            create_topics(broker.bootstrap, created, 2)
         up = _wait(lambda: worker.metrics()["seqstream_broker_connected"] == 1, 60, "broker_connected == 1", worker)
         produce_records(broker.bootstrap, _records(topics["sensors"], tag, 30, t0 + 100))
         outputs_for(30)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from stream.broker import EmbeddedBroker, create_topics
+from stream.broker import create_topics
 from stream.launch import WorkerProcess, free_port
 
 from ..test_deploy import (
@@ -39,7 +39,7 @@ from ..test_deploy import (
     names_from_exposition,
     recording_rule_names,
 )
-from .conftest import produce_records, prometheus_query, run_prometheus
+from .conftest import Broker, produce_records, prometheus_query, run_prometheus
 
 APP_ID = "deploylive"
 PARTITIONS = 4
@@ -68,11 +68,11 @@ def _target(w: WorkerProcess) -> str:
 
 @pytest.fixture(scope="module")
 def two_workers(
-    broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+    broker: Broker, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[WorkerProcess]]:
     env = {
         "SEQSTREAM_BROKER_URL": broker.url,
-        "SEQSTREAM_PROFILE": "embedded",
+        "SEQSTREAM_PROFILE": broker.profile,
         "SEQSTREAM_APP_ID": APP_ID,
         "SEQSTREAM_PARTITIONS": str(PARTITIONS),
         **{f"SEQSTREAM_TOPIC_{k.upper()}": v for k, v in TOPICS.items()},
@@ -138,7 +138,7 @@ def _values(result: list[dict[str, Any]]) -> list[float]:
 
 
 def test_dashboard_queries_return_data_for_both_workers(
-    broker: EmbeddedBroker, two_workers: list[WorkerProcess], prometheus: str
+    broker: Broker, two_workers: list[WorkerProcess], prometheus: str
 ) -> None:
     instances = [_target(w) for w in two_workers]
     env = {**os.environ, "SEQSTREAM_BROKER_URL": broker.url}

@@ -26,12 +26,12 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.broker import EmbeddedBroker, create_topics
+from stream.broker import create_topics
 from stream.launch import WorkerProcess
 from stream.pipeline import SourcePipeline, build_runner
 from stream.settings import Settings
 
-from .conftest import consume_until
+from .conftest import Broker, consume_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ PARTITIONS = 4
 class Setup:
     """Topics, settings and worker factory of one durability scenario."""
 
-    def __init__(self, broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp: Path, **extra: str) -> None:
+    def __init__(self, broker: Broker, checkpoints: dict[str, Path], tmp: Path, **extra: str) -> None:
         tag = uuid.uuid4().hex[:6]
         self.broker, self.tmp = broker, tmp
         self.topics = {
@@ -54,18 +54,21 @@ class Setup:
         }
         self.env = {
             "SEQSTREAM_BROKER_URL": broker.url,
-            "SEQSTREAM_PROFILE": "embedded",
+            "SEQSTREAM_PROFILE": broker.profile,
             "SEQSTREAM_APP_ID": f"dur-{tag}",
             "SEQSTREAM_SOURCES": "sensors",
             "SEQSTREAM_PARTITIONS": str(PARTITIONS),
             "SEQSTREAM_CHECKPOINT_SENSORS": str(checkpoints["sensors"]),
             "SEQSTREAM_SNAPSHOT_INTERVAL_S": "0.5",
+            # kill -9 leaves the dead worker in the group until its session times out (Kafka's default: 45 s);
+            # 6 s keeps these tests short, and nothing they check depends on how long the takeover waits
+            "SEQSTREAM_SESSION_TIMEOUT_S": "6",
             **{f"SEQSTREAM_TOPIC_{k.upper()}": v for k, v in self.topics.items()},
             **extra,
         }
         self.settings = Settings(
             broker_url=broker.url,
-            profile="embedded",
+            profile=broker.profile,
             sources=("sensors",),
             checkpoint_sensors=checkpoints["sensors"],
             topic_sensors=self.topics["sensors"],
@@ -78,8 +81,18 @@ class Setup:
         return WorkerProcess(self.env, log_path=self.tmp / f"worker-{self.n}.log").start()
 
 
-def produce_stream(bootstrap: str, topic: str, n_streams: int, rounds: int, seconds: float, bad_every: int = 0) -> None:
-    """Rounds of one event per stream, spread over ``seconds`` (a few bad records mixed in)."""
+def produce_stream(
+    bootstrap: str,
+    topic: str,
+    n_streams: int,
+    rounds: int,
+    seconds: float,
+    bad_every: int = 0,
+    idempotent: bool = False,
+) -> None:
+    """Rounds of one event per stream, spread over ``seconds`` (a few bad records mixed in).
+
+    ``idempotent``: a retried send (a broker restart) never writes an input twice (Kafka only)."""
 
     async def run() -> None:
         from aiokafka import AIOKafkaProducer
@@ -87,7 +100,9 @@ def produce_stream(bootstrap: str, topic: str, n_streams: int, rounds: int, seco
         from stream.engine import BulkProducer
         from stream.pipeline import Output
 
-        p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
+        p = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20, enable_idempotence=idempotent
+        )
         await p.start()
         bulk = BulkProducer(p)
         rng = np.random.default_rng(7)
@@ -113,7 +128,9 @@ def produce_stream(bootstrap: str, topic: str, n_streams: int, rounds: int, seco
     asyncio.run(run())
 
 
-def read_all(setup: Setup, n_inputs: int, timeout: float = 120.0) -> dict[str, list[Any]]:
+def read_all(
+    setup: Setup, n_inputs: int, timeout: float = 120.0, isolation_level: str = "read_uncommitted"
+) -> dict[str, list[Any]]:
     t = setup.topics
     topics = [t["sensors"], t["predictions"], t["dead_letter"]]
 
@@ -123,11 +140,14 @@ def read_all(setup: Setup, n_inputs: int, timeout: float = 120.0) -> dict[str, l
         ids = {orjson.loads(r.value)["id"] for r in got[t["predictions"]] + got[t["dead_letter"]]}
         return len(ids) >= n_inputs
 
-    return consume_until(setup.broker.bootstrap, topics, done, timeout=timeout)
+    return consume_until(setup.broker.bootstrap, topics, done, timeout=timeout, isolation_level=isolation_level)
 
 
-def check_outputs(setup: Setup, got: dict[str, list[Any]], n_inputs: int) -> dict[str, Any]:
-    """0 lost, duplicates equal, predictions equal to an uninterrupted reference run."""
+def check_outputs(
+    setup: Setup, got: dict[str, list[Any]], n_inputs: int, tol: float = 1e-5, exactly_once: bool = False
+) -> dict[str, Any]:
+    """0 lost, duplicates equal (``exactly_once``: none at all), predictions equal to an uninterrupted
+    reference run within ``tol``; the result holds that run's pipeline (``"reference"``)."""
     t = setup.topics
     inputs = sorted(got[t["sensors"]], key=lambda r: (r.partition, r.offset))
     assert len(inputs) == n_inputs
@@ -144,6 +164,9 @@ def check_outputs(setup: Setup, got: dict[str, list[Any]], n_inputs: int) -> dic
     assert not lost, f"{len(lost)} input offsets without output, e.g. {sorted(lost)[:5]}"
     assert not (set(preds) & set(dead)), "an input has both a prediction and a dead letter"
     dups = sum(len(v) - 1 for v in preds.values()) + sum(len(v) - 1 for v in dead.values())
+    if exactly_once:
+        twice = sorted(k for k, v in [*preds.items(), *dead.items()] if len(v) > 1)
+        assert not twice, f"{len(twice)} input ids have more than one output, e.g. {twice[:5]}"
     for copies in preds.values():
         for c in copies[1:]:
             np.testing.assert_allclose(c["prediction"], copies[0]["prediction"], atol=1e-5)
@@ -170,8 +193,8 @@ def check_outputs(setup: Setup, got: dict[str, list[Any]], n_inputs: int) -> dic
         last = preds[k][-1]
         worst = max(worst, float(np.max(np.abs(np.subtract(last["prediction"], w["prediction"])))))
         worst = max(worst, abs(last["score"] - w["score"]))
-    assert worst <= 1e-5, f"predictions differ from the uninterrupted run by {worst}"
-    return {"duplicates": dups, "worst": worst, "dead": len(dead)}
+    assert worst <= tol, f"predictions differ from the uninterrupted run by {worst}"
+    return {"duplicates": dups, "worst": worst, "dead": len(dead), "reference": ref}
 
 
 def _kill(w: WorkerProcess) -> None:
@@ -180,7 +203,8 @@ def _kill(w: WorkerProcess) -> None:
     w.proc.wait(timeout=10)
 
 
-def test_kill9_crash_recovery(broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.smoke
+def test_kill9_crash_recovery(broker: Broker, checkpoints: dict[str, Path], tmp_path: Path) -> None:
     setup = Setup(broker, checkpoints, tmp_path)
     n_streams, rounds, seconds = 48, 220, 30.0
     n_inputs = n_streams * rounds
@@ -209,6 +233,7 @@ def test_kill9_crash_recovery(broker: EmbeddedBroker, checkpoints: dict[str, Pat
         res = check_outputs(setup, got, n_inputs)
         logs = "\n".join(x.log_path.read_text(errors="replace") for x in workers)
         restored = re.findall(r"restored snapshot @ (\d+)", logs)
+        res.pop("reference")
         print(f"crash test: {res}, restarts (kill -> assigned) {[f'{s:.1f}' for s in restarts]} s, "
               f"{len(restored)} partition restores from snapshots")  # fmt: skip
         assert restored, "no partition was restored from a snapshot"
@@ -218,7 +243,7 @@ def test_kill9_crash_recovery(broker: EmbeddedBroker, checkpoints: dict[str, Pat
             x.stop()
 
 
-def test_rebalance_survivor_takes_over(broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_rebalance_survivor_takes_over(broker: Broker, checkpoints: dict[str, Path], tmp_path: Path) -> None:
     setup = Setup(broker, checkpoints, tmp_path)
     n_streams, rounds, seconds = 48, 140, 16.0
     n_inputs = n_streams * rounds
@@ -255,6 +280,7 @@ def test_rebalance_survivor_takes_over(broker: EmbeddedBroker, checkpoints: dict
             if r.timestamp / 1000.0 > t_kill and orjson.loads(r.value)["input"]["partition"] in moved
         ]
         recovery = min(after)
+        res.pop("reference")
         print(
             f"rebalance test: {res}, moved partitions {sorted(moved)}, recovery (kill -> first output) {recovery:.2f} s"
         )

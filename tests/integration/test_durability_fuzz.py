@@ -16,10 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.broker import EmbeddedBroker
 from stream.codec import REASONS
 
-from .conftest import produce_records
+from .conftest import Broker, produce_records
 from .test_durability import Setup, read_all
 
 pytestmark = pytest.mark.integration
@@ -70,9 +69,7 @@ def hostile(draw: st.DrawFn) -> tuple[bytes | None, bytes | None]:
     return key, _dumps({"stream": sid, "ts": 1.0, "values": [1.0] * draw(st.integers(2, 10_000))})
 
 
-def test_fuzzed_payloads_go_to_dead_letter(
-    broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp_path: Path
-) -> None:
+def test_fuzzed_payloads_go_to_dead_letter(broker: Broker, checkpoints: dict[str, Path], tmp_path: Path) -> None:
     bad: list[tuple[bytes | None, bytes | None]] = []
 
     @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -13,9 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.broker import EmbeddedBroker
-
-from .conftest import produce_records
+from .conftest import Broker, produce_records
 from .test_durability import Setup
 
 pytestmark = pytest.mark.integration
@@ -23,7 +21,7 @@ pytestmark = pytest.mark.integration
 N_STREAMS, ROUNDS = 2000, 40  # 80k events
 
 
-def _rate(broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp: Path, **env: str) -> tuple[float, float]:
+def _rate(broker: Broker, checkpoints: dict[str, Path], tmp: Path, **env: str) -> tuple[float, float]:
     tmp.mkdir(parents=True, exist_ok=True)
     setup = Setup(broker, checkpoints, tmp, **env)
     topic = setup.topics["sensors"]
@@ -54,7 +52,7 @@ def _rate(broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp: Path, **env
         w.stop()
 
 
-def test_snapshot_overhead(broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_snapshot_overhead(broker: Broker, checkpoints: dict[str, Path], tmp_path: Path) -> None:
     off, _ = _rate(broker, checkpoints, tmp_path / "off", SEQSTREAM_STATE_ENABLED="false")
     on, snaps = _rate(broker, checkpoints, tmp_path / "on", SEQSTREAM_SNAPSHOT_INTERVAL_S="1.0")
     on_fast, snaps_fast = _rate(broker, checkpoints, tmp_path / "fast", SEQSTREAM_SNAPSHOT_INTERVAL_S="0.1")

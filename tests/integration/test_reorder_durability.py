@@ -25,10 +25,10 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.broker import EmbeddedBroker
 from stream.pipeline import SourcePipeline, build_runner
 from stream.settings import Settings
 
+from .conftest import Broker
 from .test_durability import Setup, _kill, read_all
 
 pytestmark = pytest.mark.integration
@@ -77,7 +77,7 @@ def produce_shuffled(bootstrap: str, topic: str, n_streams: int, rounds: int, se
     asyncio.run(run())
 
 
-def test_reorder_buffer_survives_kill9(broker: EmbeddedBroker, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_reorder_buffer_survives_kill9(broker: Broker, checkpoints: dict[str, Path], tmp_path: Path) -> None:
     env = {"SEQSTREAM_REORDER_GRACE_S": str(GRACE), "SEQSTREAM_REORDER_MAX_HOLD_S": "6"}
     setup = Setup(broker, checkpoints, tmp_path, **env)
     n_streams, rounds, seconds = 24, 150, 18.0

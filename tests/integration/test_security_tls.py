@@ -150,7 +150,7 @@ def test_worker_over_tls(tls_broker: tuple[str, Path, TlsProxy], checkpoints: di
         "SEQSTREAM_BROKER_URL": f"kafka://{bootstrap}",
         "SEQSTREAM_SECURITY_PROTOCOL": "SSL",
         "SEQSTREAM_SSL_CAFILE": str(ca),
-        "SEQSTREAM_PROFILE": "embedded",
+        "SEQSTREAM_PROFILE": "tansu",
         "SEQSTREAM_APP_ID": f"tls-{tag}",
         "SEQSTREAM_SOURCES": "sensors",
         "SEQSTREAM_PARTITIONS": "2",

@@ -27,11 +27,11 @@ STREAMS, ROUNDS = 8, 250
 
 def test_audio_worker_marks_speech_start_and_end(broker, tmp_path) -> None:
     pytest.importorskip("silero_vad", reason="silero-vad is not installed (pip install silero-vad)")
-    settings = Settings(broker_url=broker.url, profile="embedded", app_id="itest-audio", sources="audio")
+    settings = Settings(broker_url=broker.url, profile=broker.profile, app_id="itest-audio", sources="audio")
     create_topics(broker.bootstrap, [*settings.input_topics, *settings.output_topics], settings.partitions)
     env = {
         "SEQSTREAM_BROKER_URL": broker.url,
-        "SEQSTREAM_PROFILE": "embedded",
+        "SEQSTREAM_PROFILE": broker.profile,
         "SEQSTREAM_APP_ID": "itest-audio",
         "SEQSTREAM_SOURCES": "audio",
         "SEQSTREAM_STATE_ENABLED": "false",

@@ -33,7 +33,7 @@ def test_machines_worker_names_the_faulty_channel(broker, tmp_path) -> None:
     }
     settings = Settings(
         broker_url=broker.url,
-        profile="embedded",
+        profile=broker.profile,
         app_id="itest-machines",
         sources="machines",
         **{f"topic_{k}": v for k, v in topics.items()},
@@ -41,7 +41,7 @@ def test_machines_worker_names_the_faulty_channel(broker, tmp_path) -> None:
     create_topics(broker.bootstrap, [*settings.input_topics, *settings.output_topics], settings.partitions)
     env = {
         "SEQSTREAM_BROKER_URL": broker.url,
-        "SEQSTREAM_PROFILE": "embedded",
+        "SEQSTREAM_PROFILE": broker.profile,
         "SEQSTREAM_APP_ID": "itest-machines",
         "SEQSTREAM_SOURCES": "machines",
         "SEQSTREAM_STATE_ENABLED": "false",

@@ -34,7 +34,7 @@ def test_ticks_worker_alerts_injected_events_by_kind(broker, tmp_path) -> None:
     }
     settings = Settings(
         broker_url=broker.url,
-        profile="embedded",
+        profile=broker.profile,
         app_id="itest-ticks",
         sources="ticks",
         **{f"topic_{k}": v for k, v in topics.items()},
@@ -42,7 +42,7 @@ def test_ticks_worker_alerts_injected_events_by_kind(broker, tmp_path) -> None:
     create_topics(broker.bootstrap, [*settings.input_topics, *settings.output_topics], settings.partitions)
     env = {
         "SEQSTREAM_BROKER_URL": broker.url,
-        "SEQSTREAM_PROFILE": "embedded",
+        "SEQSTREAM_PROFILE": broker.profile,
         "SEQSTREAM_APP_ID": "itest-ticks",
         "SEQSTREAM_SOURCES": "ticks",
         "SEQSTREAM_STATE_ENABLED": "false",

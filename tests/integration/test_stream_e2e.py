@@ -25,7 +25,7 @@ from stream.simulator import Simulator
 
 from .conftest import WorkerHandle, consume_until, produce_records
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 M_SENSORS, ROUNDS, ANOMALY_ROUND = 20, 400, 300
 

@@ -16,7 +16,7 @@ from stream.simulator import Simulator
 
 from .conftest import WorkerHandle, produce_records, prometheus_query, run_prometheus
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 
 @pytest.fixture

@@ -14,15 +14,15 @@ from models import Runner
 from models.checkpoint import load_checkpoint
 from models.scoring import CONTEXT_SCORING
 from stream import cli
-from stream.broker import EmbeddedBroker, create_topics
+from stream.broker import create_topics
 from stream.training import topic_data
 
-from .conftest import produce_records
+from .conftest import Broker, produce_records
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 
-def _topic_with_history(broker: EmbeddedBroker, streams: int = 6, events: int = 400) -> str:
+def _topic_with_history(broker: Broker, streams: int = 6, events: int = 400) -> str:
     topic = f"history-{uuid.uuid4().hex[:6]}"
     create_topics(broker.bootstrap, [topic], partitions=3)
     rng = np.random.default_rng(0)
@@ -40,7 +40,7 @@ def _topic_with_history(broker: EmbeddedBroker, streams: int = 6, events: int = 
     return topic
 
 
-def test_topic_data_reads_everything_and_says_what_it_skipped(broker: EmbeddedBroker) -> None:
+def test_topic_data_reads_everything_and_says_what_it_skipped(broker: Broker) -> None:
     topic = _topic_with_history(broker)
     d = topic_data({"bootstrap_servers": broker.bootstrap}, topic, "sensors", idle_s=1.0)
     assert d.records == 6 * 400 + 3  # every record read, nothing committed
@@ -55,7 +55,7 @@ def test_topic_data_reads_everything_and_says_what_it_skipped(broker: EmbeddedBr
     assert capped.records == 100
 
 
-def test_train_on_a_topic_writes_a_checkpoint_the_worker_can_load(broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_train_on_a_topic_writes_a_checkpoint_the_worker_can_load(broker: Broker, tmp_path: Path) -> None:
     topic = _topic_with_history(broker)
     out = tmp_path / "from_topic.pt"
     argv = ["train", "--topic", topic, "--broker", broker.url, "-o", str(out), "--hidden", "8", "--epochs", "2"]
