@@ -181,6 +181,15 @@ def quiet_kafka_logs() -> Iterator[None]:
         lg.setLevel(level)
 
 
+def _listening(bootstrap: str | list[str]) -> bool:
+    """Whether any bootstrap address accepts a TCP connection."""
+    for hp in [bootstrap] if isinstance(bootstrap, str) else bootstrap:
+        host, _, port = hp.rpartition(":")
+        with contextlib.suppress(OSError, ValueError), socket.create_connection((host.strip("[]"), int(port)), 1.0):
+            return True
+    return False
+
+
 async def check_brokers(bootstrap: str | list[str], timeout: float = 15.0, **kafka_kwargs: Any) -> int:
     """Reach the cluster, then every broker it advertises; returns how many brokers answered.
 
@@ -204,6 +213,12 @@ async def check_brokers(bootstrap: str | list[str], timeout: float = 15.0, **kaf
             except Exception as exc:
                 last = exc
                 if time.monotonic() > deadline:
+                    if _listening(bootstrap):
+                        raise BrokerError(
+                            f"something listens at {where} but does not answer as a Kafka broker ({last}); is it the "
+                            "broker's client listener (not the controller's or another service), and does "
+                            "SEQSTREAM_SECURITY_PROTOCOL match it (PLAINTEXT vs SSL)?"
+                        ) from None
                     raise BrokerError(
                         f"no Kafka broker answered at {where} within {timeout:.0f} s ({last}); check that it runs, "
                         "SEQSTREAM_BROKER_URL, and SEQSTREAM_SECURITY_PROTOCOL"
