@@ -1,8 +1,11 @@
 """``seqstream bench``: end-to-end throughput, latency, step and memory benchmarks in one run.
 
-Starts its own Tansu broker (:class:`stream.broker.EmbeddedBroker`; ``--broker HOST:PORT``: a Kafka
-of your own instead) and prints one JSON line per scenario, then a Markdown table. Scenarios (all
-measured in the same run, so ratios hold):
+Starts its own broker: Apache Kafka (:class:`stream.kafka_local.KafkaBroker`, the default where Java
+and Maven are installed) or Tansu (``--broker-kind tansu``, :class:`stream.broker.EmbeddedBroker`);
+``--broker HOST:PORT`` uses a Kafka of your own instead. Prints one JSON line per scenario, then a
+Markdown table. The primary configuration is the shipped detector (``--primary shipped``: the
+bundled sensor checkpoint with its scoring) at 10k streams; ``--primary plain`` makes it the first
+cell and hidden size of the matrix instead. Scenarios (all measured in the same run, so ratios hold):
 
 * ``raw_passthrough``: the ceiling. A plain aiokafka consumer (``getmany``) forwards a pre-produced
   backlog of the same sensor messages to an output topic (one ``send_batch`` per partition, acks
@@ -16,20 +19,22 @@ measured in the same run, so ratios hold):
 * ``per_event``: the naive baseline, one ``Runner.process`` per event (model work only, no Kafka:
   an upper bound of what a per-event consumer reaches), and ``rerun64``: re-running the last 64
   steps of the stream from a zero state per event (``model.forward`` on a [1, 64, F] window).
-* ``latency``: the engine in a child process; this process produces at 25/50/90 % of the measured
+* ``latency``: the engine in a child process; this process produces at 10/25/50/90 % of the measured
   seqstream drain rate and reads the ``predictions`` topic; latency = receive time - event ``ts``.
   The floors at the same rates: ``latency_raw`` (a plain aiokafka pass-through child instead of the
   engine) and ``latency_broker`` (the input topic read back: one hop through the broker, nothing
   in between). Each level records the cores the broker process used (``broker_cpu``). Each of the
-  three paths runs on a fresh broker of its own (Tansu slows down as it fills up).
+  three paths runs on a fresh broker of its own (Tansu slows down as it fills up; on Kafka it keeps
+  the paths apart).
 * ``--rounds``: more (raw pass-through, primary drain) pairs, alternating; the ratio is their median.
 * ``model_step``: ``bench/step_bench.py``'s ``model_step`` and ``batched`` cells by batch size.
 * ``memory``: a CPU Runner with N resident streams in a child process: slab bytes per stream vs
   the raw tensor bytes, and process RSS.
 
 Example:
-    $ seqstream bench                 # ~5-6 minutes on a 2-core machine (12 configurations)
-    $ seqstream bench --quick         # smaller backlog and shorter latency levels
+    $ seqstream bench                         # on a fresh local Apache Kafka; ~8 minutes on 2 cores
+    $ seqstream bench --broker-kind tansu     # the same on the embedded Tansu
+    $ seqstream bench --quick                 # smaller backlog and shorter latency levels
 """
 
 from __future__ import annotations
@@ -172,11 +177,67 @@ class _External:
         return None
 
 
-def _broker(url: str | None) -> Any:
-    """A fresh embedded Tansu, or the broker at ``url``."""
+def _broker(url: str | None, kind: str = "kafka") -> Any:
+    """A fresh local broker of ``kind`` (Apache Kafka or Tansu), or the broker at ``url``."""
+    if url is not None:
+        return _External(url)
+    if kind == "kafka":
+        from .kafka_local import KafkaBroker
+
+        return KafkaBroker(heap="1g")
     from .broker import EmbeddedBroker
 
-    return EmbeddedBroker() if url is None else _External(url)
+    return EmbeddedBroker()
+
+
+def _default_kind() -> str:
+    """Apache Kafka where it can be started here (Java, and Maven or the jars already resolved), else Tansu."""
+    import shutil
+
+    from .kafka_local import kafka_classpath
+
+    if shutil.which("java") is None:
+        return "tansu"
+    try:
+        kafka_classpath(fetch=shutil.which("mvn") is not None)
+    except Exception:
+        return "tansu"
+    return "kafka"
+
+
+SHIPPED = "shipped"  # the cell name of the primary configuration: the bundled sensor checkpoint and scoring
+
+
+def _label(cell: str, hidden: int) -> str:
+    return "shipped detector (sensor_gru.pt)" if cell == SHIPPED else f"{cell}-{hidden}"
+
+
+def _runner(cell: str, hidden: int, capacity: int = 1024, max_capacity: int = 1 << 20) -> Any:
+    """The shipped sensor detector (``cell == "shipped"``), or an untrained model with the plain scoring."""
+    import torch
+
+    from models import NetConfig, RecurrentForecaster, Runner, ScoringConfig
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    if cell == SHIPPED:
+        from models.checkpoint import load_checkpoint
+
+        from .settings import _bundled
+
+        ck = load_checkpoint(_bundled("sensors"))
+        return Runner(
+            ck.model, ck.scoring, device="cpu", capacity=capacity, max_capacity=max_capacity, model_id=ck.model_id
+        )
+    model = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden))  # type: ignore[arg-type]
+    return Runner(
+        model,
+        ScoringConfig(),
+        device="cpu",
+        capacity=capacity,
+        max_capacity=max_capacity,
+        model_id=f"bench-{cell}{hidden}",
+    )
 
 
 def _settings(bootstrap: str, topic: str, out_topic: str, batch_max: int, profile: str = "tansu", **extra: Any) -> Any:
@@ -200,20 +261,12 @@ def _settings(bootstrap: str, topic: str, out_topic: str, batch_max: int, profil
 
 
 def _engine(settings: Any, cell: str, hidden: int) -> Any:
-    import torch
-
-    from models import NetConfig, RecurrentForecaster, Runner, ScoringConfig
-
     from .engine import BatchEngine
     from .metrics import Metrics
     from .pipeline import SourcePipeline
 
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden))  # type: ignore[arg-type]
-    runner = Runner(model, ScoringConfig(), device="cpu", capacity=1024, model_id=f"bench-{cell}{hidden}")
     metrics = Metrics()
-    pipe = SourcePipeline("sensors", runner, settings, metrics)
+    pipe = SourcePipeline("sensors", _runner(cell, hidden), settings, metrics)
     return BatchEngine(settings, {"sensors": pipe}, metrics)
 
 
@@ -460,12 +513,10 @@ async def _latency_level(
 def _per_event(cell: str, hidden: int, streams: int, n: int) -> dict[str, Any]:
     import torch
 
-    from models import Batch, NetConfig, RecurrentForecaster, Runner, ScoringConfig
+    from models import Batch
 
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden))  # type: ignore[arg-type]
-    runner = Runner(model, ScoringConfig(), device="cpu", capacity=streams)
+    runner = _runner(cell, hidden, capacity=streams)
+    model = runner.model
     ids = [f"s-{i:07d}" for i in range(streams)]
     runner.process(Batch(ids, np.zeros(streams), np.zeros((streams, 1), np.float32)))  # resident
     rng = np.random.default_rng(2)
@@ -488,14 +539,11 @@ def _per_event(cell: str, hidden: int, streams: int, n: int) -> dict[str, Any]:
 
 
 def _memory_child(n: int, cell: str, hidden: int, q: Any) -> None:
-    import torch
+    from models import Batch
 
-    from models import Batch, NetConfig, RecurrentForecaster, Runner, ScoringConfig
-
-    torch.set_num_threads(1)
     rss0 = _rss_mb()
-    model = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden))  # type: ignore[arg-type]
-    runner = Runner(model, ScoringConfig(), device="cpu", capacity=n, max_capacity=n)
+    runner = _runner(cell, hidden, capacity=n, max_capacity=n)
+    model = runner.model
     rss_empty = _rss_mb()
     chunk = 65536
     for a in range(0, n, chunk):
@@ -522,6 +570,9 @@ def _memory_child(n: int, cell: str, hidden: int, q: Any) -> None:
 
 def _step_cells(cell: str, hidden: int, batches: list[int], budget: float) -> list[dict[str, Any]]:
     import torch
+
+    if cell == SHIPPED:  # the shipped detector's cell
+        cell, hidden = "gru", 64
 
     sys.path.insert(0, str(ROOT / "bench"))
     import step_bench  # type: ignore[import-not-found]
@@ -632,12 +683,14 @@ def run(args: argparse.Namespace) -> int:
     # the latency levels, the per-event baseline, the step cells and the memory scenario; every other
     # (streams, cell, hidden) of the matrix gets one drain at the largest batch_max
     streams = 10000 if 10000 in args.streams else args.streams[0]
-    cell, hidden = args.cell[0], args.hidden[0]
+    cell, hidden = (SHIPPED, 64) if args.primary == SHIPPED else (args.cell[0], args.hidden[0])
     n = args.events
     common = {"cell": cell, "hidden": hidden, "streams": streams}
-    # the embedded Tansu (its profile: Tansu's quirks) or a Kafka of your own (--broker: production profile)
-    prof = args.profile or ("tansu" if args.broker is None else "production")
-    with _broker(args.broker) as broker:
+    kind = args.broker_kind or ("kafka" if args.broker is not None else _default_kind())
+    # Tansu's quirks only in its own profile; Apache Kafka (ours or --broker) with the production one
+    prof = args.profile or ("tansu" if kind == "tansu" and args.broker is None else "production")
+    print(f"seqstream bench on {'the broker at ' + args.broker if args.broker else 'a local ' + kind} ({prof} profile)")
+    with _broker(args.broker, kind) as broker:
         bs = broker.bootstrap
         pid = broker.proc.pid if broker.proc is not None else None
         parts = args.partitions
@@ -657,27 +710,29 @@ def run(args: argparse.Namespace) -> int:
             if st == streams:
                 raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax, pid))
                 _emit({"scenario": "raw_passthrough", "batch_max": bmax, "round": 0, **raw, **here}, records)
-            for c in args.cell:
-                for h in args.hidden:
-                    primary = (st, c, h) == (streams, cell, hidden)
-                    for bm in args.batch_max if primary else [bmax]:
-                        # every drain: a fresh consumer group over the backlog and its own output topics
-                        # (and so its own state changelog: a second drain must not restore the first one's
-                        # snapshots and treat the backlog as already processed)
-                        out = f"{t_out}-{st}-{c}{h}-{bm}"
-                        create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
-                        res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm, prof), n, c, h, pid))
-                        row = {"cell": c, "hidden": h, "streams": st, "primary": primary}
-                        if primary:
-                            row["round"] = 0
-                        _emit(
-                            {"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **row},
-                            records,
-                        )
-                        if primary and res["events_per_s"] > seq.get("events_per_s", 0.0):
-                            seq = {**res, "batch_max": bm}
-                    if primary:  # more rounds now, before the rest of the matrix fills the broker
-                        _rounds(args, bs, pid, prof, t_in, t_raw, f"{t_out}-{st}-{c}{h}", seq, common, records)
+            matrix = [(c, h) for c in args.cell for h in args.hidden]
+            if st == streams and (cell, hidden) not in matrix:
+                matrix.insert(0, (cell, hidden))  # the shipped detector: the primary configuration
+            for c, h in matrix:
+                primary = (st, c, h) == (streams, cell, hidden)
+                for bm in args.batch_max if primary else [bmax]:
+                    # every drain: a fresh consumer group over the backlog and its own output topics
+                    # (and so its own state changelog: a second drain must not restore the first one's
+                    # snapshots and treat the backlog as already processed)
+                    out = f"{t_out}-{st}-{c}{h}-{bm}"
+                    create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
+                    res = asyncio.run(_seqstream_drain(_settings(bs, t_in, out, bm, prof), n, c, h, pid))
+                    row = {"cell": c, "hidden": h, "streams": st, "primary": primary}
+                    if primary:
+                        row["round"] = 0
+                    _emit(
+                        {"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **row},
+                        records,
+                    )
+                    if primary and res["events_per_s"] > seq.get("events_per_s", 0.0):
+                        seq = {**res, "batch_max": bm}
+                if primary:  # more rounds now, before the rest of the matrix fills the broker
+                    _rounds(args, bs, pid, prof, t_in, t_raw, f"{t_out}-{st}-{c}{h}", seq, common, records)
 
         pe = _per_event(cell, hidden, streams, args.per_event_n)
         _emit({"scenario": "per_event", **pe, **common}, records)
@@ -693,7 +748,7 @@ def run(args: argparse.Namespace) -> int:
         if args.latency_raw:
             paths += [("latency_raw", (2000.0, 1.0)), ("latency_broker", (2000.0, 1.0))]
         for scenario, (warm_rate, warm_s) in paths:
-            with _broker(args.broker) as lb:  # (on a broker of your own: the same one, new topics)
+            with _broker(args.broker, kind) as lb:  # (on a broker of your own: the same one, new topics)
                 lbs, t_lin, t_lout = lb.bootstrap, f"{scenario}-in-{run_id}", f"{scenario}-out-{run_id}"
                 target: Any = None
                 child_args: tuple[Any, ...] = ()
@@ -774,9 +829,9 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
     for r in by["seqstream"]:
         rnd = r.get("round", 0)
         lines.append(
-            f"| seqstream end to end | {_fmt(r['events_per_s'])} | {r['streams']} streams, {r['cell']}-{r['hidden']}, "
-            f"batch_max {r['batch_max']}, mean batch {r['mean_batch']:.0f}{f', round {rnd + 1}' if rnd else ''}"
-            f"{cores(r)} |"
+            f"| seqstream end to end | {_fmt(r['events_per_s'])} | {r['streams']} streams, "
+            f"{_label(r['cell'], r['hidden'])}, batch_max {r['batch_max']}, mean batch {r['mean_batch']:.0f}"
+            f"{f', round {rnd + 1}' if rnd else ''}{cores(r)} |"
         )
     if pe:
         lines.append(f"| one Runner.process per event | {_fmt(pe['per_event_events_per_s'])} | model only, no Kafka |")
@@ -789,7 +844,7 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
         )
         lines.append(
             f"| **seqstream / raw** | {float(np.median(ratios)):.2f}x | {each}best row of {seq['streams']} streams, "
-            f"{seq['cell']}-{seq['hidden']}; target >= 0.5x |"
+            f"{_label(seq['cell'], seq['hidden'])}; target >= 0.5x |"
         )
     if seq and pe:
         lines.append(
@@ -798,9 +853,11 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
     if by["latency"]:
         lines += [
             "",
-            "| path | fraction of seqstream max | target rate | achieved | p50 ms | p99 ms | p999 ms | broker cores |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| path | fraction of seqstream max | target rate | achieved | p50 ms | p99 ms | p999 ms | p99 / raw p99 "
+            "| broker cores |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
+        raw_p99 = {r["fraction_of_max"]: r["p99_ms"] for r in by["latency_raw"]}
         paths = (
             ("seqstream", by["latency"]),
             ("raw pass-through", by["latency_raw"]),
@@ -808,9 +865,11 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
         )
         for path, rows in paths:
             for r in rows:
+                base = raw_p99.get(r["fraction_of_max"])
+                vs = f"{r['p99_ms'] / base:.2f}x" if path == "seqstream" and base else ""
                 lines.append(
                     f"| {path} | {r['fraction_of_max']:.0%} | {r['target_rate']} | {r['achieved_rate']} | "
-                    f"{r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} | {r.get('broker_cpu')} |"
+                    f"{r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} | {vs} | {r.get('broker_cpu')} |"
                 )
     if by["model_step"]:
         lines += ["", "| mode | batch | stream-steps/s |", "|---|---:|---:|"]
@@ -854,11 +913,25 @@ def register_args(p: argparse.ArgumentParser) -> None:
         "workers use the production profile and every path uses new topics on it",
     )
     p.add_argument(
+        "--broker-kind",
+        choices=["kafka", "tansu"],
+        default=None,
+        help="the local broker to start: kafka (Apache Kafka, the default where Java and Maven are installed) or "
+        "tansu (the embedded broker of the demo)",
+    )
+    p.add_argument(
         "--profile",
         choices=["tansu", "production"],
         default=None,
-        help="the workers' settings profile (default: tansu on the embedded Tansu, production with --broker; "
-        "tansu for a Tansu of your own)",
+        help="the workers' settings profile (default: tansu on the local Tansu, production on Kafka and with "
+        "--broker; tansu for a Tansu of your own)",
+    )
+    p.add_argument(
+        "--primary",
+        choices=[SHIPPED, "plain"],
+        default=SHIPPED,
+        help="the configuration behind the ratios and the latency levels: the shipped sensor detector (default) or "
+        "the first --cell/--hidden of the matrix (untrained, plain scoring)",
     )
     p.add_argument(
         "--batch-max",
@@ -875,7 +948,7 @@ def register_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--per-event-n", type=int, default=2000)
     p.add_argument("--latency-seconds", type=float, default=None, help="seconds per latency level (0: skip)")
-    p.add_argument("--latency-fractions", type=float, nargs="*", default=[0.25, 0.5, 0.9])
+    p.add_argument("--latency-fractions", type=float, nargs="*", default=[0.1, 0.25, 0.5, 0.9])
     p.add_argument(
         "--no-latency-raw",
         dest="latency_raw",

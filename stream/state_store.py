@@ -28,8 +28,9 @@ an event that was accepted but not yet run: the snapshot offset covers it and th
 buffer releases it later.
 
 The header carries a CRC32 of the body; a damaged or foreign record is skipped with a warning.
-On real Kafka create the topic with ``cleanup.policy=compact`` (we request it); Tansu has no
-compaction, so there the changelog grows and restore reads it from the beginning. The changelog
+On Kafka the worker creates the topic compacted, with segments small enough for the cleaner to
+act (:data:`STATE_TOPIC_CONFIGS`), so a restore reads about the two live snapshots per partition;
+Tansu has no compaction, so there the changelog grows and restore reads it from the beginning. The changelog
 is read ``read_committed``: with ``exactly_once`` a snapshot is written in the same transaction
 as its partition's outputs and offsets (:mod:`stream.transactions`), so an aborted snapshot is
 never restored.
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from .pipeline import SourcePipeline
 
 __all__ = [
+    "STATE_TOPIC_CONFIGS",
     "HeldEvent",
     "ParkedStore",
     "SnapshotChunk",
@@ -79,6 +81,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# The changelog topic as the worker creates it. Compaction never touches a log's active segment, so
+# with Kafka's default segments (1 GiB or 7 days) a restore would read every snapshot written since
+# the topic's first segment rolled; segments of at most 64 MiB or 10 minutes let the cleaner keep
+# a restore near the two live snapshots per partition (plus one segment).
+STATE_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(64 << 20), "segment.ms": str(600_000)}
 
 _MAGIC = b"SQS1"
 # magic, version, dtype(0 fp32, 1 fp16), slot, pad, snap_id, offset, chunk, nchunks, n, L, K, H, A, keylen, crc
@@ -587,6 +595,8 @@ class StateManager:
         self.snapshot_seconds_total = 0.0
         self.snapshots_written = 0
         self.last_restore_s = 0.0
+        self.last_restore_records = 0  # changelog records the last restore read (compaction keeps this small)
+        self.last_restore_bytes = 0
         self._reseek: list[tuple[Any, int]] = []
         self.bulk: Any = None  # BulkProducer for outputs of held events released between batches
         self.txns: PartitionTransactions | None = None  # exactly_once: everything goes through these
@@ -626,7 +636,7 @@ class StateManager:
                                 s.topic_state,
                                 s.partitions,
                                 s.replication_factor,
-                                topic_configs={"cleanup.policy": "compact"},
+                                topic_configs=STATE_TOPIC_CONFIGS,
                             )
                         ]
                     )
@@ -1039,9 +1049,12 @@ class StateManager:
         best: dict[str, tuple[int, int, int, list[SnapshotChunk]]] = {}  # key -> (offset, snap_id, slot, chunks)
         deadline = time.monotonic() + self.settings.restore_timeout_s
         done = {cp for cp in cps if ends.get(cp, 0) == 0}
+        n_read = n_bytes = 0
         while len(done) < len(cps) and time.monotonic() < deadline:
             data = await r.getmany(timeout_ms=200, max_records=10_000)
             for recs in data.values():
+                n_read += len(recs)
+                n_bytes += sum(len(rec.value or b"") for rec in recs)
                 for rec in recs:
                     kstr = (rec.key or b"").decode(errors="replace").split("#", 1)[0]
                     if kstr not in want or rec.value is None:
@@ -1067,10 +1080,13 @@ class StateManager:
                 "state changelog not fully read within %.0f s; restoring older snapshots",
                 self.settings.restore_timeout_s,
             )
+        self.last_restore_records, self.last_restore_bytes = n_read, n_bytes
         log.info(
-            "read state changelog %s up to %s: %d complete snapshot(s) of %d wanted",
+            "read state changelog %s up to %s: %d record(s), %.1f MB, %d complete snapshot(s) of %d wanted",
             self.settings.topic_state,
             {cp.partition: ends.get(cp) for cp in cps},
+            n_read,
+            n_bytes / 1e6,
             len(best),
             len(want),
         )

@@ -456,6 +456,16 @@ def test_one_kafka_version_everywhere() -> None:
     assert images == {f"apache/kafka:{KAFKA_VERSION}"}
 
 
+def test_compose_creates_the_state_topic_as_the_worker_would() -> None:
+    """Compacted, with the segment sizes that let Kafka's cleaner keep restores short."""
+    from stream.state_store import STATE_TOPIC_CONFIGS
+
+    text = COMPOSE_FILE.read_text()
+    block = text[text.index('--topic "$$SEQSTREAM_TOPIC_STATE"') :].split("\n", 2)[:2]
+    configs = dict(re.findall(r"--config ([\w.]+)=(\S+)", "\n".join(block)))
+    assert configs == STATE_TOPIC_CONFIGS
+
+
 def test_dockerfile_is_non_root_and_installs_the_repository() -> None:
     text = DOCKERFILE.read_text()
     users = re.findall(r"^USER (\S+)", text, re.M)

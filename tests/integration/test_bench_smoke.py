@@ -15,6 +15,8 @@ import pytest
 
 from stream import bench
 
+from .conftest import BROKER_KIND
+
 pytestmark = pytest.mark.integration
 
 
@@ -34,7 +36,8 @@ def test_bench_runs_the_matrix_and_every_scenario(
 
 def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    args = ["--quick", "--events", "4000", "--streams", "200", "1000", "--cell", "gru", "lstm", "--hidden", "16"]
+    args = ["--quick", "--broker-kind", BROKER_KIND, "--primary", "plain", "--events", "4000", "--streams", "200"]
+    args += ["1000", "--cell", "gru", "lstm", "--hidden", "16"]
     args += ["--batch-max", "256", "1024", "--latency-seconds", "0.5", "--latency-fractions", "0.5", "--rounds", "2"]
     args += ["--memory-streams", "2000", "--step-batches", "8", "--per-event-n", "50", "--json-out", str(out)]
     assert bench.main(args) == 0
@@ -74,12 +77,12 @@ def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_bench_on_a_broker_of_your_own(
     broker: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``--broker``: every scenario on a running broker (here the session's Tansu, so with
-    ``--profile embedded``), new topics per path, no broker process of its own to watch."""
+    """``--broker``: every scenario on a running broker (the session's, with its profile), new topics per
+    path, no broker process of its own to watch; the primary configuration is the shipped detector."""
     monkeypatch.setenv("SEQSTREAM_LOGLEVEL", "warning")
     levels = {name: logging.getLogger(name).level for name in ("aiokafka", "stream", "faust")}
     out = tmp_path / "bench.json"
-    args = ["--quick", "--broker", broker.url, "--profile", "tansu", "--events", "2000", "--streams", "100"]
+    args = ["--quick", "--broker", broker.url, "--profile", broker.profile, "--events", "2000", "--streams", "100"]
     args += ["--batch-max", "512", "--latency-seconds", "0.5", "--latency-fractions", "0.5", "--memory-streams"]
     args += ["--step-batches", "--per-event-n", "20", "--json-out", str(out)]
     try:
@@ -90,9 +93,12 @@ def test_bench_on_a_broker_of_your_own(
     by: dict[str, list[dict]] = {}
     for r in json.loads(out.read_text()):
         by.setdefault(r["scenario"], []).append(r)
-    assert [r["events"] for r in by["seqstream"]] == [2000] and by["raw_passthrough"][0]["events"] == 2000
+    # the shipped detector (primary) and the matrix's one plain configuration, each over the whole backlog
+    assert [(r["cell"], r["events"]) for r in by["seqstream"]] == [("shipped", 2000), ("gru", 2000)]
+    assert [r["primary"] for r in by["seqstream"]] == [True, False] and by["raw_passthrough"][0]["events"] == 2000
     for scenario in ("latency", "latency_raw", "latency_broker"):
         (lv,) = by[scenario]
         assert lv["received"] == lv["produced"] > 0
         assert lv["broker_cpu"] is None  # not our process: nothing to read
-    assert "**seqstream / raw**" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "**seqstream / raw**" in table and "best row of 100 streams, shipped detector (sensor_gru.pt)" in table
