@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# The CPU wheel of torch; on a GPU machine pass TORCH_SPEC='torch>=2.4' (or preinstall a CUDA build).
+# PyPI's torch build (it runs on the CPU too); on a GPU machine pass TORCH_SPEC='torch>=2.4' (or preinstall a CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 

@@ -733,6 +733,16 @@ def run(args: argparse.Namespace) -> int:
                         seq = {**res, "batch_max": bm}
                 if primary:  # more rounds now, before the rest of the matrix fills the broker
                     _rounds(args, bs, pid, prof, t_in, t_raw, f"{t_out}-{st}-{c}{h}", seq, common, records)
+                    if prof == "production" and args.exactly_once:  # the cost of transactions, same backlog
+                        bm, out = seq["batch_max"], f"{t_out}-{st}-{c}{h}-eos"
+                        create_topics(bs, [f"{out}{sfx}" for sfx in ("", "-alerts", "-dead")], partitions=parts)
+                        eos = _settings(bs, t_in, out, bm, prof, guarantee="exactly_once")
+                        res = asyncio.run(_seqstream_drain(eos, n, c, h, pid))
+                        row = {"cell": c, "hidden": h, "streams": st, "primary": False, "guarantee": "exactly_once"}
+                        _emit(
+                            {"scenario": "seqstream", "mode": "engine in-process", "batch_max": bm, **res, **row},
+                            records,
+                        )
 
         pe = _per_event(cell, hidden, streams, args.per_event_n)
         _emit({"scenario": "per_event", **pe, **common}, records)
@@ -828,8 +838,9 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
         )
     for r in by["seqstream"]:
         rnd = r.get("round", 0)
+        g = ", **exactly_once**" if r.get("guarantee") == "exactly_once" else ""
         lines.append(
-            f"| seqstream end to end | {_fmt(r['events_per_s'])} | {r['streams']} streams, "
+            f"| seqstream end to end{g} | {_fmt(r['events_per_s'])} | {r['streams']} streams, "
             f"{_label(r['cell'], r['hidden'])}, batch_max {r['batch_max']}, mean batch {r['mean_batch']:.0f}"
             f"{f', round {rnd + 1}' if rnd else ''}{cores(r)} |"
         )
@@ -845,6 +856,12 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
         lines.append(
             f"| **seqstream / raw** | {float(np.median(ratios)):.2f}x | {each}best row of {seq['streams']} streams, "
             f"{_label(seq['cell'], seq['hidden'])}; target >= 0.5x |"
+        )
+    eos = [r for r in by["seqstream"] if r.get("guarantee") == "exactly_once"]
+    if seq and eos:
+        lines.append(
+            f"| **exactly_once / at_least_once** | {eos[0]['events_per_s'] / seq['events_per_s']:.2f}x | the same "
+            f"drain with one transaction per input partition and batch |"
         )
     if seq and pe:
         lines.append(
@@ -945,6 +962,12 @@ def register_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="(raw pass-through, primary drain) pairs; the ratio is their median (default 3; 1 with --quick)",
+    )
+    p.add_argument(
+        "--no-exactly-once",
+        dest="exactly_once",
+        action="store_false",
+        help="skip the primary drain with SEQSTREAM_GUARANTEE=exactly_once (only on Kafka: Tansu has no transactions)",
     )
     p.add_argument("--per-event-n", type=int, default=2000)
     p.add_argument("--latency-seconds", type=float, default=None, help="seconds per latency level (0: skip)")
