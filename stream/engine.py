@@ -120,6 +120,7 @@ class BatchEngine:
         self.topic_source = {settings.topic(s): s for s in pipelines}
         self.consumer: Any = None
         self.producer: Any = None
+        self.state_producer: Any = None  # at_least_once: the changelog's own producer
         self.bulk: BulkProducer | None = None
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -157,7 +158,18 @@ class BatchEngine:
             )
             await self.producer.start()
             self.bulk = BulkProducer(self.producer)
-        await self.state.start(self.producer, self.txns)
+            # the changelog has a producer (and so connections) of its own: a snapshot of tens of MB on
+            # its way to the broker does not queue the outputs of the batches that follow it
+            self.state_producer = AIOKafkaProducer(
+                acks="all",
+                linger_ms=s.producer_linger_ms,
+                max_batch_size=1 << 20,
+                max_request_size=8 << 20,
+                client_id=f"{s.app_id}-state",
+                **kw,
+            )
+            await self.state_producer.start()
+        await self.state.start(self.state_producer, self.txns)
         self.consumer = AIOKafkaConsumer(
             group_id=s.group_id,
             client_id=f"{s.app_id}-consumer",
@@ -199,9 +211,10 @@ class BatchEngine:
                 await self.state.stop()
             if self.txns is not None:
                 await self.txns.close()
-            if self.producer is not None:
-                with contextlib.suppress(Exception):
-                    await self.producer.stop()
+            for p in (self.producer, self.state_producer):
+                if p is not None:
+                    with contextlib.suppress(Exception):
+                        await p.stop()
             for pipe in self.pipelines.values():  # parked-state spill files (the state is in the changelog)
                 close = getattr(pipe, "close", None)
                 if close is not None:
@@ -247,7 +260,7 @@ class BatchEngine:
                     await self.settle(0)  # idle: nothing to overlap the acks with
                     if self.state.snapshot_due():  # flush what changed since the last snapshot
                         try:
-                            await self.state.snapshot(list(self.state.parts))
+                            await self.state.snapshot(list(self.state.parts), wait=False)
                         except Exception as exc:
                             log.warning("snapshot failed (%s); retrying at the next interval", exc)
             now = time.monotonic()

@@ -600,6 +600,7 @@ class StateManager:
         self._reseek: list[tuple[Any, int]] = []
         self.bulk: Any = None  # BulkProducer for outputs of held events released between batches
         self.txns: PartitionTransactions | None = None  # exactly_once: everything goes through these
+        self._pending: list[asyncio.Future[Any]] = []  # acks of the last periodic snapshot, awaited lazily
         # partitions whose transaction failed, with the error: their in-memory state is gone (forget) and
         # they wait for the engine to restore them (reload) or for the next assignment
         self.broken: dict[Any, BaseException] = {}
@@ -664,6 +665,7 @@ class StateManager:
         log.info("state changelog %s (%d partitions)", s.topic_state, self.n_state_partitions)
 
     async def stop(self) -> None:
+        await self.drain()
         if self.reader is not None:
             with contextlib.suppress(Exception):
                 await self.reader.stop()
@@ -749,7 +751,7 @@ class StateManager:
         if self._held_due():
             await self.release_held()
         if self._periodic_due():
-            await self.snapshot(list(self.parts))
+            await self.snapshot(list(self.parts), wait=False)
 
     async def release_held(self) -> set[Any]:
         """Release reorder-buffer events past their max hold (or beyond the cap), produce their outputs,
@@ -832,10 +834,13 @@ class StateManager:
                 w.outputs.append(o)
         return {TopicPartition(t, p): w for (t, p), w in work.items()}
 
-    async def snapshot(self, tps: list[Any], parts: dict[Any, _Part] | None = None) -> int:
+    async def snapshot(self, tps: list[Any], parts: dict[Any, _Part] | None = None, wait: bool = True) -> int:
         """Write snapshots of the given owned partitions that changed; returns bytes written.
 
-        Held events due for release are released first (:meth:`release_held`).
+        Held events due for release are released first (:meth:`release_held`). ``wait=False``
+        (at-least-once, the periodic snapshot): return once the records are queued; their acks are
+        awaited before the next snapshot, a revocation or the stop (:meth:`drain`), so the batches in
+        between do not stall behind tens of MB on their way to the broker.
         """
         parts = self.parts if parts is None else parts
         self._last_snapshot = time.monotonic()
@@ -844,7 +849,18 @@ class StateManager:
             return 0
         if self._held_due():
             await self.release_held()  # snapshots the partitions it released from itself
-        return await self._write(tps, parts)
+        return await self._write(tps, parts, wait=wait)
+
+    async def drain(self) -> None:
+        """Await the acks of the snapshot records still on their way (a failure is logged: the previous
+        complete snapshot of each partition stays the one a restore uses, the other slot)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        for r in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(r, BaseException):
+                log.warning("a state snapshot was not written (%s); restores use the one before it", r)
+                break
 
     def snapshot_records(self, tp: Any, parts: dict[Any, _Part] | None = None) -> _Snap | None:
         """One partition's snapshot as changelog records, or None when nothing changed since the last one.
@@ -874,8 +890,13 @@ class StateManager:
         )
         return _Snap(self, st, tp.partition % self.n_state_partitions, records, offset, slot)
 
-    async def _write(self, tps: list[Any], parts: dict[Any, _Part], work: dict[Any, TxnWork] | None = None) -> int:
-        """Snapshot the partitions ``tps`` that changed; with transactions, together with ``work``."""
+    async def _write(
+        self, tps: list[Any], parts: dict[Any, _Part], work: dict[Any, TxnWork] | None = None, wait: bool = True
+    ) -> int:
+        """Snapshot the partitions ``tps`` that changed; with transactions, together with ``work``.
+
+        ``wait=False`` (at-least-once only): the acks are awaited later (:meth:`drain`)."""
+        await self.drain()  # one snapshot in flight at a time: a slot is never rewritten while its twin is
         t0 = time.perf_counter()
         snaps = [(tp, sn) for tp in tps if (sn := self.snapshot_records(tp, parts)) is not None]
         nbytes = sum(len(v) for _, sn in snaps for _, v in sn.records)
@@ -898,8 +919,11 @@ class StateManager:
                     self.settings.changelog_batch_records,
                 )  # fmt: skip
                 sn.written()
-            if futures:
-                await asyncio.gather(*futures)
+            if wait:
+                if futures:
+                    await asyncio.gather(*futures)
+            else:
+                self._pending = futures
             sent = bool(snaps)
         dt = time.perf_counter() - t0
         self.snapshot_seconds_total += dt
