@@ -260,7 +260,7 @@ class BatchEngine:
                     await self.settle(0)  # idle: nothing to overlap the acks with
                     if self.state.snapshot_due():  # flush what changed since the last snapshot
                         try:
-                            await self.state.snapshot(list(self.state.parts), wait=False)
+                            await self.state.snapshot(self.state.due(), wait=False)
                         except Exception as exc:
                             log.warning("snapshot failed (%s); retrying at the next interval", exc)
             now = time.monotonic()

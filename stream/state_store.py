@@ -547,6 +547,7 @@ class _Part:
     since_snapshot: int = 0
     gaps: int = 0
     dirty: bool = False  # changed without a new offset (held events released): snapshot even so
+    snap_due: float = 0.0  # monotonic time of its next periodic snapshot (partitions are staggered)
 
 
 @dataclass
@@ -564,6 +565,7 @@ class _Snap:
         """The records are sent (or committed): the next snapshot of this partition takes the other slot."""
         st = self.part
         st.snap_offset, st.slot, st.since_snapshot, st.dirty = self.offset, self.slot, 0, False
+        st.snap_due = time.monotonic() + self.manager.settings.snapshot_interval_s
         self.manager.snapshots_written += 1
         self.manager.m_snapshots.inc()
 
@@ -590,7 +592,6 @@ class StateManager:
         self.producer: Any = None
         self.reader: Any = None
         self.n_state_partitions = 1
-        self._last_snapshot = time.monotonic()
         self._events_since = 0
         self.snapshot_seconds_total = 0.0
         self.snapshots_written = 0
@@ -600,7 +601,8 @@ class StateManager:
         self._reseek: list[tuple[Any, int]] = []
         self.bulk: Any = None  # BulkProducer for outputs of held events released between batches
         self.txns: PartitionTransactions | None = None  # exactly_once: everything goes through these
-        self._pending: list[asyncio.Future[Any]] = []  # acks of the last periodic snapshot, awaited lazily
+        # at_least_once: each partition's last snapshot on its way, awaited lazily (one per partition at a time)
+        self._pending: dict[Any, asyncio.Task[None]] = {}
         # partitions whose transaction failed, with the error: their in-memory state is gone (forget) and
         # they wait for the engine to restore them (reload) or for the next assignment
         self.broken: dict[Any, BaseException] = {}
@@ -736,8 +738,32 @@ class StateManager:
     def _periodic_due(self) -> bool:
         s = self.settings
         if s.snapshot_interval_events and self._events_since >= s.snapshot_interval_events:
-            return True
-        return time.monotonic() - self._last_snapshot >= s.snapshot_interval_s
+            self._events_since = 0
+            for st in self.parts.values():
+                st.snap_due = 0.0
+        now = time.monotonic()
+        return any(st.snap_due <= now for st in self.parts.values())
+
+    def due(self, limit: int | None = None) -> list[Any]:
+        """Owned partitions whose periodic snapshot is due, most overdue first (at most ``limit``), except
+        those whose previous snapshot is still on its way."""
+        now = time.monotonic()
+        busy = {tp for tp, t in self._pending.items() if not t.done()}
+        due = sorted(
+            (st.snap_due, i, tp)
+            for i, (tp, st) in enumerate(self.parts.items())
+            if st.snap_due <= now and tp not in busy
+        )
+        return [tp for _, _, tp in due[:limit]]
+
+    def _stagger(self, tps: list[Any]) -> None:
+        """Spread the first periodic snapshots of newly owned partitions over one interval: each partition
+        costs the batch path one snapshot's encoding, not all of them at once (the latency tail)."""
+        now, n = time.monotonic(), max(len(tps), 1)
+        for i, tp in enumerate(tps):
+            st = self.parts.get(tp)
+            if st is not None:
+                st.snap_due = now + self.settings.snapshot_interval_s * (i + 1) / n
 
     def _held_due(self) -> bool:
         return bool(self._unsent) or any(
@@ -745,13 +771,13 @@ class StateManager:
         )
 
     async def maybe_snapshot(self) -> None:
-        """After each batch: release held events that waited too long, then the periodic snapshot."""
+        """After each batch: release held events that waited too long, then one due periodic snapshot."""
         if not self.enabled:
             return
         if self._held_due():
             await self.release_held()
         if self._periodic_due():
-            await self.snapshot(list(self.parts), wait=False)
+            await self.snapshot(self.due(limit=1), wait=False)
 
     async def release_held(self) -> set[Any]:
         """Release reorder-buffer events past their max hold (or beyond the cap), produce their outputs,
@@ -810,12 +836,9 @@ class StateManager:
             released, touched = self._release()
             for tp, w in self.work_of(released).items():
                 work.setdefault(tp, TxnWork()).outputs.extend(w.outputs)
+        tps = [tp for tp in touched if tp in self.parts]
         if self._periodic_due():
-            self._last_snapshot = time.monotonic()
-            self._events_since = 0
-            tps = list(self.parts)
-        else:
-            tps = [tp for tp in touched if tp in self.parts]
+            tps += [tp for tp in self.due(limit=1) if tp not in touched]
         await self._write(tps, self.parts, work)
 
     def work_of(self, by_source: Iterable[tuple[str, Iterable[Output]]]) -> dict[Any, TxnWork]:
@@ -843,24 +866,21 @@ class StateManager:
         between do not stall behind tens of MB on their way to the broker.
         """
         parts = self.parts if parts is None else parts
-        self._last_snapshot = time.monotonic()
-        self._events_since = 0
         if not self.enabled:
             return 0
         if self._held_due():
             await self.release_held()  # snapshots the partitions it released from itself
         return await self._write(tps, parts, wait=wait)
 
-    async def drain(self) -> None:
-        """Await the acks of the snapshot records still on their way (a failure is logged: the previous
-        complete snapshot of each partition stays the one a restore uses, the other slot)."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        for r in await asyncio.gather(*pending, return_exceptions=True):
-            if isinstance(r, BaseException):
-                log.warning("a state snapshot was not written (%s); restores use the one before it", r)
-                break
+    async def drain(self, tps: Iterable[Any] | None = None) -> None:
+        """Await the snapshots of these partitions (all when None) still on their way (a failure is logged:
+        the partition's previous complete snapshot, in the other slot, stays the one a restore uses)."""
+        for tp in list(self._pending) if tps is None else [tp for tp in tps if tp in self._pending]:
+            task = self._pending.pop(tp)
+            try:
+                await task
+            except Exception as exc:
+                log.warning("a state snapshot of %s was not written (%s); restores use the one before it", tp, exc)
 
     def snapshot_records(self, tp: Any, parts: dict[Any, _Part] | None = None) -> _Snap | None:
         """One partition's snapshot as changelog records, or None when nothing changed since the last one.
@@ -870,7 +890,10 @@ class StateManager:
         committed (exactly_once).
         """
         st = (self.parts if parts is None else parts).get(tp)
-        if st is None or st.next_offset is None or (st.next_offset - 1 == st.snap_offset and not st.dirty):
+        if st is None:
+            return None
+        if st.next_offset is None or (st.next_offset - 1 == st.snap_offset and not st.dirty):
+            st.snap_due = time.monotonic() + self.settings.snapshot_interval_s  # nothing new: ask again later
             return None
         if tp in self._unsent_parts:  # released outputs not acknowledged yet: keep the older snapshot
             return None
@@ -896,7 +919,7 @@ class StateManager:
         """Snapshot the partitions ``tps`` that changed; with transactions, together with ``work``.
 
         ``wait=False`` (at-least-once only): the acks are awaited later (:meth:`drain`)."""
-        await self.drain()  # one snapshot in flight at a time: a slot is never rewritten while its twin is
+        await self.drain(tps)  # one snapshot per partition in flight: a slot is never rewritten while its twin is
         t0 = time.perf_counter()
         snaps = [(tp, sn) for tp in tps if (sn := self.snapshot_records(tp, parts)) is not None]
         nbytes = sum(len(v) for _, sn in snaps for _, v in sn.records)
@@ -912,18 +935,24 @@ class StateManager:
                     sn.written()
             sent = any(tp not in failed for tp, _ in snaps)
         else:
-            futures = []
+            s = self.settings
+
+            async def one(sn: _Snap) -> None:
+                # a partition's chunks queue behind each other in aiokafka (one batch of a partition in
+                # flight at a time: a round trip per chunk), so partitions go side by side, and with
+                # wait=False beside the batches that follow
+                futures = await send_records(
+                    self.producer, s.topic_state, sn.partition, sn.records, s.changelog_batch_records
+                )
+                await asyncio.gather(*futures)
+
             for _, sn in snaps:
-                futures += await send_records(
-                    self.producer, self.settings.topic_state, sn.partition, sn.records,
-                    self.settings.changelog_batch_records,
-                )  # fmt: skip
                 sn.written()
             if wait:
-                if futures:
-                    await asyncio.gather(*futures)
+                await asyncio.gather(*(one(sn) for _, sn in snaps))
             else:
-                self._pending = futures
+                for tp, sn in snaps:
+                    self._pending[tp] = asyncio.create_task(one(sn))
             sent = bool(snaps)
         dt = time.perf_counter() - t0
         self.snapshot_seconds_total += dt
@@ -993,6 +1022,7 @@ class StateManager:
                 self.pipelines[kept.source].drop_partition(tp.partition)
             restore.append(tp)
         await self._restore(restore, committed, consumer, t0)
+        self._stagger(assigned)
 
     def fail(self, failed: dict[Any, BaseException]) -> None:
         """Partitions whose transaction failed: forget their in-memory state (it is ahead of what was
@@ -1008,6 +1038,7 @@ class StateManager:
         t0 = time.monotonic()
         tps = [tp for tp in tps if tp not in self.parts]
         await self._restore(tps, await self._committed(tps, consumer), consumer, t0)
+        self._stagger(tps)
         for tp in tps:
             self.broken.pop(tp, None)
 

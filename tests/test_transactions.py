@@ -74,6 +74,7 @@ def _engine(**kw: Any) -> tuple[BatchEngine, FakeTxns]:
     engine.txns = engine.state.txns = fake  # type: ignore[assignment]
     for p in (0, 1):
         engine.state.parts[TopicPartition(TOPIC, p)] = _Part("sensors", 0, 0)
+    engine.state._stagger(list(engine.state.parts))  # as an assignment does
     return engine, fake
 
 
@@ -88,28 +89,32 @@ def _batch(start: int, n: int = 6) -> dict[Any, list[Any]]:
 
 def test_each_partitions_outputs_offset_and_snapshot_share_one_transaction() -> None:
     engine, fake = _engine(snapshot_interval_s=3600.0)
+    tp0, tp1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
 
     async def run() -> None:
         await engine.process(_batch(0))
-        engine.state._last_snapshot = -1e9  # a snapshot is due after the next batch
-        await engine.process(_batch(6))
+        for st in engine.state.parts.values():
+            st.snap_due = 0.0  # both periodic snapshots are due after the next batch
+        await engine.process(_batch(6))  # one partition's snapshot per batch (the most overdue)
+        await engine.process(_batch(12))  # the other's
 
     asyncio.run(run())
-    assert len(fake.commits) == 2
+    assert len(fake.commits) == 3
+    snapshotted = []
     for i, work in enumerate(fake.commits):
-        assert set(work) == {TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)}
+        assert set(work) == {tp0, tp1}
         for tp, w in work.items():
             assert w.offset == 6 * (i + 1)  # the next offset after this batch's records
             assert len(w.outputs) == 6 and {o.origin for o in w.outputs} == {tp.partition}
             ids = {orjson.loads(o.value)["id"] for o in w.outputs}
             assert ids == {f"{TOPIC}:{tp.partition}:{off}" for off in range(6 * i, 6 * i + 6)}
-            if i == 0:
-                assert not w.state  # no snapshot due
-            else:  # the snapshot in the same transaction covers exactly the committed offsets
+            if w.state:  # the snapshot in the same transaction covers exactly the committed offsets
                 chunk = decode_chunk(w.state[0][1])
                 assert chunk.offset == w.offset - 1 and chunk.key.endswith(f":{tp.partition}")
                 assert set(chunk.snap.stream_ids) == {f"s{tp.partition}-0", f"s{tp.partition}-1"}
                 assert w.state_partition == tp.partition % engine.state.n_state_partitions
+                snapshotted.append((i, tp))
+    assert snapshotted == [(1, tp0), (2, tp1)]  # none before they were due, then one per batch
 
 
 def test_a_failed_transaction_forgets_the_partition_until_it_is_restored() -> None:
