@@ -39,9 +39,13 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:  # models.scoring imports this module
+    from .scoring import ScoringConfig
 
 __all__ = ["CalibratedChannels"]
 
@@ -56,10 +60,9 @@ class CalibratedChannels:
     ``gated``: a profile gate (needs both profile and shift channels).
     """
 
-    def __init__(self, config: object, offset: int, n_channels: int, n_targets: int, gated: bool, hourly: int) -> None:
-        from .scoring import ScoringConfig
-
-        assert isinstance(config, ScoringConfig)
+    def __init__(
+        self, config: ScoringConfig, offset: int, n_channels: int, n_targets: int, gated: bool, hourly: int
+    ) -> None:
         self.config = c = config
         self.n_channels = n = n_channels
         self.gated = gated

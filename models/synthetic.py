@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .scoring import ScoringConfig
+
 __all__ = [
     "FAMILIES",
     "QUIET_FAMILIES",
@@ -243,7 +245,7 @@ class FamilyQuality:
 def evaluate_synthetic(
     checkpoint: str | None = None,
     *,
-    scoring: object | None = None,
+    scoring: ScoringConfig | None = None,
     seed: int = 0,
     per_family: int = 6,
     device: str = "cpu",
@@ -254,10 +256,9 @@ def evaluate_synthetic(
 
     from .checkpoint import load_checkpoint
     from .runner import Batch, Runner
-    from .scoring import ScoringConfig
 
     ckpt = load_checkpoint(checkpoint)
-    cfg = scoring if isinstance(scoring, ScoringConfig) else ckpt.scoring
+    cfg = scoring or ckpt.scoring
     runner = Runner(ckpt.model, cfg, device=device, capacity=64)
     fams = make_families(seed, per_family)
     series = [s for f in FAMILIES for s in fams[f]]
