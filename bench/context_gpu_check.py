@@ -1,6 +1,6 @@
-"""CUDA check of the bundled detector (context scoring): NAB replay on CPU and on CUDA (CUDA graphs
-on), per-file score difference and both NAB tables, then detector vs forecaster rates on CUDA,
-plain vs context scoring in the same run.
+"""CUDA check of the bundled detector (its own scoring: calibrated since issue 18): NAB replay on CPU
+and on CUDA (CUDA graphs on), per-file difference of the detection signal and both NAB tables, then
+detector vs forecaster rates on CUDA, plain vs the bundled scoring in the same run.
 
     python3 bench/context_gpu_check.py NAB_DIR    # NAB_DIR holds data/ and combined_windows.json
 """
@@ -47,7 +47,7 @@ def main() -> int:
     dev = devs[-1]
     sizes = (1024, 16384, 262144, 1048576) if dev == "cuda" else (256,)
     for b in sizes:
-        for name, path in (("plain", plain), ("context", None)):
+        for name, path in (("plain", plain), ("bundled", None)):
             r = bench_detector(path, batch_sizes=(b,), seconds=1.0, device=dev)[0]
             print(
                 f"| {name} | {b} | {r['model_steps_per_s']:,.0f} | {r['detector_steps_per_s']:,.0f} "

@@ -3,14 +3,15 @@
 * Throughput: stream-steps/s of the plain forecaster (``model.step``) and of the full detector
   (slab gather + normalise + step + score/alert policy + scatter), measured in the same run for
   each batch size (:func:`models.evaluate.bench_detector`).
-* ``--compare CKPT ...``: per checkpoint, NAB score (lock-step path; ``--scoring``: the plain
-  ``ScoringConfig()``, each checkpoint's own, or the current ``CONTEXT_SCORING`` for all, so cells
-  trained apart are scored alike), parameters, FLOPs/step, batch-1 step latency and slab bytes per stream.
+* ``--compare CKPT ...``: per checkpoint, NAB score (lock-step path: the detection signal that
+  ``evaluate nab`` scores; ``--scoring``: the plain ``ScoringConfig()``, each checkpoint's own, or a
+  named scoring (``calibrated``, ``context``) for all, so cells trained apart are scored alike) at the
+  config's threshold and swept, parameters, FLOPs/step, batch-1 step latency and slab bytes per stream.
 
 Usage (from the repository root)::
 
     python bench/detector_bench.py                                   # throughput, bundled checkpoint
-    python bench/detector_bench.py --compare a_gru.pt b_lstm.pt --scoring context   # comparison table
+    python bench/detector_bench.py --compare a_gru.pt b_lstm.pt --scoring calibrated   # comparison table
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from models.evaluate import bench_detector, load_corpus_series, lockstep_scores
 from models.nab import NabCorpus
 from models.replay import read_csv
 from models.runner import Runner
-from models.scoring import CONTEXT_SCORING, ScoringConfig
+from models.scoring import named_scoring
 
 NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab-dev"
 
@@ -65,21 +66,23 @@ def compare(checkpoints: list[str], scoring_mode: str) -> None:
     series = load_corpus_series(NAB / "data", corpus.files)
     times = [read_csv(NAB / "data" / rel).ts for rel in corpus.files]
     print(
-        "| checkpoint | cell | params | FLOPs/step | NAB standard / low FP / low FN (swept) "
+        "| checkpoint | cell | params | FLOPs/step | NAB standard / low FP / low FN (fixed threshold) | standard swept "
         "| step latency B=1 (model / detector) | bytes per stream |"
     )
-    print("|---|---|---:|---:|---|---|---:|")
+    print("|---|---|---:|---:|---|---:|---|---:|")
     for path in checkpoints:
         ck = load_checkpoint(path)
-        scoring = {"own": ck.scoring, "context": CONTEXT_SCORING}.get(scoring_mode, ScoringConfig())
-        res = corpus.score(dict(zip(corpus.files, lockstep_scores(ck.model, scoring, series, times))))
+        scoring = ck.scoring if scoring_mode == "own" else named_scoring(scoring_mode)
+        det = dict(zip(corpus.files, lockstep_scores(ck.model, scoring, series, times)))
+        res = corpus.score(det, threshold=scoring.open_threshold)
+        swept = corpus.score(det)["standard"].normalized
         runner = Runner(ck.model, scoring, device="cpu", capacity=1)
         m_us, d_us = _latency_us(runner)
         params = sum(p.numel() for p in ck.model.parameters())
         nab = " / ".join(f"{r.normalized:.2f}" for r in res.values())
         print(
             f"| {Path(path).name} | {ck.model.config.cell} h{ck.model.config.hidden_size} | {params:,} "
-            f"| {ck.model.flops_per_step():,} | {nab} | {m_us:.0f} µs / {d_us:.0f} µs "
+            f"| {ck.model.flops_per_step():,} | {nab} | {swept:.2f} | {m_us:.0f} µs / {d_us:.0f} µs "
             f"| {runner.slab.bytes_per_stream} |"
         )
 
@@ -91,7 +94,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compare", nargs="+", default=None, help="checkpoints to compare on NAB dev")
-    ap.add_argument("--scoring", choices=["plain", "own", "context"], default="plain", help="scoring for --compare")
+    ap.add_argument(
+        "--scoring", choices=["plain", "own", "context", "calibrated"], default="plain", help="scoring for --compare"
+    )
     ap.add_argument("--own-scoring", action="store_true", help="the same as --scoring own")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

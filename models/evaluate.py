@@ -2,8 +2,15 @@
 
 :func:`evaluate_nab` is the product path: every labelled file is replayed through one
 :class:`~models.runner.Runner` as concurrent streams (:func:`models.replay.replay_path`), the
-result files are written, read back and scored with :mod:`models.nab` (threshold swept over the
-corpus, and one threshold fixed in advance: the scoring config's ``open_threshold``).
+result files are written, read back and scored with :mod:`models.nab` (one threshold fixed in
+advance: the scoring config's ``open_threshold``, and the threshold swept over the corpus). With
+``protocol=True`` it also runs the leave-one-category-out protocol and the sensitivity table
+(:mod:`models.protocol`).
+
+What NAB scores is the detector's *detection signal* (:func:`detection_signal`): with the
+calibrated scoring, whose score is the evidence and stays high while an anomaly goes on, that is
+the score at the events where an alert opened (0 elsewhere): the product's detections; with the
+older scorings, whose score is zeroed after an alert, it is the score itself.
 
 :func:`lockstep_scores` runs the same scorer and model over whole series in lock-step (one batched
 step per time index, each series one stream). Per-stream results do not depend on batching, so it
@@ -24,11 +31,32 @@ import torch
 from .checkpoint import load_checkpoint
 from .nab import NabCorpus, NabResult, format_table, read_scores
 from .nets import RecurrentForecaster
+from .protocol import ProtocolReport
 from .replay import read_csv, replay_path
-from .runner import Runner
+from .runner import Batch, Results, Runner
 from .scoring import Scorer, ScoringConfig
 
-__all__ = ["NabReport", "bench_detector", "evaluate_nab", "lockstep_scores"]
+__all__ = ["NabReport", "bench_detector", "detection_signal", "evaluate_nab", "lockstep_scores"]
+
+
+def detection_signal(scoring: ScoringConfig, score: np.ndarray, transition: np.ndarray) -> np.ndarray:
+    """What NAB scores: the score where an alert opened (calibrated scoring), else the score itself."""
+    if scoring.calibrated:
+        return np.where(transition > 0, score, 0.0).astype(score.dtype)
+    return score
+
+
+class _Detections:
+    """A Runner whose results carry the detection signal as their score (what the NAB files hold)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.n_features = runner.n_features
+
+    def process(self, batch: Batch) -> Results:
+        res = self.runner.process(batch)
+        res.score = detection_signal(self.runner.scoring, res.score, res.transition)
+        return res
 
 
 @dataclass
@@ -40,9 +68,11 @@ class NabReport:
     seconds: float
     results_dir: Path | None
     meta: dict[str, Any] = field(default_factory=dict)
+    protocol: ProtocolReport | None = None
 
     def table(self) -> str:
-        return format_table({"swept": self.swept, f"fixed {self.fixed_threshold:g}": self.fixed})
+        t = format_table({f"fixed {self.fixed_threshold:g}": self.fixed, "swept": self.swept})
+        return t if self.protocol is None else f"{self.protocol.table()}\n\nall dev, replayed through the Runner:\n{t}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +81,7 @@ class NabReport:
             "fixed_threshold": self.fixed_threshold,
             "events": self.events,
             "seconds": self.seconds,
+            **({"protocol": self.protocol.to_dict()} if self.protocol is not None else {}),
             **self.meta,
         }
 
@@ -66,8 +97,10 @@ def evaluate_nab(
     batch_size: int = 256,
     device: str = "cpu",
     progress: bool = False,
+    protocol: bool = False,
 ) -> NabReport:
-    """Replay ``data_dir`` through one Runner and score the results against NAB ``labels``."""
+    """Replay ``data_dir`` through one Runner and score the results against NAB ``labels``; with
+    ``protocol``, also the leave-one-category-out protocol and the sensitivity table."""
     ckpt = load_checkpoint(checkpoint)
     scoring = scoring or ckpt.scoring
     runner = Runner(ckpt.model, scoring, device=device, model_id=ckpt.model_id)
@@ -75,10 +108,16 @@ def evaluate_nab(
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(output) if output is not None else Path(tmp)
         t0 = time.perf_counter()
-        report = replay_path(data_dir, out, runner=runner, batch_size=batch_size, progress=progress)
+        det = _Detections(runner)
+        report = replay_path(data_dir, out, runner=det, batch_size=batch_size, progress=progress)  # type: ignore[arg-type]
         seconds = time.perf_counter() - t0
         scores = read_scores(out, corpus.files)
     fixed_thr = scoring.open_threshold if threshold is None else float(threshold)
+    proto = None
+    if protocol:
+        from .protocol import DevSet, run_protocol
+
+        proto = run_protocol(DevSet(data_dir, corpus, ckpt.model, scoring), scoring)
     return NabReport(
         swept=corpus.score(scores),
         fixed=corpus.score(scores, threshold=fixed_thr),
@@ -87,6 +126,7 @@ def evaluate_nab(
         seconds=seconds,
         results_dir=Path(output) if output is not None else None,
         meta={"model_id": ckpt.model_id, "scoring": scoring.to_dict()},
+        protocol=proto,
     )
 
 
@@ -97,7 +137,8 @@ def lockstep_scores(
     series: list[np.ndarray],
     times: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
-    """Anomaly scores of whole series ``[T, F]``, one stream each, stepped together (no look-ahead).
+    """NAB detection signals (:func:`detection_signal`: what :func:`evaluate_nab` scores) of whole
+    series ``[T, F]``, one stream each, stepped together (no look-ahead).
 
     ``times`` (epoch s per row) are needed when the scoring has season or profile channels.
     """
@@ -117,19 +158,21 @@ def lockstep_scores(
     aux = scorer.init_row().expand(n, -1).clone()  # [S, A]
     h = model.zero_state(n)  # [S, L, K, H]
     out = np.zeros((t_max, n), np.float32)
+    trans = np.zeros((t_max, n), np.float32)
+    cols = [scorer.SCORE, scorer.TRANSITION]
     for t in range(t_max):
         idx = torch.from_numpy(np.flatnonzero(lengths > t))  # [s]
         if len(idx) == n:
             x_n, err = scorer.pre(aux, x[t, :, :f], x[t, :, f:] if p else None)
             fc, h = model.step(x_n, h)
-            out[t] = scorer.post(aux, err, fc)[:, scorer.SCORE].numpy()
+            out[t], trans[t] = scorer.post(aux, err, fc)[:, cols].numpy().T
         else:
             a, hh = aux[idx], h[idx]
             x_n, err = scorer.pre(a, x[t, idx, :f], x[t, idx, f:] if p else None)
             fc, hh = model.step(x_n, hh)
-            out[t, idx.numpy()] = scorer.post(a, err, fc)[:, scorer.SCORE].numpy()
+            out[t, idx.numpy()], trans[t, idx.numpy()] = scorer.post(a, err, fc)[:, cols].numpy().T
             aux[idx], h[idx] = a, hh
-    return [out[: len(s), i].copy() for i, s in enumerate(series)]
+    return [detection_signal(scoring, out[: len(s), i].copy(), trans[: len(s), i]) for i, s in enumerate(series)]
 
 
 def load_corpus_series(data_dir: str | Path, files: list[str]) -> list[np.ndarray]:

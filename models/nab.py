@@ -127,6 +127,22 @@ class NabCorpus:
             self.n_windows += len(spans)
             self.n_scorable_windows += len(np.unique(win[mask & (win >= 0)]))
 
+    def subset(self, files: list[str]) -> NabCorpus:
+        """The same corpus restricted to ``files`` (scored and normalised on their windows only)."""
+        out = object.__new__(NabCorpus)
+        out.files = sorted(files)
+        out.rows = {f: self.rows[f] for f in out.files}
+        out._mask = {f: self._mask[f] for f in out.files}
+        out._win = {f: self._win[f] for f in out.files}
+        out._val = {f: self._val[f] for f in out.files}
+        ids = np.concatenate([self._win[f][self._win[f] >= 0] for f in out.files] or [np.zeros(0, np.int64)])
+        scorable = np.concatenate(
+            [self._win[f][self._mask[f] & (self._win[f] >= 0)] for f in out.files] or [np.zeros(0, np.int64)]
+        )
+        out.n_windows = len(np.unique(ids))
+        out.n_scorable_windows = len(np.unique(scorable))
+        return out
+
     @classmethod
     def load(cls, data_dir: str | Path, labels: str | Path) -> NabCorpus:
         """Read the timestamps of every labelled file under ``data_dir`` and the windows JSON."""

@@ -36,9 +36,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .calibrated import CalibratedChannels
 from .errors import ConfigError
 
-__all__ = ["CONTEXT_SCORING", "Scorer", "ScoringConfig"]
+__all__ = ["CALIBRATED_SCORING", "CONTEXT_SCORING", "Scorer", "ScoringConfig", "named_scoring"]
 
 _EPS_P = 1e-10
 MASKED_RSCALE_PRIOR = 0.5  # prior mean |residual| (normalised units) of a masked feature
@@ -100,6 +101,12 @@ class ScoringConfig:
     # adapter_lr (O(targets) per event, state in the slab row); a and b are kept within +-adapter_clip
     adapter_lr: float = 0.0
     adapter_clip: float = 2.0
+    # calibrated mode (models/calibrated.py): every channel calibrated alike over err_window events
+    # (variance: the larger of the overall one and the one in this season bucket of the day, at
+    # season_rate), Bonferroni combination, the hard profile gate on the shift channel's
+    # slow mean, and the alert lifecycle (the score is never zeroed; suppress / suppress_other block
+    # the opening of alerts). The per-channel windows, weights and gate constants above are unused.
+    calibrated: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -144,6 +151,19 @@ class ScoringConfig:
                 f"adapter_lr must be in [0, 1] (0: off) and adapter_clip > 0, "
                 f"got {self.adapter_lr}, {self.adapter_clip}"
             )
+        if self.calibrated:
+            unused = {
+                "err_short": (self.err_short, 1),
+                "err_scales": (self.err_scales, ()),
+                "fold_clip": (self.fold_clip, 0.0),
+                "max_window": (self.max_window, 0),
+                "suppress_factor": (self.suppress_factor, 0.0),
+                "profile_gate_slow": (self.profile_gate_slow, 0),
+                "open_n": (self.open_n, 1),
+            }
+            bad = [k for k, (v, default) in unused.items() if v != default]
+            if bad:
+                raise ConfigError(f"calibrated scoring does not use {', '.join(bad)}: leave them at their defaults")
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -176,11 +196,39 @@ CONTEXT_SCORING = ScoringConfig(
     profile_gate_high=1.2,
     suppress_other=80,  # another channel may alert 80 events after an alert, the same one after 200
 )
-"""The bundled univariate sensor detector's scoring: residual + season + profile + shift channels.
-
-Chosen on the NAB dev files (docs/accuracy.md); costs ~2.2 KB of slab per stream more than
-``ScoringConfig()``, which the other sources and the throughput benchmarks use.
+"""The previous bundled sensor scoring: residual + season + profile + shift channels, each with its
+own calibration window and weight, a profile gate and per-channel suppression; ~20 parameters chosen
+on the NAB dev files (docs/accuracy.md). Kept for comparison; the bundled detector uses
+:data:`CALIBRATED_SCORING`.
 """
+
+CALIBRATED_SCORING = ScoringConfig(
+    calibrated=True,
+    err_window=6000,  # W: every channel's calibration window
+    season_buckets=96,  # 15-minute buckets of the day for the residual's daily baseline
+    season_rate=0.2,  # rho: the rate of every per-bucket running estimate ...
+    profile_buckets=168,  # hourly buckets of the week for the value profile
+    profile_rate=0.2,  # ... (the same rho)
+    shift_short=12,  # short and long running means of the level-shift channel; the long one is also
+    shift_long=200,  # the profile gate's slow mean, over as many events
+    suppress=200,  # R: the channel that opened an alert cannot open another for R events ...
+    suppress_other=100,  # ... the other channels for R / 2
+)
+"""The bundled univariate sensor detector's scoring (models/calibrated.py, docs/accuracy.md): the
+context channels with one calibration, a Bonferroni combination and the alert lifecycle; its free
+parameters are W, rho, the two shift horizons, R (and R / 2), the threshold and the lifecycle's
+close/warm-up settings.
+"""
+
+SCORINGS = {"calibrated": CALIBRATED_SCORING, "context": CONTEXT_SCORING, "plain": ScoringConfig()}
+
+
+def named_scoring(name: str) -> ScoringConfig:
+    """A named scoring config: ``calibrated`` (the bundled sensor detector), ``context`` (the
+    previous one) or ``plain`` (``ScoringConfig()``, residual only)."""
+    if name not in SCORINGS:
+        raise ConfigError(f"unknown scoring {name!r}; choose one of {', '.join(SCORINGS)}")
+    return SCORINGS[name]
 
 
 class Scorer:
@@ -247,11 +295,22 @@ class Scorer:
         o += 3 * t + 1 if self.gated else 0
         self._shift = slice(o, o + 2 * t) if c.shift_short else slice(o, o)
         o += 2 * t if c.shift_short else 0
-        self._cmean, self._cvar, self._cscore = slice(o, o + 2), slice(o + 2, o + 4), slice(o + 4, o + 6)
-        o += 6 if (c.profile_buckets or c.shift_short) else 0
-        self.n_channels = 3 if (c.profile_buckets or c.shift_short) else 1
-        self._csince = slice(o, o + self.n_channels) if c.suppress_other else slice(o, o)
-        o += self.n_channels if c.suppress_other else 0
+        self.calibrated: CalibratedChannels | None = None
+        if c.calibrated:  # its own calibration, scores and blocks (models/calibrated.py)
+            if masked:
+                raise ConfigError("calibrated scoring is not supported with masked (multivariate NaN) input")
+            self.n_channels = 1 + int(c.profile_buckets > 0) + int(c.shift_short > 0)
+            gated = bool(c.profile_buckets and c.shift_short)
+            hourly = 1 + int(c.profile_buckets > 0)  # per-event channels (residual, profile): time-of-day variance
+            self.calibrated = CalibratedChannels(c, o, self.n_channels, t, gated, hourly)
+            o = self.calibrated.end
+            self._cmean = self._cvar = self._cscore = self._csince = slice(o, o)
+        else:
+            self._cmean, self._cvar, self._cscore = slice(o, o + 2), slice(o + 2, o + 4), slice(o + 4, o + 6)
+            o += 6 if (c.profile_buckets or c.shift_short) else 0
+            self.n_channels = 3 if (c.profile_buckets or c.shift_short) else 1
+            self._csince = slice(o, o + self.n_channels) if c.suppress_other else slice(o, o)
+            o += self.n_channels if c.suppress_other else 0
         # k-of-n opening: the last open_n "score >= open_threshold" flags, a ring, and its write position
         # (its own counter: steps stops counting at 1e7, float32 counts stop being exact at 2^24)
         self._ring = slice(o, o + c.open_n) if c.open_n > 1 else slice(o, o)
@@ -318,6 +377,8 @@ class Scorer:
         if self.config.profile_buckets or self.config.shift_short:
             row[self._cvar] = self.config.err_var_prior
         row[self._csince] = float(self.config.suppress)  # no channel suppressed yet
+        if self.calibrated is not None:
+            self.calibrated.init_row(row)
         return row
 
     def phases(self, ts: np.ndarray) -> np.ndarray:
@@ -373,7 +434,7 @@ class Scorer:
         err = resid.abs().mean(1)  # [B]
         if cfg.adapter_lr:
             self._adapt_step(aux, resid, count)
-        if self.n_phases or cfg.shift_short:
+        if self.n_phases or cfg.shift_short or self.calibrated is not None:
             err = self._context(aux, x, std, count, err, phase)  # [B]
         # EMA with a 1/n start: an exact running mean/variance until norm_window events, then forgetting
         alpha = (count + one).reciprocal_().clamp_min_(1.0 / cfg.norm_window).unsqueeze(1)  # [B, 1]
@@ -446,6 +507,7 @@ class Scorer:
                 vp.lerp_(d_p * d_p, av)  # [B, T]
                 vs.lerp_(d_s * d_s, av)  # [B, T]
                 ema.lerp_(xt, (count + one).reciprocal().clamp_min_(1.0 / cfg.profile_gate_slow).unsqueeze(1))  # [B, T]
+            d_prof, seen_p = xt - m, cn[:, 0] > self._zero  # [B, T], [B] for the calibrated gate
             rate = (cn + one).reciprocal_().clamp_min_(cfg.profile_rate)  # [B, 1]
             aux.scatter_(1, i_m, m + rate * (xt - m))
             aux.scatter_(1, i_c, cn + one)
@@ -456,7 +518,23 @@ class Scorer:
             first = (count + one).reciprocal().unsqueeze(1)  # [B, 1]
             ms.lerp_(xt, first.clamp_min(1.0 / cfg.shift_short))
             r_shift = ((ms - ml).abs() / sd).mean(1) * ready  # [B]
+            d_slow = xt - ml  # [B, T] against the slow mean before this event (the calibrated gate)
             ml.lerp_(xt, first.clamp_min(1.0 / cfg.shift_long))
+        if self.calibrated is not None:
+            cal = self.calibrated
+            rs, oks = [err], [torch.ones_like(err, dtype=torch.bool)]  # the residual: defined from the start
+            if r_prof is not None:
+                ok_p = ready & seen_p  # [B]
+                if cal.gated:
+                    ok_p = ok_p & cal.gate(aux, d_prof, d_slow, seen_p.to(d_prof.dtype))
+                rs.append(r_prof)
+                oks.append(ok_p)
+            if r_shift is not None:
+                rs.append(r_shift)
+                oks.append(ready)
+            bucket = phase[:, 0] if phase is not None and cal.n_buckets else None  # [B] season bucket of the day
+            cal.calibrate(aux, torch.stack(rs, 1), torch.stack(oks, 1), count, bucket)  # [B, C]
+            return err
         if r_prof is None and r_shift is None:
             return err
         zero = torch.zeros_like(err)  # [B]
@@ -529,6 +607,9 @@ class Scorer:
         """
         cfg, k, one = self.config, self._k, self._one
         steps, is_open, below, since = (aux[:, i] for i in (self.STEPS, self.OPEN, self.BELOW, self.SINCE))  # [B]
+        if self.calibrated is not None:  # channels already calibrated in pre(); the alert lifecycle
+            score, now_open, below_new = self.calibrated.policy(aux, steps, is_open, below, since)  # [B] x3
+            return self._outputs(aux, forecast, score, now_open, now_open, below_new)
         short, em, ev = aux[:, self._short], aux[:, self._emean], aux[:, self._evar]  # [B, K] views
         # short means of the residual, exact (1/n) until each horizon has filled
         first = (steps + one).reciprocal_().unsqueeze(1)  # [B, 1]
@@ -592,13 +673,21 @@ class Scorer:
         opens = anomaly & ~was_open  # [B]
         resolves = was_open & (below_new >= k["close_after"])  # [B]
         now_open = (was_open | opens) & ~resolves  # [B]
+        return self._outputs(aux, forecast, score, anomaly, now_open, below_new.masked_fill_(~now_open, 0.0))
+
+    def _outputs(
+        self, aux: Tensor, forecast: Tensor, score: Tensor, anomaly: Tensor, now_open: Tensor, below: Tensor
+    ) -> Tensor:
+        """Store the alert state, keep the forecast and pack the output row ``[B, 2T+3]``."""
+        cfg, one = self.config, self._one
+        steps, is_open = aux[:, self.STEPS], aux[:, self.OPEN]  # [B] views
         f = self.n_targets
         out = aux.new_empty((aux.shape[0], self.out_size))  # [B, 2T+3]
         # transition = now_open - was_open: +1 opened, -1 resolved (is_open holds exactly 0 or 1)
         trans = out[:, self.TRANSITION]
         trans.copy_(now_open).sub_(is_open)
         is_open.copy_(now_open)
-        below.copy_(below_new.masked_fill_(~now_open, 0.0))
+        aux[:, self.BELOW].copy_(below)
         steps.add_(one).clamp_max_(1e7)
         # forecasts back to input units with the updated stats
         mean = aux[:, self._mean][:, :f]  # [B, T]

@@ -83,7 +83,7 @@ def _loss_summary(meta: dict[str, Any]) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.scoring import CONTEXT_SCORING, ScoringConfig
+    from models.scoring import ScoringConfig, named_scoring
     from models.train import run_training
 
     if not args.csv and not args.synthetic and not args.simulated and not args.topic:
@@ -100,7 +100,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     path, meta = run_training(
         args.output,
         net,
-        CONTEXT_SCORING if args.scoring == "context" and net.input_size == 1 else ScoringConfig(),
+        named_scoring(args.scoring) if net.input_size == 1 else ScoringConfig(),
         cfg,
         csvs=args.csv,
         synthetic=args.synthetic,
@@ -116,6 +116,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.benchmark in ("ticks", "machines"):
         return _evaluate_simulated(args)
+    if args.benchmark == "synthetic":
+        from models.synthetic import evaluate_synthetic, format_quality
+
+        rows = evaluate_synthetic(args.checkpoint, seed=args.seed, device=args.device)
+        print(json.dumps([r.to_dict() for r in rows], indent=2) if args.json else format_quality(rows))
+        return 0
     if not args.data or not args.labels:
         print("seqstream evaluate nab: give the NAB data directory and combined_windows.json", file=sys.stderr)
         return 2
@@ -130,6 +136,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         progress=not args.quiet,
+        protocol=args.protocol,
     )
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2, sort_keys=True))
@@ -203,7 +210,7 @@ def _train_simulated(args: argparse.Namespace) -> int:
 def _train_topic(args: argparse.Namespace) -> int:
     """Train a source's checkpoint on a Kafka topic replayed from its first offset (the worker's codec)."""
     from models.checkpoint import save_checkpoint
-    from models.scoring import CONTEXT_SCORING, ScoringConfig
+    from models.scoring import ScoringConfig, named_scoring
     from models.train import train
     from stream.settings import load_settings
     from stream.training import net_shape, topic_data
@@ -231,7 +238,7 @@ def _train_topic(args: argparse.Namespace) -> int:
         print(f"seqstream train: no decodable {src} events in {args.topic}", file=sys.stderr)
         return 1
     net, cfg = _net_and_train_config(args, net_shape(src))
-    scoring = CONTEXT_SCORING if args.scoring == "context" and src == "sensors" else ScoringConfig()
+    scoring = named_scoring(args.scoring) if src == "sensors" else ScoringConfig()
     progress = _print_epoch(cfg.epochs)
     model, meta = train(data.series, net, scoring, cfg, progress, times=data.times)
     meta["data"] = {
@@ -270,10 +277,11 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--idle-s", type=float, default=3.0, help="--topic is read until this long without a record")
     t.add_argument(
         "--scoring",
-        choices=["context", "plain"],
-        default="context",
-        help="scoring stored in a univariate checkpoint: context = residual + season/profile/shift channels "
-        "(models.scoring.CONTEXT_SCORING, the bundled sensor detector); plain = ScoringConfig() (default context)",
+        choices=["calibrated", "context", "plain"],
+        default="calibrated",
+        help="scoring stored in a univariate checkpoint: calibrated = the bundled sensor detector "
+        "(models.scoring.CALIBRATED_SCORING); context = the previous one (CONTEXT_SCORING); plain = "
+        "ScoringConfig(), residual only (default calibrated)",
     )
     t.add_argument("--sim-streams", type=int, default=64, help="simulated streams (with --simulated)")
     t.add_argument("--sim-rounds", type=int, default=3000, help="simulated events per stream (with --simulated)")
@@ -316,18 +324,24 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score the detector on a labelled benchmark (NAB, simulated events)")
     e.add_argument(
         "benchmark",
-        choices=["nab", "ticks", "machines"],
+        choices=["nab", "ticks", "machines", "synthetic"],
         help="nab: Numenta Anomaly Benchmark scoring; ticks/machines: precision, recall and latency per "
-        "event kind on labelled simulated events (stream.detection)",
+        "event kind on labelled simulated events (stream.detection); synthetic: the sensor detector on "
+        "generated families like NAB's unseen categories (models.synthetic, --seed)",
     )
     e.add_argument("data", nargs="?", help="NAB data directory (category/file.csv)")
     e.add_argument("labels", nargs="?", help="NAB combined_windows.json")
     e.add_argument("--streams", type=int, default=100, help="ticks/machines: simulated streams")
     e.add_argument("--rounds", type=int, default=2000, help="ticks/machines: simulator rounds")
-    e.add_argument("--seed", type=int, default=0, help="ticks/machines: simulator seed")
+    e.add_argument("--seed", type=int, default=0, help="ticks/machines: simulator seed; synthetic: generator seed")
     e.add_argument("-o", "--output", default=None, help="keep the result files in this directory")
     e.add_argument("--checkpoint", default=None, help="checkpoint file (default: the bundled model of the source)")
     e.add_argument("--threshold", type=float, default=None, help="fixed threshold (default: open_threshold)")
+    e.add_argument(
+        "--protocol",
+        action="store_true",
+        help="nab: also the leave-one-category-out protocol and the sensitivity table (models.protocol; minutes)",
+    )
     e.add_argument("--batch-size", type=int, default=256, help="events per micro-batch (default 256)")
     e.add_argument("--device", default="cpu", help="auto | cpu | cuda (default cpu)")
     e.add_argument("--json", action="store_true", help="print the results as JSON")

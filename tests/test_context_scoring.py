@@ -146,10 +146,13 @@ def test_runner_with_context_is_independent_of_batching(step: float) -> None:
     assert max(alone["a"].max(), alone["b"].max()) > 0.0
 
 
-def test_bundled_sensor_checkpoint_uses_context_scoring() -> None:
+def test_bundled_sensor_checkpoint_uses_calibrated_scoring() -> None:
+    """The bundled sensor detector scores with the calibrated channels (issue 18), no longer with
+    ``CONTEXT_SCORING`` (kept for comparison and tested above)."""
     from models.checkpoint import load_checkpoint
+    from models.scoring import CALIBRATED_SCORING
 
-    assert load_checkpoint().scoring == CONTEXT_SCORING
+    assert load_checkpoint().scoring == CALIBRATED_SCORING
 
 
 def test_phase_columns_are_required_when_the_channels_need_them() -> None:

@@ -1,0 +1,182 @@
+"""Calibrated scoring: one calibration for every channel, a Bonferroni combination, an alert lifecycle.
+
+The scorer's channels (:meth:`models.scoring.Scorer._context`) measure one event three ways:
+the forecaster's residual minus its usual value at this time of day, the value's distance from its
+hour-of-week profile, and the distance between a short and a long running mean (a level shift).
+The context scoring (``CONTEXT_SCORING``) calibrated each with its own window, weight and gate
+constants, chosen on the NAB dev files. Here every channel gets the same treatment:
+
+* **calibration**: ``z = (r - mean) / sd`` against the channel's own running mean and variance over
+  ``err_window`` events; for the two per-event channels (residual, profile) the variance is the
+  larger of the stream's overall one and the one in this time-of-day bucket (the season channel's
+  ``season_buckets``, a streamed estimate at ``season_rate``): a stream whose noise follows the
+  clock (busy hours are noisier, a forecaster that misses the same daily transition every day) is
+  judged by the noise of that time of day. The shift channel averages over many hours, so it has
+  no time of day of its own (a per-bucket variance of it, from few correlated values, cost three
+  NAB dev windows);
+* **combination**: the smallest Gaussian tail probability ``p`` of the ``C`` channels, times ``C``
+  (Bonferroni: three looks at one event are not three chances at a false alarm), becomes the score
+  ``log(C p) / log(1e-10)`` in [0, 1]; 0.5 is ``C p = 1e-5``;
+* **profile gate**: the profile channel counts only while the hour-of-week profile explains the
+  value better than the shift channel's slow mean does (mean squares over ``shift_long`` events);
+* **alert lifecycle** (:meth:`CalibratedChannels.policy`): the emitted score is the evidence and is
+  never zeroed; an alert opens when a channel that is not blocked reaches ``open_threshold`` and no
+  alert is open, and resolves after ``close_after`` events below ``close_threshold``; the channel
+  that opened it may not open another for ``suppress`` events, the other channels for
+  ``suppress_other`` (a different kind of anomaly soon after a first one still alerts). An alert
+  that would open during the warm-up is not reported but still starts these blocks.
+
+All state is in the stream's slab row; every operation is batched over rows (``[B, ...]``).
+
+Example:
+    >>> import torch
+    >>> from models.scoring import CALIBRATED_SCORING, Scorer
+    >>> sc = Scorer(CALIBRATED_SCORING, 1)
+    >>> sc.n_channels, sc.n_phases
+    (3, 2)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # models.scoring imports this module
+    from .scoring import ScoringConfig
+
+__all__ = ["CalibratedChannels"]
+
+_EPS_P = 1e-10
+
+
+class CalibratedChannels:
+    """The calibrated mode's state layout (``size`` columns from ``offset``), calibration and policy.
+
+    ``n_channels`` counts the residual channel and, when configured, the profile and shift channels
+    (in that order); ``hourly``: how many of the first channels get the time-of-day variance;
+    ``gated``: a profile gate (needs both profile and shift channels).
+    """
+
+    def __init__(
+        self, config: ScoringConfig, offset: int, n_channels: int, n_targets: int, gated: bool, hourly: int
+    ) -> None:
+        self.config = c = config
+        self.n_channels = n = n_channels
+        self.gated = gated
+        t = n_targets
+        o = offset
+        # gate: mean square of (x - profile mean)[T], of (x - slow mean)[T], events measured [1]
+        self._gate = slice(o, o + 2 * t + 1) if gated else slice(o, o)
+        o += 2 * t + 1 if gated else 0
+        self._mean, self._var = slice(o, o + n), slice(o + n, o + 2 * n)  # calibration per channel
+        o += 2 * n
+        self.n_buckets = nb = c.season_buckets
+        self.n_hourly = h = hourly if nb else 0
+        self._bvar = o  # [nb, H] variance per time-of-day bucket and per-event channel, then [nb] counts
+        self._bcount = o + nb * h
+        o += nb * (h + 1) if nb else 0
+        self._score = slice(o, o + n)  # this event's per-channel score, for post()
+        self._csince = slice(o + n, o + 2 * n)  # events since each channel opened an alert
+        o += 2 * n
+        self.end = o
+        self._log_c = math.log(n)
+        self._dev: dict[torch.device, dict[str, Tensor]] = {}
+
+    def init_row(self, row: Tensor) -> None:
+        row[self._var] = self.config.err_var_prior  # a prior worth one observation
+        row[self._csince] = float(self.config.suppress)  # no channel blocked yet
+
+    def _k(self, dev: torch.device) -> dict[str, Tensor]:
+        # 0-dim float32 constants (a Python scalar costs a dtype conversion per op); device copies made
+        # once, outside any captured CUDA graph
+        got = self._dev.get(dev)
+        if got is None:
+            c = self.config
+            vals = {
+                "inv_sqrt2": 1.0 / math.sqrt(2.0),
+                "half": 0.5,
+                "eps_p": _EPS_P,
+                "log_c": self._log_c,
+                "inv_log_eps": 1.0 / math.log(_EPS_P),
+                "open": c.open_threshold,
+                "close": c.close_threshold,
+                "close_after": float(c.close_after),
+                "warmup": float(c.warmup),
+                "suppress": float(c.suppress),
+                "suppress_other": float(c.suppress_other),
+            }
+            got = {k: torch.tensor(v, dtype=torch.float32, device=dev) for k, v in vals.items()}
+            got["chan"] = torch.arange(self.n_hourly, device=dev)  # [H]
+            self._dev[dev] = got
+        return got
+
+    def gate(self, aux: Tensor, d_prof: Tensor, d_slow: Tensor, seen: Tensor) -> Tensor:
+        """``[B]`` 1 where the hour-of-week profile explained the value better than the slow mean so
+        far (mean squares of ``d_prof[B, T]`` and ``d_slow[B, T]`` over the last ``shift_long``
+        measured events, before this one), else 0; then folds this event in where ``seen[B]``."""
+        t = d_prof.shape[1]
+        g = aux[:, self._gate]  # [B, 2T + 1] view
+        vp, vs, n_q = g[:, :t], g[:, t : 2 * t], g[:, 2 * t]  # [B, T], [B, T], [B] views
+        q = (vp / vs.clamp_min(1e-12)).mean(1)  # [B]
+        on = (q < 1.0) & (n_q > 0.0)  # [B] nothing measured yet: off
+        n_q.add_(seen).clamp_max_(float(self.config.shift_long))  # [B]
+        av = (n_q.clamp_min(1.0).reciprocal() * seen).unsqueeze(1)  # [B, 1] exact mean, then EMA; 0: skip
+        vp.lerp_(d_prof * d_prof, av)  # [B, T]
+        vs.lerp_(d_slow * d_slow, av)  # [B, T]
+        return on
+
+    def calibrate(self, aux: Tensor, r: Tensor, ok: Tensor, count: Tensor, bucket: Tensor | None) -> None:
+        """Score the channel statistics ``r[B, C]`` (``ok[B, C]``: defined for this event) against
+        their history, then fold them in; stores the per-channel scores for :meth:`policy`."""
+        cfg, k = self.config, self._k(r.device)
+        mean, var = aux[:, self._mean], aux[:, self._var]  # [B, C] views
+        d = r - mean  # [B, C]
+        v = var.clamp_min(1e-4)  # [B, C]
+        if self.n_hourly:
+            assert bucket is not None
+            h = self.n_hourly
+            i_v = self._bvar + bucket.long().unsqueeze(1) * h + k["chan"]  # [B, H]
+            i_c = (self._bcount + bucket.long()).unsqueeze(1)  # [B, 1]
+            bv, bc = aux.gather(1, i_v), aux.gather(1, i_c)  # [B, H], [B, 1]
+            dh = d[:, :h]  # [B, H]
+            vh = torch.where(bc > 0.0, torch.maximum(v[:, :h], bv), v[:, :h])  # [B, H] the noisier of the two
+            v = torch.cat((vh, v[:, h:]), 1)  # [B, C] (the shift channel keeps the overall variance)
+            ab = (bc + 1.0).reciprocal_().clamp_min_(cfg.season_rate)  # [B, 1] exact mean, then EMA
+            aux.scatter_(1, i_v, bv + ab * (dh * dh - bv))
+            aux.scatter_(1, i_c, bc + 1.0)
+        z = d / v.sqrt()  # [B, C]
+        tail = torch.special.erfc(z * k["inv_sqrt2"]) * k["half"]  # [B, C] one-sided Gaussian tail
+        logp = (tail + k["eps_p"]).log_().add_(k["log_c"]).clamp_max_(0.0)  # [B, C] Bonferroni: C p
+        aux[:, self._score] = (logp * k["inv_log_eps"]).clamp_(0.0, 1.0) * ok  # [B, C]
+        # fold in: exact running mean/variance from the second event (the prior counts as one), then EMA
+        a = (count + 1.0).reciprocal().clamp_min_(1.0 / cfg.err_window).mul_(count > 0.0).unsqueeze(1)  # [B, 1]
+        var.addcmul_(d, d * a).mul_(1.0 - a)  # [B, C]
+        mean.addcmul_(a, d)  # [B, C]
+
+    def policy(self, aux: Tensor, steps: Tensor, is_open: Tensor, below: Tensor, since: Tensor) -> tuple[Tensor, ...]:
+        """The alert lifecycle of one event: ``(score[B], anomaly[B], now_open[B])``; updates the
+        blocks, the below-close counter is returned for the caller to store.
+
+        ``score`` (the evidence, not zeroed during an alert) is the strongest channel; an alert opens
+        on the strongest channel that is not blocked.
+        """
+        k = self._k(aux.device)
+        sc = aux[:, self._score].masked_fill((steps < 2.0).unsqueeze(1), 0.0)  # [B, C] two residuals of history
+        score = sc.amax(1)  # [B]
+        csince = aux[:, self._csince]  # [B, C] view
+        blocked = (csince < k["suppress"]) | (since < k["suppress_other"]).unsqueeze(1)  # [B, C]
+        best, ch = sc.masked_fill(blocked, 0.0).max(1)  # [B], [B]
+        was_open = is_open > 0.0  # [B]
+        fire = (best >= k["open"]) & ~was_open  # [B] an alert would open (also in the warm-up)
+        below_new = (below + 1.0).masked_fill_(score >= k["close"], 0.0)  # [B]
+        resolves = was_open & (below_new >= k["close_after"])  # [B]
+        opens = fire & (steps >= k["warmup"])  # [B] reported only once warm
+        now_open = (was_open | opens) & ~resolves  # [B]
+        csince.add_(1.0).clamp_max_(float(self.config.suppress))  # [B, C]
+        hit = torch.zeros_like(csince, dtype=torch.bool).scatter_(1, ch.unsqueeze(1), fire.unsqueeze(1))  # [B, C]
+        csince.masked_fill_(hit, 0.0)  # [B, C] the channel that fired starts its block again
+        since.add_(1.0).masked_fill_(fire, 0.0).clamp_max_(float(self.config.suppress))  # [B] every channel's
+        return score, now_open, below_new.masked_fill_(~now_open, 0.0)
