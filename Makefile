@@ -49,8 +49,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/step_bench.py
 
+# NAB scores the detection signal (the score where an alert opened); evaluate nab -o writes exactly that
 replay-nab: $(STAMP)
-	$(VENV)/bin/seqstream replay ../shared/data/nab-dev/data -o nab-out
+	$(VENV)/bin/seqstream evaluate nab ../shared/data/nab-dev/data ../shared/data/nab-dev/combined_windows.json -o nab-out
 	$(PY) ../shared/tools/nab_score.py --data ../shared/data/nab-dev/data --labels ../shared/data/nab-dev/combined_windows.json --results nab-out
 
 clean:
