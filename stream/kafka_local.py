@@ -31,10 +31,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from .broker import BrokerError, die_with_parent, free_port, wait_ready
+from .broker import BrokerError, LocalBroker, die_with_parent, free_port, wait_ready
 
 __all__ = ["KAFKA_VERSION", "KafkaBroker", "kafka_classpath"]
 
@@ -135,7 +134,7 @@ def _java() -> str:
     return java
 
 
-class KafkaBroker:
+class KafkaBroker(LocalBroker):
     """Apache Kafka in KRaft mode (broker + controller in one JVM) on free loopback ports.
 
     ``data_dir``: where the log segments live (default: a temporary folder removed by :meth:`stop`);
@@ -149,7 +148,6 @@ class KafkaBroker:
     """
 
     kind = "kafka"
-    profile = "production"  # the worker's settings profile that fits this broker
 
     def __init__(
         self,
@@ -163,8 +161,7 @@ class KafkaBroker:
         properties: dict[str, str] | None = None,
         version: str = KAFKA_VERSION,
     ) -> None:
-        self.host = host
-        self.port = port or free_port(host)
+        super().__init__(port, host)
         self.controller_port = controller_port or free_port(host)
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="seqstream-kafka-"))
@@ -172,16 +169,7 @@ class KafkaBroker:
         self.heap = heap
         self.properties = dict(properties or {})
         self.version = version
-        self.proc: subprocess.Popen[bytes] | None = None
         self.started_s = 0.0  # seconds the last start took (until the broker answered metadata)
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.bootstrap}"
 
     # -- files ----------------------------------------------------------------------------
     def server_properties(self) -> dict[str, str]:
@@ -308,12 +296,6 @@ class KafkaBroker:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def _cluster_id() -> str:

@@ -108,37 +108,28 @@ class BulkProducer:
                 group = lists[part] = groups[(topic, part)] = []
             group.append(o)
         futures: list[asyncio.Future[Any]] = []
-        p = self.producer
         for (topic, part), recs in groups.items():
-            batch = p.create_batch()
-            for o in recs:
-                if batch.append(key=o.key, value=o.value, timestamp=None) is None:
-                    futures.append(await p.send_batch(batch, topic, partition=part))
-                    batch = p.create_batch()
-                    if batch.append(key=o.key, value=o.value, timestamp=None) is None:
-                        # larger than a whole batch: send it on its own
-                        futures.append(await p.send(topic, o.value, key=o.key, partition=part))
-                        batch = p.create_batch()
-            if batch.record_count():
-                futures.append(await p.send_batch(batch, topic, partition=part))
+            futures += await send_records(self.producer, topic, part, recs)
         return futures
 
 
 async def send_records(
-    producer: Any, topic: str, partition: int, records: list[tuple[bytes, bytes]], per_batch: int
+    producer: Any, topic: str, partition: int, records: Iterable[Any], per_batch: int = 1 << 30
 ) -> list[asyncio.Future[Any]]:
-    """Send records to one partition in record batches of at most ``per_batch`` records; the futures."""
+    """Send ``records`` (anything with ``.key`` and ``.value``: :class:`Output`) to one partition, in record
+    batches of at most ``per_batch`` records that fill up to the producer's batch size; a record larger
+    than a whole batch goes on its own. Returns the futures of the sends (await them for the acks)."""
     futures = []
     batch = producer.create_batch()
     n = 0
-    for k, v in records:
-        if n >= per_batch or batch.append(key=k, value=v, timestamp=None) is None:
+    for r in records:
+        if n >= per_batch or batch.append(key=r.key, value=r.value, timestamp=None) is None:
             if n:
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
             batch = producer.create_batch()
             n = 0
-            if batch.append(key=k, value=v, timestamp=None) is None:  # larger than a whole batch
-                futures.append(await producer.send(topic, v, key=k, partition=partition))
+            if batch.append(key=r.key, value=r.value, timestamp=None) is None:  # larger than a whole batch
+                futures.append(await producer.send(topic, r.value, key=r.key, partition=partition))
                 batch = producer.create_batch()
                 continue
         n += 1

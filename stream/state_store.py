@@ -941,8 +941,9 @@ class StateManager:
                 # a partition's chunks queue behind each other in aiokafka (one batch of a partition in
                 # flight at a time: a round trip per chunk), so partitions go side by side, and with
                 # wait=False beside the batches that follow
+                changelog = [Output(s.topic_state, k, v) for k, v in sn.records]
                 futures = await send_records(
-                    self.producer, s.topic_state, sn.partition, sn.records, s.changelog_batch_records
+                    self.producer, s.topic_state, sn.partition, changelog, s.changelog_batch_records
                 )
                 await asyncio.gather(*futures)
 

@@ -215,7 +215,8 @@ class PartitionTransactions:
             if w.outputs:
                 await bulk.send_all(w.outputs)  # acknowledged before the commit marker is written
             if w.state:
-                await send_records(p, s.topic_state, w.state_partition, w.state, s.changelog_batch_records)
+                changelog = [Output(s.topic_state, k, v) for k, v in w.state]
+                await send_records(p, s.topic_state, w.state_partition, changelog, s.changelog_batch_records)
             if w.offset is not None:
                 await p.send_offsets_to_transaction({tp: w.offset}, s.group_id)
             await p.commit_transaction()
