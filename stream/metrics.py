@@ -129,6 +129,15 @@ class Metrics:
         self.stale_records_dropped = Counter(
             "seqstream_stale_records_dropped", "Fetched records not processed (not owned, duplicate or gap)", registry=r
         )
+        # exactly_once (stream/transactions.py): one transaction per input partition and batch
+        self.transactions = Counter(
+            "seqstream_transactions",
+            "Kafka transactions of input partitions (exactly_once), by outcome: committed or aborted",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("committed", "aborted"):
+            self.transactions.labels(outcome=outcome)
         # reorder buffer (stream/pipeline.py): events held for event-time ordering, and why they left it
         self.reorder_held = Gauge(
             "seqstream_reorder_held_events", "Events held by the reorder buffer", ["source"], registry=r

@@ -190,6 +190,10 @@ class PartitionTransactions:
             if isinstance(r, BaseException):
                 failed[tp] = r
         self.commits += len(items) - len(failed)
+        if self.metrics is not None:
+            self.metrics.transactions.labels(outcome="committed").inc(len(items) - len(failed))
+            if failed:
+                self.metrics.transactions.labels(outcome="aborted").inc(len(failed))
         if failed:
             self.aborts += len(failed)
             for tp, exc in failed.items():

@@ -159,3 +159,47 @@ def test_every_output_names_its_input_partition() -> None:
     assert len(out) == 10 and {o.topic for o in out} == {settings.topic_predictions, settings.topic_dead_letter}
     for o in out:
         assert o.origin == orjson.loads(o.value)["input"]["partition"]
+
+
+class FakeTxnProducer:
+    """An aiokafka transactional producer's calls, recorded; ``fail_commit`` makes the commit raise."""
+
+    def __init__(self, fail_commit: bool = False) -> None:
+        self.calls: list[str] = []
+        self.fail_commit = fail_commit
+
+    async def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    async def send_offsets_to_transaction(self, offsets: dict[Any, int], group_id: str) -> None:
+        self.calls.append(f"offsets {sorted(offsets.values())} {group_id}")
+
+    async def commit_transaction(self) -> None:
+        if self.fail_commit:
+            raise RuntimeError("broker gone")
+        self.calls.append("commit")
+
+    async def abort_transaction(self) -> None:
+        self.calls.append("abort")
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+
+
+def test_partition_transactions_commit_or_abort_and_count() -> None:
+    from stream.producer import BulkProducer
+    from stream.transactions import PartitionTransactions
+
+    metrics = Metrics()
+    tx = PartitionTransactions(Settings(broker_url="kafka://k:9092", guarantee="exactly_once"), metrics)
+    tp0, tp1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+    ok, bad = FakeTxnProducer(), FakeTxnProducer(fail_commit=True)
+    tx._producers = {tp0: (ok, BulkProducer(ok)), tp1: (bad, BulkProducer(bad))}
+    failed = asyncio.run(tx.commit({tp0: TxnWork(offset=7), tp1: TxnWork(offset=3)}))
+    assert list(failed) == [tp1] and isinstance(failed[tp1], RuntimeError)
+    assert ok.calls == ["begin", "offsets [7] seqstream-core", "commit"]
+    assert bad.calls == ["begin", "offsets [3] seqstream-core", "abort", "stop"]  # a failed producer is closed
+    assert tx.owns(tp0) and not tx.owns(tp1)
+    text = metrics.render().decode()
+    assert 'seqstream_transactions_total{outcome="committed"} 1.0' in text
+    assert 'seqstream_transactions_total{outcome="aborted"} 1.0' in text
