@@ -12,7 +12,7 @@ import pytest
 
 from models import Runner
 from models.checkpoint import load_checkpoint
-from models.scoring import CONTEXT_SCORING
+from models.scoring import CALIBRATED_SCORING
 from stream import cli
 from stream.broker import create_topics
 from stream.training import topic_data
@@ -62,7 +62,8 @@ def test_train_on_a_topic_writes_a_checkpoint_the_worker_can_load(broker: Broker
     argv += ["--steps-per-epoch", "5", "--batch-size", "8", "--window", "32", "--idle-s", "1", "--model-id", "t1"]
     assert cli.main(argv) == 0
     ck = load_checkpoint(out)
-    assert ck.model_id == "t1" and ck.scoring == CONTEXT_SCORING  # univariate sensors: the context scoring
+    # univariate sensors: the bundled detector's scoring (issue 18: calibrated; `--scoring` picks another)
+    assert ck.model_id == "t1" and ck.scoring == CALIBRATED_SCORING
     data = ck.meta["data"]
     assert data["topic"] == topic and data["records"] == 6 * 400 + 3 and data["streams"] == 6
     assert data["rejected"] == {"not_json": 1, "missing_field": 1} and data["reordered"] == 1
