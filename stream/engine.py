@@ -392,12 +392,23 @@ class BatchEngine:
         """Restore the partitions whose transaction failed (exactly_once); a fenced one waits for the rebalance.
 
         ``ProducerFenced`` means another worker owns the partition now: starting its producer again
-        would fence that owner in turn, so the partition stays forgotten until the next assignment.
+        would fence that owner in turn, so the partition stays forgotten until the rebalance that
+        revokes it; only if the group still gives it to this worker two session timeouts later is it
+        restored (whoever fenced it is then not its owner). A partition no longer assigned is dropped.
         """
         from aiokafka.errors import ProducerFenced
 
         st = self.state
-        fix = [tp for tp, exc in st.broken.items() if not isinstance(exc, ProducerFenced)]
+        owned = set(self.consumer.assignment()) if self.consumer is not None else set()
+        patience = 2 * self.settings.broker_session_timeout
+        now = time.monotonic()
+        fix = []
+        for tp, exc in list(st.broken.items()):
+            if tp not in owned:
+                st.broken.pop(tp)
+                st.broken_at.pop(tp, None)
+            elif not isinstance(exc, ProducerFenced) or now - st.broken_at.get(tp, now) > patience:
+                fix.append(tp)
         if not fix or self.txns is None:
             return
         try:

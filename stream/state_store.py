@@ -606,6 +606,7 @@ class StateManager:
         # partitions whose transaction failed, with the error: their in-memory state is gone (forget) and
         # they wait for the engine to restore them (reload) or for the next assignment
         self.broken: dict[Any, BaseException] = {}
+        self.broken_at: dict[Any, float] = {}  # since when (monotonic)
         self._unsent: list[Any] = []  # such outputs not yet acknowledged (retried before the next release)
         self._unsent_parts: set[Any] = set()  # their partitions: no snapshot until they are acknowledged
         # the metrics live with all others in stream/metrics.py (one place lists every exported name)
@@ -972,6 +973,10 @@ class StateManager:
         ``flush=False`` (a batch may still be in flight): no snapshot, and the in-memory state is
         not trusted either (dropped at the assignment, restored from the changelog if re-assigned).
         """
+        revoked = list(revoked)
+        for tp in revoked:  # a partition that is not ours any more is not restored by us either
+            self.broken.pop(tp, None)
+            self.broken_at.pop(tp, None)
         tps = [tp for tp in revoked if tp in self.parts]
         if flush:
             try:
@@ -996,12 +1001,13 @@ class StateManager:
         assigned = [tp for tp in assigned if tp.topic in self.topic_source]
         aset = set(assigned)
         self.broken.clear()  # every assigned partition is kept, restored or skipped below
+        self.broken_at.clear()
         skip = skip or {}
         for tp in skip:
             kept = self.retained.pop(tp, None)
             if kept is not None:
                 self.pipelines[kept.source].drop_partition(tp.partition)
-        self.broken.update({tp: e for tp, e in skip.items() if tp in aset})
+        self.fail({tp: e for tp, e in skip.items() if tp in aset})
         assigned = [tp for tp in assigned if tp not in skip]
         for tp, st in list(self.retained.items()):
             if tp not in aset:
@@ -1028,10 +1034,12 @@ class StateManager:
     def fail(self, failed: dict[Any, BaseException]) -> None:
         """Partitions whose transaction failed: forget their in-memory state (it is ahead of what was
         committed; records of theirs that arrive meanwhile are dropped) until :meth:`reload`."""
+        now = time.monotonic()
         for tp in failed:
             st = self.parts.pop(tp, None)
             if st is not None:
                 self.pipelines[st.source].drop_partition(tp.partition)
+            self.broken_at.setdefault(tp, now)
         self.broken.update(failed)
 
     async def reload(self, tps: Iterable[Any], consumer: Any) -> None:
@@ -1042,6 +1050,7 @@ class StateManager:
         self._stagger(tps)
         for tp in tps:
             self.broken.pop(tp, None)
+            self.broken_at.pop(tp, None)
 
     async def _committed(self, tps: list[Any], consumer: Any) -> dict[Any, int | None]:
         committed: dict[Any, int | None] = {}

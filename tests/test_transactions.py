@@ -51,9 +51,13 @@ class FakeTxns:
 
 
 class FakeConsumer:
-    def __init__(self, committed: dict[Any, int]) -> None:
+    def __init__(self, committed: dict[Any, int], owned: set[Any] | None = None) -> None:
         self._committed = committed
+        self.owned = set(committed) if owned is None else owned
         self.seeks: list[tuple[Any, int]] = []
+
+    def assignment(self) -> set[Any]:
+        return self.owned
 
     async def committed(self, tp: Any) -> int | None:
         return self._committed.get(tp)
@@ -203,3 +207,28 @@ def test_partition_transactions_commit_or_abort_and_count() -> None:
     text = metrics.render().decode()
     assert 'seqstream_transactions_total{outcome="committed"} 1.0' in text
     assert 'seqstream_transactions_total{outcome="aborted"} 1.0' in text
+
+
+def test_a_fenced_partition_waits_for_the_rebalance_and_a_revoked_one_is_dropped() -> None:
+    from aiokafka.errors import ProducerFenced
+
+    engine, _ = _engine()
+    tp0, tp1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+    engine.consumer = FakeConsumer({tp0: 0, tp1: 0}, owned={tp0})  # tp1 was revoked meanwhile
+    engine.state.fail({tp0: ProducerFenced(), tp1: RuntimeError("broker gone")})
+
+    async def no_snapshots(tps: Any) -> dict[Any, Any]:
+        return {}
+
+    engine.state._read_latest = no_snapshots  # type: ignore[method-assign]
+
+    async def run() -> None:
+        await engine._repair()
+        # fenced: another worker owns it now, restarting its producer would fence that owner in turn
+        assert tp0 in engine.state.broken and tp0 not in engine.state.parts
+        assert tp1 not in engine.state.broken  # not ours any more: nothing to restore
+        engine.state.broken_at[tp0] -= 3 * engine.settings.broker_session_timeout
+        await engine._repair()  # still ours long after: whoever fenced it is not its owner
+        assert not engine.state.broken and tp0 in engine.state.parts
+
+    asyncio.run(run())
