@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from models import Batch, ConfigError, NetConfig, RecurrentForecaster, Runner
+from models import ConfigError, NetConfig, RecurrentForecaster
 from models.features import make_features
 from models.scoring import CONTEXT_SCORING, Scorer, ScoringConfig
+
+from .conftest import scores_alone_and_interleaved
 
 HOUR = 3600.0
 
@@ -127,22 +129,9 @@ def test_runner_with_context_is_independent_of_batching(step: float) -> None:
     ts = 1.7e9 + np.arange(n) * step
     rng = np.random.default_rng(2)
     vals = {"a": np.sin(np.arange(n) / 7) + rng.normal(0, 0.1, n), "b": rng.normal(5, 2, n)}
-    alone = {}
-    for sid, v in vals.items():
-        r = Runner(model, cfg, device="cpu")
-        alone[sid] = np.concatenate([r.process(Batch.from_rows([(sid, ts[i], [v[i]])])).score for i in range(n)])
-    r = Runner(model, cfg, device="cpu")
-    got: dict[str, list[float]] = {"a": [], "b": []}
-    i = 0
-    while i < n:
-        k = 1 + i % 5  # batches with several events per stream (waves)
-        rows = [(sid, ts[j], [vals[sid][j]]) for j in range(i, min(n, i + k)) for sid in ("a", "b")]
-        res = r.process(Batch.from_rows(rows))
-        for (sid, _, _), s in zip(rows, res.score):
-            got[sid].append(float(s))
-        i += k
+    alone, got = scores_alone_and_interleaved(model, cfg, vals, ts)
     for sid in vals:
-        np.testing.assert_allclose(np.array(got[sid]), alone[sid], atol=1e-5)
+        np.testing.assert_allclose(got[sid], alone[sid], atol=1e-5)
     assert max(alone["a"].max(), alone["b"].max()) > 0.0
 
 
