@@ -71,6 +71,7 @@ class LocalBroker:
         self.host = host
         self.port = port or free_port(host)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -82,6 +83,21 @@ class LocalBroker:
 
     def start(self) -> Any:
         raise NotImplementedError
+
+    def _wait_listening(self, what: str, deadline: float, poll_s: float) -> None:
+        """Until the process accepts TCP on its port; a clear error if it exits or the deadline passes."""
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"{what} exited with {self.proc.returncode} at start; see {self.log_path}")
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
+                return
+            time.sleep(poll_s)
+        self.kill()
+        raise BrokerError(f"{what} did not listen on {self.bootstrap} in time; see {self.log_path}")
+
+    def kill(self) -> None:
+        self.stop()
 
     def stop(self) -> Any:
         raise NotImplementedError
@@ -147,15 +163,7 @@ class EmbeddedBroker(LocalBroker):
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BrokerError(f"Tansu exited with {self.proc.returncode}; see {self.log_path}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
-                break
-            time.sleep(0.05)
-        else:
-            self.stop()
-            raise BrokerError(f"Tansu did not listen on {self.bootstrap} within {timeout} s; see {self.log_path}")
+        self._wait_listening("Tansu", deadline, 0.05)
         asyncio.run(wait_ready(self.bootstrap, timeout=max(1.0, deadline - time.monotonic())))
         log.info("embedded Tansu broker ready at %s (log %s)", self.url, self.log_path)
         return self

@@ -19,12 +19,10 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -148,6 +146,7 @@ class KafkaBroker(LocalBroker):
     """
 
     kind = "kafka"
+    log_path: Path  # always a file here (the base class allows none)
 
     def __init__(
         self,
@@ -243,17 +242,7 @@ class KafkaBroker(LocalBroker):
                     raise BrokerError(f"formatting Kafka's storage failed; see {self.log_path}")
             self.proc = self._run_java(java, cp, "kafka.Kafka", str(conf), log_file=out)
         deadline = t0 + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BrokerError(f"Apache Kafka exited with {self.proc.returncode} at start; see {self.log_path}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
-                break
-            time.sleep(0.1)
-        else:
-            self.kill()
-            raise BrokerError(
-                f"Apache Kafka did not listen on {self.bootstrap} within {timeout:.0f} s; see {self.log_path}"
-            )
+        self._wait_listening("Apache Kafka", deadline, 0.1)
         asyncio.run(wait_ready(self.bootstrap, timeout=max(1.0, deadline - time.monotonic())))
         self.started_s = time.monotonic() - t0
         log.info(
