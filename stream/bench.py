@@ -221,11 +221,9 @@ def _runner(cell: str, hidden: int, capacity: int = 1024, max_capacity: int = 1 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     if cell == SHIPPED:
-        from models.checkpoint import load_checkpoint
+        from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 
-        from .settings import _bundled
-
-        ck = load_checkpoint(_bundled("sensors"))
+        ck = load_checkpoint(DEFAULT_CHECKPOINT)  # the bundled sensor_gru.pt
         return Runner(
             ck.model, ck.scoring, device="cpu", capacity=capacity, max_capacity=max_capacity, model_id=ck.model_id
         )

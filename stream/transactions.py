@@ -80,8 +80,6 @@ class PartitionTransactions:
         self.settings = settings
         self.metrics = metrics
         self._producers: dict[Any, tuple[Any, BulkProducer]] = {}
-        self.commits = 0
-        self.aborts = 0
 
     def transactional_id(self, tp: Any) -> str:
         return f"{self.settings.group_id}:{tp.topic}:{tp.partition}"
@@ -189,13 +187,11 @@ class PartitionTransactions:
         for (tp, _), r in zip(items, results):
             if isinstance(r, BaseException):
                 failed[tp] = r
-        self.commits += len(items) - len(failed)
         if self.metrics is not None:
             self.metrics.transactions.labels(outcome="committed").inc(len(items) - len(failed))
             if failed:
                 self.metrics.transactions.labels(outcome="aborted").inc(len(failed))
         if failed:
-            self.aborts += len(failed)
             for tp, exc in failed.items():
                 log.warning(
                     "exactly_once: the transaction of %s:%d failed (%s: %s); it was aborted, the partition's state is "
