@@ -191,16 +191,18 @@ def _broker(url: str | None, kind: str = "kafka") -> Any:
 
 
 def _default_kind() -> str:
-    """Apache Kafka where it can be started here (Java, and Maven or the jars already resolved), else Tansu."""
+    """Apache Kafka where it can be started here (Java, and Maven or the jars already resolved), else Tansu,
+    saying why on stderr (the numbers of the two brokers differ a lot: docs/benchmarks.md)."""
     import shutil
 
     from .kafka_local import kafka_classpath
 
-    if shutil.which("java") is None:
-        return "tansu"
     try:
+        if shutil.which("java") is None:
+            raise RuntimeError("no java on PATH")
         kafka_classpath(fetch=shutil.which("mvn") is not None)
-    except Exception:
+    except Exception as exc:
+        print(f"seqstream bench: Apache Kafka cannot start here ({exc}); running on Tansu instead", file=sys.stderr)
         return "tansu"
     return "kafka"
 
