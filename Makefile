@@ -32,7 +32,7 @@ test-tansu: $(STAMP)
 
 # Apache Kafka's jars, pinned in deploy/kafka/pom.xml, resolved once by Maven into ~/.cache/seqstream
 kafka-libs: $(STAMP)
-	$(PY) -c "from stream.kafka_local import kafka_classpath; print(kafka_classpath())"
+	$(PY) -c "from stream.tools.kafka_broker import kafka_classpath; print(kafka_classpath())"
 
 # a local Apache Kafka on localhost:9092 with the worker's topics, in the foreground (Ctrl-C stops it)
 kafka: kafka-libs

@@ -34,8 +34,10 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stream import codec  # noqa: E402
-from stream.simulator import Simulator  # noqa: E402
+from stream.codec import decode as codec  # noqa: E402
+from stream.codec import encode  # noqa: E402
+from stream.sources import SOURCES  # noqa: E402
+from stream.sources.simulator import Simulator  # noqa: E402
 
 N_FEATURES = {"sensors": 1, "machines": 4, "speech": 8, "ticks": 4, "audio": 512}
 NOW = 1_700_000_000.0
@@ -73,7 +75,8 @@ def records(source: str, n: int, seed: int, bad: float) -> list[SimpleNamespace]
 
 
 def load_rev(rev: str) -> Any:
-    """``stream/codec.py`` of a git revision as a module of its own."""
+    """``stream/codec.py`` of a git revision (before the restructuring into stream/codec/ and stream/sources/)
+    as a module of its own."""
     src = subprocess.run(["git", "show", f"{rev}:stream/codec.py"], cwd=ROOT, check=True, capture_output=True).stdout
     mod = types.ModuleType(f"stream._codec_{rev}")
     mod.__package__ = "stream"
@@ -114,8 +117,8 @@ def report(what: str, us: dict[str, float], base: str) -> None:
     print(f"{what:18s} {cells}", flush=True)
 
 
-def decode_all(fn: Callable[..., codec.Decoded], source: str, batches: list[list[SimpleNamespace]]) -> list[Any]:
-    n = N_FEATURES[source]
+def decode_all(fn: Callable[..., codec.Decoded], source: Any, batches: list[list[SimpleNamespace]]) -> list[Any]:
+    n = N_FEATURES[source if isinstance(source, str) else source.name]
     return [fn(source, b, n_features=n, now=NOW, max_future_s=300.0) for b in batches]
 
 
@@ -125,7 +128,10 @@ def decode_ab(args: argparse.Namespace, head: Any) -> None:
         batches = [records(source, args.batch, seed, args.bad) for seed in range(args.batches)]
         fns = {"careful": codec._decode_careful, **({args.rev: head.decode_batch} if head else {})}
         fns["fast"] = codec.decode_batch
-        variants = {k: partial(decode_all, fn, source, batches) for k, fn in fns.items()}
+        # a revision before the sources' files (stream/codec.py) takes the source's name, today's its wire format
+        variants = {
+            k: partial(decode_all, fn, source if k == args.rev else SOURCES[source], batches) for k, fn in fns.items()
+        }
         ref = variants["careful"]()
         for k, run in variants.items():
             if not all(same(a, b) for a, b in zip(run(), ref)):
@@ -136,7 +142,7 @@ def decode_ab(args: argparse.Namespace, head: Any) -> None:
 
 def encode_per_event(kept: list[bytes], cols: dict[str, Any]) -> None:
     """One ``encode_prediction`` call per event (the pipeline before ``encode_predictions``)."""
-    enc = codec.encode_prediction
+    enc = encode.encode_prediction
     kept[:] = [
         enc(r, stream=s, source="sensors", ts=t, model="m", prediction=p, score=c, anomaly=a)
         for r, s, t, p, c, a in zip(*cols.values())
@@ -145,7 +151,7 @@ def encode_per_event(kept: list[bytes], cols: dict[str, Any]) -> None:
 
 def encode_batched(kept: list[bytes], cols: dict[str, Any]) -> None:
     recs, *rest = cols.values()
-    kept[:] = codec.encode_predictions(recs, source="sensors", model="m", **dict(zip(list(cols)[1:], rest)))
+    kept[:] = encode.encode_predictions(recs, source="sensors", model="m", **dict(zip(list(cols)[1:], rest)))
 
 
 def encode_ab(args: argparse.Namespace) -> None:

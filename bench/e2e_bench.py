@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream.bench import main
+from stream.tools.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,7 @@ fi
 { nproc; python3 -c "import torch, sys; print(sys.version.split()[0], 'torch', torch.__version__)"; } | tee "$out/machine.txt"
 rc=0
 for inflight in ${INFLIGHTS:-2 1}; do
-  SEQSTREAM_INFLIGHT_BATCHES=$inflight timeout "${BENCH_TIMEOUT:-200}" python3 -m stream.bench \
+  SEQSTREAM_INFLIGHT_BATCHES=$inflight timeout "${BENCH_TIMEOUT:-200}" python3 -m stream.tools.bench \
     --memory-streams --step-batches 1024 4096 --latency-seconds "${LATENCY_SECONDS:-8}" \
     --json-out "$out/e2e_inflight$inflight.jsonl" 2>&1 | tee "$out/e2e_inflight$inflight.log" || rc=1
 done

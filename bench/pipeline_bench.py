@@ -43,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stream import bench  # noqa: E402
+from stream.tools import bench  # noqa: E402
 
 
 def load_rev(rev: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import torch
 
-from stream import bench
+from stream.tools import bench
 
 
 def main() -> int:

@@ -99,7 +99,7 @@ async def _run(kind: str, broker: Any, args: argparse.Namespace) -> list[dict[st
     await admin.create_topics([NewTopic(settings.topic_state, args.partitions, 1, topic_configs=configs)])
     await admin.close()
     pipe = SourcePipeline("sensors", build_runner(settings, "sensors"), settings)
-    recs = _records(settings.topic_sensors, args.streams, args.partitions)
+    recs = _records(settings.topic("sensors"), args.streams, args.partitions)
     t0 = time.perf_counter()
     for i in range(0, len(recs), 4096):
         pipe.process(recs[i : i + 4096], now=1_700_000_100.0)
@@ -108,7 +108,7 @@ async def _run(kind: str, broker: Any, args: argparse.Namespace) -> list[dict[st
     await producer.start()
     sm = StateManager(settings, {"sensors": pipe}, Metrics())
     await sm.start(producer)
-    tps = [TopicPartition(settings.topic_sensors, p) for p in range(args.partitions)]
+    tps = [TopicPartition(settings.topic("sensors"), p) for p in range(args.partitions)]
     by_part: dict[int, list[Any]] = {}
     for r in recs:
         by_part.setdefault(r.partition, []).append(r)
@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
-    from stream.broker import EmbeddedBroker
-    from stream.kafka_local import KafkaBroker
+    from stream.tools.brokers import EmbeddedBroker
+    from stream.tools.kafka_broker import KafkaBroker
 
     rows: list[dict[str, Any]] = []
     for kind in args.brokers:

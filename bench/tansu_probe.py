@@ -19,7 +19,8 @@ import contextlib
 
 from aiokafka import AIOKafkaProducer
 
-from stream.broker import EmbeddedBroker, create_topics
+from stream.admin import create_topics
+from stream.tools.brokers import EmbeddedBroker
 
 
 async def _probe(bootstrap: str, **kw: Any) -> str:

@@ -35,9 +35,6 @@ DESCRIPTIONS: dict[str, str] = {
     "ssl_cafile": "CA bundle to verify the brokers (SSL/SASL_SSL); unset: system CAs",
     "ssl_certfile": "client certificate for mutual TLS",
     "ssl_keyfile": "client private key for mutual TLS",
-    "topic_sensors": "input topic of the `sensors` source",
-    "topic_speech": "input topic of the `speech` source",
-    "topic_ticks": "input topic of the `ticks` source",
     "topic_predictions": "output topic: one prediction per accepted input event",
     "topic_alerts": "output topic: alert transitions (`open` / `resolved`)",
     "topic_dead_letter": "output topic: rejected input records with reason and message",
@@ -49,9 +46,6 @@ DESCRIPTIONS: dict[str, str] = {
     "batch_wait_s": "extra wait for a fuller micro-batch when a fetch returned fewer than `batch_max` (0: never wait)",
     "fetch_max_wait_ms": "broker long-poll wait of the input consumer; unset: 20 ms tansu, 100 ms production",
     "device": "`auto`, `cpu`, `cuda` or `cuda:N` for the models and state slabs",
-    "checkpoint_sensors": "checkpoint file of the `sensors` model; unset: the bundled model",
-    "checkpoint_speech": "checkpoint file of the `speech` model; unset: the bundled model",
-    "checkpoint_ticks": "checkpoint file of the `ticks` model; unset: the bundled model",
     "open_threshold": "override of the checkpoint's alert open threshold (anomaly score in (0, 1])",
     "slab_capacity": "initial state-slab slots per source (streams held before the first doubling)",
     "slab_max_capacity": "most state-slab slots per source; beyond it streams are evicted",
@@ -98,8 +92,32 @@ def rows() -> list[tuple[str, str, str, str, str]]:
     prefix = str(Settings.model_config.get("env_prefix", ""))
     out = []
     for name, field in Settings.model_fields.items():
+        if name in ("topics", "checkpoints"):  # one row per registered source (stream/sources/)
+            out += _per_source(name[:-1], prefix)
+            continue
         desc = DESCRIPTIONS.get(name) or field.description or ""
         out.append((name, (prefix + name).upper(), _type_name(field.annotation), _default(field.default), desc))
+    return out
+
+
+def _per_source(kind: str, prefix: str) -> list[tuple[str, str, str, str, str]]:
+    from stream.sources import SOURCES
+
+    out = []
+    for name, src in SOURCES.items():
+        key = f"{kind}_{name}"
+        if kind == "topic":
+            out.append(
+                (key, (prefix + key).upper(), "str", f"`{src.topic}`", f"input topic of the `{name}` source: {src.doc}")
+            )
+        else:
+            unset = (
+                f"the bundled `{src.checkpoint}`"
+                if src.checkpoint
+                else "the model its source file finds (installed package)"
+            )
+            desc = f"model file of the `{name}` source; unset: {unset}"
+            out.append((key, (prefix + key).upper(), "Path (optional)", "unset", desc))
     return out
 
 

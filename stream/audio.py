@@ -22,6 +22,7 @@ from .codec import RecordLike, decode_batch, encode_alert, encode_prediction
 from .metrics import Metrics
 from .pipeline import BatchResult, Output, SourcePipeline
 from .settings import Settings
+from .sources import SOURCES
 
 __all__ = ["AudioPipeline", "build_vad_runner"]
 
@@ -76,7 +77,12 @@ class AudioPipeline(SourcePipeline):
         vad: VadRunner = self.runner  # type: ignore[assignment]
         now = time.time() if now is None else now
         dec = decode_batch(
-            src, records, n_features=FRAME, now=now, max_future_s=s.max_future_s, max_payload_bytes=s.max_payload_bytes
+            SOURCES[src],
+            records,
+            n_features=FRAME,
+            now=now,
+            max_future_s=s.max_future_s,
+            max_payload_bytes=s.max_payload_bytes,
         )
         dead = list(dec.errors)
         outputs: list[Output] = []

@@ -43,6 +43,7 @@ from .codec import RecordLike, decode_batch, encode_alert, encode_dead, encode_p
 from .metrics import Metrics
 from .producer import Output
 from .settings import Settings
+from .sources import SOURCES
 from .state_store import HeldEvent, ParkedRow, ParkedStore
 
 __all__ = ["Output", "SourcePipeline", "build_runner"]
@@ -174,7 +175,7 @@ class SourcePipeline:
         s, src = self.settings, self.source
         now = time.time() if now is None else now
         dec = decode_batch(
-            src,
+            SOURCES[src],
             records,
             n_features=self.runner.n_features,
             now=now,

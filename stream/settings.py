@@ -15,32 +15,41 @@ one per record batch (Tansu's ListOffsets is wrong after multi-record batches) a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from models.checkpoint import DEFAULT_CHECKPOINT
 from models.errors import CheckpointError, ConfigError
 
-__all__ = ["SOURCES", "Settings", "load_settings"]
+from .sources import SOURCES
 
-# source kind -> default input topic
-SOURCES: dict[str, str] = {
-    "sensors": "sensor-readings",
-    "speech": "speech-features",
-    "ticks": "market-ticks",
-    "audio": "speech-audio",  # 16 kHz PCM frames -> Silero VAD (stream/audio.py); served only when listed
-    "machines": "machine-readings",  # multivariate sensors, null = missing (masked model, models/features.py)
-}
-_CHECKPOINT_FILES = {"sensors": "sensor_gru.pt", "speech": "speech_gru.pt", "ticks": "ticks_gru.pt"}
-_CHECKPOINT_FILES["machines"] = "machine_gru.pt"
+__all__ = ["Settings", "load_settings"]
+
+_PER_SOURCE = ("topic", "checkpoint")  # SEQSTREAM_TOPIC_<SOURCE>, SEQSTREAM_CHECKPOINT_<SOURCE>
 
 
-def _bundled(source: str) -> Path:
-    return DEFAULT_CHECKPOINT.parent / _CHECKPOINT_FILES[source]
+class _PerSourceEnv(PydanticBaseSettingsSource):
+    """``SEQSTREAM_TOPIC_<SOURCE>`` and ``SEQSTREAM_CHECKPOINT_<SOURCE>`` of every registered source,
+    as ``topic_<source>`` / ``checkpoint_<source>`` keys (folded into ``topics`` / ``checkpoints``):
+    a new source file brings its own variables without a field here."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith("SEQSTREAM_")}
+        out: dict[str, Any] = {}
+        for name in SOURCES:
+            for kind in _PER_SOURCE:
+                value = env.get(f"SEQSTREAM_{kind.upper()}_{name.upper()}")
+                if value:
+                    out[f"{kind}_{name}"] = value
+        return out
 
 
 class Settings(BaseSettings):
@@ -57,6 +66,17 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="SEQSTREAM_", frozen=True, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _PerSourceEnv(settings_cls), dotenv_settings, file_secret_settings
 
     profile: Literal["production", "tansu"] = "production"
     guarantee: Literal["at_least_once", "exactly_once"] = Field(
@@ -79,13 +99,9 @@ class Settings(BaseSettings):
     ssl_keyfile: Path | None = None
 
     # topics
-    topic_sensors: str = "sensor-readings"
-    topic_speech: str = "speech-features"
-    topic_audio: str = "speech-audio"
-    topic_ticks: str = "market-ticks"
-    topic_machines: str = Field(
-        default="machine-readings",
-        description="input topic of the `machines` source (multivariate sensors; `null` values are missing)",
+    topics: dict[str, str] = Field(
+        default_factory=dict,
+        description="input topic per source, where it is not the source's own (`SEQSTREAM_TOPIC_<SOURCE>`)",
     )
     topic_predictions: str = "predictions"
     topic_alerts: str = "anomaly-alerts"
@@ -95,7 +111,7 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
 
     # which sources this worker serves (comma-separated in the environment)
-    sources: Annotated[tuple[Literal["sensors", "speech", "ticks", "audio", "machines"], ...], NoDecode] = (
+    sources: Annotated[tuple[str, ...], NoDecode] = (
         "sensors",
         "speech",
         "ticks",
@@ -125,14 +141,11 @@ class Settings(BaseSettings):
     cuda_graphs: bool = True
     # the recurrent cell's arithmetic (state, scoring and outputs stay float32); see docs/benchmarks.md
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    checkpoint_sensors: Path | None = None
-    checkpoint_speech: Path | None = None
-    checkpoint_ticks: Path | None = None
-    checkpoint_machines: Path | None = Field(
-        default=None, description="checkpoint file of the `machines` model; unset: the bundled model"
+    checkpoints: dict[str, Path] = Field(
+        default_factory=dict,
+        description="model file per source, where it is not the bundled one (`SEQSTREAM_CHECKPOINT_<SOURCE>`; "
+        "audio: the Silero VAD TorchScript file, unset: the installed silero-vad package's)",
     )
-    # audio: Silero VAD TorchScript file (None: silero_vad/data/silero_vad.jit of the installed package)
-    checkpoint_audio: Path | None = None
     vad_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     vad_min_silence_ms: float = Field(default=100.0, ge=0.0)
     open_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
@@ -230,6 +243,34 @@ class Settings(BaseSettings):
             return tuple(s.strip() for s in v.split(",") if s.strip())
         return v
 
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [s for s in v if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source(s) {', '.join(map(repr, unknown))}; expected some of {sorted(SOURCES)}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_per_source(cls, data: Any) -> Any:
+        # topic_<source>= / checkpoint_<source>= (keyword or environment) into topics / checkpoints
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for kind in _PER_SOURCE:
+            merged = dict(data.get(f"{kind}s") or {})
+            for name in SOURCES:
+                value = data.pop(f"{kind}_{name}", None)
+                if value is not None:
+                    merged.setdefault(name, value)
+            if merged:
+                unknown = sorted(set(merged) - set(SOURCES))
+                if unknown:
+                    raise ValueError(f"{kind}s names unknown source(s) {unknown}; expected some of {sorted(SOURCES)}")
+                data[f"{kind}s"] = merged
+        return data
+
     # ---- derived values -------------------------------------------------------------------------
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -300,7 +341,8 @@ class Settings(BaseSettings):
         return 1 if self.tansu else 1 << 30
 
     def topic(self, source: str) -> str:
-        return str(getattr(self, f"topic_{source}"))
+        """The input topic of a source: ``SEQSTREAM_TOPIC_<SOURCE>`` or the source's own."""
+        return self.topics.get(source) or SOURCES[source].topic
 
     @property
     def input_topics(self) -> dict[str, str]:
@@ -313,14 +355,13 @@ class Settings(BaseSettings):
 
     def checkpoint(self, source: str) -> Path:
         """The checkpoint file of a source; raises a :class:`CheckpointError` saying what to do."""
-        if source not in SOURCES:
+        src = SOURCES.get(source)
+        if src is None:
             raise ConfigError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
-        configured = getattr(self, f"checkpoint_{source}")
-        if source == "audio" and configured is None:
-            from models.silero import packaged_jit_path
-
-            return packaged_jit_path()  # CheckpointError when silero-vad is not installed
-        path = Path(configured) if configured is not None else _bundled(source)
+        configured = self.checkpoints.get(source)
+        if configured is None and src.find_checkpoint is not None:
+            return src.find_checkpoint()  # raises a CheckpointError saying what to install
+        path = Path(configured) if configured is not None else src.default_checkpoint()
         if not path.is_file():
             env = f"SEQSTREAM_CHECKPOINT_{source.upper()}"
             raise CheckpointError(

@@ -40,7 +40,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .broker import BrokerError
+from stream.admin import BrokerError
+
 from .metrics import Metrics
 from .producer import BulkProducer, Output, send_records
 from .settings import Settings

@@ -117,9 +117,11 @@ def settings_fields() -> dict[str, Any]:
 
 def settings_env_vars() -> set[str]:
     from stream.settings import Settings
+    from stream.sources import SOURCES
 
     prefix = str(Settings.model_config.get("env_prefix", "")).upper()
-    return {prefix + name.upper() for name in settings_fields()}
+    per_source = {f"{prefix}{kind}_{s.upper()}" for s in SOURCES for kind in ("TOPIC", "CHECKPOINT")}
+    return {prefix + name.upper() for name in settings_fields()} | per_source
 
 
 def cli_env_vars() -> set[str]:
@@ -313,15 +315,18 @@ def test_compose_creates_every_topic_the_code_uses(monkeypatch: pytest.MonkeyPat
     init = services["topics"]
     init_env = init["environment"]
     script = " ".join(init.get("entrypoint") or []) + " " + " ".join(init.get("command") or [])
-    topic_fields = [f for f in settings_fields() if f.startswith("topic_")]
-    assert len(topic_fields) >= 7
+    from stream.sources import SOURCES
+
     defaults = Settings()
+    # every source's input topic (stream/sources/) and every other topic setting
+    topics = {f"topic_{s}": defaults.topic(s) for s in SOURCES}
+    topics |= {f: getattr(defaults, f) for f in settings_fields() if f.startswith("topic_")}
+    topic_fields = list(topics)
+    assert len(topic_fields) >= 7
     for f in topic_fields:
         var = f"SEQSTREAM_{f.upper()}"
         assert var in init_env, f"the topics service does not define {var}"
-        assert init_env[var] == getattr(defaults, f), (
-            f"{var}={init_env[var]!r}, the code's default is {getattr(defaults, f)!r}"
-        )
+        assert init_env[var] == topics[f], f"{var}={init_env[var]!r}, the code's default is {topics[f]!r}"
         assert re.search(rf"\$\{{?{var}\}}?\b", script), f"the topics service never creates ${var}"
     assert re.search(r"\$\{?SEQSTREAM_PARTITIONS\b", script), "partitions must come from SEQSTREAM_PARTITIONS"
     assert re.search(r"\$\{?SEQSTREAM_REPLICATION_FACTOR\b", script)
@@ -447,7 +452,7 @@ def test_images_are_pinned() -> None:
 
 def test_one_kafka_version_everywhere() -> None:
     """The compose stack's Kafka image, the Maven-pinned broker of the tests and the launcher agree."""
-    from stream.kafka_local import KAFKA_VERSION
+    from stream.tools.kafka_broker import KAFKA_VERSION
 
     pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text()
     assert re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom).group(1) == KAFKA_VERSION  # type: ignore[union-attr]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from stream import kafka_local
-from stream.broker import BrokerError
-from stream.kafka_local import KafkaBroker, kafka_classpath
+from stream.admin import BrokerError
+from stream.tools import kafka_broker as kafka_local
+from stream.tools.kafka_broker import KafkaBroker, kafka_classpath
 
 
 def test_one_node_kraft_configuration(tmp_path: Path) -> None:

@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 from stream.codec import (
     REASONS,
     Decoded,
-    _decode_careful,
     decode_batch,
     encode_alert,
     encode_dead,
     encode_prediction,
     encode_predictions,
 )
+from stream.codec.decode import _decode_careful
+from stream.sources import SOURCES
 
 NOW = 1_700_000_000.0
 
@@ -33,7 +34,7 @@ def rec(value: bytes | None, key: bytes | None = b"s1", offset: int = 0) -> Simp
 
 
 def one(source: str, value: bytes | None, key: bytes | None = b"s1", n: int = 1) -> tuple[str, str] | None:
-    d = decode_batch(source, [rec(value, key)], n_features=n, now=NOW, max_future_s=60, max_payload_bytes=2048)
+    d = decode_batch(SOURCES[source], [rec(value, key)], n_features=n, now=NOW, max_future_s=60, max_payload_bytes=2048)
     assert len(d.index) + len(d.errors) == 1
     return (d.errors[0][1], d.errors[0][2]) if d.errors else None
 
@@ -97,14 +98,14 @@ def test_good_inputs_all_sources_and_timestamp_forms() -> None:
     assert one("sensors", j({**GOOD, "ts": "2023-11-14T22:13:19Z"})) is None
     assert one("speech", j({"stream": "s1", "ts": NOW, "features": list(range(8))}), n=8) is None
     tick = {"stream": "s1", "ts": NOW, "price": 101.5, "size": 3, "bid": None, "ask": 101.6}
-    d = decode_batch("ticks", [rec(j(tick))], n_features=2, now=NOW)
+    d = decode_batch(SOURCES["ticks"], [rec(j(tick))], n_features=2, now=NOW)
     np.testing.assert_allclose(d.x[0], [math.log(101.5), math.log1p(3)], rtol=1e-6)
-    raw = decode_batch("ticks", [rec(j(tick))], n_features=4, now=NOW)  # a ticks model: raw, missing bid NaN
+    raw = decode_batch(SOURCES["ticks"], [rec(j(tick))], n_features=4, now=NOW)  # a ticks model: raw, missing bid NaN
     assert raw.errors == [] and raw.x[0, :2].tolist() == [101.5, 3.0] and np.isnan(raw.x[0, 2])
     assert raw.x[0, 3] == pytest.approx(101.6)
-    mv = decode_batch("machines", [rec(j({**GOOD, "values": [1.0, None, 3]}))], n_features=3, now=NOW)
+    mv = decode_batch(SOURCES["machines"], [rec(j({**GOOD, "values": [1.0, None, 3]}))], n_features=3, now=NOW)
     assert mv.errors == [] and np.isnan(mv.x[0, 1]) and mv.x[0, [0, 2]].tolist() == [1.0, 3.0]
-    iso = decode_batch("sensors", [rec(j({**GOOD, "ts": "2023-11-14T22:13:20"}))], n_features=1, now=NOW)
+    iso = decode_batch(SOURCES["sensors"], [rec(j({**GOOD, "ts": "2023-11-14T22:13:20"}))], n_features=1, now=NOW)
     assert iso.ts[0] == pytest.approx(1_700_000_000.0)  # naive ISO-8601 means UTC
 
 
@@ -124,7 +125,7 @@ def test_integer_beyond_float_range_is_a_dead_letter_not_a_batch_failure(source:
     bad = template.replace("BIG", "1" + "0" * 400).encode()
     good = {"sensors": GOOD, "machines": {**GOOD, "values": [1.0, 2.0]}}.get(source)
     recs = [rec(bad, offset=0)] + ([rec(j(good), offset=1)] if good else [])
-    d = decode_batch(source, recs, n_features=n, now=NOW)
+    d = decode_batch(SOURCES[source], recs, n_features=n, now=NOW)
     assert [(e[0], e[1]) for e in d.errors] == [(0, "non_finite")]
     assert "too large" in d.errors[0][2]
     assert d.index.tolist() == ([1] if good else [])
@@ -132,7 +133,7 @@ def test_integer_beyond_float_range_is_a_dead_letter_not_a_batch_failure(source:
 
 def test_mixed_batch_keeps_positions_and_order() -> None:
     recs = [rec(j({**GOOD, "values": [float(i)]}), offset=i) if i % 3 else rec(b"bad", offset=i) for i in range(10)]
-    d = decode_batch("sensors", recs, n_features=1, now=NOW)
+    d = decode_batch(SOURCES["sensors"], recs, n_features=1, now=NOW)
     assert d.index.tolist() == [1, 2, 4, 5, 7, 8]
     assert d.x[:, 0].tolist() == [1.0, 2.0, 4.0, 5.0, 7.0, 8.0]
     assert [e[0] for e in d.errors] == [0, 3, 6, 9]
@@ -208,8 +209,8 @@ def assert_same(fast: Decoded, careful: Decoded) -> None:
 def both(source: str, values: list[tuple[bytes | None, bytes | None]], n: int, **kw: float) -> Decoded:
     recs = [rec(v, key=k, offset=i) for i, (v, k) in enumerate(values)]
     args = {"n_features": n, "now": NOW, "max_future_s": 60.0, "max_payload_bytes": 4096, **kw}
-    fast = decode_batch(source, recs, **args)  # type: ignore[arg-type]
-    assert_same(fast, _decode_careful(source, recs, **args))  # type: ignore[arg-type]
+    fast = decode_batch(SOURCES[source], recs, **args)  # type: ignore[arg-type]
+    assert_same(fast, _decode_careful(SOURCES[source], recs, **args))  # type: ignore[arg-type]
     return fast
 
 
@@ -444,7 +445,7 @@ def test_fast_path_limits_match_the_careful_path() -> None:
 
 def test_fast_path_handles_clean_batches_without_the_careful_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Valid records of every source never reach the per-record path (that is the speed-up)."""
-    import stream.codec as codec
+    import stream.codec.decode as codec
 
     calls: list[int] = []
     real = codec._decode_record
@@ -462,7 +463,7 @@ def test_fast_path_handles_clean_batches_without_the_careful_path(monkeypatch: p
         assert d.errors == [] and len(d.index) == 51
     assert calls == [1] * 5 * 51  # the careful reference of `both`, never the fast decode_batch
     calls.clear()
-    d = decode_batch("sensors", [rec(b"{", key=b"s1"), rec(j(GOOD), key=b"s1")], n_features=1, now=NOW)
+    d = decode_batch(SOURCES["sensors"], [rec(b"{", key=b"s1"), rec(j(GOOD), key=b"s1")], n_features=1, now=NOW)
     assert calls == [1] and d.index.tolist() == [1] and d.errors[0][:2] == (0, "not_json")
 
 
@@ -513,7 +514,7 @@ def test_fast_path_equals_careful_path_at_any_nesting_depth(monkeypatch: pytest.
     """orjson parses up to 1023 levels, the stdlib fallback up to the recursion limit, msgspec to
     about the recursion limit: deeply nested values go the careful path (whatever the limit is, so
     msgspec never accepts what both careful parsers refuse), shallow ones stay on the fast path."""
-    import stream.codec as codec
+    import stream.codec.decode as codec
 
     body = FEATURE_CASES["sensors"][0]
     deep = [(raw(f'"stream": "s1", "ts": 1, {body}, "pad": ' + "[" * d + "]" * d), b"s1") for d in range(60, 1200, 7)]
@@ -524,9 +525,9 @@ def test_fast_path_equals_careful_path_at_any_nesting_depth(monkeypatch: pytest.
     monkeypatch.setattr(codec, "_decode_record", lambda *a: calls.append(1) or real(*a))
     nested = {"stream": "s1", "ts": 1, "values": [1.5], "pad": [[[[1]]]] * 20}
     for pad in range(0, 400, 20):  # at most 64 brackets: the fast path, however long the value
-        decode_batch("sensors", [rec(j({**nested, "x": "y" * pad}))], n_features=1, now=NOW)
+        decode_batch(SOURCES["sensors"], [rec(j({**nested, "x": "y" * pad}))], n_features=1, now=NOW)
     assert calls == []
-    decode_batch("sensors", [rec(j({**nested, "pad": [[[[1]]]] * 30}))], n_features=1, now=NOW)
+    decode_batch(SOURCES["sensors"], [rec(j({**nested, "pad": [[[[1]]]] * 30}))], n_features=1, now=NOW)
     assert calls == [1]  # more than 64 brackets in a long value: the careful path
 
 
@@ -640,7 +641,7 @@ def test_encode_predictions_takes_numpy_columns() -> None:
 
 def test_encode_predictions_from_arrays_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pipeline's arrays go the column path, not the per-event encoder it falls back to."""
-    from stream import codec
+    from stream.codec import encode as codec
 
     n = 5
     recs = [SimpleNamespace(topic="t", partition=0, offset=i, key=None, value=b"", timestamp=0) for i in range(n)]

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from stream.codec import decode_batch
-from stream.simulator import Simulator
+from stream.sources import SOURCES
+from stream.sources.simulator import Simulator
 
 N_FEATURES = {"sensors": 1, "speech": 8, "ticks": 2, "machines": 4}
 
@@ -28,7 +29,7 @@ def test_deterministic_and_valid(source: str) -> None:
     c, _ = _run(source, seed=4)
     assert a == b and a != c
     recs = [SimpleNamespace(topic="t", partition=0, offset=i, key=None, value=v, timestamp=0) for i, v in enumerate(a)]
-    d = decode_batch(source, recs, n_features=N_FEATURES[source], now=1_800_000_000.0)
+    d = decode_batch(SOURCES[source], recs, n_features=N_FEATURES[source], now=1_800_000_000.0)
     assert d.errors == [] and len(d.index) == len(a)
     assert len(sim_a.labels) == 2 and all(lab.start_ts is not None for lab in sim_a.labels)
     assert len({lab.stream for lab in sim_a.labels}) == 2
@@ -42,7 +43,7 @@ def test_anomalous_events_are_flagged() -> None:
 
 
 def test_ticks_events_of_every_kind_are_labelled_per_tick() -> None:
-    from stream.simulator import TICK_KINDS
+    from stream.sources.ticks import TICK_KINDS
 
     sim = Simulator("ticks", 10, seed=1)
     planned = sim.inject(5, 5, 30)
@@ -62,7 +63,7 @@ def test_ticks_events_of_every_kind_are_labelled_per_tick() -> None:
 
 
 def test_machines_fault_one_channel_with_missing_values_elsewhere() -> None:
-    from stream.simulator import MACHINE_CHANNELS
+    from stream.sources.machines import MACHINE_CHANNELS
 
     sim = Simulator("machines", 8, seed=2)
     (a,) = sim.inject(1, 50, 51, length=10)

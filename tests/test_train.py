@@ -72,7 +72,7 @@ def test_cli_train_on_csv_writes_checkpoint(tmp_path, capsys) -> None:
 def test_training_progress_bar_and_loss_summary(monkeypatch, capsys) -> None:
     import sys
 
-    from stream.cli import _loss_summary, _print_epoch
+    from stream.cli.offline import _loss_summary, _print_epoch
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     update = _print_epoch(3)  # a terminal: a tqdm bar over the epochs
@@ -91,7 +91,7 @@ def test_training_progress_bar_and_loss_summary(monkeypatch, capsys) -> None:
 
 
 def test_cli_train_on_simulated_source_uses_the_worker_codec(tmp_path) -> None:
-    from stream.training import N_FEATURES, simulated_series
+    from stream.tools.training_data import N_FEATURES, simulated_series
 
     series = simulated_series("ticks", n_streams=6, rounds=40, seed=2)
     assert len(series) == 6 and all(s.shape[1] == N_FEATURES["ticks"] for s in series)

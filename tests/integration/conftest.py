@@ -25,10 +25,11 @@ from typing import Any
 
 import pytest
 
-from stream.broker import EmbeddedBroker, create_topics, partitions_of
-from stream.kafka_local import KafkaBroker
-from stream.launch import WorkerProcess
+from stream.admin import create_topics, partitions_of
 from stream.settings import Settings
+from stream.tools.brokers import EmbeddedBroker
+from stream.tools.kafka_broker import KafkaBroker
+from stream.tools.worker_process import WorkerProcess
 
 N_FEATURES = {"sensors": 1, "speech": 8, "ticks": 2}
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.launch import WorkerProcess, metric_sum
+from stream.tools.worker_process import WorkerProcess, metric_sum
 
 from .conftest import Broker
 from .test_durability import Setup

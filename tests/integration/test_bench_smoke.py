@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from stream import bench
+from stream.tools import bench
 
 from .conftest import BROKER_KIND
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.broker import EmbeddedBroker, create_topics
-from stream.kafka_local import KafkaBroker
-from stream.launch import WorkerProcess
+from stream.admin import create_topics
+from stream.tools.brokers import EmbeddedBroker
+from stream.tools.kafka_broker import KafkaBroker
+from stream.tools.worker_process import WorkerProcess
 
 from .conftest import consume_until, produce_records, start_broker
 

@@ -19,11 +19,11 @@ import orjson
 import pytest
 import torch
 
-from stream.kafka_local import KafkaBroker
 from stream.metrics import Metrics
 from stream.pipeline import SourcePipeline, build_runner
 from stream.settings import Settings
 from stream.state_store import StateManager, _Part, encode_snapshot
+from stream.tools.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def test_restore_after_compaction_reads_only_live_snapshots(checkpoints: dict[st
         partitions=1,
         snapshot_chunk_bytes=4096,
     )
-    tp = TopicPartition(settings.topic_sensors, 0)
+    tp = TopicPartition(settings.topic("sensors"), 0)
 
     def records(k: int) -> list[SimpleNamespace]:
         return [

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import EmbeddedBroker, free_port
-from stream.kafka_local import KafkaBroker
+from stream.tools.brokers import EmbeddedBroker, free_port
+from stream.tools.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,7 @@ def test_seqstream_broker_starts_answers_and_stops(kind: str, tmp_path: Path) ->
     import signal
     import time
 
-    from stream.broker import check_brokers
+    from stream.admin import check_brokers
 
     p = subprocess.Popen(
         [sys.executable, "-m", "stream.cli", "broker", "--kind", kind, "--port", "0"],

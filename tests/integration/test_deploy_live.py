@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from stream.broker import create_topics
-from stream.launch import WorkerProcess, free_port
+from stream.admin import create_topics
+from stream.tools.worker_process import WorkerProcess, free_port
 
 from ..test_deploy import (
     PROM_CONFIG,

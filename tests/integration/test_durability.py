@@ -26,10 +26,10 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.broker import create_topics
-from stream.launch import WorkerProcess
+from stream.admin import create_topics
 from stream.pipeline import SourcePipeline, build_runner
 from stream.settings import Settings
+from stream.tools.worker_process import WorkerProcess
 
 from .conftest import Broker, consume_until
 

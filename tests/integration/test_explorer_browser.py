@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from stream.explorer import partition_of
-from stream.simulator import Simulator, produce
+from stream.sources.simulator import Simulator
+from stream.tools.produce import produce
 
 from .conftest import WorkerHandle, produce_records
 
@@ -56,7 +57,7 @@ def _http(url: str, timeout: float = 30.0) -> tuple[int, Any]:
 
 
 class LiveSimulator:
-    """``stream.simulator.produce`` in a thread of its own (real time, real broker) until stopped."""
+    """``stream.tools.produce.produce`` in a thread of its own (real time, real broker) until stopped."""
 
     def __init__(self, bootstrap: str, topic: str, sim: Simulator, rate: float, seconds: float = 240.0) -> None:
         self.args = (bootstrap, topic, sim, rate, seconds)

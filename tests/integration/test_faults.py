@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream.kafka_local import KafkaBroker
-from stream.launch import WorkerProcess
 from stream.state_store import decode_chunk, join_chunks
+from stream.tools.kafka_broker import KafkaBroker
+from stream.tools.worker_process import WorkerProcess
 
 from .conftest import consume_until
 from .test_durability import PARTITIONS, Setup, _kill, check_outputs, produce_stream, read_all

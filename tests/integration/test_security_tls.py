@@ -30,9 +30,9 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.broker import create_topics, wait_ready
-from stream.kafka_local import KafkaBroker
-from stream.launch import WorkerProcess, free_port
+from stream.admin import create_topics, wait_ready
+from stream.tools.kafka_broker import KafkaBroker
+from stream.tools.worker_process import WorkerProcess, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ import time
 import orjson
 import pytest
 
-from stream.broker import create_topics
-from stream.launch import WorkerProcess
+from stream.admin import create_topics
 from stream.settings import Settings
-from stream.simulator import Simulator
+from stream.sources.simulator import Simulator
+from stream.tools.worker_process import WorkerProcess
 
 from .conftest import consume_until, produce_records
 

@@ -13,10 +13,10 @@ import uuid
 import orjson
 import pytest
 
-from stream.broker import create_topics
-from stream.launch import WorkerProcess
+from stream.admin import create_topics
 from stream.settings import Settings
-from stream.simulator import Simulator
+from stream.sources.simulator import Simulator
+from stream.tools.worker_process import WorkerProcess
 
 from .conftest import consume_until, produce_records
 
@@ -53,7 +53,7 @@ def test_machines_worker_names_the_faulty_channel(broker, tmp_path) -> None:
     recs, missing = [], 0
     for r in range(ROUNDS):
         for e in sim.round(t0 + r):
-            recs.append((settings.topic_machines, e.key(), e.value()))
+            recs.append((settings.topic("machines"), e.key(), e.value()))
             missing += e.payload["values"].count(None)
     assert missing > 0  # the stream carries missing values
     planned = {a.stream: a for a in sim.labels}  # with the event time each fault started

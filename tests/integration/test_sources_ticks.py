@@ -14,10 +14,10 @@ import orjson
 import pytest
 
 from models.ticks import KINDS
-from stream.broker import create_topics
-from stream.launch import WorkerProcess
+from stream.admin import create_topics
 from stream.settings import Settings
-from stream.simulator import Simulator
+from stream.sources.simulator import Simulator
+from stream.tools.worker_process import WorkerProcess
 
 from .conftest import consume_until, produce_records
 
@@ -56,7 +56,7 @@ def test_ticks_worker_alerts_injected_events_by_kind(broker, tmp_path) -> None:
     recs = []
     for r in range(ROUNDS):
         for e in sim.round(t0 + r * 0.5):
-            recs.append((settings.topic_ticks, e.key(), e.value()))
+            recs.append((settings.topic("ticks"), e.key(), e.value()))
     planned = {a.stream: a for a in sim.labels}  # with the event time of each event's first tick
     assert sorted(a.kind for a in planned.values()) == sorted(KINDS)
     proc = WorkerProcess(env, log_path=tmp_path / "worker.log").start()

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from stream.launch import free_port
-from stream.simulator import Simulator
+from stream.sources.simulator import Simulator
+from stream.tools.worker_process import free_port
 
 from .conftest import WorkerHandle, produce_records, prometheus_query, run_prometheus
 
@@ -37,7 +37,9 @@ def test_prometheus_scrapes_throughput_and_latency(worker: WorkerHandle, prometh
     # ~12 s of real-time traffic in 0.25 s rounds so rate() windows see several scrapes
     deadline = time.monotonic() + 12
     while time.monotonic() < deadline:
-        produce_records(s.bootstrap_servers[0], [(s.topic_sensors, e.key(), e.value()) for e in sim.round(time.time())])
+        produce_records(
+            s.bootstrap_servers[0], [(s.topic("sensors"), e.key(), e.value()) for e in sim.round(time.time())]
+        )
         time.sleep(0.25)
     up = prometheus_query(prometheus, 'up{job="seqstream"}')
     assert up and up[0]["value"][1] == "1", up

@@ -14,8 +14,8 @@ from models import Runner
 from models.checkpoint import load_checkpoint
 from models.scoring import CALIBRATED_SCORING
 from stream import cli
-from stream.broker import create_topics
-from stream.training import topic_data
+from stream.admin import create_topics
+from stream.tools.training_data import topic_data
 
 from .conftest import Broker, produce_records
 

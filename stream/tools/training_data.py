@@ -19,9 +19,10 @@ import numpy as np
 
 from models import ConfigError
 from models.ticks import N_TICK_FEATURES, N_TICK_TARGETS, RAW_TICK
-
-from .codec import decode_batch
-from .simulator import MACHINE_CHANNELS, Simulator
+from stream.codec import decode_batch
+from stream.sources import SOURCES
+from stream.sources.machines import MACHINE_CHANNELS
+from stream.sources.simulator import Simulator
 
 __all__ = ["N_FEATURES", "TopicData", "net_shape", "simulated_data", "simulated_series", "topic_data"]
 
@@ -55,7 +56,7 @@ def simulated_data(
         for e in sim.round(t0 + k * round_s):
             rec = SimpleNamespace(topic=source, partition=0, offset=0, key=e.key(), value=e.value(), timestamp=0)
             records.append(rec)
-    dec = decode_batch(source, records, n_features=N_FEATURES[source], now=t0 + rounds * round_s + 1.0)
+    dec = decode_batch(SOURCES[source], records, n_features=N_FEATURES[source], now=t0 + rounds * round_s + 1.0)
     if dec.errors:
         raise RuntimeError(f"simulator produced undecodable records: {dec.errors[:3]}")
     series, times, _, _ = _series(dec.stream_ids, dec.ts, dec.x)
@@ -140,7 +141,7 @@ def topic_data(
         nonlocal n_records
         n_records += len(records)
         dec = decode_batch(
-            source,
+            SOURCES[source],
             records,
             n_features=width,
             now=time.time(),
@@ -165,7 +166,7 @@ async def _read_topic(
 ) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from .broker import partitions_of
+    from stream.admin import partitions_of
 
     consumer = AIOKafkaConsumer(
         group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=200, **kafka

@@ -1,7 +1,7 @@
 """``seqstream bench``: end-to-end throughput, latency, step and memory benchmarks in one run.
 
-Starts its own broker: Apache Kafka (:class:`stream.kafka_local.KafkaBroker`, the default where Java
-and Maven are installed) or Tansu (``--broker-kind tansu``, :class:`stream.broker.EmbeddedBroker`);
+Starts its own broker: Apache Kafka (:class:`stream.tools.kafka_broker.KafkaBroker`, the default where Java
+and Maven are installed) or Tansu (``--broker-kind tansu``, :class:`stream.tools.brokers.EmbeddedBroker`);
 ``--broker HOST:PORT`` uses a Kafka of your own instead. Prints one JSON line per scenario, then a
 Markdown table. The primary configuration is the shipped detector (``--primary shipped``: the
 bundled sensor checkpoint with its scoring) at 10k streams; ``--primary plain`` makes it the first
@@ -56,7 +56,7 @@ import orjson
 
 __all__ = ["main", "register_args"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _emit(rec: dict[str, Any], out: list[dict[str, Any]]) -> None:
@@ -86,8 +86,7 @@ def _values(streams: int, n: int, t0: float, dt: float) -> list[tuple[bytes, byt
 async def _produce_backlog(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]]) -> float:
     from aiokafka import AIOKafkaProducer
 
-    from .engine import BulkProducer
-    from .pipeline import Output
+    from stream.producer import BulkProducer, Output
 
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
     await p.start()
@@ -182,10 +181,10 @@ def _broker(url: str | None, kind: str = "kafka") -> Any:
     if url is not None:
         return _External(url)
     if kind == "kafka":
-        from .kafka_local import KafkaBroker
+        from stream.tools.kafka_broker import KafkaBroker
 
         return KafkaBroker(heap="1g")
-    from .broker import EmbeddedBroker
+    from stream.tools.brokers import EmbeddedBroker
 
     return EmbeddedBroker()
 
@@ -195,7 +194,7 @@ def _default_kind() -> str:
     saying why on stderr (the numbers of the two brokers differ a lot: docs/benchmarks.md)."""
     import shutil
 
-    from .kafka_local import kafka_classpath
+    from stream.tools.kafka_broker import kafka_classpath
 
     try:
         if shutil.which("java") is None:
@@ -241,7 +240,7 @@ def _runner(cell: str, hidden: int, capacity: int = 1024, max_capacity: int = 1 
 
 
 def _settings(bootstrap: str, topic: str, out_topic: str, batch_max: int, profile: str = "tansu", **extra: Any) -> Any:
-    from .settings import Settings
+    from stream.settings import Settings
 
     return Settings(
         broker_url=f"kafka://{bootstrap}",
@@ -261,9 +260,9 @@ def _settings(bootstrap: str, topic: str, out_topic: str, batch_max: int, profil
 
 
 def _engine(settings: Any, cell: str, hidden: int) -> Any:
-    from .engine import BatchEngine
-    from .metrics import Metrics
-    from .pipeline import SourcePipeline
+    from stream.engine import BatchEngine
+    from stream.metrics import Metrics
+    from stream.pipeline import SourcePipeline
 
     metrics = Metrics()
     pipe = SourcePipeline("sensors", _runner(cell, hidden), settings, metrics)
@@ -336,7 +335,7 @@ async def _seqstream_drain(
 
 
 def _latency_child(settings_json: str, cell: str, hidden: int, ready: Any, stop: Any) -> None:
-    from .settings import Settings
+    from stream.settings import Settings
 
     settings = Settings(**json.loads(settings_json))
 
@@ -362,8 +361,7 @@ def _raw_latency_child(bootstrap: str, topic: str, out_topic: str, profile: str,
     async def go() -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-        from .engine import BulkProducer
-        from .pipeline import Output
+        from stream.producer import BulkProducer, Output
 
         s = _settings(bootstrap, topic, out_topic, 4096, profile)
         c = AIOKafkaConsumer(
@@ -423,8 +421,7 @@ async def _latency_level(
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from .engine import BulkProducer
-    from .pipeline import Output
+    from stream.producer import BulkProducer, Output
 
     c = AIOKafkaConsumer(
         out_topic,
@@ -651,7 +648,7 @@ def _rounds(
     """Rounds 2.. of (raw pass-through, primary drain at its best batch_max), alternating, so the
     ratio is a median over pairs measured a minute apart rather than one pair of drains. They run
     right after the first round, while the broker holds no more than the primary backlog."""
-    from .broker import create_topics
+    from stream.admin import create_topics
 
     bmax, bm = max(args.batch_max), seq["batch_max"]
     for rnd in range(1, args.rounds):
@@ -673,7 +670,7 @@ def _fmt(r: float) -> str:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from .broker import create_topics
+    from stream.admin import create_topics
 
     for name in ("aiokafka", "stream", "faust"):  # JSON lines and the table only
         logging.getLogger(name).setLevel(logging.WARNING)

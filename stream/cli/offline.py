@@ -1,14 +1,15 @@
-"""`seqstream` command line. Heavy imports (torch, faust) happen inside the commands."""
+"""Offline subcommands of ``seqstream``, no broker involved: ``replay``, ``train``, ``evaluate``.
+
+Registered by :mod:`stream.cli`; heavy imports (torch) happen inside the commands.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["register"]
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -147,11 +148,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_simulated(args: argparse.Namespace) -> int:
-    """Detection quality of a source's checkpoint on labelled simulated events (stream.detection)."""
+    """Detection quality of a source's checkpoint on labelled simulated events (stream.tools.evaluate_simulated)."""
     import json
 
-    from stream.detection import evaluate_source, report_dict
     from stream.settings import load_settings
+    from stream.tools.evaluate_simulated import evaluate_source, report_dict
 
     checkpoint = args.checkpoint or load_settings().checkpoint(args.benchmark)
     rep = evaluate_source(
@@ -194,7 +195,7 @@ def _train_simulated(args: argparse.Namespace) -> int:
     from models.checkpoint import save_checkpoint
     from models.scoring import ScoringConfig
     from models.train import train
-    from stream.training import net_shape, simulated_data
+    from stream.tools.training_data import net_shape, simulated_data
 
     series, times = simulated_data(args.simulated, args.sim_streams, args.sim_rounds, seed=args.seed)
     net, cfg = _net_and_train_config(args, net_shape(args.simulated))
@@ -213,7 +214,7 @@ def _train_topic(args: argparse.Namespace) -> int:
     from models.scoring import ScoringConfig, named_scoring
     from models.train import train
     from stream.settings import load_settings
-    from stream.training import net_shape, topic_data
+    from stream.tools.training_data import net_shape, topic_data
 
     settings = load_settings(broker_url=args.broker)
     if settings.broker_url is None:
@@ -302,11 +303,8 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--model-id", default=None, help="model id stored in the checkpoint (default: file stem)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="seqstream", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def register(sub: Any) -> None:
+    """Add the offline subcommands to the ``seqstream`` parser."""
     r = sub.add_parser("replay", help="stream CSV file(s) through the Runner offline (NAB results format)")
     r.add_argument("input", help="a CSV file (timestamp,value[,value...][,stream]) or a directory of them")
     r.add_argument("-o", "--output", required=True, help="output CSV (for a file) or directory (for a directory)")
@@ -326,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmark",
         choices=["nab", "ticks", "machines", "synthetic"],
         help="nab: Numenta Anomaly Benchmark scoring; ticks/machines: precision, recall and latency per "
-        "event kind on labelled simulated events (stream.detection); synthetic: the sensor detector on "
+        "event kind on labelled simulated events (stream.tools.evaluate_simulated); synthetic: the sensor detector on "
         "generated families like NAB's unseen categories (models.synthetic, --seed)",
     )
     e.add_argument("data", nargs="?", help="NAB data directory (category/file.csv)")
@@ -347,32 +345,3 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the results as JSON")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_evaluate)
-
-    try:
-        from stream.commands import register
-    except ImportError:  # the streaming commands are optional at this layer
-        pass
-    else:
-        register(sub)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    from models.errors import SeqstreamError
-
-    try:
-        return int(args.func(args) or 0)
-    except SeqstreamError as exc:
-        print(f"seqstream: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

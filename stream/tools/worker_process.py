@@ -19,8 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from models.errors import SeqstreamError
-
-from .broker import free_port
+from stream.tools.brokers import free_port
 
 __all__ = ["WorkerProcess", "free_port", "parse_metrics"]
 

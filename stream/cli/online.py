@@ -18,7 +18,7 @@ def _add_broker(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Any:
-    from .settings import load_settings
+    from stream.settings import load_settings
 
     return load_settings(broker_url=getattr(args, "broker", None), **extra)
 
@@ -27,8 +27,8 @@ def _preflight(settings: Any) -> None:
     """Before Faust starts: the brokers answer (every advertised address), and take transactions if needed."""
     import asyncio
 
-    from .broker import check_brokers, quiet_kafka_logs
-    from .transactions import PartitionTransactions
+    from stream.admin import check_brokers, quiet_kafka_logs
+    from stream.transactions import PartitionTransactions
 
     async def run() -> None:
         await check_brokers(settings.bootstrap_servers, timeout=15.0, **_client_kwargs(settings))
@@ -43,8 +43,23 @@ def _client_kwargs(settings: Any) -> dict[str, Any]:
     return {k: v for k, v in settings.kafka_kwargs().items() if k != "bootstrap_servers"}
 
 
+def _checkpoints(pairs: list[str] | None) -> dict[str, str] | None:
+    """``--checkpoint SOURCE=PATH`` (repeated) as a mapping; one clear line when malformed."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            from models.errors import ConfigError
+
+            raise ConfigError(f"--checkpoint {pair!r}: expected SOURCE=PATH, e.g. --checkpoint sensors=/models/s.pt")
+        out[name.strip()] = path
+    return out
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from .settings import load_settings
+    from stream.settings import load_settings
 
     settings = load_settings(
         broker_url=args.broker,
@@ -55,10 +70,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         batch_max=args.batch_max,
         batch_wait_s=args.batch_wait,
         sources=args.sources,
-        checkpoint_sensors=args.checkpoint_sensors,
-        checkpoint_speech=args.checkpoint_speech,
-        checkpoint_ticks=args.checkpoint_ticks,
-        checkpoint_machines=args.checkpoint_machines,
+        checkpoints=_checkpoints(args.checkpoint),
         open_threshold=args.threshold,
     )
     settings.bootstrap_servers  # noqa: B018 - fail early with a clear message when no broker is set
@@ -68,7 +80,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     from faust.worker import Worker
 
-    from .app import create_app
+    from stream.app import create_app
 
     app = create_app(settings)
     worker = Worker(app, loglevel=args.loglevel, quiet=True)
@@ -77,7 +89,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from stream.tools.demo import run_demo
 
     return run_demo(seconds=args.seconds, broker=args.broker, quiet=args.quiet)
 
@@ -86,7 +98,8 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from .simulator import Simulator, produce
+    from stream.sources.simulator import Simulator
+    from stream.tools.produce import produce
 
     settings = _settings(args)
     sim = Simulator(args.source, args.streams, seed=args.seed)
@@ -117,7 +130,7 @@ def _cmd_produce(args: argparse.Namespace) -> int:
 def _cmd_tail(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .tail import tail
+    from stream.tools.tail import tail
 
     settings = _settings(args)
     kw = _client_kwargs(settings)
@@ -141,13 +154,14 @@ def _cmd_broker(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from .broker import EmbeddedBroker, create_topics
-    from .settings import load_settings
+    from stream.admin import create_topics
+    from stream.settings import load_settings
+    from stream.tools.brokers import EmbeddedBroker
 
     if args.kind == "kafka":
         from pathlib import Path
 
-        from .kafka_local import KafkaBroker
+        from stream.tools.kafka_broker import KafkaBroker
 
         data = Path(args.data_dir) if args.data_dir else None
         b: Any = KafkaBroker(args.port, host=args.host, data_dir=data, heap=args.heap)
@@ -190,11 +204,15 @@ def register(sub: Any) -> None:
     w.add_argument("--device", default=None, help="auto | cpu | cuda")
     w.add_argument("--batch-max", type=int, default=None, help="most events per micro-batch")
     w.add_argument("--batch-wait", type=float, default=None, help="seconds to wait to fill a micro-batch")
-    w.add_argument("--sources", default=None, help="comma-separated: sensors,speech,ticks,machines[,audio]")
-    w.add_argument("--checkpoint-sensors", default=None)
-    w.add_argument("--checkpoint-speech", default=None)
-    w.add_argument("--checkpoint-ticks", default=None)
-    w.add_argument("--checkpoint-machines", default=None)
+    w.add_argument(
+        "--sources", default=None, help="comma-separated source names (stream/sources/), e.g. sensors,speech,audio"
+    )
+    w.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="SOURCE=PATH",
+        help="a source's model file (repeatable; default: its bundled model, $SEQSTREAM_CHECKPOINT_<SOURCE>)",
+    )
     w.add_argument("--threshold", type=float, default=None, help="override the alert open threshold")
     w.add_argument("-l", "--loglevel", default=os.environ.get("SEQSTREAM_LOGLEVEL", "info"))
     w.set_defaults(func=_cmd_worker)
@@ -207,7 +225,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("produce", help="produce simulated streams to a broker")
     _add_broker(p)
-    p.add_argument("--source", choices=["sensors", "speech", "ticks", "audio", "machines"], required=True)
+    p.add_argument("--source", required=True, help="a source name (stream/sources/), e.g. sensors, ticks, audio")
     p.add_argument("--streams", type=int, default=100)
     p.add_argument("--rate", type=float, default=1000.0, help="events per second, all streams together")
     p.add_argument("--seconds", type=float, default=30.0)
@@ -242,8 +260,8 @@ def register(sub: Any) -> None:
     k.add_argument("--create-topics", action="store_true", help="create the worker's input and output topics")
     k.set_defaults(func=_cmd_broker)
 
-    from .bench import cmd as _cmd_bench
-    from .bench import register_args as _bench_args
+    from stream.tools.bench import cmd as _cmd_bench
+    from stream.tools.bench import register_args as _bench_args
 
     b = sub.add_parser("bench", help="end-to-end benchmark: own Tansu broker, raw Kafka ceiling, latency, memory")
     _bench_args(b)

@@ -51,7 +51,7 @@ async def tail(
     """Print records until ``limit`` records, ``idle_exit`` seconds of silence, or Ctrl-C."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from .broker import partitions_of
+    from stream.admin import partitions_of
 
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **(kafka_kwargs or {}))
     await c.start()

@@ -19,10 +19,13 @@ from typing import Any
 import orjson
 
 from models.errors import CheckpointError
-
-from .launch import WorkerProcess, metric_sum
-from .settings import Settings, load_settings
-from .simulator import AUDIO_FRAME, AUDIO_RATE, TICK_KINDS, Anomaly, Simulator, produce
+from stream.settings import Settings, load_settings
+from stream.sources import Anomaly
+from stream.sources.audio import AUDIO_FRAME, AUDIO_RATE
+from stream.sources.simulator import Simulator
+from stream.sources.ticks import TICK_KINDS
+from stream.tools.produce import produce
+from stream.tools.worker_process import WorkerProcess, metric_sum
 
 __all__ = ["run_demo"]
 
@@ -76,7 +79,7 @@ def _labelled(alert: dict[str, Any], labels: list[Anomaly]) -> bool:
 async def _watch_alerts(settings: Settings, st: _State, stop: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from .broker import partitions_of
+    from stream.admin import partitions_of
 
     kw = settings.kafka_kwargs()
     c = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **kw)
@@ -163,7 +166,8 @@ def _plan(settings: Settings, seconds: float | None) -> tuple[dict[str, Simulato
 
 
 def run_demo(seconds: float | None = None, broker: str | None = None, quiet: bool = False) -> int:
-    from .broker import EmbeddedBroker, create_topics
+    from stream.admin import create_topics
+    from stream.tools.brokers import EmbeddedBroker
 
     base = load_settings(broker_url=broker)
     embedded = base.broker_url is None

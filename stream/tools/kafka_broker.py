@@ -31,14 +31,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .broker import BrokerError, LocalBroker, die_with_parent, free_port, wait_ready
+from stream.admin import BrokerError, wait_ready
+from stream.tools.brokers import LocalBroker, die_with_parent, free_port
 
 __all__ = ["KAFKA_VERSION", "KafkaBroker", "kafka_classpath"]
 
 log = logging.getLogger(__name__)
 
 KAFKA_VERSION = "4.4.0"  # = kafka.version in deploy/kafka/pom.xml and the apache/kafka image in docker-compose.yml
-_POM = Path(__file__).resolve().parents[1] / "deploy" / "kafka" / "pom.xml"
+_POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
 
 # a one-node cluster: every internal topic with one replica; fewer partitions of the internal topics
 # than Kafka's 50 so that their creation at the first group join or transaction takes ~1 s, not ~10 s

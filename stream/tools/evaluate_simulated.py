@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from models import Batch, Runner
-
-from .codec import decode_batch
-from .simulator import TICK_KINDS, Anomaly, Event, Simulator
+from stream.codec import decode_batch
+from stream.sources import SOURCES, Anomaly, Event
+from stream.sources.simulator import Simulator
+from stream.sources.ticks import TICK_KINDS
 
 __all__ = ["DetectionReport", "KindQuality", "evaluate_source"]
 
@@ -155,7 +156,7 @@ def evaluate_source(
             SimpleNamespace(topic=source, partition=0, offset=i, key=e.key(), value=e.value(), timestamp=0)
             for i, e in enumerate(events)
         ]
-        dec = decode_batch(source, recs, n_features=runner.n_features, now=1_800_000_000.0)
+        dec = decode_batch(SOURCES[source], recs, n_features=runner.n_features, now=1_800_000_000.0)
         if dec.errors:
             raise RuntimeError(f"simulator produced undecodable records: {dec.errors[:3]}")
         res = runner.process(Batch(dec.stream_ids, dec.ts, dec.x))

@@ -1,0 +1,95 @@
+"""The ``sensors`` source: readings of one or a few values per event (pumps, meters, CPU load).
+
+Wire format (topic ``sensor-readings``; key = stream id):
+``{"stream": "pump-7", "ts": 1718000000.5, "values": [float|null, ...]}``; ``null`` is a missing value
+(NaN: a masked model handles it, another model rejects the row as ``non_finite``); all values
+missing is ``all_missing``.
+
+Simulated: per stream a daily-like seasonal wave + slow drift + noise; anomaly (``erratic``) = the
+sensor goes erratic (jumps of 4-7 amplitudes of random sign) for a few dozen readings.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from ..codec.decode import lists_fast, vector
+from .base import Anomaly, Event, Source
+
+__all__ = ["SOURCE", "SensorMsg"]
+
+
+class SensorMsg(msgspec.Struct, gc=False):
+    stream: str
+    ts: float | str
+    values: list[float | None]
+
+
+def careful(obj: dict[str, Any], n: int) -> list[float]:
+    return vector(obj, "values", n, missing=True)
+
+
+def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    return lists_fast([m.values for m in msgs], n, missing=True)
+
+
+class SensorSim:
+    """Seasonal sensors; see the module docstring."""
+
+    def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
+        self.n = n
+        self.base = rng.uniform(10, 100, n)  # [n]
+        self.amp = self.base * rng.uniform(0.05, 0.3, n)  # [n]
+        self.period = rng.integers(50, 400, n).astype(np.float64)  # [n] rounds per cycle
+        self.phase = rng.uniform(0, 2 * math.pi, n)  # [n]
+        self.noise = self.amp * rng.uniform(0.02, 0.1, n)  # [n]
+        self.drift = self.base * rng.normal(0, 1e-5, n)  # [n] per round
+
+    def plan(
+        self, stream: int, kind: str, start_round: int, length: int, rng: np.random.Generator
+    ) -> tuple[int, str | None]:
+        return length, None
+
+    def round(
+        self,
+        streams: list[str],
+        t: float,
+        k: int,
+        rng: np.random.Generator,
+        active: np.ndarray,
+        anomalies: list[Anomaly],
+    ) -> list[Event]:
+        v = (
+            self.base
+            + self.amp * np.sin(2 * math.pi * k / self.period + self.phase)
+            + self.drift * k
+            + self.noise * rng.standard_normal(self.n)
+        )  # [n]
+        # anomaly: the sensor goes erratic (large jumps of random sign every reading)
+        jump = rng.choice([-1.0, 1.0], self.n) * rng.uniform(4.0, 7.0, self.n) * self.amp  # [n]
+        v = np.where(active, v + jump, v)  # [n]
+        return [
+            Event(s, t, {"stream": s, "ts": t, "values": [round(float(v[i]), 6)]}, bool(active[i]))
+            for i, s in enumerate(streams)
+        ]
+
+    def mean_rate(self) -> float:
+        return float(self.n)
+
+
+SOURCE = Source(
+    name="sensors",
+    topic="sensor-readings",
+    doc="readings of one or a few values per event (pumps, meters); null = missing",
+    schema=SensorMsg,
+    careful=careful,
+    fast=fast,
+    simulation=SensorSim,
+    stream_prefix="sensor",
+    default_anomaly="erratic",
+    checkpoint="sensor_gru.pt",
+)

@@ -1,0 +1,88 @@
+"""The ``speech`` source: speech feature frames (e.g. log-mel bands) of calls, one frame per event.
+
+Wire format (topic ``speech-features``; key = stream id):
+``{"stream": "call-42", "ts": "2024-06-10T06:13:20Z", "features": [float, ...]}``.
+
+Simulated: 8 log-mel-like features per frame from a per-speaker spectral profile, smoothed (AR(1))
+with voiced/silent switching; anomaly (``noise_burst``) = a burst of loud, erratic broadband noise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from ..codec.decode import lists_fast, vector
+from .base import Anomaly, Event, Source
+
+__all__ = ["N_SPEECH_FEATURES", "SOURCE", "SpeechMsg"]
+
+N_SPEECH_FEATURES = 8
+
+
+class SpeechMsg(msgspec.Struct, gc=False):
+    stream: str
+    ts: float | str
+    features: list[float]
+
+
+def careful(obj: dict[str, Any], n: int) -> list[float]:
+    return vector(obj, "features", n)
+
+
+def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    return lists_fast([m.features for m in msgs], n, missing=False)
+
+
+class SpeechSim:
+    """Speakers' feature frames; see the module docstring."""
+
+    def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
+        self.n = n
+        self.profile = rng.normal(-4.0, 1.0, (n, N_SPEECH_FEATURES))  # [n, 8]
+        self.state = self.profile.copy()  # [n, 8]
+        self.voiced = rng.random(n) < 0.5  # [n]
+
+    def plan(
+        self, stream: int, kind: str, start_round: int, length: int, rng: np.random.Generator
+    ) -> tuple[int, str | None]:
+        return length, None
+
+    def round(
+        self,
+        streams: list[str],
+        t: float,
+        k: int,
+        rng: np.random.Generator,
+        active: np.ndarray,
+        anomalies: list[Anomaly],
+    ) -> list[Event]:
+        switch = rng.random(self.n) < 0.03  # [n]
+        self.voiced ^= switch
+        target = np.where(self.voiced[:, None], self.profile + 3.0, self.profile - 2.0)  # [n, 8]
+        self.state = 0.8 * self.state + 0.2 * target + 0.1 * rng.standard_normal(self.state.shape)  # [n, 8]
+        burst = 15.0 * rng.standard_normal(self.state.shape)  # [n, 8] loud broadband noise
+        f = np.where(active[:, None], self.state + burst, self.state)  # [n, 8]
+        return [
+            Event(s, t, {"stream": s, "ts": t, "features": np.round(f[i], 5).tolist()}, bool(active[i]))
+            for i, s in enumerate(streams)
+        ]
+
+    def mean_rate(self) -> float:
+        return float(self.n)
+
+
+SOURCE = Source(
+    name="speech",
+    topic="speech-features",
+    doc="speech feature frames (log-mel-like bands) of calls, one frame per event",
+    schema=SpeechMsg,
+    careful=careful,
+    fast=fast,
+    simulation=SpeechSim,
+    stream_prefix="call",
+    default_anomaly="noise_burst",
+    checkpoint="speech_gru.pt",
+)
