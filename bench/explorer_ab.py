@@ -38,14 +38,23 @@ from stream import explorer  # noqa: E402
 SCENARIOS = ("resident", "repeats", "churn", "churn_random", "rejected", "slab_lru")
 
 
+def rev_path(rev: str, paths: tuple[str, ...] = ("stream/explorer/store.py", "stream/explorer.py")) -> str:
+    """The first of ``paths`` at ``rev`` (``RingStore`` was in ``stream/explorer.py`` before the package)."""
+    for path in paths:
+        if subprocess.run(["git", "cat-file", "-e", f"{rev}:{path}"], cwd=ROOT, capture_output=True).returncode == 0:
+            return path
+    raise SystemExit(f"{rev} has none of {', '.join(paths)}")
+
+
 def load_rev(rev: str) -> Any:
-    """``stream/explorer.py`` of a git revision as a module."""
-    src = subprocess.run(["git", "show", f"{rev}:stream/explorer.py"], cwd=ROOT, check=True, capture_output=True)
+    """The module holding ``RingStore`` at ``rev`` (see :func:`rev_path`), loaded as a module."""
+    path = rev_path(rev)
+    src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True)
     mod = types.ModuleType(f"stream._ab_explorer_{rev}")
     mod.__package__ = "stream"
-    mod.__file__ = str(ROOT / "stream" / "explorer.py")  # the page it serves sits next to it
+    mod.__file__ = str(ROOT / path)
     sys.modules[mod.__name__] = mod
-    exec(compile(src.stdout.decode(), f"{rev}:stream/explorer.py", "exec"), mod.__dict__)
+    exec(compile(src.stdout.decode(), f"{rev}:{path}", "exec"), mod.__dict__)
     return mod
 
 
@@ -91,7 +100,7 @@ def batches(rng: np.random.Generator, scenario: str, n: int, count: int, k0: int
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rev", default="HEAD", help="A/B against this git revision's stream/explorer.py")
+    p.add_argument("--rev", default="HEAD", help="A/B against this git revision's RingStore")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--sizes", type=int, nargs="+", default=[80, 500, 4096])
     p.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)

@@ -5,7 +5,7 @@
     .venv/bin/python bench/pipeline_bench.py
 
 ``--rev REV`` is a same-process A/B: a second pipeline runs ``stream/pipeline.py``,
-``stream/codec.py`` and ``stream/explorer.py`` of git revision ``REV`` (the model side is shared
+``stream/codec.py`` and the explorer's ``RingStore`` of git revision ``REV`` (the model side is shared
 code), both get the same batches, interleaved batch by batch, and the table adds the ratio:
 
     .venv/bin/python bench/pipeline_bench.py --rev HEAD --rounds 3
@@ -50,7 +50,12 @@ def load_rev(rev: str) -> dict[str, Any]:
     """``stream/{codec,explorer,pipeline,engine}.py`` of a git revision, importing each other."""
     mods = {}
     for name in ("codec", "explorer", "pipeline", "engine"):
-        src = subprocess.run(["git", "show", f"{rev}:stream/{name}.py"], cwd=ROOT, check=True, capture_output=True)
+        path = f"stream/{name}.py"
+        store = "stream/explorer/store.py"  # where ring_store_for (what pipeline.py imports) lives in a package
+        has_store = subprocess.run(["git", "cat-file", "-e", f"{rev}:{store}"], cwd=ROOT, capture_output=True)
+        if name == "explorer" and has_store.returncode == 0:
+            path = store
+        src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True)
         text = src.stdout.decode()
         for dep in ("codec", "explorer", "pipeline"):
             text = text.replace(f"from .{dep} import", f"from ._ab_{dep}_{rev} import")
@@ -58,7 +63,7 @@ def load_rev(rev: str) -> dict[str, Any]:
         mod.__package__ = "stream"
         mod.__file__ = str(ROOT / "stream" / f"{name}.py")  # the explorer reads its page next to it
         sys.modules[mod.__name__] = mod
-        exec(compile(text, f"{rev}:stream/{name}.py", "exec"), mod.__dict__)
+        exec(compile(text, f"{rev}:{path}", "exec"), mod.__dict__)
         mods[name] = mod
     return mods
 

@@ -134,7 +134,7 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
         body = {"status": status, "consumer_up": up, "broker_connected": connected}
         return web.json(body, status=200 if up else 503)
 
-    # the stream explorer: /explorer (page), /api/streams, /api/streams/{id} (stream/explorer.py)
+    # the stream explorer: /explorer (page), /api/streams, /api/streams/{id} (stream/explorer/)
     from .explorer import register_routes
 
     register_routes(app, core_ref, settings)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from models import Alert
-from stream.explorer import (
+from stream.explorer.store import (
     _ANOMALY,
     _OPEN,
     _RESOLVED,

@@ -1,0 +1,18 @@
+"""Stream explorer: per-stream ring buffers of recent points (``store``), a JSON query API (``api``) and
+its web routes and page (``routes``, ``static/explorer.html``).
+"""
+
+from .api import MAX_ID_CHARS, Explorer
+from .routes import aiohttp_app, register_routes
+from .store import RingStore, band, partition_of, ring_store_for
+
+__all__ = [
+    "MAX_ID_CHARS",
+    "Explorer",
+    "RingStore",
+    "aiohttp_app",
+    "band",
+    "partition_of",
+    "register_routes",
+    "ring_store_for",
+]
