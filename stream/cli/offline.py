@@ -261,9 +261,10 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--synthetic", type=int, default=0, help="add N generated univariate sensor series")
     t.add_argument(
         "--simulated",
-        choices=["sensors", "speech", "ticks", "machines"],
         default=None,
-        help="train on the simulator's streams of this source, decoded by the worker's codec "
+        metavar="SOURCE",
+        help="train on the simulator's streams of this source (a forecaster source of stream/sources/), decoded "
+        "by the worker's codec "
         "(ticks and machines get their featurised model shape; --features is ignored)",
     )
     t.add_argument(
@@ -272,7 +273,7 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
         help="train on this Kafka topic, replayed from its first offset without a consumer group and decoded "
         "by the worker's codec as --source (until --idle-s without records or --max-events)",
     )
-    t.add_argument("--source", choices=["sensors", "speech", "ticks", "machines"], default="sensors")
+    t.add_argument("--source", default="sensors", help="--topic: the source its records are (default sensors)")
     t.add_argument("--broker", default=None, help="kafka://HOST:PORT[,...] for --topic (default SEQSTREAM_BROKER_URL)")
     t.add_argument("--max-events", type=int, default=5_000_000, help="most records read from --topic")
     t.add_argument("--idle-s", type=float, default=3.0, help="--topic is read until this long without a record")

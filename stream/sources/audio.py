@@ -227,6 +227,7 @@ SOURCE = Source(
     fast=fast,
     simulation=AudioSim,
     stream_prefix="mic",
+    n_features=AUDIO_FRAME,
     default_anomaly="speech",
     find_checkpoint=_packaged_weights,
     load_runner=load_vad_runner,

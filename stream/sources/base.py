@@ -6,7 +6,7 @@ A source file in this folder defines one ``SOURCE = Source(...)``; the package f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -129,9 +129,11 @@ class Source:
     fast: FastFeatures
     simulation: Callable[[int, np.random.Generator, int], Simulation]
     stream_prefix: str
+    n_features: int  # width of the rows the decoders yield for the source's own model
     default_anomaly: str  # "" : the kinds of ``anomaly_kinds`` in turn
     anomaly_kinds: tuple[str, ...] = ()
     checkpoint: str | None = None
+    net: Mapping[str, Any] = field(default_factory=dict)  # NetConfig fields of its model besides cell and sizes
     find_checkpoint: Callable[[], Path] | None = None  # the model file when none is configured nor bundled
     load_runner: Callable[[RunnerSettings], Any] | None = None  # None: a forecaster checkpoint
     reorder: bool = True  # the reorder buffer may hold its events (SEQSTREAM_REORDER_GRACE_S)

@@ -98,6 +98,14 @@ SOURCE = Source(
     fast=fast,
     simulation=MachineSim,
     stream_prefix="machine",
+    n_features=len(MACHINE_CHANNELS),
     default_anomaly="channel_fault",
     checkpoint="machine_gru.pt",
+    # the masked model sees each value and whether it is there (models/features.py)
+    net={
+        "input_size": 2 * len(MACHINE_CHANNELS),
+        "output_size": len(MACHINE_CHANNELS),
+        "inputs": "masked",
+        "channels": MACHINE_CHANNELS,
+    },
 )

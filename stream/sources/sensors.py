@@ -90,6 +90,7 @@ SOURCE = Source(
     fast=fast,
     simulation=SensorSim,
     stream_prefix="sensor",
+    n_features=1,
     default_anomaly="erratic",
     checkpoint="sensor_gru.pt",
 )

@@ -83,6 +83,7 @@ SOURCE = Source(
     fast=fast,
     simulation=SpeechSim,
     stream_prefix="call",
+    n_features=N_SPEECH_FEATURES,
     default_anomaly="noise_burst",
     checkpoint="speech_gru.pt",
 )

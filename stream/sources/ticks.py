@@ -25,6 +25,7 @@ import msgspec
 import numpy as np
 
 from models.errors import ConfigError
+from models.ticks import N_TICK_FEATURES, N_TICK_TARGETS, RAW_TICK
 
 from ..codec.decode import BadInput, number
 from .base import Anomaly, Event, Source
@@ -230,7 +231,10 @@ SOURCE = Source(
     fast=fast,
     simulation=TickSim,
     stream_prefix="SYM",
+    n_features=RAW_TICK,
     default_anomaly="",
     anomaly_kinds=TICK_KINDS,
     checkpoint="ticks_gru.pt",
+    # per-symbol tick features and targets are made by the model's featuriser (models/ticks.py)
+    net={"input_size": N_TICK_FEATURES, "output_size": N_TICK_TARGETS, "inputs": "ticks", "residual": False},
 )

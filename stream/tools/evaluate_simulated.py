@@ -31,7 +31,6 @@ from models import Batch, Runner
 from stream.codec import decode_batch
 from stream.sources import SOURCES, Anomaly, Event
 from stream.sources.simulator import Simulator
-from stream.sources.ticks import TICK_KINDS
 
 __all__ = ["DetectionReport", "KindQuality", "evaluate_source"]
 
@@ -141,7 +140,7 @@ def evaluate_source(
     ckpt = load_checkpoint(checkpoint)
     runner = Runner(ckpt.model, ckpt.scoring, device=device, model_id=ckpt.model_id, capacity=streams)
     sim = Simulator(source, streams, seed=seed)
-    kinds = TICK_KINDS if source == "ticks" else ("channel_fault",)
+    kinds = SOURCES[source].anomaly_kinds or (SOURCES[source].default_anomaly,)
     quiet_ids = _plan(sim, kinds, rounds, quiet, gap, warm)
     quiet_names = {sim.streams[i] for i in quiet_ids}
     # per stream: the kind of each accepted event (None: normal) and the alerts (event index, kind, channel)

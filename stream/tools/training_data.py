@@ -18,16 +18,20 @@ from typing import Any
 import numpy as np
 
 from models import ConfigError
-from models.ticks import N_TICK_FEATURES, N_TICK_TARGETS, RAW_TICK
 from stream.codec import decode_batch
 from stream.sources import SOURCES
-from stream.sources.machines import MACHINE_CHANNELS
 from stream.sources.simulator import Simulator
 
 __all__ = ["N_FEATURES", "TopicData", "net_shape", "simulated_data", "simulated_series", "topic_data"]
 
-# decoded vector width per source (what the codec produces for the source's default model)
-N_FEATURES = {"sensors": 1, "speech": 8, "ticks": RAW_TICK, "machines": len(MACHINE_CHANNELS)}
+# decoded vector width per trainable source (a forecaster checkpoint: not audio's pretrained VAD)
+N_FEATURES = {name: src.n_features for name, src in SOURCES.items() if src.load_runner is None}
+
+
+def _trainable(source: str) -> Any:
+    if source not in N_FEATURES:
+        raise ConfigError(f"no forecaster source {source!r} to train; one of {sorted(N_FEATURES)}")
+    return SOURCES[source]
 
 
 def net_shape(source: str) -> dict[str, Any]:
@@ -37,18 +41,15 @@ def net_shape(source: str) -> dict[str, Any]:
         >>> net_shape("ticks")["inputs"], net_shape("machines")["input_size"]
         ('ticks', 8)
     """
-    if source == "ticks":
-        return {"input_size": N_TICK_FEATURES, "output_size": N_TICK_TARGETS, "inputs": "ticks", "residual": False}
-    if source == "machines":
-        f = len(MACHINE_CHANNELS)
-        return {"input_size": 2 * f, "output_size": f, "inputs": "masked", "channels": MACHINE_CHANNELS}
-    return {"input_size": N_FEATURES[source]}
+    src = _trainable(source)
+    return {"input_size": src.n_features, **src.net}
 
 
 def simulated_data(
     source: str, n_streams: int, rounds: int, seed: int = 0, round_s: float = 1.0
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """One ``[T, F]`` decoded series and its ``[T]`` event times per simulated stream (no anomalies)."""
+    _trainable(source)
     sim = Simulator(source, n_streams=n_streams, seed=seed)
     t0 = 1_700_000_000.0
     records = []
@@ -129,6 +130,7 @@ def topic_data(
 
         >>> d = topic_data({"bootstrap_servers": "localhost:9092"}, "sensor-readings", "sensors")  # doctest: +SKIP
     """
+    _trainable(source)
     width = N_FEATURES[source] if n_features is None else n_features
     t0 = time.monotonic()
     ids: list[str] = []
