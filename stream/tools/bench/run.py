@@ -56,7 +56,7 @@ import orjson
 
 __all__ = ["main", "register_args"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _emit(rec: dict[str, Any], out: list[dict[str, Any]]) -> None:
