@@ -2,23 +2,19 @@
 
 * :func:`_per_event_rates`: the naive baselines, one ``Runner.process`` per event and re-running the
   last 64 steps per event;
-* :func:`_step_cells`: the ``model_step`` and ``batched`` cells by batch size;
+* :func:`_step_cells`: the ``model_step`` and ``batched`` cells of :mod:`.step` by batch size;
 * :func:`_memory_child`: N resident streams in a spawned child (a fresh process, so its RSS is the
   model's and the slab's alone): slab bytes per stream vs the raw tensor bytes, and RSS.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .drain import SHIPPED, _rss_mb, _runner
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def _per_event_rates(cell: str, hidden: int, streams: int, n: int) -> dict[str, Any]:
@@ -89,14 +85,14 @@ def _step_cells(cell: str, hidden: int, batches: list[int], budget: float) -> li
     if cell == SHIPPED:  # the shipped detector's cell
         cell, hidden = "gru", 64
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    import step_bench  # type: ignore[import-not-found]
+    # here, not at the top: .step loads torch, which the seqstream command line must not pay for at start-up
+    from .step import bench_batched, bench_model_step
 
     torch.set_num_threads(1)
     dev = torch.device("cpu")
     out = []
     for b in batches:
-        for mode, fn in (("model_step", step_bench.bench_model_step), ("batched", step_bench.bench_batched)):
+        for mode, fn in (("model_step", bench_model_step), ("batched", bench_batched)):
             t = fn(cell, hidden, b, dev, budget)
             per_call = float(np.median(t.reported()))
             out.append({"mode": mode, "batch": b, "stream_steps_per_s": b / per_call})

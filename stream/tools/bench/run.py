@@ -27,12 +27,14 @@ cell and hidden size of the matrix instead. Scenarios (all measured in the same 
   three paths runs on a fresh broker of its own (Tansu slows down as it fills up; on Kafka it keeps
   the paths apart).
 * ``--rounds``: more (raw pass-through, primary drain) pairs, alternating; the ratio is their median.
-* ``model_step``: ``bench/step_bench.py``'s ``model_step`` and ``batched`` cells by batch size.
+* ``model_step``: the ``model_step`` and ``batched`` cells (:mod:`.step`, also ``bench/step_bench.py``'s)
+  by batch size.
 * ``memory``: a CPU Runner with N resident streams in a child process: slab bytes per stream vs
   the raw tensor bytes, and process RSS.
 
 Where each lives: the backlog, its drains and the broker in :mod:`.drain`, the latency paths in
-:mod:`.latency`, the scenarios without a broker in :mod:`.model_only`.
+:mod:`.latency`, the scenarios without a broker in :mod:`.model_only` (the timed step cells in
+:mod:`.step`).
 """
 
 from __future__ import annotations
