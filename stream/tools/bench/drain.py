@@ -246,7 +246,7 @@ def _settings(bootstrap: str, topic: str, out_topic: str, batch_max: int, profil
         broker_url=f"kafka://{bootstrap}",
         profile=profile,  # type: ignore[arg-type]  # "tansu" or "production", checked by Settings
         sources=("sensors",),
-        topic_sensors=topic,
+        topics={"sensors": topic},  # the sensors source reads the backlog topic
         topic_predictions=out_topic,
         topic_alerts=f"{out_topic}-alerts",
         topic_dead_letter=f"{out_topic}-dead",
