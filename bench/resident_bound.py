@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import torch
 
-from stream.tools import bench
+from stream.tools.bench import drain as bench  # its _settings and _engine: the bench pipeline
 
 
 def main() -> int:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import hashlib
 import json
 import math
@@ -41,8 +40,6 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,140 +50,33 @@ import numpy as np
 import torch
 
 import models
-from models import Batch, NetConfig, RecurrentForecaster, Runner, ScoringConfig
+from models import Batch, NetConfig, RecurrentForecaster
+from stream.tools.bench.step import (
+    MAX_REPEATS,
+    REPEATS,
+    Timing,
+    bench_batched,
+    bench_model_step,
+    check_accepted,
+    measure,
+    time_calls,
+    timed_repeats,
+    untrained_runner,
+)
 
 CPU_BATCHES = (1, 8, 64, 512, 1024, 4096, 8192)
 CUDA_EXTRA_BATCHES = (16384, 32768, 65536)
 HIDDEN = (64, 128)
 CELLS = ("gru", "lstm")
 PER_EVENT_STREAMS = 1024  # resident streams the per-event baseline cycles through
-REPEATS = 5  # timed repeats per cell; the median of the clean ones is reported
-MAX_REPEATS = 12  # on a busy machine, repeat until REPEATS clean ones (or this many in all)
-# a repeat is "clean" when the process got at least this share of one core (CPU time / wall time);
-# set in main() for --threads 1 on CPU, else None (every repeat counts)
-CLEAN_SHARE: float | None = None
 
 
-@dataclass
-class Timing:
-    wall: list[float]  # wall seconds per call, one entry per timed repeat
-    cpu: list[float]  # process CPU seconds per call, same repeats
-    calls: int  # calls timed in all
-    device: torch.device
-
-    def clean(self) -> list[bool]:
-        if CLEAN_SHARE is None or self.device.type != "cpu":
-            return [True] * len(self.wall)
-        return [c >= CLEAN_SHARE * w for w, c in zip(self.wall, self.cpu)]
-
-    def reported(self) -> list[float]:
-        """Wall seconds per call of the clean repeats (all repeats when none was clean)."""
-        ok = [w for w, c in zip(self.wall, self.clean()) if c]
-        return ok or self.wall
-
-
-# -- timing ---------------------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time_calls(fn: Callable[[], Any], n: int, device: torch.device) -> tuple[float, float]:
-    """Wall and process-CPU seconds of ``n`` calls (CPU < wall means the box was busy elsewhere)."""
-    _sync(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(n):
-        fn()
-    _sync(device)
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
-def _repeats(timed: Callable[[], tuple[float, float]], n: int, device: torch.device) -> Timing:
-    """Run ``timed`` (``n`` calls -> wall, CPU seconds) ``REPEATS`` times, more while too few are clean."""
-    t = Timing([], [], 0, device)
-    gc.collect()  # once per cell: a full collection costs tens of ms with torch loaded
-    gc.disable()
-    try:
-        while len(t.wall) < MAX_REPEATS and (len(t.wall) < REPEATS or sum(t.clean()) < REPEATS):
-            w, c = timed()
-            t.wall.append(w / n)
-            t.cpu.append(c / n)
-            t.calls += n
-    finally:
-        gc.enable()
-    return t
-
-
-def measure(fn: Callable[[], Any], device: torch.device, budget_s: float) -> Timing:
-    """Seconds per call of ``fn`` in ``REPEATS`` repeats within about ``budget_s`` seconds (more if busy)."""
-    # warm-up: at least 2 calls and ~10% of the budget (first calls allocate / assign slots)
-    per_call = _time_calls(fn, 2, device)[0] / 2
-    extra = min(int(0.1 * budget_s / max(per_call, 1e-9)), 10_000)
-    if extra > 0:
-        per_call = _time_calls(fn, extra, device)[0] / extra
-    n = max(1, math.ceil(0.9 * budget_s / REPEATS / max(per_call, 1e-9)))
-    return _repeats(lambda: _time_calls(fn, n, device), n, device)
-
-
-# -- scenarios ------------------------------------------------------------------------------------
-def _runner(cell: str, hidden: int, device: torch.device, capacity: int) -> Runner:
-    torch.manual_seed(0)
-    model = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden))  # type: ignore[arg-type]
-    return Runner(model, ScoringConfig(), device=device, capacity=capacity, max_capacity=capacity)
-
-
-def _check(runner: Runner, what: str) -> None:
-    if runner.rejected:
-        raise RuntimeError(f"{what}: {runner.rejected} events rejected; the benchmark would be measuring nothing")
-
-
-def _measure_checked(
-    call: Callable[[], None], runner: Runner, device: torch.device, budget_s: float, what: str
+# -- the per-event baselines (the batched cells are stream.tools.bench.step's) ----------------------
+def bench_per_event(
+    cell: str, hidden: int, device: torch.device, budget_s: float, clean_share: float | None = None
 ) -> Timing:
-    timing = measure(call, device, budget_s)
-    _check(runner, what)
-    return timing
-
-
-def bench_batched(cell: str, hidden: int, batch: int, device: torch.device, budget_s: float) -> Timing:
-    runner = _runner(cell, hidden, device, batch)
-    rng = np.random.default_rng(batch)
-    ids = [f"s{i}" for i in range(batch)]
-    ts = np.zeros(batch)  # shared by every Batch below, advanced in place
-    batches = [Batch(ids, ts, rng.standard_normal((batch, 1)).astype(np.float32)) for _ in range(4)]
-    state = {"k": 0}
-
-    def call() -> None:
-        k = state["k"]
-        ts[:] += 1.0  # the array every Batch shares, advanced in place
-        runner.process(batches[k & 3])
-        state["k"] = k + 1
-
-    return _measure_checked(call, runner, device, budget_s, f"batched B={batch}")
-
-
-def bench_model_step(cell: str, hidden: int, batch: int, device: torch.device, budget_s: float) -> Timing:
-    runner = _runner(cell, hidden, device, batch)
-    runner.slab.assign([f"s{i}" for i in range(batch)])  # resident streams, as after a first batch
-    slab, scorer, model = runner.slab, runner.scorer, runner.model
-    gen = torch.Generator().manual_seed(batch)
-    idx = torch.randperm(batch, generator=gen).to(device)  # [B] fixed, distinct slots
-    x = torch.randn(batch, 1, generator=gen).to(device)  # [B, 1]
-
-    def call() -> None:
-        with torch.inference_mode():
-            h, aux = slab.gather(idx)  # [B, L, K, H], [B, A]
-            x_norm, err = scorer.pre(aux, x)  # [B, 1], [B]
-            forecast, h = model.step(x_norm, h)  # [B, 1], [B, L, K, H]
-            scorer.post(aux, err, forecast)
-            slab.scatter(idx, h, aux)
-
-    return measure(call, device, budget_s)
-
-
-def bench_per_event(cell: str, hidden: int, device: torch.device, budget_s: float) -> Timing:
     """One ``Runner.process`` per event; the 1-event Batch objects are built outside the timed loop."""
-    runner = _runner(cell, hidden, device, PER_EVENT_STREAMS)
+    runner = untrained_runner(cell, hidden, device, PER_EVENT_STREAMS)
     rng = np.random.default_rng(1)
     xs = rng.standard_normal((PER_EVENT_STREAMS, 1, 1)).astype(np.float32)
 
@@ -218,14 +108,16 @@ def bench_per_event(cell: str, hidden: int, device: torch.device, budget_s: floa
         def one() -> None:
             runner.process(next(evs))
 
-        return _time_calls(one, n, device)
+        return time_calls(one, n, device)
 
-    t = _repeats(timed, n, device)
-    _check(runner, "per_event")
+    t = timed_repeats(timed, n, device, clean_share)
+    check_accepted(runner, "per_event")
     return t
 
 
-def bench_per_event_step(cell: str, hidden: int, device: torch.device, budget_s: float) -> Timing:
+def bench_per_event_step(
+    cell: str, hidden: int, device: torch.device, budget_s: float, clean_share: float | None = None
+) -> Timing:
     torch.manual_seed(0)
     model = RecurrentForecaster(NetConfig(cell=cell, input_size=1, hidden_size=hidden)).to(device).eval()  # type: ignore[arg-type]
     x = torch.randn(1, 1, device=device)  # [1, 1]
@@ -235,7 +127,7 @@ def bench_per_event_step(cell: str, hidden: int, device: torch.device, budget_s:
         with torch.inference_mode():
             _, st["h"] = model.step(x, st["h"])
 
-    return measure(call, device, budget_s)
+    return measure(call, device, budget_s, clean_share)
 
 
 # -- driver ---------------------------------------------------------------------------------------
@@ -378,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    global CLEAN_SHARE
-    CLEAN_SHARE = args.clean_share if args.threads == 1 and args.clean_share > 0 else None
+    # with one thread on CPU a repeat counts only when the process had the core (see stream.tools.bench.step)
+    clean_share = args.clean_share if args.threads == 1 and args.clean_share > 0 else None
     budget = args.budget or (0.2 if args.quick else 1.0)
     devices = []
     if args.device in ("cpu", "all"):
@@ -392,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     hiddens = [int(h) for h in args.hidden.split(",") if h.strip()]
 
     info = machine()
-    info.update(threads=args.threads, budget_s=budget, clean_share=CLEAN_SHARE, argv=sys.argv[1:])
+    info.update(threads=args.threads, budget_s=budget, clean_share=clean_share, argv=sys.argv[1:])
     print(json.dumps({"meta": info}), flush=True)
     records: list[dict[str, Any]] = []
     t_start = time.perf_counter()
@@ -405,14 +297,14 @@ def main(argv: list[str] | None = None) -> int:
         batches = CPU_BATCHES + (CUDA_EXTRA_BATCHES if dev.type == "cuda" else ())
         for cell in cells:
             for h in hiddens:
-                t = bench_per_event(cell, h, dev, budget)
+                t = bench_per_event(cell, h, dev, budget, clean_share)
                 emit(_record(dev, cell, h, 1, "per_event", t, args.threads))
-                t = bench_per_event_step(cell, h, dev, budget)
+                t = bench_per_event_step(cell, h, dev, budget, clean_share)
                 emit(_record(dev, cell, h, 1, "per_event_step", t, args.threads))
                 for b in batches:
-                    t = bench_batched(cell, h, b, dev, budget)
+                    t = bench_batched(cell, h, b, dev, budget, clean_share)
                     emit(_record(dev, cell, h, b, "batched", t, args.threads))
-                    t = bench_model_step(cell, h, b, dev, budget)
+                    t = bench_model_step(cell, h, b, dev, budget, clean_share)
                     emit(_record(dev, cell, h, b, "model_step", t, args.threads))
 
     info["wall_s"] = round(time.perf_counter() - t_start, 1)
