@@ -23,7 +23,7 @@ from stream.settings import Settings, load_settings
 from stream.sources import Anomaly
 from stream.sources.audio import AUDIO_FRAME, AUDIO_RATE
 from stream.sources.simulator import Simulator
-from stream.sources.ticks import TICK_KINDS
+from stream.sources.ticks import TICK_KINDS, TickSim
 from stream.tools.produce import produce
 from stream.tools.worker_process import WorkerProcess, metric_sum
 
@@ -154,8 +154,9 @@ def _plan(settings: Settings, seconds: float | None) -> tuple[dict[str, Simulato
         first = max(250, warmup + 4 * int(hz))
         horizon = int(((seconds or 600.0) - 15.0) * hz)
         last = max(first + 1, int(first + 0.6 * (horizon - first)))
-        if source == "ticks":  # one event of each kind, on the busiest symbols (warm by then)
-            busy = sorted(range(sim.n_streams), key=lambda k: -sim.market.base[k])[: len(TICK_KINDS)]
+        if isinstance(sim.model, TickSim):  # one event of each kind, on the busiest symbols (warm by then)
+            base = sim.model.base
+            busy = sorted(range(sim.n_streams), key=lambda k: -base[k])[: len(TICK_KINDS)]
             for j, (k, kind) in enumerate(zip(busy, TICK_KINDS)):
                 sim.plan(k, first + (last - first) * j // len(TICK_KINDS), kind)
         else:

@@ -49,7 +49,7 @@ def test_ticks_worker_alerts_injected_events_by_kind(broker, tmp_path) -> None:
         **{f"SEQSTREAM_TOPIC_{k.upper()}": v for k, v in topics.items()},
     }
     sim = Simulator("ticks", SYMBOLS, seed=11, prefix="itSYM")
-    busy = sorted(range(SYMBOLS), key=lambda i: -sim.market.base[i])[: len(KINDS)]  # warm by the event
+    busy = sorted(range(SYMBOLS), key=lambda i: -sim.model.base[i])[: len(KINDS)]  # warm by the event
     for j, (i, kind) in enumerate(zip(busy, KINDS)):
         sim.plan(i, EVENT_ROUND + 7 * j, kind)
     t0 = time.time() - 3600.0
