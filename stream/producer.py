@@ -11,7 +11,21 @@ import itertools
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-__all__ = ["BulkProducer", "Output", "send_records"]
+__all__ = ["BulkProducer", "Output", "partition_of", "send_records"]
+
+
+def partition_of(key: bytes | str, n_partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for a key (murmur2, positive, modulo).
+
+    Example:
+        >>> partition_of("pump-7", 8), partition_of(b"pump-7", 8)
+        (0, 0)
+    """
+    from aiokafka.partitioner import murmur2
+
+    if isinstance(key, str):
+        key = key.encode("utf-8", "surrogatepass")
+    return (murmur2(key) & 0x7FFFFFFF) % max(1, n_partitions)
 
 
 class Output(NamedTuple):
@@ -58,11 +72,7 @@ class BulkProducer:
         self._key_part: dict[int, dict[bytes, int]] = {}  # partition count -> key -> partition
         self._rr = 0
 
-    @staticmethod
-    def partition_of(key: bytes, n: int) -> int:
-        from aiokafka.partitioner import murmur2
-
-        return (murmur2(key) & 0x7FFFFFFF) % n
+    partition_of = staticmethod(partition_of)
 
     async def _partitions(self, topic: str) -> int:
         n = self._nparts.get(topic)

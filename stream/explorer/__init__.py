@@ -2,9 +2,11 @@
 its web routes and page (``routes``, ``static/explorer.html``).
 """
 
+from ..producer import partition_of
 from .api import MAX_ID_CHARS, Explorer
+from .band import band
 from .routes import aiohttp_app, register_routes
-from .store import RingStore, band, partition_of, ring_store_for
+from .store import RingStore, ring_store_for
 
 __all__ = [
     "MAX_ID_CHARS",

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .store import BAND_K, BAND_WINDOW, RingStore, partition_of
+from ..producer import partition_of
+from .band import BAND_K, BAND_WINDOW
+from .store import RingStore
 
 if TYPE_CHECKING:
     from models.state import StateSlab

@@ -1,4 +1,4 @@
-"""Explorer ring buffers: :class:`RingStore` (each stream's recent points), its factory and band maths.
+"""Explorer ring buffers: :class:`RingStore` (each stream's recent points) and its factory per source pipeline.
 
 Prometheus must never carry stream ids as labels, so the fleet view cannot answer "show me that
 stream". The explorer can: each source's :class:`RingStore` keeps the last ``N`` accepted events
@@ -25,28 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .band import band, nan_none
+
 if TYPE_CHECKING:
     from models import Results, Runner
     from models.state import StateSlab
 
 ALERTS_PER_STREAM = 8  # last alert transitions kept per stream
-BAND_WINDOW = 32  # events in the display band's rolling residual RMS
-BAND_K = 3.0  # band half-width in residual RMS units
 _SYNC_EVERY_S = 2.0  # at most this long between checks that buffered streams are still in the slab
 
 _ANOMALY, _OPEN, _RESOLVED = 1, 2, 4  # bits of the per-point flags (record() relies on _ANOMALY == 1)
-
-
-def partition_of(stream_id: str, n_partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for a key (murmur2, positive, modulo).
-
-    Example:
-        >>> partition_of("pump-7", 8)
-        0
-    """
-    from aiokafka.partitioner import murmur2
-
-    return (murmur2(stream_id.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF) % max(1, n_partitions)
 
 
 def _consume(it: Iterable[Any]) -> None:
@@ -463,9 +451,9 @@ class RingStore:
         flags = self.flags[r, o]
         return {
             "ts": self.ts[r, o].tolist(),
-            "values": _nan_none(x),
-            "expected": _nan_none(e),
-            "band": _nan_none(band(x, e)),
+            "values": nan_none(x),
+            "expected": nan_none(e),
+            "band": nan_none(band(x, e)),
             "score": self.score[r, o].tolist(),
             "anomaly": ((flags & _ANOMALY) > 0).tolist(),
             "transition": np.where(flags & _OPEN, 1, np.where(flags & _RESOLVED, -1, 0)).tolist(),
@@ -486,31 +474,3 @@ def ring_store_for(source: str, runner: Runner, settings: Any) -> RingStore | No
         warmup=int(runner.scoring.warmup),
         model_id=runner.model_id,
     )
-
-
-def band(x: np.ndarray, e: np.ndarray, window: int = BAND_WINDOW, k: float = BAND_K) -> np.ndarray:
-    """Display band half-width per point: ``k`` x the RMS of the previous ``window`` residuals (causal).
-
-    Example:
-        >>> band(np.array([[1.0], [2.0], [3.0]]), np.array([[0.0], [2.0], [2.0]]), window=2, k=1.0).ravel().tolist()
-        [nan, 1.0, 0.7071067811865476]
-    """
-    r2 = np.square(x.astype(np.float64) - e)  # [n, F]
-    ok = np.isfinite(r2)
-    cs = np.cumsum(np.where(ok, r2, 0.0), axis=0)  # [n, F]
-    cn = np.cumsum(ok, axis=0)
-    z = np.zeros((1, r2.shape[1]))
-    cs, cn = np.vstack([z, cs]), np.vstack([z, cn])  # [n+1, F]: prefix sums before each point
-    hi = np.arange(len(r2))
-    lo = np.maximum(hi - window, 0)
-    s, n = cs[hi] - cs[lo], cn[hi] - cn[lo]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, k * np.sqrt(s / np.maximum(n, 1)), np.nan)
-
-
-def _nan_none(a: np.ndarray) -> list[Any]:
-    """float array -> nested lists with NaN as None (valid JSON)."""
-    obj = a.astype(object)
-    obj[~np.isfinite(a)] = None
-    out: list[Any] = obj.tolist()
-    return out
