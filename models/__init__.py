@@ -7,7 +7,8 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .errors import CapacityError, CheckpointError, ConfigError, InputError, SeqstreamError
 from .nets import NetConfig, RecurrentForecaster
 from .runner import Alert, Batch, Results, Runner
-from .scoring import Scorer, ScoringConfig
+from .scoring import Scorer
+from .scoring_config import ScoringConfig
 from .state import SlabSnapshot, StateSlab
 
 __all__ = [

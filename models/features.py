@@ -31,7 +31,8 @@ from torch import Tensor
 
 from .errors import ConfigError
 from .nets import NetConfig, RecurrentForecaster
-from .scoring import Scorer, ScoringConfig
+from .scoring import Scorer
+from .scoring_config import ScoringConfig
 
 __all__ = ["Features", "MaskedFeatures", "RawFeatures", "make_features"]
 

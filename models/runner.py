@@ -19,7 +19,7 @@ from .errors import ConfigError, InputError
 from .features import make_features
 from .graphs import WaveGraphs
 from .nets import NetConfig, RecurrentForecaster
-from .scoring import ScoringConfig
+from .scoring_config import ScoringConfig
 from .state import EvictionPolicy, StateSlab
 
 __all__ = ["Alert", "Batch", "Results", "Runner", "resolve_device"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .scoring import ScoringConfig
+from .scoring_config import ScoringConfig
 
 __all__ = [
     "FAMILIES",

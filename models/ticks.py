@@ -57,7 +57,7 @@ from torch import Tensor
 from .errors import ConfigError
 from .features import Features
 from .nets import NetConfig
-from .scoring import ScoringConfig
+from .scoring_config import ScoringConfig
 
 __all__ = ["KINDS", "N_TICK_FEATURES", "RAW_TICK", "TickConfig", "TickFeatures"]
 

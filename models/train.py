@@ -23,7 +23,8 @@ from .checkpoint import save_checkpoint
 from .errors import ConfigError, InputError
 from .features import make_features
 from .nets import NetConfig, RecurrentForecaster
-from .scoring import Scorer, ScoringConfig
+from .scoring import Scorer
+from .scoring_config import ScoringConfig
 
 __all__ = ["TrainConfig", "featurise_series", "normalise_series", "synthetic_series", "train"]
 

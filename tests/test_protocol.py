@@ -14,7 +14,7 @@ from models.evaluate import lockstep_scores
 from models.nab import NabCorpus
 from models.protocol import FREE_PARAMETERS, GRID, DevSet, grid_configs, run_protocol
 from models.replay import parse_timestamp, read_csv
-from models.scoring import CALIBRATED_SCORING
+from models.scoring_config import CALIBRATED_SCORING
 from models.synthetic import FAMILIES, QUIET_FAMILIES, evaluate_synthetic, make_families
 
 from .conftest import NAB_DEV as NAB_DATA

@@ -232,7 +232,7 @@ def _mixed_batches(n_streams: int, f: int, rounds: int, seed: int = 0) -> list[B
 def test_staging_buffer_equals_direct_inputs() -> None:
     from dataclasses import replace
 
-    from models.scoring import CONTEXT_SCORING
+    from models.scoring_config import CONTEXT_SCORING
 
     _staged_vs_direct(lambda: make_runner(hidden=8), _mixed_batches(40, 1, 25))
     ctx = replace(CONTEXT_SCORING, warmup=5)  # phase columns travel with the values

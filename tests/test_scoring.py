@@ -6,7 +6,8 @@ import torch
 
 from models import ConfigError, NetConfig, RecurrentForecaster
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.scoring import Scorer, ScoringConfig
+from models.scoring import Scorer
+from models.scoring_config import ScoringConfig
 
 
 def _scores(cfg: ScoringConfig, values: np.ndarray) -> np.ndarray:
