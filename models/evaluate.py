@@ -34,9 +34,10 @@ from .nab import NabCorpus, NabResult, format_table, read_scores
 from .nets import RecurrentForecaster
 from .protocol import DevSet, ProtocolReport, run_protocol
 from .replay import read_csv, replay_path
-from .runner import Batch, Results, Runner
+from .runner import Runner
 from .scoring import Scorer
 from .scoring_config import ScoringConfig, detection_signal
+from .types import Batch, Results
 
 __all__ = ["NabReport", "bench_detector", "evaluate_nab", "lockstep_scores"]
 

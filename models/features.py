@@ -3,7 +3,7 @@
 A :class:`Features` object is the per-source part of :class:`~models.runner.Runner`: which rows
 are valid, how a row (plus the stream's state in the slab's ``aux`` row) becomes the model
 input, how the forecast becomes the packed per-row output, and which alerts that output holds.
-The checkpoint's ``NetConfig.inputs`` picks one (:func:`make_features`):
+The checkpoint's ``NetConfig.inputs`` picks one (:func:`models.runner.make_features`):
 
 * ``raw`` (:class:`RawFeatures`): the values themselves, normalised per stream and feature; the
   forecast is the next vector (the original sensor/speech path, unchanged).
@@ -33,15 +33,16 @@ from .errors import ConfigError
 from .nets import NetConfig, RecurrentForecaster
 from .scoring import Scorer
 from .scoring_config import ScoringConfig
+from .types import Alert
 
-__all__ = ["Features", "MaskedFeatures", "RawFeatures", "make_features"]
+__all__ = ["Features", "MaskedFeatures", "RawFeatures"]
 
 
 class Features:
     """Base: the ``raw`` behaviour (values in, next values forecast), no extra state or columns.
 
     Example:
-        >>> f = make_features(NetConfig(input_size=2), ScoringConfig())
+        >>> f = RawFeatures(NetConfig(input_size=2), ScoringConfig())
         >>> f.raw_size, f.out_width, f.aux_size == f.scorer.size
         (2, 7, True)
     """
@@ -106,10 +107,8 @@ class Features:
     # -- alerts ----------------------------------------------------------------------------
     def alerts(
         self, stream_ids: Sequence[str], ts: np.ndarray, x: np.ndarray, packed: np.ndarray, rows: np.ndarray
-    ) -> list[Any]:
+    ) -> list[Alert]:
         """Alert transitions of ``rows`` (positions in the batch; ``packed[rows]`` their outputs)."""
-        from .runner import Alert
-
         r = self.raw_size
         out = []
         for i in rows.tolist():
@@ -146,7 +145,7 @@ class MaskedFeatures(Features):
 
     Example:
         >>> cfg = NetConfig(input_size=4, output_size=2, inputs="masked", channels=("temp", "rpm"))
-        >>> f = make_features(cfg, ScoringConfig())
+        >>> f = MaskedFeatures(cfg, ScoringConfig())
         >>> f.raw_size, f.valid(np.array([[1.0, np.nan], [np.nan, np.nan]], np.float32)).tolist()
         (2, [True, False])
     """
@@ -182,9 +181,7 @@ class MaskedFeatures(Features):
 
     def alerts(
         self, stream_ids: Sequence[str], ts: np.ndarray, x: np.ndarray, packed: np.ndarray, rows: np.ndarray
-    ) -> list[Any]:
-        from .runner import Alert
-
+    ) -> list[Alert]:
         f = self.raw_size
         out = []
         for i in rows.tolist():
@@ -220,16 +217,3 @@ class MaskedFeatures(Features):
                 )
             )
         return out
-
-
-def make_features(config: NetConfig, scoring: ScoringConfig) -> Features:
-    """The featuriser a checkpoint's ``NetConfig.inputs`` names."""
-    if config.inputs == "raw":
-        if config.out_size != config.input_size:
-            raise ConfigError("a raw-input model forecasts its whole input: output_size must be 0 or input_size")
-        return RawFeatures(config, scoring)
-    if config.inputs == "masked":
-        return MaskedFeatures(config, scoring)
-    from .ticks import TickFeatures
-
-    return TickFeatures(config, scoring)

@@ -57,7 +57,9 @@ from torch import Tensor
 from .errors import ConfigError
 from .features import Features
 from .nets import NetConfig
+from .scoring import Scorer
 from .scoring_config import ScoringConfig
+from .types import Alert
 
 __all__ = ["KINDS", "N_TICK_FEATURES", "RAW_TICK", "TickConfig", "TickFeatures"]
 
@@ -183,8 +185,6 @@ class TickFeatures(Features):
                 f"a ticks model takes {N_TICK_FEATURES} features and forecasts {N_TICK_TARGETS} "
                 f"(next return and |return|); got input_size {config.input_size}, output_size {config.out_size}"
             )
-        from .scoring import Scorer
-
         if scoring.n_phases or scoring.shift_short:
             raise ConfigError(
                 "the ticks features have no season/profile/shift channels; turn them off in the scoring config"
@@ -426,9 +426,7 @@ class TickFeatures(Features):
     # -- alerts ----------------------------------------------------------------------------
     def alerts(
         self, stream_ids: Sequence[str], ts: np.ndarray, x: np.ndarray, packed: np.ndarray, rows: np.ndarray
-    ) -> list[Any]:
-        from .runner import Alert
-
+    ) -> list[Alert]:
         out = []
         for i in rows.tolist():
             p = packed[i]

@@ -21,8 +21,8 @@ from torch import nn
 
 from .checkpoint import save_checkpoint
 from .errors import ConfigError, InputError
-from .features import make_features
 from .nets import NetConfig, RecurrentForecaster
+from .runner import make_features
 from .scoring import Scorer
 from .scoring_config import ScoringConfig
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models import ConfigError, NetConfig, RecurrentForecaster
-from models.features import make_features
+from models.runner import make_features
 from models.scoring import Scorer
 from models.scoring_config import CONTEXT_SCORING, ScoringConfig
 

@@ -255,3 +255,9 @@ def test_staging_buffer_carries_time_gaps_for_ticks() -> None:
         batches.append(Batch(b.stream_ids, b.ts, x.astype(np.float32)))
     assert make().features.needs_dt
     _staged_vs_direct(make, batches)
+
+
+def test_threshold_is_the_scorings_open_threshold(runner_factory) -> None:
+    """StreamRunner.threshold: the score at which an alert opens, what the Kafka side writes into alerts."""
+    r = runner_factory(scoring=ScoringConfig(open_threshold=0.7, close_threshold=0.3))
+    assert r.threshold == 0.7 and isinstance(r.threshold, float)
