@@ -13,7 +13,7 @@ import uuid
 import orjson
 import pytest
 
-from models.ticks import KINDS
+from models.tick_alerts import KINDS
 from stream.broker import create_topics
 from stream.launch import WorkerProcess
 from stream.settings import Settings
