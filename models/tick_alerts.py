@@ -24,7 +24,7 @@ RAW_TICK = 4  # price, size, bid, ask
 KINDS = ("jump", "flash_crash", "stale_quote", "crossed_quote", "volume_burst")
 
 # packed output columns after [prediction[4], expected[4], score, anomaly, transition]: what
-# TickFeatures.decode (models/ticks.py) writes, in this order, and what the alerts read
+# TickFeatures.pack_outputs (models/ticks.py) writes, in this order, and what the alerts read
 _O = 2 * RAW_TICK + 3
 (
     _X_RHAT,

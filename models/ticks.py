@@ -156,7 +156,7 @@ class TickFeatures(Features):
         return ok & ~np.isinf(x[:, 2:]).any(1)  # type: ignore[no-any-return]
 
     # -- device work -----------------------------------------------------------------------
-    def encode(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
+    def to_inputs(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
         feats, quoted, ctx = self.featurise(aux, x, dt)  # [b, 6], [b]
         x_norm, err = self.scorer.pre(aux, feats)  # [b, 6], [b]
         inp = torch.cat((x_norm, quoted.float().unsqueeze(1)), 1)  # [b, 7]
@@ -333,7 +333,7 @@ class TickFeatures(Features):
         ctx = (lp_old, first, evidence, trans, kscore, open_new)
         return feats, quoted, ctx
 
-    def decode(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
+    def pack_outputs(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
         lp_old, first, evidence, trans, kscore, open_new = ctx
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view
         sc = self.scorer.post(aux, err, forecast)  # [b, 7]: pred[2], expected[2], score, anomaly, transition
