@@ -18,7 +18,7 @@ import torch
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.evaluate import bench_detector, evaluate_nab
 from models.nab import NabCorpus, read_scores
-from models.scoring import ScoringConfig
+from models.scoring_config import ScoringConfig
 
 
 def main() -> int:

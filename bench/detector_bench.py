@@ -28,7 +28,7 @@ from models.evaluate import bench_detector, load_corpus_series, lockstep_scores
 from models.nab import NabCorpus
 from models.replay import read_csv
 from models.runner import Runner
-from models.scoring import named_scoring
+from models.scoring_config import named_scoring
 
 NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab-dev"
 

@@ -267,7 +267,7 @@ def vad_equality(streams: int = 48, frames_per_call: int = 3, calls: int = 60, t
         sid = [ids[k] for k, _ in rows]
         ts = np.array([100.0 + i * FRAME / 16000.0 for _, i in rows])
         pcm = np.stack([frames[k, i] for k, i in rows])
-        a, b = (runners[dev].process(sid, ts, pcm) for dev in ("cpu", "cuda"))
+        a, b = (runners[dev].process_frames(sid, ts, pcm) for dev in ("cpu", "cuda"))
         worst = max(worst, float(np.abs(a.prob - b.prob).max()))
         events_equal &= [(e.index, e.kind) for e in a.events] == [(e.index, e.kind) for e in b.events]
     return {

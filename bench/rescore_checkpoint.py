@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.scoring import SCORINGS, named_scoring
+from models.scoring_config import SCORINGS, named_scoring
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""PyTorch side of seqstream: nets, per-stream state, scoring, the Runner, training and replay.
+"""PyTorch side of seqstream: nets, per-stream state, scoring, the runners and their types, training, replay.
 
 Never imports Kafka, Faust or asyncio.
 """
@@ -6,9 +6,11 @@ Never imports Kafka, Faust or asyncio.
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .errors import CapacityError, CheckpointError, ConfigError, InputError, SeqstreamError
 from .nets import NetConfig, RecurrentForecaster
-from .runner import Alert, Batch, Results, Runner
-from .scoring import Scorer, ScoringConfig
+from .runner import Runner
+from .scoring import Scorer
+from .scoring_config import ScoringConfig
 from .state import SlabSnapshot, StateSlab
+from .types import Alert, Batch, Results, StreamRunner
 
 __all__ = [
     "Alert",
@@ -27,6 +29,7 @@ __all__ = [
     "SeqstreamError",
     "SlabSnapshot",
     "StateSlab",
+    "StreamRunner",
     "load_checkpoint",
     "save_checkpoint",
 ]

@@ -30,7 +30,8 @@ All state is in the stream's slab row; every operation is batched over rows (``[
 
 Example:
     >>> import torch
-    >>> from models.scoring import CALIBRATED_SCORING, Scorer
+    >>> from models.scoring import Scorer
+    >>> from models.scoring_config import CALIBRATED_SCORING
     >>> sc = Scorer(CALIBRATED_SCORING, 1)
     >>> sc.n_channels, sc.n_phases
     (3, 2)
@@ -39,13 +40,11 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:  # models.scoring imports this module
-    from .scoring import ScoringConfig
+from .scoring_config import ScoringConfig
 
 __all__ = ["CalibratedChannels"]
 

@@ -17,7 +17,7 @@ import torch
 
 from .errors import CheckpointError
 from .nets import NetConfig, RecurrentForecaster
-from .scoring import ScoringConfig
+from .scoring_config import ScoringConfig
 
 __all__ = ["DEFAULT_CHECKPOINT", "FORMAT_VERSION", "Checkpoint", "load_checkpoint", "save_checkpoint"]
 

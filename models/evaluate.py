@@ -7,10 +7,11 @@ advance: the scoring config's ``open_threshold``, and the threshold swept over t
 ``protocol=True`` it also runs the leave-one-category-out protocol and the sensitivity table
 (:mod:`models.protocol`).
 
-What NAB scores is the detector's *detection signal* (:func:`detection_signal`): with the
-calibrated scoring, whose score is the evidence and stays high while an anomaly goes on, that is
-the score at the events where an alert opened (0 elsewhere): the product's detections; with the
-older scorings, whose score is zeroed after an alert, it is the score itself.
+What NAB scores is the detector's *detection signal*
+(:func:`~models.scoring_config.detection_signal`): with the calibrated scoring, whose score is the
+evidence and stays high while an anomaly goes on, that is the score at the events where an alert
+opened (0 elsewhere): the product's detections; with the older scorings, whose score is zeroed
+after an alert, it is the score itself.
 
 :func:`lockstep_scores` runs the same scorer and model over whole series in lock-step (one batched
 step per time index, each series one stream). Per-stream results do not depend on batching, so it
@@ -31,19 +32,14 @@ import torch
 from .checkpoint import load_checkpoint
 from .nab import NabCorpus, NabResult, format_table, read_scores
 from .nets import RecurrentForecaster
-from .protocol import ProtocolReport
+from .protocol import DevSet, ProtocolReport, run_protocol
 from .replay import read_csv, replay_path
-from .runner import Batch, Results, Runner
-from .scoring import Scorer, ScoringConfig
+from .runner import Runner
+from .scoring import Scorer
+from .scoring_config import ScoringConfig, detection_signal
+from .types import Batch, Results
 
-__all__ = ["NabReport", "bench_detector", "detection_signal", "evaluate_nab", "lockstep_scores"]
-
-
-def detection_signal(scoring: ScoringConfig, score: np.ndarray, transition: np.ndarray) -> np.ndarray:
-    """What NAB scores: the score where an alert opened (calibrated scoring), else the score itself."""
-    if scoring.calibrated:
-        return np.where(transition > 0, score, 0.0).astype(score.dtype)
-    return score
+__all__ = ["NabReport", "bench_detector", "evaluate_nab", "lockstep_scores"]
 
 
 class _Detections:
@@ -115,8 +111,6 @@ def evaluate_nab(
     fixed_thr = scoring.open_threshold if threshold is None else float(threshold)
     proto = None
     if protocol:
-        from .protocol import DevSet, run_protocol
-
         proto = run_protocol(DevSet(data_dir, corpus, ckpt.model, scoring), scoring)
     return NabReport(
         swept=corpus.score(scores),

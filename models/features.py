@@ -2,8 +2,9 @@
 
 A :class:`Features` object is the per-source part of :class:`~models.runner.Runner`: which rows
 are valid, how a row (plus the stream's state in the slab's ``aux`` row) becomes the model
-input, how the forecast becomes the packed per-row output, and which alerts that output holds.
-The checkpoint's ``NetConfig.inputs`` picks one (:func:`make_features`):
+input (:meth:`Features.to_inputs`), how the forecast becomes the packed per-row output
+(:meth:`Features.pack_outputs`), and which alerts that output holds. The checkpoint's
+``NetConfig.inputs`` picks one (:func:`models.runner.make_features`):
 
 * ``raw`` (:class:`RawFeatures`): the values themselves, normalised per stream and feature; the
   forecast is the next vector (the original sensor/speech path, unchanged).
@@ -31,16 +32,18 @@ from torch import Tensor
 
 from .errors import ConfigError
 from .nets import NetConfig, RecurrentForecaster
-from .scoring import Scorer, ScoringConfig
+from .scoring import Scorer
+from .scoring_config import ScoringConfig
+from .types import Alert
 
-__all__ = ["Features", "MaskedFeatures", "RawFeatures", "make_features"]
+__all__ = ["Features", "MaskedFeatures", "RawFeatures"]
 
 
 class Features:
     """Base: the ``raw`` behaviour (values in, next values forecast), no extra state or columns.
 
     Example:
-        >>> f = make_features(NetConfig(input_size=2), ScoringConfig())
+        >>> f = RawFeatures(NetConfig(input_size=2), ScoringConfig())
         >>> f.raw_size, f.out_width, f.aux_size == f.scorer.size
         (2, 7, True)
     """
@@ -77,7 +80,7 @@ class Features:
         return np.isfinite(x).all(1)  # type: ignore[no-any-return]
 
     # -- device work -----------------------------------------------------------------------
-    def encode(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
+    def to_inputs(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
         """Featurise and normalise one wave: ``(model_input[b, I], err[b], target[b, O], ctx)``.
 
         ``target`` is what the forecast of the previous step is compared with (normalised), NaN
@@ -90,25 +93,23 @@ class Features:
         x_norm, err = self.scorer.pre(aux, x, phase)  # [b, F], [b]
         return x_norm, err, x_norm, None
 
-    def decode(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
+    def pack_outputs(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
         """The packed output ``[b, out_width]`` of one wave from the model's ``forecast[b, O]``."""
         return self.scorer.post(aux, err, forecast)  # [b, 2F+3]
 
     def step(
         self, model: RecurrentForecaster, aux: Tensor, x: Tensor, h: Tensor, dt: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        """Encode, one model step, decode; updates ``aux`` in place and returns ``(out, h)``."""
-        inp, err, _, ctx = self.encode(aux, x, dt)  # [b, I], [b]
+        """Model inputs, one model step, packed outputs; updates ``aux`` in place and returns ``(out, h)``."""
+        inp, err, _, ctx = self.to_inputs(aux, x, dt)  # [b, I], [b]
         forecast, h = model.step(inp, h)  # [b, O], [b, L, K, H]
-        return self.decode(aux, err, forecast, x, ctx), h
+        return self.pack_outputs(aux, err, forecast, x, ctx), h
 
     # -- alerts ----------------------------------------------------------------------------
     def alerts(
         self, stream_ids: Sequence[str], ts: np.ndarray, x: np.ndarray, packed: np.ndarray, rows: np.ndarray
-    ) -> list[Any]:
+    ) -> list[Alert]:
         """Alert transitions of ``rows`` (positions in the batch; ``packed[rows]`` their outputs)."""
-        from .runner import Alert
-
         r = self.raw_size
         out = []
         for i in rows.tolist():
@@ -145,7 +146,7 @@ class MaskedFeatures(Features):
 
     Example:
         >>> cfg = NetConfig(input_size=4, output_size=2, inputs="masked", channels=("temp", "rpm"))
-        >>> f = make_features(cfg, ScoringConfig())
+        >>> f = MaskedFeatures(cfg, ScoringConfig())
         >>> f.raw_size, f.valid(np.array([[1.0, np.nan], [np.nan, np.nan]], np.float32)).tolist()
         (2, [True, False])
     """
@@ -168,22 +169,20 @@ class MaskedFeatures(Features):
     def valid(self, x: np.ndarray) -> np.ndarray:
         return ~np.isinf(x).any(1) & np.isfinite(x).any(1)  # type: ignore[no-any-return]
 
-    def encode(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
+    def to_inputs(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
         x_norm, obs, err, chan, chan_z = self.scorer.pre_masked(aux, x)  # [b, F], [b, F], [b], [b], [b]
         inp = torch.cat((x_norm, obs), 1)  # [b, 2F]
         target = x_norm.masked_fill(obs == 0, float("nan"))  # [b, F]
         return inp, err, target, (chan, chan_z)
 
-    def decode(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
+    def pack_outputs(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
         chan, chan_z = ctx  # [b], [b]
         out = self.scorer.post(aux, err, forecast)  # [b, 2F+3]
         return torch.cat((out, chan.to(out.dtype).unsqueeze(1), chan_z.unsqueeze(1)), 1)  # [b, 2F+5]
 
     def alerts(
         self, stream_ids: Sequence[str], ts: np.ndarray, x: np.ndarray, packed: np.ndarray, rows: np.ndarray
-    ) -> list[Any]:
-        from .runner import Alert
-
+    ) -> list[Alert]:
         f = self.raw_size
         out = []
         for i in rows.tolist():
@@ -219,16 +218,3 @@ class MaskedFeatures(Features):
                 )
             )
         return out
-
-
-def make_features(config: NetConfig, scoring: ScoringConfig) -> Features:
-    """The featuriser a checkpoint's ``NetConfig.inputs`` names."""
-    if config.inputs == "raw":
-        if config.out_size != config.input_size:
-            raise ConfigError("a raw-input model forecasts its whole input: output_size must be 0 or input_size")
-        return RawFeatures(config, scoring)
-    if config.inputs == "masked":
-        return MaskedFeatures(config, scoring)
-    from .ticks import TickFeatures
-
-    return TickFeatures(config, scoring)

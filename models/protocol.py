@@ -32,7 +32,8 @@ import torch
 from .nab import NabCorpus, NabResult
 from .nets import RecurrentForecaster
 from .replay import read_csv
-from .scoring import Scorer, ScoringConfig
+from .scoring import Scorer
+from .scoring_config import ScoringConfig, detection_signal
 
 __all__ = ["FREE_PARAMETERS", "GRID", "DevSet", "FreeParameter", "ProtocolReport", "run_protocol"]
 
@@ -133,7 +134,7 @@ class DevSet:
     """The labelled files, their categories and the model's forecasts, computed once.
 
     :meth:`detections` runs only the scorer over the cached forecasts (all files in lock-step) and
-    returns each file's NAB detection signal (:func:`models.evaluate.detection_signal`).
+    returns each file's NAB detection signal (:func:`models.scoring_config.detection_signal`).
     """
 
     def __init__(
@@ -185,8 +186,6 @@ class DevSet:
         got = self._cache.get(scoring)
         if got is not None:
             return got
-        from .evaluate import detection_signal
-
         sc = Scorer(scoring, 1)
         xs, lengths = self._stack(self.x)
         if sc.n_phases:

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .runner import Batch, Runner
+from .runner import Runner
+from .types import Batch
 
 __all__ = ["CsvTable", "ReplayReport", "iter_csv_files", "parse_timestamp", "read_csv", "replay_path"]
 

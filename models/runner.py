@@ -1,13 +1,15 @@
-"""The one pipeline: a micro-batch of events in, per-event forecasts, scores and alerts out.
+"""The Runner: the model step over a micro-batch of events of many streams, and the featuriser
+a checkpoint names (:func:`make_features`).
 
-The Faust agent, offline replay, benchmarks and tests all call :meth:`Runner.process`.
+A micro-batch in (:class:`~models.types.Batch`), per-event forecasts, scores and alerts out
+(:class:`~models.types.Results`). The Kafka side (stream/pipeline.py), offline replay, benchmarks
+and tests all call :meth:`Runner.process`.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +18,16 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .errors import ConfigError, InputError
-from .features import make_features
+from .features import Features, MaskedFeatures, RawFeatures
 from .graphs import WaveGraphs
 from .nets import NetConfig, RecurrentForecaster
-from .scoring import ScoringConfig
+from .scoring_config import ScoringConfig
 from .state import EvictionPolicy, StateSlab
+from .ticks import TickFeatures
+from .types import REJECT_NON_FINITE, REJECT_OUT_OF_ORDER, Batch, Results
 
-__all__ = ["Alert", "Batch", "Results", "Runner", "resolve_device"]
+__all__ = ["Runner", "make_features", "resolve_device"]
 
-# per-row rejection reasons (machine-readable; also used as dead-letter reasons)
-REJECT_NON_FINITE = "non_finite"
-REJECT_OUT_OF_ORDER = "out_of_order"
 CPU_CHUNK = 1024  # rows per model step on CPU (0: whole waves); see Runner.cpu_chunk
 
 
@@ -40,78 +41,21 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-@dataclass(frozen=True)
-class Batch:
-    """Events of many streams: ``stream_ids[B]``, event times ``ts[B]`` (epoch s), ``x[B, F]``.
+def make_features(config: NetConfig, scoring: ScoringConfig) -> Features:
+    """The featuriser a checkpoint's ``NetConfig.inputs`` names (the Runner's and training's).
 
     Example:
-        >>> b = Batch.from_rows([("pump-1", 0.0, [1.0]), ("pump-2", 0.0, [3.0])])
-        >>> b.x.shape
-        (2, 1)
+        >>> f = make_features(NetConfig(input_size=2), ScoringConfig())
+        >>> f.kind, f.raw_size, f.out_width
+        ('raw', 2, 7)
     """
-
-    stream_ids: Sequence[str]
-    ts: np.ndarray
-    x: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.stream_ids)
-
-    @classmethod
-    def from_rows(cls, rows: Sequence[tuple[str, float, Sequence[float]]]) -> Batch:
-        ids = [r[0] for r in rows]
-        ts = np.fromiter((r[1] for r in rows), np.float64, len(rows))
-        x = np.asarray([r[2] for r in rows], dtype=np.float32).reshape(len(rows), -1)
-        return cls(ids, ts, x)
-
-
-@dataclass(frozen=True)
-class Alert:
-    """An alert transition of one stream (``state`` is ``open`` or ``resolved``).
-
-    ``kind`` says what was detected (``anomaly`` for forecast-residual alerts; ticks: ``jump``,
-    ``flash_crash``, ``stale_quote``, ``crossed_quote``, ``volume_burst``); ``channel`` names the
-    feature that drove a multivariate alert; ``explanation`` is a one-line human text (None: the
-    output encoder's default "expected vs actual" text); ``extra`` holds more fields for the record.
-
-    Example:
-        >>> a = Alert(0, "AAPL", 1.0, "open", 0.8, [0.001], [0.012], kind="jump")
-        >>> a.kind, a.channel, a.explanation
-        ('jump', None, None)
-    """
-
-    index: int
-    stream_id: str
-    ts: float
-    state: str
-    score: float
-    expected: list[float]
-    actual: list[float]
-    kind: str = "anomaly"
-    channel: str | None = None
-    explanation: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Results:
-    """Per-row outputs, aligned with the batch. Rejected rows have ``accepted`` False, a
-    ``reason``, NaN forecasts and score 0. ``forecast`` is the model's own forecast where it is
-    not the next input (ticks: ``[next return, next volatility]``), else None."""
-
-    accepted: np.ndarray  # [B] bool
-    reason: list[str | None]
-    prediction: np.ndarray  # [B, F] forecast of the stream's next input
-    expected: np.ndarray  # [B, F] what the model expected for this input
-    score: np.ndarray  # [B] anomaly score in [0, 1]
-    anomaly: np.ndarray  # [B] bool
-    transition: np.ndarray  # [B] int8: +1 opened, -1 resolved (any alert kind)
-    alerts: list[Alert] = field(default_factory=list)
-    forecast: np.ndarray | None = None  # [B, O]
-
-    @property
-    def n_rejected(self) -> int:
-        return int((~self.accepted).sum())
+    if config.inputs == "raw":
+        if config.out_size != config.input_size:
+            raise ConfigError("a raw-input model forecasts its whole input: output_size must be 0 or input_size")
+        return RawFeatures(config, scoring)
+    if config.inputs == "masked":
+        return MaskedFeatures(config, scoring)
+    return TickFeatures(config, scoring)
 
 
 def _waves(slots: np.ndarray) -> np.ndarray:
@@ -264,6 +208,11 @@ class Runner:
     def n_features(self) -> int:
         """Width of an event's decoded vector (``Batch.x``); the model input may differ (ticks)."""
         return self.features.raw_size
+
+    @property
+    def threshold(self) -> float:
+        """The score at which an alert opens (the scoring config's ``open_threshold``)."""
+        return float(self.scoring.open_threshold)
 
     def process(self, batch: Batch) -> Results:
         """Advance each event's stream by one step, in batch order per stream."""

@@ -1,4 +1,8 @@
-"""Online, per-stream normalisation and anomaly scoring, vectorised over a batch of streams.
+"""The Scorer (one class over one slab-row layout, so kept whole): per-stream normalisation and scoring.
+
+Online, per-stream normalisation and anomaly scoring, vectorised over a batch of streams; its
+configuration and the named presets are in :mod:`models.scoring_config`, the calibrated mode's
+channels in :mod:`models.calibrated`.
 
 All state is a row of the slab's ``aux`` tensor, so scoring runs on the same device as the
 model and needs no per-stream Python objects. Everything is causal: an event is normalised and
@@ -29,8 +33,6 @@ events below ``close_threshold``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,197 +40,13 @@ from torch import Tensor
 
 from .calibrated import CalibratedChannels
 from .errors import ConfigError
+from .scoring_config import ScoringConfig
 
-__all__ = ["CALIBRATED_SCORING", "CONTEXT_SCORING", "Scorer", "ScoringConfig", "named_scoring"]
+__all__ = ["Scorer"]
 
 _EPS_P = 1e-10
 MASKED_RSCALE_PRIOR = 0.5  # prior mean |residual| (normalised units) of a masked feature
 _LOG_EPS_P = math.log(_EPS_P)
-
-
-@dataclass(frozen=True)
-class ScoringConfig:
-    """Horizons are in events of one stream; thresholds are on the [0, 1] anomaly score."""
-
-    norm_window: int = 1000
-    err_window: int = 2000
-    err_short: int = 1
-    warmup: int = 150
-    open_threshold: float = 0.5
-    close_threshold: float = 0.3
-    close_after: int = 10
-    clip: float = 8.0
-    min_std: float = 1e-3
-    err_var_prior: float = 0.25
-    err_scales: tuple[int, ...] = ()
-    fold_clip: float = 0.0
-    suppress: int = 200
-    suppress_level: float = 0.5
-    suppress_factor: float = 0.0
-    max_window: int = 0
-    max_ratio: float = 1.0
-    max_power: float = 1.0
-    # context channels (0 buckets / 0 shift_short = off); periods in seconds of event time
-    season_buckets: int = 0
-    season_period: float = 86400.0
-    season_rate: float = 0.1
-    profile_buckets: int = 0
-    profile_period: float = 604800.0
-    profile_rate: float = 0.3
-    profile_window: int = 1000
-    profile_weight: float = 0.75
-    shift_short: int = 0
-    shift_long: int = 100
-    shift_window: int = 2000
-    shift_weight: float = 0.9
-    # profile gate (0 = off): the profile channel's score is multiplied by
-    # clip((high - q) / (high - low), 0, 1), q = running mean square of (x - its hour-of-week mean)
-    # / running mean square of (x - a slow EMA of x, profile_gate_slow events), both over
-    # profile_gate_window events: a profile that explains the series no better than a slow level
-    # does not alarm
-    profile_gate_slow: int = 0
-    profile_gate_window: int = 300
-    profile_gate_low: float = 0.8
-    profile_gate_high: float = 1.2
-    # per-channel suppression (0 = off: one counter for all channels); needs suppress_factor 0
-    suppress_other: int = 0
-    # alert policy: an alert opens only when at least open_k of the stream's last open_n scores
-    # (after suppression) reached open_threshold; 1 of 1: any such score opens one
-    open_k: int = 1
-    open_n: int = 1
-    # online adapter (0 = off): a per-stream affine correction of the forecast, (1 + a) * f + b per
-    # target in normalised units, fitted to the stream's own residuals by normalised LMS at rate
-    # adapter_lr (O(targets) per event, state in the slab row); a and b are kept within +-adapter_clip
-    adapter_lr: float = 0.0
-    adapter_clip: float = 2.0
-    # calibrated mode (models/calibrated.py): every channel calibrated alike over err_window events
-    # (variance: the larger of the overall one and the one in this season bucket of the day, at
-    # season_rate), Bonferroni combination, the hard profile gate on the shift channel's
-    # slow mean, and the alert lifecycle (the score is never zeroed; suppress / suppress_other block
-    # the opening of alerts). The per-channel windows, weights and gate constants above are unused.
-    calibrated: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
-        if not 0.0 <= self.close_threshold <= self.open_threshold <= 1.0:
-            raise ConfigError(
-                f"need 0 <= close_threshold ({self.close_threshold}) <= open_threshold ({self.open_threshold}) <= 1"
-            )
-        for name in ("norm_window", "err_window", "err_short", "close_after"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if any(k < 1 for k in self.err_scales):
-            raise ConfigError(f"err_scales must all be >= 1, got {self.err_scales}")
-        if self.warmup < 0 or self.suppress < 0 or self.fold_clip < 0:
-            raise ConfigError("warmup, suppress and fold_clip must be >= 0")
-        if not 0.0 <= self.suppress_factor <= 1.0:
-            raise ConfigError(f"suppress_factor must be in [0, 1], got {self.suppress_factor}")
-        for name in ("season_buckets", "profile_buckets", "shift_short"):
-            if int(getattr(self, name)) < 0:
-                raise ConfigError(f"{name} must be >= 0 (0 turns the channel off), got {getattr(self, name)}")
-        for name in ("profile_window", "shift_long", "shift_window"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.season_period <= 0 or self.profile_period <= 0:
-            raise ConfigError("season_period and profile_period must be > 0 seconds")
-        for name in ("season_rate", "profile_rate"):
-            if not 0.0 < float(getattr(self, name)) <= 1.0:
-                raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
-        if self.profile_gate_slow < 0 or self.profile_gate_window < 1:
-            raise ConfigError("profile_gate_slow must be >= 0 (0 turns the gate off) and profile_gate_window >= 1")
-        if not 0.0 <= self.profile_gate_low < self.profile_gate_high:
-            raise ConfigError(
-                f"need 0 <= profile_gate_low ({self.profile_gate_low}) < profile_gate_high ({self.profile_gate_high})"
-            )
-        if not 0 <= self.suppress_other <= self.suppress:
-            raise ConfigError(f"suppress_other must be in [0, suppress={self.suppress}], got {self.suppress_other}")
-        if self.suppress_other and self.suppress_factor != 0.0:
-            raise ConfigError("per-channel suppression (suppress_other > 0) needs suppress_factor 0")
-        if not 1 <= self.open_k <= self.open_n <= 64:
-            raise ConfigError(f"need 1 <= open_k ({self.open_k}) <= open_n ({self.open_n}) <= 64")
-        if not 0.0 <= self.adapter_lr <= 1.0 or self.adapter_clip <= 0.0:
-            raise ConfigError(
-                f"adapter_lr must be in [0, 1] (0: off) and adapter_clip > 0, "
-                f"got {self.adapter_lr}, {self.adapter_clip}"
-            )
-        if self.calibrated:
-            unused = {
-                "err_short": (self.err_short, 1),
-                "err_scales": (self.err_scales, ()),
-                "fold_clip": (self.fold_clip, 0.0),
-                "max_window": (self.max_window, 0),
-                "suppress_factor": (self.suppress_factor, 0.0),
-                "profile_gate_slow": (self.profile_gate_slow, 0),
-                "open_n": (self.open_n, 1),
-            }
-            bad = [k for k, (v, default) in unused.items() if v != default]
-            if bad:
-                raise ConfigError(f"calibrated scoring does not use {', '.join(bad)}: leave them at their defaults")
-
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return (self.err_short, *self.err_scales)
-
-    @property
-    def n_phases(self) -> int:
-        """Event-time phase columns the scorer needs per event (see :meth:`Scorer.phases`)."""
-        return int(self.season_buckets > 0) + int(self.profile_buckets > 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-CONTEXT_SCORING = ScoringConfig(
-    err_window=6000,
-    season_buckets=96,  # 15-minute buckets of the day for the residual's daily baseline
-    season_rate=0.1,
-    profile_buckets=168,  # hourly buckets of the week for the value profile
-    profile_rate=0.3,
-    profile_window=1000,
-    profile_weight=0.75,
-    shift_short=12,
-    shift_long=200,
-    shift_window=2000,
-    shift_weight=0.9,
-    profile_gate_slow=2000,  # the profile must explain the value better than a ~2000-event level
-    profile_gate_window=300,
-    profile_gate_low=0.8,
-    profile_gate_high=1.2,
-    suppress_other=80,  # another channel may alert 80 events after an alert, the same one after 200
-)
-"""The previous bundled sensor scoring: residual + season + profile + shift channels, each with its
-own calibration window and weight, a profile gate and per-channel suppression; ~20 parameters chosen
-on the NAB dev files (docs/accuracy.md). Kept for comparison; the bundled detector uses
-:data:`CALIBRATED_SCORING`.
-"""
-
-CALIBRATED_SCORING = ScoringConfig(
-    calibrated=True,
-    err_window=6000,  # W: every channel's calibration window
-    season_buckets=96,  # 15-minute buckets of the day for the residual's daily baseline
-    season_rate=0.2,  # rho: the rate of every per-bucket running estimate ...
-    profile_buckets=168,  # hourly buckets of the week for the value profile
-    profile_rate=0.2,  # ... (the same rho)
-    shift_short=12,  # short and long running means of the level-shift channel; the long one is also
-    shift_long=200,  # the profile gate's slow mean, over as many events
-    suppress=200,  # R: the channel that opened an alert cannot open another for R events ...
-    suppress_other=100,  # ... the other channels for R / 2
-)
-"""The bundled univariate sensor detector's scoring (models/calibrated.py, docs/accuracy.md): the
-context channels with one calibration, a Bonferroni combination and the alert lifecycle; its free
-parameters are W, rho, the two shift horizons, R (and R / 2), the threshold and the lifecycle's
-close/warm-up settings.
-"""
-
-SCORINGS = {"calibrated": CALIBRATED_SCORING, "context": CONTEXT_SCORING, "plain": ScoringConfig()}
-
-
-def named_scoring(name: str) -> ScoringConfig:
-    """A named scoring config: ``calibrated`` (the bundled sensor detector), ``context`` (the
-    previous one) or ``plain`` (``ScoringConfig()``, residual only)."""
-    if name not in SCORINGS:
-        raise ConfigError(f"unknown scoring {name!r}; choose one of {', '.join(SCORINGS)}")
-    return SCORINGS[name]
 
 
 class Scorer:

@@ -7,7 +7,8 @@ over time. Weights come from the state dict of the package's TorchScript file
 ``silero_vad/data/silero_vad.jit`` (the bundled ``.safetensors`` holds different weights).
 
 Each call takes 512 new samples per stream plus the last 64 samples of the previous call
-(the "context"), exactly like Silero's own ``forward``. :class:`VadRunner` keeps, per stream,
+(the "context"), exactly like Silero's own ``forward``. :class:`VadRunner` (a
+:class:`~models.types.StreamRunner`, like the forecasting Runner) keeps, per stream,
 the LSTM ``(h, c)`` in a :class:`~models.state.StateSlab` (``hidden[C, 1, 2, 128]``) and the
 64-sample context plus the speech hysteresis in the slab's ``aux`` row, so thousands of
 streams are one batched step and a slab snapshot restores a stream mid-utterance.
@@ -17,6 +18,11 @@ probability ``>= threshold`` starts speech; once speaking, the first frame below
 ``neg_threshold`` marks a tentative end that is confirmed when ``min_silence_ms`` have passed
 without a frame ``>= threshold``. The start boundary is the start of the first speech frame,
 the end boundary the start of the first silent frame.
+
+:meth:`VadRunner.process` gives the speech source's outputs as every runner's
+:class:`~models.types.Results` (per frame: ``prediction = [speech probability]``, ``score`` = the
+probability, ``anomaly`` = speaking; speech starts and ends as ``open``/``resolved`` alerts);
+:meth:`VadRunner.process_frames` is the same step on plain arrays (:class:`VadResults`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import importlib.util
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +42,9 @@ from torch.nn import functional as fn
 from .errors import CheckpointError, ConfigError, InputError
 from .runner import _Staging
 from .state import EvictionPolicy, StateSlab
+from .types import REJECT_OUT_OF_ORDER, Alert, Batch, Results
 
 __all__ = [
-    "CONTEXT",
     "FRAME",
     "FRAME_SECONDS",
     "SAMPLE_RATE",
@@ -58,6 +65,14 @@ HIDDEN = 128
 _A_TRIG = CONTEXT
 _A_SINCE = CONTEXT + 1
 AUX_SIZE = CONTEXT + 2
+
+
+def packaged_model_id() -> str:
+    """``silero-vad-<version>`` of the installed ``silero-vad`` package (``silero-vad`` without it)."""
+    try:
+        return f"silero-vad-{metadata.version('silero-vad')}"
+    except metadata.PackageNotFoundError:
+        return "silero-vad"
 
 
 def packaged_jit_path() -> Path:
@@ -191,9 +206,11 @@ class VadRunner:
 
     Example:
         >>> r = VadRunner(SileroVAD())
-        >>> res = r.process(["a", "b", "a"], np.zeros(3), np.zeros((3, FRAME), np.float32))
-        >>> res.prob.shape, len(r.slab)
-        ((3,), 2)
+        >>> res = r.process(Batch(["a", "b", "a"], np.array([0.0, 0.0, 0.032]), np.zeros((3, FRAME), np.float32)))
+        >>> res.prediction.shape, res.accepted.tolist(), len(r.slab)
+        ((3, 1), [True, True, True], 2)
+        >>> r.process_frames(["a"], np.array([0.064]), np.zeros((1, FRAME), np.float32)).prob.shape
+        (1,)
     """
 
     def __init__(
@@ -208,6 +225,7 @@ class VadRunner:
         eviction: EvictionPolicy = "lru",
         ttl_seconds: float | None = None,
         device: torch.device | str = "cpu",
+        model_id: str | None = None,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ConfigError(f"VAD threshold must be in (0, 1), got {threshold}")
@@ -216,6 +234,7 @@ class VadRunner:
             raise ConfigError(f"VAD neg_threshold must be in (0, threshold], got {neg}")
         self.device = torch.device(device)
         self.model = (model or SileroVAD.pretrained()).to(self.device).eval()
+        self.model_id = packaged_model_id() if model_id is None else model_id
         self.threshold = float(threshold)
         self.neg_threshold = float(neg)
         self.min_silence_samples = SAMPLE_RATE * min_silence_ms / 1000.0
@@ -234,6 +253,11 @@ class VadRunner:
         )
         self._staging = _Staging(self.device) if self.device.type != "cpu" else None
 
+    @property
+    def n_features(self) -> int:
+        """Width of an event's decoded vector: the 512 new samples of one frame."""
+        return FRAME
+
     @staticmethod
     def _waves(stream_ids: Sequence[str]) -> list[np.ndarray]:
         seen: dict[str, int] = {}
@@ -246,9 +270,82 @@ class VadRunner:
             return [np.arange(len(stream_ids))]
         return [np.flatnonzero(occ == w) for w in range(int(occ.max()) + 1)]
 
+    def process(self, batch: Batch) -> Results:
+        """The :class:`~models.types.StreamRunner` step: frames ``batch.x[B, 512]`` -> per-row results.
+
+        ``prediction[:, 0]`` and ``score`` are the speech probability, ``anomaly`` whether the stream
+        is in speech after the frame, ``transition`` +1 where speech started and -1 where it ended;
+        ``expected`` is NaN (the VAD expects no value). Each speech start or end is an
+        :class:`~models.types.Alert` with what the ``audio`` source writes for it: ``state`` ``open``
+        (start, at ``threshold``) or ``resolved`` (end, at ``neg_threshold``), the probability as
+        score and actual value, the boundary in the explanation and in ``extra``.
+
+        A frame older than its stream's last frame (the slab's, then the ones before it in this batch)
+        is rejected as ``out_of_order`` and leaves the stream alone, as the Runner rejects events.
+        """
+        n = len(batch)
+        ts = np.asarray(batch.ts, np.float64)
+        ids = batch.stream_ids
+        keep = np.ones(n, bool)
+        last: dict[str, float] = {}  # the newest frame time of each stream so far
+        slab = self.slab
+        for j, (sid, t) in enumerate(zip(ids, ts.tolist())):
+            prev = last.get(sid)
+            if prev is None:
+                k = slab.slot(sid)
+                prev = float(slab.last_ts[k]) if k is not None else -np.inf
+            if t < prev:
+                keep[j] = False
+            else:
+                last[sid] = t
+        if keep.all():
+            rows = np.arange(n)
+            res = self.process_frames(ids, ts, batch.x)
+        else:
+            rows = np.flatnonzero(keep)
+            res = self.process_frames([ids[j] for j in rows.tolist()], ts[rows], np.asarray(batch.x)[rows])
+        reason: list[str | None] = [None if ok else REJECT_OUT_OF_ORDER for ok in keep.tolist()]
+        prediction = np.full((n, 1), np.nan, np.float32)  # rejected rows: NaN, as the Runner's
+        prediction[rows, 0] = res.prob
+        score = np.zeros(n, np.float32)
+        score[rows] = res.prob
+        anomaly = np.zeros(n, bool)
+        anomaly[rows] = res.speaking
+        transition = np.zeros(n, np.int8)
+        alerts = []
+        for e in res.events:
+            i = int(rows[e.index])  # the event's row in this batch
+            start = e.kind == "start"
+            transition[i] = 1 if start else -1
+            what = "speech started" if start else f"speech ended {e.frames_ago} frame(s) before this frame"
+            alerts.append(
+                Alert(
+                    index=i,
+                    stream_id=e.stream_id,
+                    ts=e.ts,
+                    state="open" if start else "resolved",
+                    score=e.prob,
+                    expected=[],
+                    actual=[e.prob],
+                    kind=None,  # the speech records name their event in extra, no alert kind
+                    explanation=f"{what} at {e.boundary_ts:.3f} (speech probability {e.prob:.3f}; "
+                    f"start >= {self.threshold:.2f}, end < {self.neg_threshold:.2f})",
+                    extra={
+                        "event": "speech_start" if start else "speech_end",
+                        "boundary_ts": e.boundary_ts,
+                        "frames_ago": e.frames_ago,
+                    },
+                    threshold=self.threshold if start else self.neg_threshold,
+                )
+            )
+        expected = np.full((n, 1), np.nan, np.float32)
+        return Results(keep, reason, prediction, expected, score, anomaly, transition, alerts)
+
     @torch.inference_mode()
-    def process(self, stream_ids: Sequence[str], ts: np.ndarray, pcm: np.ndarray | Tensor) -> VadResults:
+    def process_frames(self, stream_ids: Sequence[str], ts: np.ndarray, pcm: np.ndarray | Tensor) -> VadResults:
         """``pcm[B, 512]`` float in [-1, 1] (int16 / 32768) -> probabilities and speech transitions.
+
+        Every row is run (no out-of-order check: :meth:`process` does that).
 
         One host->device copy in (the frames and slots of every wave, through the staging buffer,
         pinned on CUDA) and one device->host copy out, however many waves the batch needs.
@@ -257,7 +354,9 @@ class VadRunner:
         ts = np.asarray(ts, np.float64)
         x_all = torch.as_tensor(pcm, dtype=torch.float32)
         if x_all.shape != (n, FRAME) or ts.shape != (n,):
-            raise InputError(f"VadRunner.process wants ids[B], ts[B], pcm[B, {FRAME}]; got pcm {tuple(x_all.shape)}")
+            raise InputError(
+                f"VadRunner.process_frames wants ids[B], ts[B], pcm[B, {FRAME}]; got pcm {tuple(x_all.shape)}"
+            )
         if not n:
             return self._results(stream_ids, ts, np.zeros((0, 5), np.float32))
         waves = self._waves(stream_ids)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .scoring import ScoringConfig
+from .scoring_config import ScoringConfig
 
 __all__ = [
     "FAMILIES",
@@ -255,7 +255,8 @@ def evaluate_synthetic(
     import torch
 
     from .checkpoint import load_checkpoint
-    from .runner import Batch, Runner
+    from .runner import Runner
+    from .types import Batch
 
     ckpt = load_checkpoint(checkpoint)
     cfg = scoring or ckpt.scoring

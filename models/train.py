@@ -21,9 +21,10 @@ from torch import nn
 
 from .checkpoint import save_checkpoint
 from .errors import ConfigError, InputError
-from .features import make_features
 from .nets import NetConfig, RecurrentForecaster
-from .scoring import Scorer, ScoringConfig
+from .runner import make_features
+from .scoring import Scorer
+from .scoring_config import ScoringConfig
 
 __all__ = ["TrainConfig", "featurise_series", "normalise_series", "synthetic_series", "train"]
 
@@ -71,7 +72,7 @@ def featurise_series(
     times: Sequence[np.ndarray] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Model inputs ``[T, I]`` and targets ``[T, O]`` of each raw series ``[T, R]`` through the
-    serving featuriser (:meth:`models.features.Features.encode`), all series in one batch per step.
+    serving featuriser (:meth:`models.features.Features.to_inputs`), all series in one batch per step.
 
     ``times[i]`` (event times of series ``i``) gives the featuriser the time since the previous
     event where it uses one (ticks). Targets are NaN where unknown (missing values).
@@ -97,7 +98,7 @@ def featurise_series(
     for t in range(t_max):
         idx = torch.from_numpy(np.flatnonzero(lengths > t))  # [s]
         sub = aux[idx]  # [s, A]
-        i_t, _, y_t, _ = feats.encode(sub, x[idx, t], dt[idx, t] if dt is not None else None)  # [s, I], [s, O]
+        i_t, _, y_t, _ = feats.to_inputs(sub, x[idx, t], dt[idx, t] if dt is not None else None)  # [s, I], [s, O]
         aux[idx] = sub
         inp[idx, t] = i_t
         tgt[idx, t] = y_t

@@ -109,7 +109,7 @@ class AudioPipeline(SourcePipeline):
                 self.stream_part[sid] = records[j].partition
             reset = self._prepare(ids, ts) if ids else set()
             t0 = time.perf_counter()
-            res = vad.process(ids, ts, dec.x[rows]) if ids else None
+            res = vad.process_frames(ids, ts, dec.x[rows]) if ids else None
             if m is not None:
                 m.inference_step.labels(source=src).observe(time.perf_counter() - t0)
             if res is not None:

@@ -7,14 +7,12 @@ from types import SimpleNamespace as R
 
 import numpy as np
 import orjson
-import pytest
+import silero_vad  # noqa: F401  # a hard dependency: the audio pipeline loads the Silero weights from it
 
 from stream.codec import REASONS, decode_batch
 from stream.sources import SOURCES
 from stream.sources.audio import pcm_b64
 from stream.sources.simulator import Simulator
-
-pytest.importorskip("silero_vad", reason="silero-vad is not installed (pip install silero-vad)")
 
 
 def _rec(value: bytes, key: bytes = b"mic-1", offset: int = 0) -> R:

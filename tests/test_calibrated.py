@@ -12,7 +12,8 @@ import torch
 from models import Batch, ConfigError, NetConfig, RecurrentForecaster, Runner
 from models.checkpoint import load_checkpoint
 from models.replay import replay_path
-from models.scoring import CALIBRATED_SCORING, CONTEXT_SCORING, Scorer, ScoringConfig, named_scoring
+from models.scoring import Scorer
+from models.scoring_config import CALIBRATED_SCORING, CONTEXT_SCORING, ScoringConfig, named_scoring
 from models.synthetic import make_families
 
 from .conftest import scores_alone_and_interleaved

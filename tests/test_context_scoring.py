@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from models import ConfigError, NetConfig, RecurrentForecaster
-from models.features import make_features
-from models.scoring import CONTEXT_SCORING, Scorer, ScoringConfig
+from models.runner import make_features
+from models.scoring import Scorer
+from models.scoring_config import CONTEXT_SCORING, ScoringConfig
 
 from .conftest import scores_alone_and_interleaved
 
@@ -139,7 +140,7 @@ def test_bundled_sensor_checkpoint_uses_calibrated_scoring() -> None:
     """The bundled sensor detector scores with the calibrated channels (issue 18), no longer with
     ``CONTEXT_SCORING`` (kept for comparison and tested above)."""
     from models.checkpoint import load_checkpoint
-    from models.scoring import CALIBRATED_SCORING
+    from models.scoring_config import CALIBRATED_SCORING
 
     assert load_checkpoint().scoring == CALIBRATED_SCORING
 

@@ -15,14 +15,12 @@ from models.nab import NabCorpus, read_scores
 from models.replay import read_csv
 from stream.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-NAB_SCORE = ROOT.parent / "shared" / "tools" / "nab_score.py"
-NAB_DATA = ROOT.parent / "shared" / "data" / "nab-dev"
+from .conftest import NAB_DEV as NAB_DATA
+from .conftest import NAB_SCORE
+
 FILES = ["realTraffic/speed_7578.csv", "realKnownCause/rogue_agent_key_hold.csv"]
 
-needs_nab = pytest.mark.skipif(
-    not NAB_SCORE.is_file() or not NAB_DATA.is_dir(), reason=f"{NAB_SCORE} or {NAB_DATA} absent"
-)
+needs_nab = pytest.mark.usefixtures("nab_scorer")  # ../shared data and scorer, pandas: skipped without, failed in CI
 
 
 @pytest.fixture
@@ -40,7 +38,6 @@ def small_nab(tmp_path: Path) -> tuple[Path, Path]:
 
 @needs_nab
 def test_evaluate_nab_matches_independent_scorer(small_nab: tuple[Path, Path], tmp_path: Path) -> None:
-    pytest.importorskip("pandas", reason="nab_score.py needs pandas")
     torch.set_num_threads(1)
     data, labels = small_nab
     out = tmp_path / "results"

@@ -14,13 +14,13 @@ from models.evaluate import lockstep_scores
 from models.nab import NabCorpus
 from models.protocol import FREE_PARAMETERS, GRID, DevSet, grid_configs, run_protocol
 from models.replay import parse_timestamp, read_csv
-from models.scoring import CALIBRATED_SCORING
+from models.scoring_config import CALIBRATED_SCORING
 from models.synthetic import FAMILIES, QUIET_FAMILIES, evaluate_synthetic, make_families
 
-ROOT = Path(__file__).resolve().parents[1]
-NAB_DATA = ROOT.parent / "shared" / "data" / "nab-dev"
+from .conftest import NAB_DEV as NAB_DATA
+
 FILES = ["realTraffic/speed_7578.csv", "realKnownCause/rogue_agent_key_hold.csv"]
-needs_nab = pytest.mark.skipif(not NAB_DATA.is_dir(), reason=f"{NAB_DATA} absent")
+needs_nab = pytest.mark.usefixtures("nab_dev")  # skipped without ../shared, failed in CI
 
 
 def test_free_parameters_read_and_write_their_fields() -> None:

@@ -232,7 +232,7 @@ def _mixed_batches(n_streams: int, f: int, rounds: int, seed: int = 0) -> list[B
 def test_staging_buffer_equals_direct_inputs() -> None:
     from dataclasses import replace
 
-    from models.scoring import CONTEXT_SCORING
+    from models.scoring_config import CONTEXT_SCORING
 
     _staged_vs_direct(lambda: make_runner(hidden=8), _mixed_batches(40, 1, 25))
     ctx = replace(CONTEXT_SCORING, warmup=5)  # phase columns travel with the values
@@ -255,3 +255,9 @@ def test_staging_buffer_carries_time_gaps_for_ticks() -> None:
         batches.append(Batch(b.stream_ids, b.ts, x.astype(np.float32)))
     assert make().features.needs_dt
     _staged_vs_direct(make, batches)
+
+
+def test_threshold_is_the_scorings_open_threshold(runner_factory) -> None:
+    """StreamRunner.threshold: the score at which an alert opens, what the Kafka side writes into alerts."""
+    r = runner_factory(scoring=ScoringConfig(open_threshold=0.7, close_threshold=0.3))
+    assert r.threshold == 0.7 and isinstance(r.threshold, float)

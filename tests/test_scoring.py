@@ -6,7 +6,8 @@ import torch
 
 from models import ConfigError, NetConfig, RecurrentForecaster
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.scoring import Scorer, ScoringConfig
+from models.scoring import Scorer
+from models.scoring_config import ScoringConfig
 
 
 def _scores(cfg: ScoringConfig, values: np.ndarray) -> np.ndarray:
@@ -32,7 +33,8 @@ def _series(n: int = 800, spikes: tuple[int, ...] = (500,)) -> np.ndarray:
 
 def test_layout_grows_with_scales() -> None:
     a, b = Scorer(ScoringConfig(), 2), Scorer(ScoringConfig(err_scales=(4, 16)), 2)
-    assert b.size == a.size + 2 * 4  # short, mean, var, peak per extra horizon and b.init_row().shape == (b.size,)
+    assert b.size == a.size + 2 * 4  # short, mean, var, peak per extra horizon
+    assert b.init_row().shape == (b.size,)
 
 
 def test_spike_scores_high_and_quiet_series_low() -> None:

@@ -22,14 +22,15 @@ import pytest
 from models.errors import ConfigError
 from stream.settings import Settings, load_settings
 
+from .conftest import need
+
 SECRET = "hunter2-s3cr3t-\u00fc"
 
 
 def _self_signed(directory: Path, name: str = "broker") -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1/localhost (openssl CLI)."""
     openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl not installed")
+    need(openssl is not None, "openssl not installed")
     cert, key = directory / f"{name}.pem", directory / f"{name}.key"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),

@@ -1,14 +1,14 @@
-"""Silero VAD in the batched engine vs Silero's own packaged model, on espeak-ng speech.
+"""Silero VAD in the batched engine vs Silero's own packaged model, on espeak-ng speech, and the
+VadRunner's two entry points (``process(Batch)`` of every runner, ``process_frames`` on arrays).
 
-Needs the ``silero-vad`` package (reference model and weights) and Debian ``espeak-ng``
-(speech synthesis). Outside CI the tests skip with the reason if either is missing; with
-``CI`` set they fail instead.
+Needs Debian ``espeak-ng`` (speech synthesis; the ``silero-vad`` package with the reference model
+and weights is a dependency). Outside CI the speech tests skip with the reason if espeak-ng is
+missing; with ``CI`` set they fail instead.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import subprocess
 import time
@@ -17,27 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import silero_vad
 import torch
 
-from models.silero import FRAME, FRAME_SECONDS, SAMPLE_RATE, SileroVAD, VadRunner
+from models import Alert, Batch, Results
+from models.silero import FRAME, FRAME_SECONDS, SAMPLE_RATE, SileroVAD, VadEvent, VadResults, VadRunner
 
-
-def _need(ok: bool, reason: str) -> None:
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (required in CI)")
-        pytest.skip(reason)
-
-
-try:
-    import silero_vad
-except ImportError:  # pragma: no cover - depends on the environment
-    silero_vad = None
+from .conftest import need
 
 
 @pytest.fixture(scope="module")
 def reference():
-    _need(silero_vad is not None, "silero-vad is not installed (pip install silero-vad)")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the reference loop and the benchmark both on one thread
     yield silero_vad.load_silero_vad()
@@ -80,7 +70,7 @@ SENTENCES = [
 @pytest.fixture(scope="module")
 def utterances(tmp_path_factory) -> list[np.ndarray]:
     exe = shutil.which("espeak-ng")
-    _need(exe is not None, "espeak-ng is not installed (apt-get install -y espeak-ng)")
+    need(exe is not None, "espeak-ng is not installed (apt-get install -y espeak-ng)")
     out = tmp_path_factory.mktemp("espeak")
     clips = []
     for i, (voice, text) in enumerate(SENTENCES):
@@ -160,7 +150,7 @@ def _ours(runner: VadRunner, audio: np.ndarray, frames_per_call: int = 1, stream
         rows = [(k, i) for i in range(i0, i1) for k in range(s)]
         if stream_major:
             rows = sorted(rows)
-        res = runner.process(
+        res = runner.process_frames(
             [ids[k] for k, _ in rows],
             np.array([100.0 + i * FRAME_SECONDS for _, i in rows]),
             np.stack([frames[k, i] for k, i in rows]),
@@ -257,6 +247,108 @@ def test_state_survives_slab_snapshot(ours, utterances) -> None:
     assert np.abs(np.concatenate([p1, p2], 1) - whole).max() < 1e-6
 
 
+def _speech_alert(r: VadRunner, index: int, e: VadEvent) -> Alert:
+    """The alert of one speech event with what the ``audio`` source writes into its alert record."""
+    start = e.kind == "start"
+    what = "speech started" if start else f"speech ended {e.frames_ago} frame(s) before this frame"
+    return Alert(
+        index,
+        e.stream_id,
+        e.ts,
+        "open" if start else "resolved",
+        e.prob,
+        [],
+        [e.prob],
+        kind=None,
+        explanation=f"{what} at {e.boundary_ts:.3f} (speech probability {e.prob:.3f}; "
+        f"start >= {r.threshold:.2f}, end < {r.neg_threshold:.2f})",
+        extra={
+            "event": "speech_start" if start else "speech_end",
+            "boundary_ts": e.boundary_ts,
+            "frames_ago": e.frames_ago,
+        },
+        threshold=r.threshold if start else r.neg_threshold,
+    )
+
+
+def _same_as_frames(res: Results, ref: VadResults, keep: list[int], stale: list[int], r: VadRunner) -> None:
+    """``res`` (``process`` of a batch) holds ``ref`` (``process_frames`` of its ``keep`` rows) bit for bit,
+    and rejects the ``stale`` rows as out of order."""
+    n = len(keep) + len(stale)
+    assert res.accepted.tolist() == [j not in stale for j in range(n)]
+    assert res.reason == [("out_of_order" if j in stale else None) for j in range(n)]
+    assert res.prediction.shape == (n, 1) and res.expected.shape == (n, 1) and np.isnan(res.expected).all()
+    assert res.prediction[keep, 0].tobytes() == ref.prob.tobytes() and res.score[keep].tobytes() == ref.prob.tobytes()
+    assert res.anomaly[keep].tolist() == ref.speaking.tolist()
+    assert np.isnan(res.prediction[stale]).all() and not res.score[stale].any() and not res.anomaly[stale].any()
+    trans = np.zeros(len(keep), np.int8)
+    for e in ref.events:
+        trans[e.index] = 1 if e.kind == "start" else -1
+    assert res.transition[keep].tolist() == trans.tolist() and not res.transition[stale].any()
+    assert res.alerts == [_speech_alert(r, keep[e.index], e) for e in ref.events]
+
+
+def test_process_batch_equals_the_frame_api_and_rejects_out_of_order_frames(ours, utterances) -> None:
+    """``process(Batch)`` (every runner's step) gives ``process_frames``' probabilities, speaking flags and
+    speech events on the accepted rows, bit for bit, with several frames of a stream per batch; a frame
+    older than its stream's last one (in the slab, or earlier in the batch) is rejected as ``out_of_order``
+    and leaves the stream alone (a frame as old as the last one is accepted)."""
+    audio = _streams(utterances, seed=5)
+    s, t = audio.shape[0], audio.shape[1] // FRAME
+    frames = audio.reshape(s, t, FRAME)
+    ids = [f"call-{k}" for k in range(s)]
+    by_batch, by_frames = (VadRunner(ours, capacity=4, max_capacity=64) for _ in range(2))
+    n_alerts = n_stale = 0
+    for c, i0 in enumerate(range(0, t, 3)):
+        rows = [(k, i) for i in range(i0, min(t, i0 + 3)) for k in range(s)]
+        sid = [ids[k] for k, _ in rows]
+        ts = [100.0 + i * FRAME_SECONDS for _, i in rows]
+        pcm = [frames[k, i] for k, i in rows]
+        stale: list[int] = []
+        if c % 3 == 1:  # a late copy of an older frame of stream 0: behind its last frame in the slab
+            sid.insert(1, ids[0])
+            ts.insert(1, 100.0 + (i0 - 2) * FRAME_SECONDS)
+            pcm.insert(1, frames[0, i0 - 2])
+            stale.append(1)
+        if c % 3 == 2:  # stream 1 again, just before its first frame of this batch: behind its newest one
+            sid.append(ids[1])
+            ts.append(100.0 + i0 * FRAME_SECONDS - 1e-3)
+            pcm.append(frames[1, i0])
+            stale.append(len(sid) - 1)
+            sid.append(ids[2])  # stream 2 again, as old as its newest frame: accepted
+            ts.append(max(when for who, when in zip(sid, ts) if who == ids[2]))
+            pcm.append(frames[2, i0])
+        batch = Batch(sid, np.array(ts), np.stack(pcm))
+        keep = [j for j in range(len(sid)) if j not in stale]
+        res = by_batch.process(batch)
+        ref = by_frames.process_frames([sid[j] for j in keep], batch.ts[keep], batch.x[keep])
+        _same_as_frames(res, ref, keep, stale, by_batch)
+        n_alerts += len(res.alerts)
+        n_stale += len(stale)
+    assert n_alerts >= 10 and n_stale >= 10  # the audio has speech, the batches stale frames
+    empty = by_batch.process(Batch([], np.zeros(0), np.zeros((0, FRAME), np.float32)))
+    assert empty.accepted.shape == (0,) and empty.prediction.shape == (0, 1) and empty.alerts == []
+    a, b = by_batch.slab, by_frames.slab  # the rejected frames left no trace
+    assert (
+        a.hidden.numpy().tobytes() == b.hidden.numpy().tobytes() and a.aux.numpy().tobytes() == b.aux.numpy().tobytes()
+    )
+    assert a.steps.tolist() == b.steps.tolist() and a.last_ts.tolist() == b.last_ts.tolist()
+
+
+def test_vad_runner_is_a_stream_runner() -> None:
+    """What the Kafka side reads of any runner (models.types.StreamRunner), without the Silero weights."""
+    r = VadRunner(SileroVAD(), threshold=0.6, model_id="vad-test")
+    assert (r.n_features, r.model_id, r.threshold, r.device.type) == (FRAME, "vad-test", 0.6, "cpu")
+    assert VadRunner(SileroVAD()).model_id.startswith("silero-vad")  # the installed package's version
+    zeros = np.zeros((4, FRAME), np.float32)
+    res = r.process(Batch(["a", "b", "a", "a"], np.array([5.0, 5.0, 4.0, 5.0]), zeros))  # row 2: behind row 0
+    assert res.accepted.tolist() == [True, True, False, True] and res.n_rejected == 1
+    assert res.reason == [None, None, "out_of_order", None]
+    assert r.slab.steps[r.slab.slot("a")] == 2 and r.slab.last_ts[r.slab.slot("a")] == 5.0
+    res = r.process(Batch(["a", "c"], np.array([4.5, 0.0]), zeros[:2]))  # behind the slab's last frame
+    assert res.reason == ["out_of_order", None] and r.slab.steps[r.slab.slot("a")] == 2
+
+
 def test_batched_throughput_vs_silero_loop(reference, ours) -> None:
     rng = np.random.default_rng(0)
     n_ref = 200
@@ -271,10 +363,10 @@ def test_batched_throughput_vs_silero_loop(reference, ours) -> None:
     runner = VadRunner(ours, capacity=streams)
     ids = [f"s{k}" for k in range(streams)]
     pcm = rng.normal(0, 0.05, (streams, FRAME)).astype(np.float32)
-    runner.process(ids, np.zeros(streams), pcm)  # warm-up, allocates slots
+    runner.process_frames(ids, np.zeros(streams), pcm)  # warm-up, allocates slots
     t0 = time.perf_counter()
     for i in range(steps):
-        runner.process(ids, np.full(streams, float(i + 1)), pcm)
+        runner.process_frames(ids, np.full(streams, float(i + 1)), pcm)
     ours_rate = streams * steps / (time.perf_counter() - t0)
     print(
         f"\nsilero speed ({torch.get_num_threads()} thread(s), cpu): reference one-stream loop {ref_rate:.0f} "

@@ -206,11 +206,23 @@ def assert_same(fast: Decoded, careful: Decoded) -> None:
     assert fast.errors == careful.errors
 
 
-def both(source: str, values: list[tuple[bytes | None, bytes | None]], n: int, **kw: float) -> Decoded:
+def both(
+    source: str,
+    values: list[tuple[bytes | None, bytes | None]],
+    n: int,
+    *,
+    reasons: list[str] | None = None,
+    **kw: float,
+) -> Decoded:
+    """The fast ``decode_batch`` of ``values``, checked equal to the careful path; with ``reasons``,
+    also checked to dead-letter exactly those (in order; the others decoded)."""
     recs = [rec(v, key=k, offset=i) for i, (v, k) in enumerate(values)]
     args = {"n_features": n, "now": NOW, "max_future_s": 60.0, "max_payload_bytes": 4096, **kw}
     fast = decode_batch(SOURCES[source], recs, **args)  # type: ignore[arg-type]
     assert_same(fast, _decode_careful(SOURCES[source], recs, **args))  # type: ignore[arg-type]
+    if reasons is not None:
+        assert [e[1] for e in fast.errors] == reasons
+        assert len(fast.index) == len(values) - len(reasons)
     return fast
 
 
@@ -435,12 +447,13 @@ def test_fast_path_equals_careful_path_other_model_widths(source: str, n: int) -
 def test_fast_path_limits_match_the_careful_path() -> None:
     body = FEATURE_CASES["sensors"][0]
     big = raw(f'"stream": "s1", "ts": 1, {body}, "pad": "{"x" * 500}"')
-    both("sensors", [(big, b"s1")], 1, max_payload_bytes=len(big))  # at the limit: accepted
-    both("sensors", [(big, b"s1")], 1, max_payload_bytes=len(big) - 1)  # one byte over: too_large
-    both("sensors", [(raw(f'"stream": "s1", "ts": {NOW}, {body}'), b"s1")], 1, max_future_s=0.0)
-    both("sensors", [(raw(f'"stream": "s1", "ts": {NOW + 1e-6}, {body}'), b"s1")], 1, max_future_s=0.0)
-    both("sensors", [], 1)
-    both("audio", [], 512)
+    both("sensors", [(big, b"s1")], 1, max_payload_bytes=len(big), reasons=[])  # at the limit: accepted
+    both("sensors", [(big, b"s1")], 1, max_payload_bytes=len(big) - 1, reasons=["too_large"])  # one byte over
+    now, ahead = raw(f'"stream": "s1", "ts": {NOW}, {body}'), raw(f'"stream": "s1", "ts": {NOW + 1e-6}, {body}')
+    both("sensors", [(now, b"s1")], 1, max_future_s=0.0, reasons=[])  # exactly now: accepted
+    both("sensors", [(ahead, b"s1")], 1, max_future_s=0.0, reasons=["future_timestamp"])  # a microsecond ahead
+    both("sensors", [], 1, reasons=[])
+    both("audio", [], 512, reasons=[])
 
 
 def test_fast_path_handles_clean_batches_without_the_careful_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from models import Batch, NetConfig, RecurrentForecaster, Runner, ScoringConfig
-from models.ticks import KINDS, TickFeatures
+from models.tick_alerts import KINDS
+from models.ticks import TickFeatures
 
 CFG = NetConfig(input_size=7, output_size=2, hidden_size=8, inputs="ticks", residual=False)
 

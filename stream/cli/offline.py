@@ -84,7 +84,7 @@ def _loss_summary(meta: dict[str, Any]) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.scoring import ScoringConfig, named_scoring
+    from models.scoring_config import ScoringConfig, named_scoring
     from models.train import run_training
 
     if not args.csv and not args.synthetic and not args.simulated and not args.topic:
@@ -193,7 +193,7 @@ def _net_and_train_config(args: argparse.Namespace, features: int | dict[str, An
 def _train_simulated(args: argparse.Namespace) -> int:
     """Train a source's checkpoint on simulator output decoded by the worker's codec."""
     from models.checkpoint import save_checkpoint
-    from models.scoring import ScoringConfig
+    from models.scoring_config import ScoringConfig
     from models.train import train
     from stream.tools.training_data import net_shape, simulated_data
 
@@ -211,7 +211,7 @@ def _train_simulated(args: argparse.Namespace) -> int:
 def _train_topic(args: argparse.Namespace) -> int:
     """Train a source's checkpoint on a Kafka topic replayed from its first offset (the worker's codec)."""
     from models.checkpoint import save_checkpoint
-    from models.scoring import ScoringConfig, named_scoring
+    from models.scoring_config import ScoringConfig, named_scoring
     from models.train import train
     from stream.settings import load_settings
     from stream.tools.training_data import net_shape, topic_data

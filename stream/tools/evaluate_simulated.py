@@ -168,7 +168,7 @@ def evaluate_source(
                     fc[sid].append((float(dec.x[j, 0]), *res.forecast[j].tolist()))
         for al in res.alerts:
             if al.state == "open" and al.index in pos:
-                alerts[al.stream_id].append((pos[al.index], al.kind, al.channel))
+                alerts[al.stream_id].append((pos[al.index], al.kind or "anomaly", al.channel))
         n_in += len(events)
         if progress is not None:
             progress(k)

@@ -12,6 +12,7 @@ import time
 
 import orjson
 import pytest
+import silero_vad  # noqa: F401  # a hard dependency: the worker loads the Silero weights from this package
 
 from stream.admin import create_topics
 from stream.settings import Settings
@@ -26,7 +27,6 @@ STREAMS, ROUNDS = 8, 250
 
 
 def test_audio_worker_marks_speech_start_and_end(broker, tmp_path) -> None:
-    pytest.importorskip("silero_vad", reason="silero-vad is not installed (pip install silero-vad)")
     settings = Settings(broker_url=broker.url, profile=broker.profile, app_id="itest-audio", sources="audio")
     create_topics(broker.bootstrap, [*settings.input_topics, *settings.output_topics], settings.partitions)
     env = {

@@ -13,7 +13,7 @@ import uuid
 import orjson
 import pytest
 
-from models.ticks import KINDS
+from models.tick_alerts import KINDS
 from stream.admin import create_topics
 from stream.settings import Settings
 from stream.sources.simulator import Simulator

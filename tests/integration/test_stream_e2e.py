@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from models import Batch, Runner
+from models.replay import replay_path
 from stream.sources.simulator import Simulator
 
 from .conftest import WorkerHandle, consume_until, produce_records
@@ -216,7 +217,6 @@ def test_predictions_equal_a_direct_runner(e2e: E2E) -> None:
 
 def test_predictions_equal_seqstream_replay(e2e: E2E, tmp_path: Path) -> None:
     """The sensor events written as CSV and replayed offline give the same predictions."""
-    replay = pytest.importorskip("models.replay")
     src = tmp_path / "events.csv"
     with open(src, "w", newline="") as f:
         w = csv.writer(f)
@@ -224,7 +224,7 @@ def test_predictions_equal_seqstream_replay(e2e: E2E, tmp_path: Path) -> None:
         for stream, ts, _, v in e2e.sent["sensors"]:
             w.writerow([repr(ts), repr(orjson.loads(v)["values"][0]), stream])
     out = tmp_path / "out.csv"
-    replay.replay_path(src, out, checkpoint=e2e.handle.checkpoints["sensors"], batch_size=128, device="cpu")
+    replay_path(src, out, checkpoint=e2e.handle.checkpoints["sensors"], batch_size=128, device="cpu")
     by_stream_ts = {(p["stream"], p["ts"]): p for p in _preds(e2e) if p["source"] == "sensors"}
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))

@@ -12,7 +12,7 @@ import pytest
 
 from models import Runner
 from models.checkpoint import load_checkpoint
-from models.scoring import CALIBRATED_SCORING
+from models.scoring_config import CALIBRATED_SCORING
 from stream import cli
 from stream.admin import create_topics
 from stream.tools.training_data import topic_data
