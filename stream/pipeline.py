@@ -612,7 +612,7 @@ class SourcePipeline:
         batch = list(dict.fromkeys(stream_ids))
         back: dict[str, ParkedRow] = {}
         if len(store):  # streams coming back from the parked store
-            resident = getattr(slab, "_slot_of", slab)  # the slab's id -> slot dict: membership without a call
+            resident = slab.slot_of  # membership without a method call per id
             away = [sid for sid in batch if sid not in resident]
             back = store.take_many(away) if away else {}
         reset: set[str] = set()
@@ -640,7 +640,7 @@ class SourcePipeline:
                 protect = np.fromiter(
                     (k for k in map(slab.slot, batch) if k is not None), np.int64
                 )  # this batch's resident streams stay
-                victims = [slab._ids[k] for k in slab.lru_slots(excess, exclude=protect).tolist()]
+                victims = slab.ids_at(slab.lru_slots(excess, exclude=protect))
                 self._park([v for v in victims if v is not None])
         if back:
             slab.restore(self._rows_snapshot(list(back.items())), replace=False)
