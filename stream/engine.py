@@ -36,7 +36,7 @@ from .metrics import Metrics
 from .pipeline import BatchResult, SourcePipeline
 from .producer import BulkProducer, Output
 from .settings import Settings
-from .state_store import StateManager
+from .state import StateManager
 from .transactions import PartitionTransactions, TxnWork
 
 __all__ = ["BatchEngine", "BulkProducer", "RepeatFilter", "observe_many"]

@@ -43,7 +43,7 @@ from .codec import RecordLike, decode_batch, encode_alert, encode_dead, encode_p
 from .metrics import Metrics
 from .producer import Output
 from .settings import Settings
-from .state_store import HeldEvent, ParkedRow, ParkedStore
+from .state import HeldEvent, ParkedRow, ParkedStore
 
 __all__ = ["Output", "SourcePipeline", "build_runner"]
 
@@ -570,7 +570,7 @@ class SourcePipeline:
             record_ts = np.fromiter(map(_timestamp, records), np.float64, n) / 1000.0  # [n]
         return BatchResult(outputs, event_ts, record_ts, n, n_pred, len(all_dead), n_alerts, partitions)
 
-    # -- durable state helpers (used by stream.state_store) ----------------------------------
+    # -- durable state helpers (used by stream.state) ----------------------------------------
     def _store(self) -> ParkedStore:
         """The parked streams (a :class:`ParkedStore`; a subclass's plain dict is upgraded once)."""
         st = getattr(self, "parked", None)
@@ -669,7 +669,7 @@ class SourcePipeline:
 
     def partition_snapshot(self, partition: int) -> SlabSnapshot:
         """State of every stream of one input partition (resident and parked)."""
-        from .state_store import concat_snapshots
+        from .state import concat_snapshots
 
         slab = self.runner.slab
         resident = slab.snapshot([sid for sid, p in self.stream_part.items() if p == partition and sid in slab])

@@ -23,7 +23,7 @@ from stream.kafka_local import KafkaBroker
 from stream.metrics import Metrics
 from stream.pipeline import SourcePipeline, build_runner
 from stream.settings import Settings
-from stream.state_store import StateManager, _Part, encode_snapshot
+from stream.state.manager import StateManager, _Part, encode_snapshot
 
 pytestmark = pytest.mark.integration
 

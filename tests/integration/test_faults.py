@@ -27,7 +27,7 @@ import pytest
 
 from stream.kafka_local import KafkaBroker
 from stream.launch import WorkerProcess
-from stream.state_store import decode_chunk, join_chunks
+from stream.state import decode_chunk, join_chunks
 
 from .conftest import consume_until
 from .test_durability import PARTITIONS, Setup, _kill, check_outputs, produce_stream, read_all

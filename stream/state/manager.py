@@ -59,13 +59,13 @@ import torch
 
 from models.state import SlabSnapshot
 
-from .metrics import Metrics
-from .producer import BulkProducer, Output, send_records
-from .settings import Settings
-from .transactions import PartitionTransactions, TxnWork
+from ..metrics import Metrics
+from ..producer import BulkProducer, Output, send_records
+from ..settings import Settings
+from ..transactions import PartitionTransactions, TxnWork
 
 if TYPE_CHECKING:
-    from .pipeline import SourcePipeline
+    from ..pipeline import SourcePipeline
 
 __all__ = [
     "STATE_TOPIC_CONFIGS",
