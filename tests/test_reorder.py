@@ -17,7 +17,8 @@ from models.errors import ConfigError
 from stream.metrics import Metrics
 from stream.pipeline import BatchResult, SourcePipeline
 from stream.settings import Settings
-from stream.state.manager import StateManager, _Part, decode_chunk, encode_snapshot, join_chunks, join_held
+from stream.state import decode_chunk, encode_snapshot, join_chunks, join_held
+from stream.state.manager import StateManager, _Part
 
 TOPIC = "sensor-readings"
 

@@ -22,7 +22,8 @@ from stream.engine import BatchEngine
 from stream.metrics import Metrics
 from stream.pipeline import SourcePipeline
 from stream.settings import Settings
-from stream.state.manager import _Part, decode_chunk
+from stream.state import decode_chunk
+from stream.state.manager import _Part
 from stream.transactions import TxnWork
 
 TOPIC = "sensor-readings"

@@ -23,7 +23,8 @@ from stream.kafka_local import KafkaBroker
 from stream.metrics import Metrics
 from stream.pipeline import SourcePipeline, build_runner
 from stream.settings import Settings
-from stream.state.manager import StateManager, _Part, encode_snapshot
+from stream.state import encode_snapshot
+from stream.state.manager import StateManager, _Part
 
 pytestmark = pytest.mark.integration
 
