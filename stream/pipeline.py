@@ -318,7 +318,7 @@ class SourcePipeline:
         if k is not None:
             return float(slab.last_ts[k])
         row = self._store().get(sid)
-        return float(row[4]) if row is not None else -np.inf
+        return float(row.last_ts) if row is not None else -np.inf
 
     def _hold(
         self,
@@ -599,10 +599,10 @@ class SourcePipeline:
             )
         return SlabSnapshot(
             tuple(sid for sid, _ in items),
-            torch.stack([r[1] for _, r in items]),  # [N, L, K, H]
-            torch.stack([r[2] for _, r in items]),  # [N, A]
-            np.asarray([r[3] for _, r in items], np.int64),
-            np.asarray([r[4] for _, r in items], np.float64),
+            torch.stack([r.hidden for _, r in items]),  # [N, L, K, H]
+            torch.stack([r.aux for _, r in items]),  # [N, A]
+            np.asarray([r.steps for _, r in items], np.int64),
+            np.asarray([r.last_ts for _, r in items], np.float64),
         )
 
     def _prepare(self, stream_ids: Sequence[str], ts: np.ndarray) -> set[str]:
@@ -623,7 +623,7 @@ class SourcePipeline:
             for sid, t in first.items():
                 k = slab.slot(sid)
                 row = back.get(sid) if k is None else None
-                last = float(slab.last_ts[k]) if k is not None else row[4] if row is not None else -np.inf
+                last = float(slab.last_ts[k]) if k is not None else row.last_ts if row is not None else -np.inf
                 if np.isfinite(last) and t - last > s.max_gap_s:
                     reset.add(sid)
             if reset:
@@ -656,7 +656,12 @@ class SourcePipeline:
         for i, sid in enumerate(snap.stream_ids):
             part = sp.get(sid, -1) if sid in held else sp.pop(sid, -1)  # keeps stream_part bounded
             rows.append(
-                (sid, (part, snap.hidden[i].clone(), snap.aux[i].clone(), int(snap.steps[i]), float(snap.last_ts[i])))
+                (
+                    sid,
+                    ParkedRow(
+                        part, snap.hidden[i].clone(), snap.aux[i].clone(), int(snap.steps[i]), float(snap.last_ts[i])
+                    ),
+                )
             )
         self._store().put_many(rows)
         self.runner.slab.evict(list(snap.stream_ids))
@@ -706,7 +711,7 @@ class SourcePipeline:
                     [
                         (
                             snap.stream_ids[i],
-                            (
+                            ParkedRow(
                                 partition,
                                 snap.hidden[i].clone(),
                                 snap.aux[i].clone(),

@@ -11,6 +11,7 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,8 +20,18 @@ __all__ = ["ParkedRow", "ParkedStore"]
 
 log = logging.getLogger(__name__)
 
-# a parked stream: (input partition, hidden [L, K, H] cpu fp32, aux [A] cpu fp32, steps, last event time)
-ParkedRow = tuple[int, torch.Tensor, torch.Tensor, int, float]
+
+class ParkedRow(NamedTuple):
+    """One parked stream's state: its slab row, and the input partition it lives on.
+
+    A named tuple: one is built per parked stream (a restore with a resident bound parks millions).
+    """
+
+    partition: int  # input partition of the stream (-1: unknown)
+    hidden: torch.Tensor  # [L, K, H] cpu fp32 recurrent state
+    aux: torch.Tensor  # [A] cpu fp32 normaliser/scorer state
+    steps: int  # events the stream has run
+    last_ts: float  # event time of its last event
 
 
 class ParkedStore:
@@ -35,9 +46,9 @@ class ParkedStore:
 
     Example:
         >>> st = ParkedStore(None, "doc", memory_rows=1, shape=(1, 1, 2), aux_dim=1)
-        >>> row = (0, torch.ones(1, 1, 2), torch.zeros(1), 3, 9.0)
-        >>> st.put_many([("a", row), ("b", (1, torch.zeros(1, 1, 2), torch.ones(1), 1, 5.0))])
-        >>> (len(st), st.n_memory, st.n_disk, "a" in st, st.get("a")[3])
+        >>> row = ParkedRow(0, torch.ones(1, 1, 2), torch.zeros(1), 3, 9.0)
+        >>> st.put_many([("a", row), ("b", ParkedRow(1, torch.zeros(1, 1, 2), torch.ones(1), 1, 5.0))])
+        >>> (len(st), st.n_memory, st.n_disk, "a" in st, st.get("a").steps)
         (2, 1, 1, True, 3)
         >>> st.close()
     """
@@ -87,16 +98,15 @@ class ParkedStore:
         return self._db
 
     def _encode(self, sid: str, row: ParkedRow) -> tuple[str, int, int, float, bytes]:
-        part, hidden, aux, steps, last = row
-        blob = hidden.to(torch.float32).contiguous().numpy().tobytes() + aux.to(torch.float32).numpy().tobytes()
-        return sid, part, steps, last, blob
+        blob = row.hidden.to(torch.float32).contiguous().numpy().tobytes() + row.aux.to(torch.float32).numpy().tobytes()
+        return sid, row.partition, row.steps, row.last_ts, blob
 
     def _decode(self, part: int, steps: int, last: float, blob: bytes) -> ParkedRow:
         a = np.frombuffer(blob, np.float32)
         nh = int(np.prod(self.shape))
         hidden = torch.from_numpy(a[:nh].copy()).reshape(self.shape)  # [L, K, H]
         aux = torch.from_numpy(a[nh:].copy())  # [A]
-        return part, hidden, aux, int(steps), float(last)
+        return ParkedRow(part, hidden, aux, int(steps), float(last))
 
     def _disk_delete(self, ids: Sequence[str]) -> None:
         if not self.n_disk or not ids:
@@ -152,13 +162,16 @@ class ParkedStore:
 
     # -- bulk --------------------------------------------------------------------------------
     def put_many(self, items: Sequence[tuple[str, ParkedRow]]) -> None:
-        """Park rows (replacing older copies); the oldest beyond ``memory_rows`` spill to disk."""
+        """Park rows (replacing older copies); the oldest beyond ``memory_rows`` spill to disk.
+
+        A plain 5-tuple in :class:`ParkedRow`'s field order is taken as one.
+        """
         if not items:
             return
         self._disk_delete([sid for sid, _ in items])
         mem = self.mem
         for sid, row in items:
-            mem[sid] = row
+            mem[sid] = row if type(row) is ParkedRow else ParkedRow._make(row)
             mem.move_to_end(sid)
         excess = len(mem) - self.memory_rows
         if excess > 0:
@@ -185,14 +198,14 @@ class ParkedStore:
         return out
 
     def ids_of(self, partition: int) -> list[str]:
-        ids = [sid for sid, row in self.mem.items() if row[0] == partition]
+        ids = [sid for sid, row in self.mem.items() if row.partition == partition]
         if self.n_disk:
             ids += [sid for (sid,) in self._conn().execute("SELECT stream FROM parked WHERE part = ?", (partition,))]
         return ids
 
     def rows_of(self, partition: int) -> Iterator[tuple[str, ParkedRow]]:
         """Every parked row of one input partition (memory first, then disk, streamed)."""
-        yield from [(sid, row) for sid, row in self.mem.items() if row[0] == partition]
+        yield from [(sid, row) for sid, row in self.mem.items() if row.partition == partition]
         if self.n_disk:
             cur = self._conn().execute(
                 "SELECT stream, part, steps, last_ts, state FROM parked WHERE part = ?", (partition,)
@@ -201,7 +214,7 @@ class ParkedStore:
                 yield sid, self._decode(part, steps, last, blob)
 
     def drop_partition(self, partition: int) -> int:
-        gone = [sid for sid, row in self.mem.items() if row[0] == partition]
+        gone = [sid for sid, row in self.mem.items() if row.partition == partition]
         for sid in gone:
             del self.mem[sid]
         n = len(gone)
