@@ -325,15 +325,15 @@ class StateManager:
         released: list[tuple[str, list[Output]]] = []
         touched: set[Any] = set()
         for source, pipe in self.pipelines.items():
-            tick = getattr(pipe, "tick", None)
-            if tick is None:
+            release_due = getattr(pipe, "release_due", None)
+            if release_due is None:
                 continue
             live = {
                 tp.partition: tp
                 for tp, st in self.parts.items()
                 if st.source == source and st.next_offset is not None and st.next_offset >= st.live_from
             }
-            res = tick(only=set(live))
+            res = release_due(only=set(live))
             if res is not None and res.outputs:
                 released.append((source, res.outputs))
                 touched.update(live[p] for p in res.partitions if p in live)
