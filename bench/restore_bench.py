@@ -112,10 +112,10 @@ async def _run(kind: str, broker: Any, args: argparse.Namespace) -> list[dict[st
     by_part: dict[int, list[Any]] = {}
     for r in recs:
         by_part.setdefault(r.partition, []).append(r)
-    from stream.state.manager import _Part
+    from stream.state import PartitionProgress
 
     for tp in tps:
-        sm.parts[tp] = _Part("sensors", 0, 0)
+        sm.parts[tp] = PartitionProgress("sensors", 0, 0)
         sm.advanced({tp: by_part.get(tp.partition, [])})
     t0 = time.perf_counter()
     nbytes = 0

@@ -184,7 +184,7 @@ class BatchEngine:
             **kw,
         )
         await self.consumer.start()
-        self.consumer.subscribe(list(self.topic_source), listener=_Listener(self))
+        self.consumer.subscribe(list(self.topic_source), listener=_RebalanceListener(self))
         self.metrics.up.set(1)
         self.metrics.broker_connected.set(1)
         log.info(
@@ -490,8 +490,9 @@ class _InFlight:
     results: list[tuple[str, BatchResult]]
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Rebalance hooks: finish the in-flight batch before partitions move (issue 4 adds state handoff)."""
+class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Rebalance hooks: finish the in-flight batches and flush the revoked partitions' snapshots before
+    partitions move; restore the assigned ones (:class:`~stream.state.StateManager`) before they run."""
 
     def __init__(self, engine: BatchEngine) -> None:
         self.engine = engine

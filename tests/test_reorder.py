@@ -17,8 +17,7 @@ from models.errors import ConfigError
 from stream.metrics import Metrics
 from stream.pipeline import BatchResult, SourcePipeline
 from stream.settings import Settings
-from stream.state import decode_chunk, encode_snapshot, join_chunks, join_held
-from stream.state.manager import StateManager, _Part
+from stream.state import PartitionProgress, StateManager, decode_chunk, encode_snapshot, join_chunks, join_held
 
 TOPIC = "sensor-readings"
 
@@ -266,7 +265,10 @@ def test_state_manager_snapshots_right_after_a_processing_time_release() -> None
         prod = FakeProducer()
         sm.producer, sm.bulk = prod, BulkProducer(prod)  # what start() sets up, without a broker
         tp0, tp1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
-        sm.parts = {tp0: _Part("sensors", 0, 0), tp1: _Part("sensors", 0, 5)}  # partition 1 still replays
+        sm.parts = {
+            tp0: PartitionProgress("sensors", 0, 0),
+            tp1: PartitionProgress("sensors", 0, 5),  # partition 1 still replays
+        }
         sm._stagger(list(sm.parts))  # what an assignment sets up: the first periodic snapshots an interval away
         recs = [_rec("a", 50.0, 1.0, 0, 0), _rec("a", 51.0, 1.0, 1, 0), _rec("b", 50.0, 1.0, 0, 1)]
         pipe.process(recs, now=1e9)

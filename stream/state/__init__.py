@@ -1,20 +1,14 @@
-"""Durable per-stream state: snapshots on a changelog topic, parked streams, the reorder buffer.
+"""Durable per-stream state: partition snapshots on a changelog topic, parked streams, the reorder buffer.
 
-``changelog``: the snapshot record format; ``manager``: :class:`StateManager`, which writes and
-restores the snapshots; ``parked``: the parked-stream store; ``parking``: one source's streams by
-input partition; ``reorder``: the reorder buffer.
+Modules: ``changelog`` (the snapshot record format), ``manager`` (:class:`StateManager`: writes
+and restores the snapshots), ``restore`` (the changelog topic on the broker), ``parked`` (the
+parked-stream store), ``parking`` (one source's streams by input partition), ``reorder`` (the
+reorder buffer). None of them imports :mod:`stream.pipeline` or :mod:`stream.engine`: the
+manager takes the pipelines as :class:`~stream.state.manager.StatefulPipeline`.
 """
 
-from .changelog import (
-    STATE_TOPIC_CONFIGS,
-    SnapshotChunk,
-    concat_snapshots,
-    decode_chunk,
-    encode_snapshot,
-    join_chunks,
-    join_held,
-)
-from .manager import StateManager
+from .changelog import STATE_TOPIC_CONFIGS, decode_chunk, encode_snapshot, join_chunks, join_held
+from .manager import PartitionProgress, StateManager
 from .parked import ParkedRow, ParkedStore
 from .parking import PartitionState
 from .reorder import HeldEvent, ReorderBuffer
@@ -24,11 +18,10 @@ __all__ = [
     "HeldEvent",
     "ParkedRow",
     "ParkedStore",
+    "PartitionProgress",
     "PartitionState",
     "ReorderBuffer",
-    "SnapshotChunk",
     "StateManager",
-    "concat_snapshots",
     "decode_chunk",
     "encode_snapshot",
     "join_chunks",

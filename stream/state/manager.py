@@ -1,4 +1,11 @@
-"""Durable per-stream state: offset-tied partition snapshots on a Kafka changelog topic.
+"""StateManager, in one file: its snapshots, held-event releases and rebalances order on one per-partition bookkeeping.
+
+Durable per-stream state: offset-tied partition snapshots on a Kafka changelog topic. The module
+holds :class:`StateManager`, its records (:class:`PartitionProgress` per owned input partition,
+:class:`PendingSnapshot`, :class:`Admitted`) and :class:`StatefulPipeline`, what it needs of a
+source's pipeline. Splitting the class would spread one ordering argument over several files:
+a snapshot must cover only acknowledged outputs, follow every processing-time release before the
+partition runs on, and never be restored across a failed transaction or a revocation.
 
 Exactly-once state, at-least-once outputs. For every owned input partition the worker tracks
 ``next_offset`` (the next offset it will process). A snapshot of a partition is written only
@@ -27,9 +34,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from models.state import SlabSnapshot
 
@@ -37,20 +44,41 @@ from ..metrics import Metrics
 from ..producer import BulkProducer, Output, send_records
 from ..settings import Settings
 from ..transactions import PartitionTransactions, TxnWork
-from .changelog import STATE_TOPIC_CONFIGS, SnapshotChunk, decode_chunk, encode_snapshot, join_chunks, join_held
+from .changelog import encode_snapshot
 from .reorder import HeldEvent
+from .restore import RestoredSnapshot, changelog_reader, create_state_topic, partition_count, read_latest
 
-if TYPE_CHECKING:
-    from ..pipeline import SourcePipeline
-
-__all__ = ["Admitted", "StateManager"]
+__all__ = ["Admitted", "PartitionProgress", "PendingSnapshot", "StateManager", "StatefulPipeline"]
 
 log = logging.getLogger(__name__)
 
 
+class ReleasedOutputs(Protocol):
+    """What a pipeline's release of held events produced (a :class:`stream.pipeline.BatchResult`)."""
+
+    outputs: list[Output]
+    partitions: frozenset[int]  # input partitions of the released events
+
+
+class StatefulPipeline(Protocol):
+    """What the state manager needs of a source's pipeline (:class:`stream.pipeline.SourcePipeline`)."""
+
+    def partition_snapshot(self, partition: int) -> SlabSnapshot: ...
+
+    def held_events(self, partition: int) -> list[HeldEvent]: ...
+
+    def load_partition(self, partition: int, snap: SlabSnapshot, held: Sequence[HeldEvent] = ()) -> None: ...
+
+    def drop_partition(self, partition: int) -> int: ...
+
+    def held_due(self) -> bool: ...
+
+    def release_due(self, now: float | None = None, only: Collection[int] | None = None) -> ReleasedOutputs | None: ...
+
+
 @dataclass
-class _Part:
-    """Bookkeeping of one owned input partition."""
+class PartitionProgress:
+    """Bookkeeping of one owned input partition: how far processing and its snapshots got."""
 
     source: str
     next_offset: int | None  # next offset to process (None: whatever the consumer delivers first)
@@ -64,11 +92,11 @@ class _Part:
 
 
 @dataclass
-class _Snap:
+class PendingSnapshot:
     """A partition snapshot encoded for the changelog, not yet written."""
 
     manager: StateManager
-    part: _Part
+    part: PartitionProgress
     partition: int  # of the changelog topic
     records: list[tuple[bytes, bytes]]
     offset: int
@@ -95,13 +123,13 @@ class Admitted:
 class StateManager:
     """Owns the changelog: snapshots owned partitions, restores assigned ones, guards offsets."""
 
-    def __init__(self, settings: Settings, pipelines: dict[str, SourcePipeline], metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, pipelines: Mapping[str, StatefulPipeline], metrics: Metrics) -> None:
         self.settings = settings
         self.pipelines = pipelines
         self.topic_source = {settings.topic(s): s for s in pipelines}
         self.enabled = settings.state_enabled
-        self.parts: dict[Any, _Part] = {}
-        self.retained: dict[Any, _Part] = {}  # revoked but still in memory (kept if re-assigned)
+        self.parts: dict[Any, PartitionProgress] = {}
+        self.retained: dict[Any, PartitionProgress] = {}  # revoked but still in memory (kept if re-assigned)
         self.producer: Any = None
         self.reader: Any = None
         self.n_state_partitions = 1
@@ -137,47 +165,12 @@ class StateManager:
         self.txns = txns
         if not self.enabled:
             return
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
         s = self.settings
         kw = s.kafka_kwargs()
-        admin = AIOKafkaAdminClient(**kw)
-        await admin.start()
-        try:
-            if s.topic_state not in set(await admin.list_topics()):
-                try:
-                    await admin.create_topics(
-                        [
-                            NewTopic(
-                                s.topic_state,
-                                s.partitions,
-                                s.replication_factor,
-                                topic_configs=STATE_TOPIC_CONFIGS,
-                            )
-                        ]
-                    )
-                except Exception as exc:  # created concurrently by another worker
-                    log.info("state topic %s: %s", s.topic_state, exc)
-        finally:
-            await admin.close()
-        self.reader = AIOKafkaConsumer(
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",  # an aborted exactly_once snapshot is never restored
-            max_partition_fetch_bytes=8 << 20,
-            fetch_max_wait_ms=50,
-            client_id=f"{s.app_id}-state-reader",
-            **kw,
-        )
+        await create_state_topic(s, kw)
+        self.reader = changelog_reader(s, kw)
         await self.reader.start()
-        for _ in range(50):
-            parts = self.reader.partitions_for_topic(s.topic_state)
-            if parts:
-                self.n_state_partitions = len(parts)
-                break
-            await self.reader._client.force_metadata_update()
-            await asyncio.sleep(0.1)
+        self.n_state_partitions = await partition_count(self.reader, s.topic_state, self.n_state_partitions)
         log.info("state changelog %s (%d partitions)", s.topic_state, self.n_state_partitions)
 
     async def stop(self) -> None:
@@ -280,9 +273,7 @@ class StateManager:
                 st.snap_due = now + self.settings.snapshot_interval_s * (i + 1) / n
 
     def _held_due(self) -> bool:
-        return bool(self._unsent) or any(
-            getattr(p, "held_due", None) is not None and p.held_due() for p in self.pipelines.values()
-        )
+        return bool(self._unsent) or any(p.held_due() for p in self.pipelines.values())
 
     async def maybe_snapshot(self) -> None:
         """After each batch: release held events that waited too long, then one due periodic snapshot."""
@@ -325,15 +316,12 @@ class StateManager:
         released: list[tuple[str, list[Output]]] = []
         touched: set[Any] = set()
         for source, pipe in self.pipelines.items():
-            release_due = getattr(pipe, "release_due", None)
-            if release_due is None:
-                continue
             live = {
                 tp.partition: tp
                 for tp, st in self.parts.items()
                 if st.source == source and st.next_offset is not None and st.next_offset >= st.live_from
             }
-            res = release_due(only=set(live))
+            res = pipe.release_due(only=set(live))
             if res is not None and res.outputs:
                 released.append((source, res.outputs))
                 touched.update(live[p] for p in res.partitions if p in live)
@@ -371,7 +359,9 @@ class StateManager:
                 w.outputs.append(o)
         return {TopicPartition(t, p): w for (t, p), w in work.items()}
 
-    async def snapshot(self, tps: list[Any], parts: dict[Any, _Part] | None = None, wait: bool = True) -> int:
+    async def snapshot(
+        self, tps: list[Any], parts: dict[Any, PartitionProgress] | None = None, wait: bool = True
+    ) -> int:
         """Write snapshots of the given owned partitions that changed; returns bytes written.
 
         Held events due for release are released first (:meth:`release_held`). ``wait=False``
@@ -396,11 +386,11 @@ class StateManager:
             except Exception as exc:
                 log.warning("a state snapshot of %s was not written (%s); restores use the one before it", tp, exc)
 
-    def snapshot_records(self, tp: Any, parts: dict[Any, _Part] | None = None) -> _Snap | None:
+    def snapshot_records(self, tp: Any, parts: dict[Any, PartitionProgress] | None = None) -> PendingSnapshot | None:
         """One partition's snapshot as changelog records, or None when nothing changed since the last one.
 
         Encoding is cheap next to sending; the caller sends the records (or puts them in the partition's
-        transaction) and calls :meth:`_Snap.written` once they are on their way (at-least-once) or
+        transaction) and calls :meth:`PendingSnapshot.written` once they are on their way (at-least-once) or
         committed (exactly_once).
         """
         st = (self.parts if parts is None else parts).get(tp)
@@ -412,7 +402,6 @@ class StateManager:
         if tp in self._unsent_parts:  # released outputs not acknowledged yet: keep the older snapshot
             return None
         pipe = self.pipelines[st.source]
-        held_of = getattr(pipe, "held_events", None)
         offset = st.next_offset - 1
         slot = 1 - st.slot
         records = encode_snapshot(
@@ -423,12 +412,16 @@ class StateManager:
             slot=slot,
             fp16=self.settings.snapshot_dtype == "fp16",
             chunk_bytes=self.settings.snapshot_chunk_bytes,
-            held=held_of(tp.partition) if held_of is not None else [],
+            held=pipe.held_events(tp.partition),
         )
-        return _Snap(self, st, tp.partition % self.n_state_partitions, records, offset, slot)
+        return PendingSnapshot(self, st, tp.partition % self.n_state_partitions, records, offset, slot)
 
     async def _write(
-        self, tps: list[Any], parts: dict[Any, _Part], work: dict[Any, TxnWork] | None = None, wait: bool = True
+        self,
+        tps: list[Any],
+        parts: dict[Any, PartitionProgress],
+        work: dict[Any, TxnWork] | None = None,
+        wait: bool = True,
     ) -> int:
         """Snapshot the partitions ``tps`` that changed; with transactions, together with ``work``.
 
@@ -451,7 +444,7 @@ class StateManager:
         else:
             s = self.settings
 
-            async def one(sn: _Snap) -> None:
+            async def one(sn: PendingSnapshot) -> None:
                 # a partition's chunks queue behind each other in aiokafka (one batch of a partition in
                 # flight at a time: a round trip per chunk), so partitions go side by side, and with
                 # wait=False beside the batches that follow
@@ -590,22 +583,23 @@ class StateManager:
             c = committed[tp]
             got = snaps.get(tp)
             if got is not None:
-                offset, slot, snap, held = got
-                self.pipelines[source].load_partition(tp.partition, snap, held)
-                start = offset + 1
-                st = _Part(source, start, max(start, c or 0), snap_offset=offset, slot=slot)
+                self.pipelines[source].load_partition(tp.partition, got.snap, got.held)
+                start = got.offset + 1
+                st = PartitionProgress(source, start, max(start, c or 0), snap_offset=got.offset, slot=got.slot)
                 consumer.seek(tp, start)
             elif c is not None and self.enabled:
                 start = int(begin.get(tp, 0))
-                st = _Part(source, start, max(start, c))
+                st = PartitionProgress(source, start, max(start, c))
                 consumer.seek(tp, start)
             else:  # no snapshot and nothing committed (or state disabled): the consumer's own position
-                st = _Part(source, c, c or 0)
+                st = PartitionProgress(source, c, c or 0)
             self.parts[tp] = st
             log.info(
                 "%s: restored %s, processing from %s, live from %d",
                 self.key(tp),
-                f"snapshot @ {got[0]} ({len(got[2])} streams, {len(got[3])} held events)" if got else "no snapshot",
+                f"snapshot @ {got.offset} ({len(got.snap)} streams, {len(got.held)} held events)"
+                if got
+                else "no snapshot",
                 st.next_offset,
                 st.live_from,
             )
@@ -613,60 +607,11 @@ class StateManager:
         if restore:
             self.m_restore_s.observe(self.last_restore_s)
 
-    async def _read_latest(self, tps: list[Any]) -> dict[Any, tuple[int, int, SlabSnapshot, list[HeldEvent]]]:
+    async def _read_latest(self, tps: list[Any]) -> dict[Any, RestoredSnapshot]:
         """Latest complete snapshot per input partition: read the changelog partitions from the start."""
-        from aiokafka import TopicPartition
-
+        s = self.settings
         want = {self.key(tp): tp for tp in tps}
-        cps = sorted({TopicPartition(self.settings.topic_state, tp.partition % self.n_state_partitions) for tp in tps})
-        r = self.reader
-        r.assign(cps)
-        await r.seek_to_beginning(*cps)
-        ends = await r.end_offsets(cps)
-        pending: dict[str, dict[int, dict[int, SnapshotChunk]]] = {}
-        best: dict[str, tuple[int, int, int, list[SnapshotChunk]]] = {}  # key -> (offset, snap_id, slot, chunks)
-        deadline = time.monotonic() + self.settings.restore_timeout_s
-        done = {cp for cp in cps if ends.get(cp, 0) == 0}
-        n_read = n_bytes = 0
-        while len(done) < len(cps) and time.monotonic() < deadline:
-            data = await r.getmany(timeout_ms=200, max_records=10_000)
-            for recs in data.values():
-                n_read += len(recs)
-                n_bytes += sum(len(rec.value or b"") for rec in recs)
-                for rec in recs:
-                    kstr = (rec.key or b"").decode(errors="replace").split("#", 1)[0]
-                    if kstr not in want or rec.value is None:
-                        continue
-                    try:
-                        ch = decode_chunk(rec.value)
-                    except ValueError as exc:
-                        log.warning("skipping state record %s@%d: %s", kstr, rec.offset, exc)
-                        continue
-                    b = best.get(ch.key)
-                    if b is not None and (ch.offset, ch.snap_id) <= (b[0], b[1]):
-                        continue
-                    got = pending.setdefault(ch.key, {}).setdefault(ch.snap_id, {})
-                    got[ch.chunk] = ch
-                    if len(got) == ch.nchunks:
-                        best[ch.key] = (ch.offset, ch.snap_id, ch.slot, list(got.values()))
-                        pending[ch.key] = {i: v for i, v in pending[ch.key].items() if i > ch.snap_id}
-            for cp in cps:
-                if cp not in done and await r.position(cp) >= ends.get(cp, 0):
-                    done.add(cp)
-        if len(done) < len(cps):
-            log.warning(
-                "state changelog not fully read within %.0f s; restoring older snapshots",
-                self.settings.restore_timeout_s,
-            )
-        self.last_restore_records, self.last_restore_bytes = n_read, n_bytes
-        log.info(
-            "read state changelog %s up to %s: %d record(s), %.1f MB, %d complete snapshot(s) of %d wanted",
-            self.settings.topic_state,
-            {cp.partition: ends.get(cp) for cp in cps},
-            n_read,
-            n_bytes / 1e6,
-            len(best),
-            len(want),
+        got, self.last_restore_records, self.last_restore_bytes = await read_latest(
+            self.reader, s.topic_state, want, self.n_state_partitions, s.restore_timeout_s
         )
-        r.assign([])
-        return {want[k]: (off, slot, join_chunks(chs), join_held(chs)) for k, (off, _, slot, chs) in best.items()}
+        return got

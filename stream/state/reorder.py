@@ -84,8 +84,10 @@ class ReorderBuffer:
         self.max_hold = max_hold_s
         self.max_held = max_held
         self._held: dict[str, list[_HeapEntry]] = {}  # stream -> heap of its held events
-        self._hi: dict[str, float] = {}  # stream -> newest event time seen (streams with held events)
-        self._fifo: deque[tuple[float, str, tuple[float, int, int]]] = deque()  # (arrival, stream, order)
+        self._newest: dict[str, float] = {}  # stream -> newest event time seen (streams with held events)
+        # (arrival, stream, order) per held event in arrival order; an entry whose event left already
+        # is skipped when it comes up (cheaper than finding it when its event leaves)
+        self._arrivals: deque[tuple[float, str, tuple[float, int, int]]] = deque()
         self._n_held = 0
         self._seq = itertools.count()
 
@@ -136,8 +138,7 @@ class ReorderBuffer:
         events at or behind its watermark, in (event time, partition, offset) order. The result does
         not depend on how the input was cut into batches.
         """
-        g, held, hi, fifo = self.grace, self._held, self._hi, self._fifo
-        arrival = now
+        g, held, newest, arrivals = self.grace, self._held, self._newest, self._arrivals
         lasts: dict[str, float] = {}
         touched: dict[str, None] = {}
         seq = self._seq
@@ -146,7 +147,7 @@ class ReorderBuffer:
             last = lasts.get(sid)
             if last is None:
                 last = lasts[sid] = last_ts(sid)
-            h = hi.get(sid)
+            h = newest.get(sid)
             floor = last if h is None else max(last, h - g)
             if t < floor:
                 dead.append(
@@ -165,15 +166,15 @@ class ReorderBuffer:
             if heap is None:
                 heap = held[sid] = []
             heapq.heappush(heap, (t, part, off, next(seq), ev))
-            hi[sid] = t if h is None or t > h else h
-            fifo.append((arrival, sid, (t, part, off)))
+            newest[sid] = t if h is None or t > h else h
+            arrivals.append((now, sid, (t, part, off)))
             self._n_held += 1
             touched[sid] = None
         out: list[HeldEvent] = []
         for sid in touched:
-            self._pop(sid, (hi[sid] - g, np.iinfo(np.int64).max, 0), out)
-        if len(fifo) > 4 * self._n_held + 4096:  # drop entries of events released by their watermark
-            self._fifo = deque(e for e in fifo if (hp := held.get(e[1])) and hp[0][:3] <= e[2])
+            self._pop(sid, (newest[sid] - g, np.iinfo(np.int64).max, 0), out)
+        if len(arrivals) > 4 * self._n_held + 4096:  # drop entries of events released by their watermark
+            self._arrivals = deque(e for e in arrivals if (hp := held.get(e[1])) and hp[0][:3] <= e[2])
         return out
 
     def _pop(self, sid: str, upto: tuple[float, int, int], out: list[HeldEvent]) -> None:
@@ -187,16 +188,16 @@ class ReorderBuffer:
         self._n_held -= len(out) - n0
         if not heap:
             del self._held[sid]
-            self._hi.pop(sid, None)
+            self._newest.pop(sid, None)
 
     def due(self, now: float) -> bool:
         """Whether :meth:`take_due` would release something (an event waited its max hold, or overflow)."""
-        fifo, held = self._fifo, self._held
-        while fifo and not ((hp := held.get(fifo[0][1])) and hp[0][:3] <= fifo[0][2]):
-            fifo.popleft()  # released by its watermark (or dropped) already
-        if not fifo:
+        arrivals, held = self._arrivals, self._held
+        while arrivals and not ((hp := held.get(arrivals[0][1])) and hp[0][:3] <= arrivals[0][2]):
+            arrivals.popleft()  # released by its watermark (or dropped) already
+        if not arrivals:
             return False
-        return fifo[0][0] <= now - self.max_hold or self._n_held > self.max_held
+        return arrivals[0][0] <= now - self.max_hold or self._n_held > self.max_held
 
     def take_due(
         self, now: float, only: Collection[int] | None, partition_of: Mapping[str, int]
@@ -208,19 +209,19 @@ class ReorderBuffer:
         stream's floor to it (later, older arrivals are ``late``). ``only``: release only streams of
         these input partitions (``partition_of``: stream -> input partition; the others keep waiting).
         """
-        if not self._fifo:
+        if not self._arrivals:
             return None
         cutoff = now - self.max_hold
-        fifo, held, sp = self._fifo, self._held, partition_of
+        arrivals, held, sp = self._arrivals, self._held, partition_of
         timed: list[HeldEvent] = []
         over: list[HeldEvent] = []
         skipped = []
-        while fifo:
-            arrival, sid, order = fifo[0]
+        while arrivals:
+            arrival, sid, order = arrivals[0]
             overflow = self._n_held > self.max_held
             if arrival > cutoff and not overflow:
                 break
-            fifo.popleft()
+            arrivals.popleft()
             heap = held.get(sid)
             if not heap or heap[0][:3] > order:  # released already
                 continue
@@ -228,7 +229,7 @@ class ReorderBuffer:
                 skipped.append((arrival, sid, order))
                 continue
             self._pop(sid, order, timed if arrival <= cutoff else over)
-        fifo.extendleft(reversed(skipped))
+        arrivals.extendleft(reversed(skipped))
         if not timed and not over:
             return None
         return timed, over
@@ -240,13 +241,12 @@ class ReorderBuffer:
 
     def load(self, events: Sequence[HeldEvent], now: float) -> None:
         """Hold events restored from a snapshot (their arrival: ``now``)."""
-        arrival = now
         for e in events:
             heap = self._held.setdefault(e.stream, [])
             heapq.heappush(heap, (e.ts, e.partition, e.offset, next(self._seq), e))
-            h = self._hi.get(e.stream)
-            self._hi[e.stream] = e.ts if h is None or e.ts > h else h
-            self._fifo.append((arrival, e.stream, e.order))
+            h = self._newest.get(e.stream)
+            self._newest[e.stream] = e.ts if h is None or e.ts > h else h
+            self._arrivals.append((now, e.stream, e.order))
             self._n_held += 1
 
     def drop(self, stream_ids: Sequence[str]) -> None:
@@ -255,4 +255,4 @@ class ReorderBuffer:
             heap = self._held.pop(sid, None)
             if heap:
                 self._n_held -= len(heap)
-            self._hi.pop(sid, None)
+            self._newest.pop(sid, None)
