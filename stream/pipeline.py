@@ -381,7 +381,7 @@ class SourcePipeline:
         outputs = ran.outputs
         self._dead_letters(ran.dead, outputs)
         if self.metrics is not None:
-            self._count_out(ran.n_pred, ran.n_alerts, len(ran.dead))
+            self._count_out(self.metrics, ran.n_pred, ran.n_alerts, len(ran.dead))
         record_ts = np.fromiter((e.timestamp for e in released), np.float64, len(released)) / 1000.0
         return BatchResult(
             outputs,
@@ -439,12 +439,12 @@ class SourcePipeline:
         all_dead = [(records[i], reason, msg) for i, reason, msg in dead] + list(dead_recs)
         self._dead_letters(all_dead, outputs)
         for rec, reason, msg in all_dead:
-            if reason not in ("out_of_order", "late"):  # those two are the input's, not worth a line each
+            if reason not in ("out_of_order", "late"):  # the input's doing, and frequent: counted, not logged
                 log.debug("dead letter %s:%s:%s %s: %s", rec.topic, rec.partition, rec.offset, reason, msg)
         if m is not None:
             m.events_in.labels(source=src).inc(n)
             m.batch_size.labels(source=src).observe(n)
-            self._count_out(n_pred, n_alerts, len(all_dead))
+            self._count_out(m, n_pred, n_alerts, len(all_dead))
         if record_ts is None:
             record_ts = np.fromiter(map(_timestamp, records), np.float64, n) / 1000.0  # [n]
         return BatchResult(outputs, event_ts, record_ts, n, n_pred, len(all_dead), n_alerts, partitions)
@@ -464,10 +464,9 @@ class SourcePipeline:
             if m is not None:
                 m.dead_letters.labels(source=src, reason=reason).inc()
 
-    def _count_out(self, n_pred: int, n_alerts: int, n_dead: int) -> None:
-        """Count the outputs by topic and refresh the slab gauges (call with metrics only)."""
-        s, m, src = self.settings, self.metrics, self.source
-        assert m is not None
+    def _count_out(self, m: Metrics, n_pred: int, n_alerts: int, n_dead: int) -> None:
+        """Count the outputs by topic in ``m`` and refresh the slab gauges."""
+        s, src = self.settings, self.source
         if n_pred:
             m.events_out.labels(source=src, topic=s.topic_predictions).inc(n_pred)
         if n_alerts:
