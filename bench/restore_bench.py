@@ -52,7 +52,7 @@ def _records(topic: str, n: int, partitions: int) -> list[SimpleNamespace]:
 async def _restore(settings: Any, tps: list[Any]) -> dict[str, Any]:
     from stream.metrics import Metrics
     from stream.pipeline import SourcePipeline, build_runner
-    from stream.state_store import StateManager
+    from stream.state import StateManager
 
     pipe = SourcePipeline("sensors", build_runner(settings, "sensors"), settings)
     sm = StateManager(settings, {"sensors": pipe}, Metrics())
@@ -80,7 +80,7 @@ async def _run(kind: str, broker: Any, args: argparse.Namespace) -> list[dict[st
     from stream.metrics import Metrics
     from stream.pipeline import SourcePipeline, build_runner
     from stream.settings import Settings
-    from stream.state_store import STATE_TOPIC_CONFIGS, StateManager
+    from stream.state import STATE_TOPIC_CONFIGS, StateManager
 
     tag = uuid.uuid4().hex[:6]
     settings = Settings(
@@ -112,10 +112,10 @@ async def _run(kind: str, broker: Any, args: argparse.Namespace) -> list[dict[st
     by_part: dict[int, list[Any]] = {}
     for r in recs:
         by_part.setdefault(r.partition, []).append(r)
-    from stream.state_store import _Part
+    from stream.state import PartitionProgress
 
     for tp in tps:
-        sm.parts[tp] = _Part("sensors", 0, 0)
+        sm.parts[tp] = PartitionProgress("sensors", 0, 0)
         sm.advanced({tp: by_part.get(tp.partition, [])})
     t0 = time.perf_counter()
     nbytes = 0

@@ -8,7 +8,7 @@ gather and one scatter per tensor however many streams it touches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Literal
@@ -127,6 +127,20 @@ class StateSlab:
     def slot(self, stream_id: str) -> int | None:
         return self._slot_of.get(stream_id)
 
+    @property
+    def slot_of(self) -> Mapping[str, int]:
+        """Stream id -> slot of every resident stream: the slab's own dict, read-only to callers.
+
+        For hot loops over many ids: ``sid in slab.slot_of`` is a dict lookup, without the method
+        call of ``sid in slab`` per id.
+        """
+        return self._slot_of
+
+    def ids_at(self, slots: np.ndarray) -> list[str | None]:
+        """The stream ids in ``slots`` (``[n]`` int64, e.g. from :meth:`lru_slots`); ``None`` for a free slot."""
+        ids = self._ids
+        return [ids[k] for k in slots.tolist()]  # [n]
+
     # -- slots --------------------------------------------------------------------------
     def assign(self, stream_ids: Sequence[str], ts: np.ndarray | None = None) -> np.ndarray:
         """Slots for a batch of stream ids (new streams get pristine slots); marks them used."""
@@ -190,7 +204,7 @@ class StateSlab:
         Example:
             >>> slab = StateSlab(layers=1, parts=1, hidden=2, aux_init=torch.zeros(1), capacity=4)
             >>> _ = slab.assign(["a", "b"]); _ = slab.assign(["c"]); _ = slab.assign(["a"])
-            >>> [slab._ids[k] for k in slab.lru_slots(2)]
+            >>> slab.ids_at(slab.lru_slots(2))
             ['b', 'c']
         """
         used = self.last_used

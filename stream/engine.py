@@ -32,14 +32,15 @@ from typing import Any
 import numpy as np
 from aiokafka.abc import ConsumerRebalanceListener
 
+from .kafka_logs import quiet_repeated_kafka_errors
 from .metrics import Metrics
 from .pipeline import BatchResult, SourcePipeline
 from .producer import BulkProducer, Output
 from .settings import Settings
-from .state_store import StateManager
+from .state import StateManager
 from .transactions import PartitionTransactions, TxnWork
 
-__all__ = ["BatchEngine", "BulkProducer", "RepeatFilter", "observe_many"]
+__all__ = ["BatchEngine", "BulkProducer", "observe_many"]
 
 log = logging.getLogger(__name__)
 
@@ -58,51 +59,6 @@ def observe_many(hist: Any, values: np.ndarray) -> None:
     except AttributeError:  # a prometheus_client without these internals
         for v in values.tolist():
             hist.observe(v)
-
-
-class RepeatFilter(logging.Filter):
-    """Let one record per message template through every ``every_s`` seconds; say how many were held back.
-
-    aiokafka logs each failed reconnect (every ~100 ms per connection) while a broker is down;
-    this keeps an outage to a few lines a minute instead of thousands.
-
-    Example:
-        >>> f = RepeatFilter(every_s=60.0)
-        >>> rec = lambda: logging.LogRecord("aiokafka", logging.ERROR, "", 0, "Unable connect to %s", ("n1",), None)
-        >>> [f.filter(rec()) for _ in range(3)]
-        [True, False, False]
-    """
-
-    def __init__(self, every_s: float = 10.0) -> None:
-        super().__init__()
-        self.every_s = every_s
-        self._seen: dict[str, tuple[float, int]] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        key = str(record.msg)
-        now = time.monotonic()
-        last, held = self._seen.get(key, (-1e18, 0))
-        if now - last < self.every_s:
-            self._seen[key] = (last, held + 1)
-            return False
-        if held:
-            record.msg = f"{record.msg} [{held} similar messages in the last {now - last:.0f} s held back]"
-        self._seen[key] = (now, 0)
-        return True
-
-
-_REPEAT_FILTER = RepeatFilter()
-_NOISY_LOGGERS = ("aiokafka", "aiokafka.consumer.fetcher", "aiokafka.consumer.group_coordinator", "aiokafka.conn")
-
-
-def quiet_repeated_kafka_errors() -> None:
-    """Install :class:`RepeatFilter` on aiokafka's loggers (idempotent)."""
-    for name in _NOISY_LOGGERS:
-        lg = logging.getLogger(name)
-        if _REPEAT_FILTER not in lg.filters:
-            lg.addFilter(_REPEAT_FILTER)
 
 
 class BatchEngine:
@@ -184,7 +140,7 @@ class BatchEngine:
             **kw,
         )
         await self.consumer.start()
-        self.consumer.subscribe(list(self.topic_source), listener=_Listener(self))
+        self.consumer.subscribe(list(self.topic_source), listener=_RebalanceListener(self))
         self.metrics.up.set(1)
         self.metrics.broker_connected.set(1)
         log.info(
@@ -490,8 +446,9 @@ class _InFlight:
     results: list[tuple[str, BatchResult]]
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Rebalance hooks: finish the in-flight batch before partitions move (issue 4 adds state handoff)."""
+class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Rebalance hooks: finish the in-flight batches and flush the revoked partitions' snapshots before
+    partitions move; restore the assigned ones (:class:`~stream.state.StateManager`) before they run."""
 
     def __init__(self, engine: BatchEngine) -> None:
         self.engine = engine

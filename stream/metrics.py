@@ -114,7 +114,7 @@ class Metrics:
         )
         for kind in ("allocated", "reserved"):
             self.gpu_memory.labels(kind=kind).set(0)
-        # durable state (stream/state_store.py)
+        # durable state (stream/state/)
         self.state_snapshots = Counter("seqstream_state_snapshots", "Partition snapshots written", registry=r)
         self.state_snapshot_bytes = Counter("seqstream_state_snapshot_bytes", "Changelog bytes written", registry=r)
         self.state_snapshot_seconds = Histogram(
@@ -138,7 +138,7 @@ class Metrics:
         )
         for outcome in ("committed", "aborted"):
             self.transactions.labels(outcome=outcome)
-        # reorder buffer (stream/pipeline.py): events held for event-time ordering, and why they left it
+        # reorder buffer (stream/state/reorder.py): events held for event-time ordering, and why they left it
         self.reorder_held = Gauge(
             "seqstream_reorder_held_events", "Events held by the reorder buffer", ["source"], registry=r
         )

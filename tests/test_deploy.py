@@ -463,7 +463,7 @@ def test_one_kafka_version_everywhere() -> None:
 
 def test_compose_creates_the_state_topic_as_the_worker_would() -> None:
     """Compacted, with the segment sizes that let Kafka's cleaner keep restores short."""
-    from stream.state_store import STATE_TOPIC_CONFIGS
+    from stream.state import STATE_TOPIC_CONFIGS
 
     text = COMPOSE_FILE.read_text()
     block = text[text.index('--topic "$$SEQSTREAM_TOPIC_STATE"') :].split("\n", 2)[:2]

@@ -22,7 +22,7 @@ import torch
 from models import NetConfig, RecurrentForecaster, Runner, ScoringConfig
 from stream.pipeline import SourcePipeline
 from stream.settings import Settings
-from stream.state_store import ParkedStore
+from stream.state import ParkedStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

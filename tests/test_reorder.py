@@ -17,7 +17,7 @@ from models.errors import ConfigError
 from stream.metrics import Metrics
 from stream.pipeline import BatchResult, SourcePipeline
 from stream.settings import Settings
-from stream.state_store import StateManager, _Part, decode_chunk, encode_snapshot, join_chunks, join_held
+from stream.state import PartitionProgress, StateManager, decode_chunk, encode_snapshot, join_chunks, join_held
 
 TOPIC = "sensor-readings"
 
@@ -110,14 +110,14 @@ def test_shuffled_within_grace_equals_sorted_input() -> None:
     assert not p.held_due()
     clock.t += 31.0  # a quiet end: processing time releases the rest
     assert p.held_due()
-    results.append(p.tick())
+    results.append(p.release_due())
     assert p.n_held == 0 and not p.held_due()
     preds, dead = _outputs(results)
     assert not dead
     _assert_same(preds, want)
     # every input has exactly one output, whatever the batch boundaries
     one = _pipe(reorder_grace_s=4.0)
-    once = _outputs([one.process(recs, now=1e9), one.tick(now=float("inf"))])[0]
+    once = _outputs([one.process(recs, now=1e9), one.release_due(now=float("inf"))])[0]
     assert once == preds
 
 
@@ -132,7 +132,7 @@ def test_too_late_is_dead_letter_late_and_every_input_has_one_output() -> None:
     p = _pipe(reorder_grace_s=5.0)
     recs = [_rec("a", 100.0 + k, 0.1 * k, k) for k in range(20)]  # newest 119: watermark 114
     recs += [_rec("a", 113.0, 9.0, 20), _rec("a", 116.5, 1.0, 21), _rec("b", 5.0, 1.0, 22)]
-    results = [p.process(recs[:20], now=1e9), p.process(recs[20:], now=1e9), p.tick(now=float("inf"))]
+    results = [p.process(recs[:20], now=1e9), p.process(recs[20:], now=1e9), p.release_due(now=float("inf"))]
     preds, dead = _outputs(results)
     assert {k: d["reason"] for k, d in dead.items()} == {f"{TOPIC}:0:20": "late"}
     assert "SEQSTREAM_REORDER_GRACE_S" in dead[f"{TOPIC}:0:20"]["message"]
@@ -151,9 +151,9 @@ def test_max_hold_release_raises_the_floor() -> None:
     res = p.process([_rec("q", 50.0, 1.0, 0), _rec("q", 52.0, 1.0, 1)], now=1e9)
     assert not res.outputs and p.n_held == 2
     clock.t += 1.0
-    assert p.tick() is None
+    assert p.release_due() is None
     clock.t += 1.5
-    out = p.tick()
+    out = p.release_due()
     assert out is not None and out.n_predictions == 2 and out.n_in == 0 and out.partitions == {0}
     # the stream ran up to 52: an event at 51 can no longer be run in order
     preds, dead = _outputs([p.process([_rec("q", 51.0, 1.0, 2), _rec("q", 60.0, 1.0, 3)], now=1e9)])
@@ -165,7 +165,7 @@ def test_overflow_releases_oldest_arrivals_first() -> None:
     p = _pipe(reorder_grace_s=1000.0, reorder_max_held=5)
     p.process([_rec(f"o{i}", 10.0, 1.0, i) for i in range(8)], now=1e9)
     assert p.n_held == 8 and p.held_due()
-    out = p.tick()
+    out = p.release_due()
     assert out is not None and p.n_held == 5
     assert sorted(orjson.loads(o.value)["stream"] for o in out.outputs) == ["o0", "o1", "o2"]
 
@@ -173,7 +173,7 @@ def test_overflow_releases_oldest_arrivals_first() -> None:
 def test_only_the_given_partitions_are_released() -> None:
     p = _pipe(reorder_grace_s=1000.0, reorder_max_hold_s=1.0)
     p.process([_rec("a", 1.0, 1.0, 0, partition=0), _rec("b", 1.0, 1.0, 0, partition=1)], now=1e9)
-    out = p.tick(now=1e12, only={1})
+    out = p.release_due(now=1e12, only={1})
     assert out is not None and [orjson.loads(o.value)["stream"] for o in out.outputs] == ["b"]
     assert p.n_held == 1 and p.held_due(now=1e12)
 
@@ -200,7 +200,7 @@ def test_held_events_survive_snapshot_restore_into_another_pipeline() -> None:
         ]
         b.load_partition(p, join_chunks(chunks), back)
     assert b.n_held == a.n_held
-    more, dead = _outputs([*_run_batches(b, recs[131:], 9), b.tick(now=float("inf"))])
+    more, dead = _outputs([*_run_batches(b, recs[131:], 9), b.release_due(now=float("inf"))])
     assert not dead and not (more.keys() & got.keys())
     got.update(more)
     _assert_same(got, want)
@@ -223,7 +223,7 @@ def test_reorder_needs_state() -> None:
 def test_default_is_off_and_adds_no_latency() -> None:
     p = _pipe()
     res = p.process([_rec("a", 1.0, 1.0, 0)], now=1e9)
-    assert res.n_predictions == 1 and p.n_held == 0 and p.tick(now=1e12) is None and p.held_events(0) == []
+    assert res.n_predictions == 1 and p.n_held == 0 and p.release_due(now=1e12) is None and p.held_events(0) == []
 
 
 # -- the state manager: a release on processing time is followed by a snapshot (fence) ----------
@@ -265,7 +265,10 @@ def test_state_manager_snapshots_right_after_a_processing_time_release() -> None
         prod = FakeProducer()
         sm.producer, sm.bulk = prod, BulkProducer(prod)  # what start() sets up, without a broker
         tp0, tp1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
-        sm.parts = {tp0: _Part("sensors", 0, 0), tp1: _Part("sensors", 0, 5)}  # partition 1 still replays
+        sm.parts = {
+            tp0: PartitionProgress("sensors", 0, 0),
+            tp1: PartitionProgress("sensors", 0, 5),  # partition 1 still replays
+        }
         sm._stagger(list(sm.parts))  # what an assignment sets up: the first periodic snapshots an interval away
         recs = [_rec("a", 50.0, 1.0, 0, 0), _rec("a", 51.0, 1.0, 1, 0), _rec("b", 50.0, 1.0, 0, 1)]
         pipe.process(recs, now=1e9)

@@ -68,7 +68,7 @@ def test_kafka_kwargs_reach_every_aiokafka_client(tmp_path: Path) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
         from aiokafka.admin import AIOKafkaAdminClient
 
-        # the same constructors (and keyword arguments) as stream/engine.py and stream/state_store.py
+        # the same constructors (and keyword arguments) as stream/engine.py and stream/state/
         consumer, producer, admin = AIOKafkaConsumer(**kw), AIOKafkaProducer(**kw), AIOKafkaAdminClient(**kw)
         out = [consumer._client, producer.client, admin._client]
         await consumer.stop()

@@ -13,7 +13,7 @@ from models import NetConfig, RecurrentForecaster, Runner, ScoringConfig
 from models.state import SlabSnapshot
 from stream.pipeline import SourcePipeline
 from stream.settings import Settings
-from stream.state_store import decode_chunk, encode_snapshot, join_chunks
+from stream.state import decode_chunk, encode_snapshot, join_chunks
 
 
 def _snap(n: int, h: int = 8) -> SlabSnapshot:
@@ -132,7 +132,7 @@ def test_late_and_gap_reset() -> None:
 
 
 def test_held_events_chunk_roundtrip_and_tamper() -> None:
-    from stream.state_store import HeldEvent, join_held
+    from stream.state import HeldEvent, join_held
 
     held = [
         HeldEvent("s-ü", 1.5 + i, "t", 3, 100 + i, 7, None if i == 0 else b"k", b"v" * i, np.full(2, i, np.float32))

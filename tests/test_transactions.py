@@ -22,7 +22,7 @@ from stream.engine import BatchEngine
 from stream.metrics import Metrics
 from stream.pipeline import SourcePipeline
 from stream.settings import Settings
-from stream.state_store import _Part, decode_chunk
+from stream.state import PartitionProgress, decode_chunk
 from stream.transactions import TxnWork
 
 TOPIC = "sensor-readings"
@@ -77,7 +77,7 @@ def _engine(**kw: Any) -> tuple[BatchEngine, FakeTxns]:
     fake = FakeTxns()
     engine.txns = engine.state.txns = fake  # type: ignore[assignment]
     for p in (0, 1):
-        engine.state.parts[TopicPartition(TOPIC, p)] = _Part("sensors", 0, 0)
+        engine.state.parts[TopicPartition(TOPIC, p)] = PartitionProgress("sensors", 0, 0)
     engine.state._stagger(list(engine.state.parts))  # as an assignment does
     return engine, fake
 

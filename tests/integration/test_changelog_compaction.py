@@ -22,7 +22,7 @@ import torch
 from stream.metrics import Metrics
 from stream.pipeline import SourcePipeline, build_runner
 from stream.settings import Settings
-from stream.state_store import StateManager, _Part, encode_snapshot
+from stream.state import PartitionProgress, StateManager, encode_snapshot
 from stream.tools.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_restore_after_compaction_reads_only_live_snapshots(checkpoints: dict[st
         writer = SourcePipeline("sensors", build_runner(settings, "sensors"), settings)
         sm = StateManager(settings, {"sensors": writer}, Metrics())
         await sm.start(producer)
-        sm.parts[tp] = _Part("sensors", 0, 0)
+        sm.parts[tp] = PartitionProgress("sensors", 0, 0)
         for k in range(SNAPSHOTS):
             recs = records(k)
             writer.process(recs, now=2000.0)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream.state_store import decode_chunk, join_chunks
+from stream.state import decode_chunk, join_chunks
 from stream.tools.kafka_broker import KafkaBroker
 from stream.tools.worker_process import WorkerProcess
 

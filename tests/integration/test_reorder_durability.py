@@ -130,7 +130,7 @@ def test_reorder_buffer_survives_kill9(broker: Broker, checkpoints: dict[str, Pa
             for r in inputs
         ]
         outs = [o for i in range(0, len(recs), 256) for o in ref.process(recs[i : i + 256]).outputs]
-        outs += ref.tick(now=float("inf")).outputs  # type: ignore[union-attr]
+        outs += ref.release_due(now=float("inf")).outputs  # type: ignore[union-attr]
         want = {d["id"]: d for d in map(orjson.loads, (o.value for o in outs if o.topic == settings.topic_predictions))}
         want_dead = {orjson.loads(o.value)["id"] for o in outs if o.topic == settings.topic_dead_letter}
         assert set(want) == set(preds) and want_dead == set(dead)
