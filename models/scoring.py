@@ -1,4 +1,4 @@
-"""The Scorer (one class over one slab-row layout, so kept whole): per-stream normalisation and scoring.
+"""The Scorer, one file: one class over one slab-row layout; per-stream normalisation and scoring.
 
 Online, per-stream normalisation and anomaly scoring, vectorised over a batch of streams; its
 configuration and the named presets are in :mod:`models.scoring_config`, the calibrated mode's

@@ -3,7 +3,7 @@
 Design choice — a batch-native input path under Faust's lifecycle. The app owns one
 :class:`~stream.engine.BatchEngine` service: an aiokafka consumer (its own consumer group,
 ``Settings.group_id``) whose ``getmany`` micro-batches are decoded in bulk, run through each
-source's :class:`~stream.pipeline.SourcePipeline` (one ``Runner.process`` call per source and
+source's :class:`~stream.pipeline.SourcePipeline` (one ``runner.process`` call per source and
 batch: the per-source "agents"), produced with one ``send_batch`` per output partition and
 committed after the broker acknowledged the outputs.
 
@@ -80,13 +80,7 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
             await control.maybe_declare()
 
             pipelines: dict[str, SourcePipeline] = {}
-            for source in settings.sources:
-                if source == "audio":  # Silero VAD on PCM frames, not a forecaster checkpoint
-                    from .audio import AudioPipeline, build_vad_runner
-
-                    pipelines[source] = AudioPipeline(build_vad_runner(settings), settings, metrics)
-                    log.info("source audio: model %s", pipelines[source].model_id)
-                    continue
+            for source in settings.sources:  # each source's model: stream/sources/<source>.py
                 runner = build_runner(settings, source)
                 log.info(
                     "source %s: model %s, %d feature(s), device %s, threshold %.3f",
@@ -94,7 +88,7 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
                     runner.model_id,
                     runner.n_features,
                     runner.device,
-                    runner.scoring.open_threshold,
+                    runner.threshold,
                 )
                 pipelines[source] = SourcePipeline(source, runner, settings, metrics)
             self.engine = BatchEngine(settings, pipelines, metrics)

@@ -1,4 +1,4 @@
-"""One source's work on a micro-batch: decode -> ``Runner.process`` (once) -> output records.
+"""One source's work on a micro-batch: decode -> ``runner.process`` (once) -> output records.
 
 No Kafka client or event loop here: :class:`SourcePipeline` turns a list of input records into
 a list of :class:`Output` records, so the batch consumer, the Faust agents, the benchmarks and
@@ -31,6 +31,7 @@ from models import Batch, Runner
 from models.checkpoint import load_checkpoint
 from models.errors import ConfigError
 from models.state import SlabSnapshot
+from models.types import StreamRunner
 
 from .codec import RecordLike, decode_batch, encode_alert, encode_dead, encode_predictions
 from .metrics import Metrics
@@ -81,8 +82,14 @@ _partition = operator.attrgetter("partition")
 _timestamp = operator.attrgetter("timestamp")
 
 
-def build_runner(settings: Settings, source: str) -> Runner:
-    """Load a source's checkpoint with the configured device, capacity and threshold override."""
+def build_runner(settings: Settings, source: str) -> StreamRunner:
+    """The model a source is served with: its own loader (e.g. audio's Silero VAD) where its file in
+    ``stream/sources/`` names one, else its forecaster checkpoint with the configured device,
+    capacity and threshold override."""
+    load = SOURCES[source].load_runner
+    if load is not None:
+        runner: StreamRunner = load(settings)
+        return runner
     ckpt = load_checkpoint(settings.checkpoint(source))
     scoring = ckpt.scoring
     if settings.open_threshold is not None:
@@ -114,24 +121,22 @@ class SourcePipeline:
         ['predictions']
     """
 
-    # defaults for subclasses that do not call __init__ (the audio source does not reorder)
-    reorder: ReorderBuffer | None = None
-    _partitions: PartitionState | None = None
-
-    def __init__(self, source: str, runner: Runner, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, source: str, runner: StreamRunner, settings: Settings, metrics: Metrics | None = None) -> None:
         self.source = source
         self.runner = runner
         self.settings = settings
         self.metrics = metrics
         self.model_id = runner.model_id
-        self.threshold = float(runner.scoring.open_threshold)
+        self.threshold = float(runner.threshold)
         from .explorer import ring_store_for
 
-        self.explorer = ring_store_for(source, runner, settings)  # /explorer ring buffers (None: off)
+        # /explorer ring buffers (None: off) show forecasts next to values: a forecaster's only
+        self.explorer = ring_store_for(source, runner, settings) if isinstance(runner, Runner) else None
         # durable state: which input partition each stream lives on, and streams parked off the
         # slab (evicted by the resident bound; their state is kept and comes back on their next event)
-        self._partitions = PartitionState(source, runner.slab, settings)
-        self.reorder = ReorderBuffer.from_settings(settings)  # None: no reordering
+        self.partitions = PartitionState(source, runner.slab, settings)
+        # None: no reordering (not configured, or a source whose file says its events are not held)
+        self.reorder = ReorderBuffer.from_settings(settings) if SOURCES[source].reorder else None
         self.clock: Callable[[], float] = time.monotonic  # processing time of arrivals and max hold
         if metrics is not None:
             metrics.model_info.labels(source=source, model=self.model_id).set(1)
@@ -139,49 +144,24 @@ class SourcePipeline:
 
     # -- the partition bookkeeping (stream.state.parking), reachable under its old names ------------
     @property
-    def partitions(self) -> PartitionState:
-        """Which input partition each stream lives on, and the streams parked off the slab (built on first
-        use for a subclass that does not call ``__init__``)."""
-        ps = self._partitions
-        if ps is None:
-            ps = self._partitions = PartitionState(self.source, self.runner.slab, self.settings)
-        return ps
-
-    @property
     def stream_part(self) -> dict[str, int]:
         """Input partition of every resident (or held) stream."""
         return self.partitions.stream_part
-
-    @stream_part.setter
-    def stream_part(self, value: dict[str, int]) -> None:
-        self.partitions.stream_part = value
 
     @property
     def parked(self) -> ParkedStore | dict[str, ParkedRow]:
         """The streams parked off the slab (by the resident bound)."""
         return self.partitions.parked
 
-    @parked.setter
-    def parked(self, value: ParkedStore | dict[str, ParkedRow]) -> None:
-        self.partitions.parked = value
-
     @property
     def parked_total(self) -> int:
         """Streams parked so far."""
         return self.partitions.parked_total
 
-    @parked_total.setter
-    def parked_total(self, value: int) -> None:
-        self.partitions.parked_total = value
-
     @property
     def resets(self) -> int:
         """Gap resets (``SEQSTREAM_MAX_GAP_S``) so far."""
         return self.partitions.resets
-
-    @resets.setter
-    def resets(self, value: int) -> None:
-        self.partitions.resets = value
 
     def _observe_slab(self) -> None:
         if self.metrics is not None:
@@ -287,7 +267,7 @@ class SourcePipeline:
                         model=self.model_id,
                         state=a.state,
                         score=a.score,
-                        threshold=self.threshold,
+                        threshold=self.threshold if a.threshold is None else a.threshold,
                         expected=a.expected,
                         actual=a.actual,
                         kind=a.kind,

@@ -43,13 +43,13 @@ def test_simulator_audio_frames_are_valid_pcm() -> None:
 
 
 def test_pipeline_speech_start_and_end_on_injected_utterances() -> None:
-    from stream.audio import AudioPipeline, build_vad_runner
+    from stream.pipeline import SourcePipeline, build_runner
     from stream.settings import Settings
 
     st = Settings(sources="audio")
     sim = Simulator("audio", n_streams=6, seed=1)
     planned = sim.inject(3, 10, 40)
-    pipe = AudioPipeline(build_vad_runner(st), st)
+    pipe = SourcePipeline("audio", build_runner(st, "audio"), st)  # no special pipeline: the VAD is a StreamRunner
     alerts, preds = [], []
     for r in range(220):
         evs = sim.round(1000.0 + r * 0.032)

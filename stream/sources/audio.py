@@ -232,5 +232,4 @@ SOURCE = Source(
     find_checkpoint=_packaged_weights,
     load_runner=load_vad_runner,
     reorder=False,
-    explorer=False,
 )

@@ -137,7 +137,6 @@ class Source:
     find_checkpoint: Callable[[], Path] | None = None  # the model file when none is configured nor bundled
     load_runner: Callable[[RunnerSettings], Any] | None = None  # None: a forecaster checkpoint
     reorder: bool = True  # the reorder buffer may hold its events (SEQSTREAM_REORDER_GRACE_S)
-    explorer: bool = True  # /explorer keeps per-stream ring buffers of it
     decoder: Callable[[bytes], Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
