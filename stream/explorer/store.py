@@ -263,9 +263,10 @@ class RingStore:
         if not force and key == self._slab_seen and now - self._last_sync < _SYNC_EVERY_S:
             return 0
         self._slab_seen, self._last_sync = key, now
-        # membership straight from the slab's id -> slot dict when it has one (a C-level scan of the rows)
-        slot_of = getattr(slab, "_slot_of", None)
-        in_slab = slot_of.__contains__ if isinstance(slot_of, dict) else slab.__contains__
+        # membership straight from the slab's id -> slot mapping (a C-level scan of the rows); a
+        # stand-in slab with only ``in`` works too
+        slot_of = getattr(slab, "slot_of", None)
+        in_slab = slot_of.__contains__ if slot_of is not None else slab.__contains__
         gone = list(filterfalse(in_slab, self._row_of))
         if parked is not None and gone:
             gone = [s for s in gone if s not in parked]
