@@ -149,7 +149,6 @@ def test_good_and_bad_records_mixed_decode_the_same_on_both_paths(name: str) -> 
 @pytest.mark.parametrize("name", NAMES)
 def test_decoded_rows_fit_the_model_the_source_is_served_with(name: str) -> None:
     from models.types import Batch
-
     from stream.pipeline import build_runner
     from stream.settings import Settings
 

@@ -31,7 +31,7 @@ import msgspec
 import numpy as np
 
 from ..codec.decode import BadInput
-from .base import Anomaly, Event, RunnerSettings, Source
+from .base import Event, Round, RunnerSettings, Simulation, Source
 
 __all__ = ["AUDIO_FRAME", "AUDIO_RATE", "SOURCE", "AudioMsg", "espeak", "pcm_b64", "resample", "speech_bank"]
 
@@ -138,7 +138,7 @@ def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
     return pcm.astype(np.float32) / np.float32(32768.0), np.array(ok, dtype=bool)
 
 
-class AudioSim:
+class AudioSim(Simulation):
     """Microphones with background noise and utterances; see the module docstring."""
 
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
@@ -154,18 +154,8 @@ class AudioSim:
     ) -> tuple[int, str | None]:
         return -(-len(self.bank[stream % len(self.bank)]) // AUDIO_FRAME), None  # the utterance, in frames
 
-    def mean_rate(self) -> float:
-        return float(self.n)
-
-    def round(
-        self,
-        streams: list[str],
-        t: float,
-        k: int,
-        rng: np.random.Generator,
-        active: np.ndarray,
-        anomalies: list[Anomaly],
-    ) -> list[Event]:
+    def round(self, r: Round) -> list[Event]:
+        streams, t, k, rng, active, anomalies = r
         n = self.n
         for a in anomalies:
             if a.start_round == k:

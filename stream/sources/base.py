@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import numpy as np
@@ -19,7 +19,7 @@ from models.checkpoint import DEFAULT_CHECKPOINT
 
 from ..codec.decode import CarefulFeatures, FastFeatures
 
-__all__ = ["Anomaly", "Event", "RunnerSettings", "Simulation", "Source"]
+__all__ = ["Anomaly", "Event", "Round", "RunnerSettings", "Simulation", "Source"]
 
 
 @dataclass(frozen=True)
@@ -53,34 +53,43 @@ class Event:
         return orjson.dumps(self.payload)
 
 
-class Simulation(Protocol):
+class Round(NamedTuple):
+    """What a simulation needs to make one round: the stream ids, event time ``t``, round number
+    ``k``, the simulator's generator, ``active[n]`` (streams inside an injected anomaly now) and
+    the planned anomalies."""
+
+    streams: list[str]
+    t: float
+    k: int
+    rng: np.random.Generator
+    active: np.ndarray
+    anomalies: list[Anomaly]
+
+
+class Simulation:
     """A source's simulated streams; :class:`stream.sources.simulator.Simulator` drives it round by round.
 
-    The constructor takes ``(n_streams, rng, seed)`` and draws its parameters from ``rng`` (the
-    simulator's only generator, so the order of draws is the output: keep it when editing).
+    A subclass draws its parameters from ``rng`` in its constructor ``(n_streams, rng, seed)``
+    (the simulator's only generator, so the order of draws is the output: keep it when editing)
+    and makes each round's events in :meth:`round`.
     """
+
+    def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
+        self.n = n
 
     def plan(
         self, stream: int, kind: str, start_round: int, length: int, rng: np.random.Generator
     ) -> tuple[int, str | None]:
         """Plan an anomaly of ``kind`` on stream number ``stream``: its (length, channel)."""
-        ...
+        return length, None
 
-    def round(
-        self,
-        streams: list[str],
-        t: float,
-        k: int,
-        rng: np.random.Generator,
-        active: np.ndarray,
-        anomalies: list[Anomaly],
-    ) -> list[Event]:
-        """The events of round ``k`` at event time ``t``; ``active[n]``: streams inside an anomaly now."""
-        ...
+    def round(self, r: Round) -> list[Event]:
+        """The events of round ``r.k`` at event time ``r.t``."""
+        raise NotImplementedError
 
     def mean_rate(self) -> float:
         """Expected events per round over all streams."""
-        ...
+        return float(self.n)
 
 
 class RunnerSettings(Protocol):

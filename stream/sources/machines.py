@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .base import Anomaly, Event, Source
+from .base import Event, Round, Simulation, Source
 from .sensors import SensorMsg, careful, fast
 
 __all__ = ["MACHINE_CHANNELS", "SOURCE"]
@@ -24,7 +24,7 @@ __all__ = ["MACHINE_CHANNELS", "SOURCE"]
 MACHINE_CHANNELS = ("temperature", "vibration", "pressure", "current")
 
 
-class MachineSim:
+class MachineSim(Simulation):
     """Multivariate machines; see the module docstring (``machines``)."""
 
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
@@ -45,18 +45,8 @@ class MachineSim:
     ) -> tuple[int, str | None]:
         return length, MACHINE_CHANNELS[int(rng.integers(0, len(MACHINE_CHANNELS)))]
 
-    def mean_rate(self) -> float:
-        return float(self.n)
-
-    def round(
-        self,
-        streams: list[str],
-        t: float,
-        k: int,
-        rng: np.random.Generator,
-        active: np.ndarray,
-        anomalies: list[Anomaly],
-    ) -> list[Event]:
+    def round(self, r: Round) -> list[Event]:
+        streams, t, k, rng, _active, anomalies = r
         index = {s: i for i, s in enumerate(streams)}
         faults = {index[a.stream]: a.channel for a in anomalies if a.start_round <= k < a.start_round + a.length}
         n, f = self.n, len(MACHINE_CHANNELS)

@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 
 from ..codec.decode import lists_fast, vector
-from .base import Anomaly, Event, Source
+from .base import Event, Round, Simulation, Source
 
 __all__ = ["SOURCE", "SensorMsg"]
 
@@ -37,7 +37,7 @@ def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
     return lists_fast([m.values for m in msgs], n, missing=True)
 
 
-class SensorSim:
+class SensorSim(Simulation):
     """Seasonal sensors; see the module docstring."""
 
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
@@ -49,20 +49,8 @@ class SensorSim:
         self.noise = self.amp * rng.uniform(0.02, 0.1, n)  # [n]
         self.drift = self.base * rng.normal(0, 1e-5, n)  # [n] per round
 
-    def plan(
-        self, stream: int, kind: str, start_round: int, length: int, rng: np.random.Generator
-    ) -> tuple[int, str | None]:
-        return length, None
-
-    def round(
-        self,
-        streams: list[str],
-        t: float,
-        k: int,
-        rng: np.random.Generator,
-        active: np.ndarray,
-        anomalies: list[Anomaly],
-    ) -> list[Event]:
+    def round(self, r: Round) -> list[Event]:
+        streams, t, k, rng, active, _anomalies = r
         v = (
             self.base
             + self.amp * np.sin(2 * math.pi * k / self.period + self.phase)
@@ -76,9 +64,6 @@ class SensorSim:
             Event(s, t, {"stream": s, "ts": t, "values": [round(float(v[i]), 6)]}, bool(active[i]))
             for i, s in enumerate(streams)
         ]
-
-    def mean_rate(self) -> float:
-        return float(self.n)
 
 
 SOURCE = Source(

@@ -19,7 +19,7 @@ import numpy as np
 from models.errors import ConfigError
 
 from . import SOURCES
-from .base import Anomaly, Event, Simulation
+from .base import Anomaly, Event, Round, Simulation
 
 __all__ = ["Simulator"]
 
@@ -92,7 +92,7 @@ class Simulator:
     def round(self, t: float) -> list[Event]:
         """Events of one round at event time ``t`` (ticks: a bursty number per symbol)."""
         k = self.rounds
-        events = self.model.round(self.streams, t, k, self.rng, self._active(), self.anomalies)
+        events = self.model.round(Round(self.streams, t, k, self.rng, self._active(), self.anomalies))
         for a in self.anomalies:
             if a.start_round == k:
                 # the stream's first event of the anomaly (ticks spread a round's events over time)

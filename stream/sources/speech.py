@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 
 from ..codec.decode import lists_fast, vector
-from .base import Anomaly, Event, Source
+from .base import Event, Round, Simulation, Source
 
 __all__ = ["N_SPEECH_FEATURES", "SOURCE", "SpeechMsg"]
 
@@ -36,7 +36,7 @@ def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
     return lists_fast([m.features for m in msgs], n, missing=False)
 
 
-class SpeechSim:
+class SpeechSim(Simulation):
     """Speakers' feature frames; see the module docstring."""
 
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
@@ -45,20 +45,8 @@ class SpeechSim:
         self.state = self.profile.copy()  # [n, 8]
         self.voiced = rng.random(n) < 0.5  # [n]
 
-    def plan(
-        self, stream: int, kind: str, start_round: int, length: int, rng: np.random.Generator
-    ) -> tuple[int, str | None]:
-        return length, None
-
-    def round(
-        self,
-        streams: list[str],
-        t: float,
-        k: int,
-        rng: np.random.Generator,
-        active: np.ndarray,
-        anomalies: list[Anomaly],
-    ) -> list[Event]:
+    def round(self, r: Round) -> list[Event]:
+        streams, t, _k, rng, active, _anomalies = r
         switch = rng.random(self.n) < 0.03  # [n]
         self.voiced ^= switch
         target = np.where(self.voiced[:, None], self.profile + 3.0, self.profile - 2.0)  # [n, 8]
@@ -69,9 +57,6 @@ class SpeechSim:
             Event(s, t, {"stream": s, "ts": t, "features": np.round(f[i], 5).tolist()}, bool(active[i]))
             for i, s in enumerate(streams)
         ]
-
-    def mean_rate(self) -> float:
-        return float(self.n)
 
 
 SOURCE = Source(

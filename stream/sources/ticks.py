@@ -28,7 +28,7 @@ from models.errors import ConfigError
 from models.ticks import N_TICK_FEATURES, N_TICK_TARGETS, RAW_TICK
 
 from ..codec.decode import BadInput, number
-from .base import Anomaly, Event, Source
+from .base import Event, Round, Simulation, Source
 
 __all__ = ["SOURCE", "TICK_KINDS", "TickMsg"]
 
@@ -96,7 +96,7 @@ class _TickEvent:
     drop: float = 0.0  # flash crash: log drop so far
 
 
-class TickSim:
+class TickSim(Simulation):
     """Microstructure of ``n`` symbols; see the module docstring."""
 
     STEP = 0.01  # price grid
@@ -145,15 +145,8 @@ class TickSim:
         """Expected ticks per round over all symbols (stationary; arrivals excite 0.5x on top)."""
         return float(np.sum(self.base * (1 + 2 * 0.3)) * 2.0)
 
-    def round(
-        self,
-        streams: list[str],
-        t: float,
-        k: int,
-        rng: np.random.Generator,
-        active: np.ndarray,
-        anomalies: list[Anomaly],
-    ) -> list[Event]:
+    def round(self, r: Round) -> list[Event]:
+        streams, t, k, rng, _active, _anomalies = r
         n = self.n
         if self.prev_t is not None and t > self.prev_t:
             self.spacing = t - self.prev_t
