@@ -114,3 +114,13 @@ def test_a_long_module_says_why_it_must_be_one_file() -> None:
             if "one file" not in doc.splitlines()[0] if doc else True:
                 long[name] = n
     assert not long, f"modules over {MAX_LINES} lines whose first docstring line does not say why: {long}"
+
+
+def test_every_package_is_declared_for_the_wheel() -> None:
+    """The image installs the wheel (``pip install .``): a package missing from pyproject's list would be
+    left out of it, and the worker would fail to import in the container only."""
+    import tomllib
+
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py")}
+    assert found <= declared, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - declared)}"
