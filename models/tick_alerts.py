@@ -25,7 +25,7 @@ KINDS = ("jump", "flash_crash", "stale_quote", "crossed_quote", "volume_burst")
 
 # packed output columns after [prediction[4], expected[4], score, anomaly, transition]: what
 # TickFeatures.pack_outputs (models/ticks.py) writes, in this order, and what the alerts read
-_O = 2 * RAW_TICK + 3
+_EXTRA0 = 2 * RAW_TICK + 3  # first extra column
 (
     _X_RHAT,
     _X_SHAT,
@@ -50,9 +50,9 @@ _O = 2 * RAW_TICK + 3
     _X_LEVEL,
     _X_BZ,
     _X_SPREAD,
-) = range(_O, _O + 23)
-_X_TRANS = _O + 23  # [5] per-kind transition
-_X_KSCORE = _O + 28  # [5] per-kind rule score
+) = range(_EXTRA0, _EXTRA0 + 23)
+_X_TRANS = _EXTRA0 + 23  # [5] per-kind transition
+_X_KSCORE = _EXTRA0 + 28  # [5] per-kind rule score
 N_PACKED_EXTRA = 33  # columns after the common 2 * RAW_TICK + 3
 FORECAST_COLS = slice(_X_RHAT, _X_SHAT + 1)  # the model's own forecast: next return, volatility
 
