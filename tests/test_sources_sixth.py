@@ -25,14 +25,13 @@ Wire format (topic ``pressure-readings``): ``{"stream": "pipe-1", "ts": ..., "kp
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import msgspec
 import numpy as np
 
 from ..codec.decode import BadInput, number
-from .base import Anomaly, Event, Source
+from .base import Event, Round, Simulation, Source
 
 
 class PressureMsg(msgspec.Struct, gc=False):
@@ -54,20 +53,14 @@ def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
     return x, np.isfinite(x[:, 0]) & (x[:, 0] >= 0)
 
 
-class PressureSim:
+class PressureSim(Simulation):
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
         self.n, self.base = n, rng.uniform(200, 400, n)  # [n]
 
-    def plan(self, stream, kind, start_round, length, rng):
-        return length, None
-
-    def round(self, streams, t, k, rng, active, anomalies):
-        v = self.base + 5 * np.sin(k / 10) + rng.standard_normal(self.n) + np.where(active, 80.0, 0.0)  # [n]
-        return [Event(s, t, {"stream": s, "ts": t, "kpa": round(float(v[i]), 3)}, bool(active[i]))
-                for i, s in enumerate(streams)]
-
-    def mean_rate(self) -> float:
-        return float(self.n)
+    def round(self, r: Round) -> list[Event]:
+        v = self.base + 5 * np.sin(r.k / 10) + r.rng.standard_normal(self.n) + np.where(r.active, 80.0, 0.0)  # [n]
+        return [Event(s, r.t, {"stream": s, "ts": r.t, "kpa": round(float(v[i]), 3)}, bool(r.active[i]))
+                for i, s in enumerate(r.streams)]
 
 
 SOURCE = Source(
