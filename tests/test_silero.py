@@ -22,6 +22,7 @@ import torch
 
 from models import Alert, Batch, Results
 from models.silero import FRAME, FRAME_SECONDS, SAMPLE_RATE, SileroVAD, VadEvent, VadResults, VadRunner
+from stream.sources.audio import resample
 
 from .conftest import need
 
@@ -46,19 +47,6 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
         return pcm, w.getframerate()
 
 
-def _resample(x: np.ndarray, sr: int, to: int = SAMPLE_RATE) -> np.ndarray:
-    # windowed-sinc low-pass at the new Nyquist, then interpolation (test audio only)
-    if sr == to:
-        return x
-    if to < sr:
-        n = np.arange(-32, 33)
-        fc = 0.45 * to / sr
-        h = 2 * fc * np.sinc(2 * fc * n) * np.hamming(len(n))
-        x = np.convolve(x, h / h.sum(), mode="same")
-    t = np.arange(int(len(x) * to / sr)) * (sr / to)
-    return np.interp(t, np.arange(len(x)), x).astype(np.float32)
-
-
 SENTENCES = [
     ("en", "The pump on line seven is running hot, please check the pressure valve."),
     ("en-us", "Call the support team and tell them the order has shipped."),
@@ -77,7 +65,7 @@ def utterances(tmp_path_factory) -> list[np.ndarray]:
         path = out / f"u{i}.wav"
         subprocess.run([exe, "-v", voice, "-s", str(150 + 10 * i), "-w", str(path), text], check=True, timeout=60)
         pcm, sr = _read_wav(path)
-        clips.append(_resample(pcm, sr))
+        clips.append(resample(pcm, sr))  # the audio source's own resampler (16 kHz)
     return clips
 
 
