@@ -108,7 +108,13 @@ def _per_source(kind: str, prefix: str) -> list[tuple[str, str, str, str, str]]:
         key = f"{kind}_{name}"
         if kind == "topic":
             out.append(
-                (key, (prefix + key).upper(), "str", f"`{src.topic}`", f"input topic of the `{name}` source: {src.doc}")
+                (
+                    key,
+                    (prefix + key).upper(),
+                    "str",
+                    f"`{src.topic}`",
+                    f"input topic of the `{name}` source (`stream/sources/{name}.py`)",
+                )
             )
         else:
             unset = (

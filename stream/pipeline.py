@@ -177,7 +177,7 @@ class SourcePipeline:
         s, src = self.settings, self.source
         now = time.time() if now is None else now
         dec = decode_batch(
-            SOURCES[src],
+            SOURCES[src].wire,
             records,
             n_features=self.runner.n_features,
             now=now,

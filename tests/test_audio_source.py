@@ -28,7 +28,7 @@ def test_codec_decodes_pcm_and_dead_letters_bad_frames() -> None:
         (orjson.dumps({"stream": "mic-1", "ts": 1.0, "pcm": [1, 2]}), "bad_shape"),
         (orjson.dumps({"stream": "mic-1", "ts": 1.0}), "missing_field"),
     ]
-    d = decode_batch(SOURCES["audio"], [_rec(good)] + [_rec(v) for v, _ in bad], n_features=512, now=10.0)
+    d = decode_batch(SOURCES["audio"].wire, [_rec(good)] + [_rec(v) for v, _ in bad], n_features=512, now=10.0)
     assert d.index.tolist() == [0] and d.x.shape == (1, 512)
     assert np.abs(d.x[0] - x).max() < 1e-4
     assert [e[1] for e in d.errors] == [r for _, r in bad]

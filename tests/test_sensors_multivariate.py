@@ -107,9 +107,11 @@ def test_sensor_values_null_is_missing_in_the_codec() -> None:
         )
         return SimpleNamespace(topic="t", partition=0, offset=0, key=b"m", value=v, timestamp=0)
 
-    d = decode_batch(SOURCES["machines"], [rec([1.5, None, 2, None])], n_features=4, now=10.0)
+    d = decode_batch(SOURCES["machines"].wire, [rec([1.5, None, 2, None])], n_features=4, now=10.0)
     assert d.errors == [] and np.isnan(d.x[0, [1, 3]]).all() and d.x[0, 0] == 1.5
-    bad = decode_batch(SOURCES["machines"], [rec([None, None, None, None]), rec([1, 2, 3])], n_features=4, now=10.0)
+    bad = decode_batch(
+        SOURCES["machines"].wire, [rec([None, None, None, None]), rec([1, 2, 3])], n_features=4, now=10.0
+    )
     assert [e[1] for e in bad.errors] == ["all_missing", "wrong_length"]
-    uni = decode_batch(SOURCES["sensors"], [rec([None])], n_features=1, now=10.0)
+    uni = decode_batch(SOURCES["sensors"].wire, [rec([None])], n_features=1, now=10.0)
     assert [e[1] for e in uni.errors] == ["all_missing"]

@@ -53,21 +53,23 @@ def assert_same(a: Decoded, b: Decoded) -> None:
 def both(src: Source, recs: list[SimpleNamespace], **kw: Any) -> Decoded:
     """Decode with the fast path and the careful one; they must agree exactly."""
     args = {"n_features": src.n_features, "now": NOW, **kw}
-    fast = decode_batch(src, recs, **args)
-    assert_same(fast, _decode_careful(src, recs, **args))
+    fast = decode_batch(src.wire, recs, **args)
+    assert_same(fast, _decode_careful(src.wire, recs, **args))
     assert all(reason in REASONS for _, reason, _ in fast.errors)
     return fast
 
 
 def test_the_registry_finds_every_source_file_and_each_has_its_own_names() -> None:
     assert {"sensors", "speech", "ticks", "audio", "machines"} <= set(SOURCES)
-    for field in ("topic", "stream_prefix"):
-        values = [getattr(s, field) for s in SOURCES.values()]
-        assert len(set(values)) == len(values), f"two sources share a {field}"
+    for what, values in (
+        ("topic", [s.topic for s in SOURCES.values()]),
+        ("stream prefix", [s.simulation.prefix for s in SOURCES.values()]),
+    ):
+        assert len(set(values)) == len(values), f"two sources share a {what}"
     for name, src in SOURCES.items():
-        assert src.name == name
-        assert src.doc and src.n_features > 0
-        assert {"stream", "ts"} <= set(src.schema.__struct_fields__), f"{name}: every record names its stream and time"
+        assert src.name == name  # the file's name
+        assert src.n_features > 0
+        assert {"stream", "ts"} <= set(src.wire.schema.__struct_fields__), f"{name}: records name stream and time"
         if src.load_runner is None:  # a forecaster: its bundled checkpoint is there
             assert src.default_checkpoint().is_file(), f"{name}: {src.default_checkpoint()} is missing"
 
@@ -82,7 +84,7 @@ def test_what_the_simulator_writes_the_decoders_read_back(name: str) -> None:
     assert d.ts.tolist() == [e.ts for e in events]
     assert d.x.shape == (len(events), src.n_features)
     for row, e in zip(d.x, events):  # each row is the careful reading of the JSON the simulator wrote
-        expect = np.asarray(src.careful(orjson.loads(e.value()), src.n_features), np.float32)
+        expect = np.asarray(src.wire.careful(orjson.loads(e.value()), src.n_features), np.float32)
         assert np.array_equal(row, expect, equal_nan=True)
 
 
@@ -97,7 +99,7 @@ def _broken(src: Source, payload: dict[str, Any]) -> list[tuple[bytes | None, st
         (orjson.dumps({**payload, "ts": "yesterday"}), "bad_shape"),
         (orjson.dumps({**payload, "pad": "x" * 70_000}), "too_large"),
     ]
-    for field in msgspec.structs.fields(src.schema):
+    for field in msgspec.structs.fields(src.wire.schema):
         rest = {k: v for k, v in payload.items() if k != field.name}
         if field.required:
             cases.append((orjson.dumps(rest), "missing_field"))

@@ -31,7 +31,7 @@ import msgspec
 import numpy as np
 
 from ..codec.decode import BadInput, number
-from .base import Event, Round, Simulation, Source
+from .base import Event, Round, Simulation, Source, Wire
 
 
 class PressureMsg(msgspec.Struct, gc=False):
@@ -54,6 +54,9 @@ def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class PressureSim(Simulation):
+    prefix = "pipe"
+    anomaly = "surge"
+
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
         self.n, self.base = n, rng.uniform(200, 400, n)  # [n]
 
@@ -63,18 +66,7 @@ class PressureSim(Simulation):
                 for i, s in enumerate(r.streams)]
 
 
-SOURCE = Source(
-    name="pressure",
-    topic="pressure-readings",
-    doc="pipe pressure in kPa, one reading per event",
-    schema=PressureMsg,
-    careful=careful,
-    fast=fast,
-    simulation=PressureSim,
-    stream_prefix="pipe",
-    n_features=1,
-    default_anomaly="surge",
-)
+SOURCE = Source("pressure-readings", Wire(PressureMsg, careful, fast), PressureSim, n_features=1)
 '''
 
 CHECK = """
@@ -101,8 +93,8 @@ recs = [SimpleNamespace(topic=s.topic("pressure"), partition=0, offset=i, key=e.
         for i, e in enumerate(e for k in range(8) for e in sim.round(1_700_000_000.0 + k))]
 recs.append(SimpleNamespace(topic="t", partition=0, offset=99, key=b"pipe-0000", timestamp=0,
                             value=b'{"stream": "pipe-0000", "ts": 1, "kpa": -3}'))
-fast = decode_batch(src, recs, n_features=1, now=time.time())
-careful = _decode_careful(src, recs, n_features=1, now=time.time())
+fast = decode_batch(src.wire, recs, n_features=1, now=time.time())
+careful = _decode_careful(src.wire, recs, n_features=1, now=time.time())
 assert fast.index.tolist() == careful.index.tolist() and fast.errors == careful.errors
 pipe = SourcePipeline("pressure", build_runner(s, "pressure"), s)
 out = pipe.process(recs)

@@ -34,7 +34,9 @@ def rec(value: bytes | None, key: bytes | None = b"s1", offset: int = 0) -> Simp
 
 
 def one(source: str, value: bytes | None, key: bytes | None = b"s1", n: int = 1) -> tuple[str, str] | None:
-    d = decode_batch(SOURCES[source], [rec(value, key)], n_features=n, now=NOW, max_future_s=60, max_payload_bytes=2048)
+    d = decode_batch(
+        SOURCES[source].wire, [rec(value, key)], n_features=n, now=NOW, max_future_s=60, max_payload_bytes=2048
+    )
     assert len(d.index) + len(d.errors) == 1
     return (d.errors[0][1], d.errors[0][2]) if d.errors else None
 
@@ -98,14 +100,16 @@ def test_good_inputs_all_sources_and_timestamp_forms() -> None:
     assert one("sensors", j({**GOOD, "ts": "2023-11-14T22:13:19Z"})) is None
     assert one("speech", j({"stream": "s1", "ts": NOW, "features": list(range(8))}), n=8) is None
     tick = {"stream": "s1", "ts": NOW, "price": 101.5, "size": 3, "bid": None, "ask": 101.6}
-    d = decode_batch(SOURCES["ticks"], [rec(j(tick))], n_features=2, now=NOW)
+    d = decode_batch(SOURCES["ticks"].wire, [rec(j(tick))], n_features=2, now=NOW)
     np.testing.assert_allclose(d.x[0], [math.log(101.5), math.log1p(3)], rtol=1e-6)
-    raw = decode_batch(SOURCES["ticks"], [rec(j(tick))], n_features=4, now=NOW)  # a ticks model: raw, missing bid NaN
+    raw = decode_batch(
+        SOURCES["ticks"].wire, [rec(j(tick))], n_features=4, now=NOW
+    )  # a ticks model: raw, missing bid NaN
     assert raw.errors == [] and raw.x[0, :2].tolist() == [101.5, 3.0] and np.isnan(raw.x[0, 2])
     assert raw.x[0, 3] == pytest.approx(101.6)
-    mv = decode_batch(SOURCES["machines"], [rec(j({**GOOD, "values": [1.0, None, 3]}))], n_features=3, now=NOW)
+    mv = decode_batch(SOURCES["machines"].wire, [rec(j({**GOOD, "values": [1.0, None, 3]}))], n_features=3, now=NOW)
     assert mv.errors == [] and np.isnan(mv.x[0, 1]) and mv.x[0, [0, 2]].tolist() == [1.0, 3.0]
-    iso = decode_batch(SOURCES["sensors"], [rec(j({**GOOD, "ts": "2023-11-14T22:13:20"}))], n_features=1, now=NOW)
+    iso = decode_batch(SOURCES["sensors"].wire, [rec(j({**GOOD, "ts": "2023-11-14T22:13:20"}))], n_features=1, now=NOW)
     assert iso.ts[0] == pytest.approx(1_700_000_000.0)  # naive ISO-8601 means UTC
 
 
@@ -125,7 +129,7 @@ def test_integer_beyond_float_range_is_a_dead_letter_not_a_batch_failure(source:
     bad = template.replace("BIG", "1" + "0" * 400).encode()
     good = {"sensors": GOOD, "machines": {**GOOD, "values": [1.0, 2.0]}}.get(source)
     recs = [rec(bad, offset=0)] + ([rec(j(good), offset=1)] if good else [])
-    d = decode_batch(SOURCES[source], recs, n_features=n, now=NOW)
+    d = decode_batch(SOURCES[source].wire, recs, n_features=n, now=NOW)
     assert [(e[0], e[1]) for e in d.errors] == [(0, "non_finite")]
     assert "too large" in d.errors[0][2]
     assert d.index.tolist() == ([1] if good else [])
@@ -133,7 +137,7 @@ def test_integer_beyond_float_range_is_a_dead_letter_not_a_batch_failure(source:
 
 def test_mixed_batch_keeps_positions_and_order() -> None:
     recs = [rec(j({**GOOD, "values": [float(i)]}), offset=i) if i % 3 else rec(b"bad", offset=i) for i in range(10)]
-    d = decode_batch(SOURCES["sensors"], recs, n_features=1, now=NOW)
+    d = decode_batch(SOURCES["sensors"].wire, recs, n_features=1, now=NOW)
     assert d.index.tolist() == [1, 2, 4, 5, 7, 8]
     assert d.x[:, 0].tolist() == [1.0, 2.0, 4.0, 5.0, 7.0, 8.0]
     assert [e[0] for e in d.errors] == [0, 3, 6, 9]
@@ -218,8 +222,8 @@ def both(
     also checked to dead-letter exactly those (in order; the others decoded)."""
     recs = [rec(v, key=k, offset=i) for i, (v, k) in enumerate(values)]
     args = {"n_features": n, "now": NOW, "max_future_s": 60.0, "max_payload_bytes": 4096, **kw}
-    fast = decode_batch(SOURCES[source], recs, **args)  # type: ignore[arg-type]
-    assert_same(fast, _decode_careful(SOURCES[source], recs, **args))  # type: ignore[arg-type]
+    fast = decode_batch(SOURCES[source].wire, recs, **args)  # type: ignore[arg-type]
+    assert_same(fast, _decode_careful(SOURCES[source].wire, recs, **args))  # type: ignore[arg-type]
     if reasons is not None:
         assert [e[1] for e in fast.errors] == reasons
         assert len(fast.index) == len(values) - len(reasons)
@@ -476,7 +480,7 @@ def test_fast_path_handles_clean_batches_without_the_careful_path(monkeypatch: p
         assert d.errors == [] and len(d.index) == 51
     assert calls == [1] * 5 * 51  # the careful reference of `both`, never the fast decode_batch
     calls.clear()
-    d = decode_batch(SOURCES["sensors"], [rec(b"{", key=b"s1"), rec(j(GOOD), key=b"s1")], n_features=1, now=NOW)
+    d = decode_batch(SOURCES["sensors"].wire, [rec(b"{", key=b"s1"), rec(j(GOOD), key=b"s1")], n_features=1, now=NOW)
     assert calls == [1] and d.index.tolist() == [1] and d.errors[0][:2] == (0, "not_json")
 
 
@@ -538,9 +542,9 @@ def test_fast_path_equals_careful_path_at_any_nesting_depth(monkeypatch: pytest.
     monkeypatch.setattr(codec, "_decode_record", lambda *a: calls.append(1) or real(*a))
     nested = {"stream": "s1", "ts": 1, "values": [1.5], "pad": [[[[1]]]] * 20}
     for pad in range(0, 400, 20):  # at most 64 brackets: the fast path, however long the value
-        decode_batch(SOURCES["sensors"], [rec(j({**nested, "x": "y" * pad}))], n_features=1, now=NOW)
+        decode_batch(SOURCES["sensors"].wire, [rec(j({**nested, "x": "y" * pad}))], n_features=1, now=NOW)
     assert calls == []
-    decode_batch(SOURCES["sensors"], [rec(j({**nested, "pad": [[[[1]]]] * 30}))], n_features=1, now=NOW)
+    decode_batch(SOURCES["sensors"].wire, [rec(j({**nested, "pad": [[[[1]]]] * 30}))], n_features=1, now=NOW)
     assert calls == [1]  # more than 64 brackets in a long value: the careful path
 
 

@@ -29,7 +29,7 @@ def test_deterministic_and_valid(source: str) -> None:
     c, _ = _run(source, seed=4)
     assert a == b and a != c
     recs = [SimpleNamespace(topic="t", partition=0, offset=i, key=None, value=v, timestamp=0) for i, v in enumerate(a)]
-    d = decode_batch(SOURCES[source], recs, n_features=N_FEATURES[source], now=1_800_000_000.0)
+    d = decode_batch(SOURCES[source].wire, recs, n_features=N_FEATURES[source], now=1_800_000_000.0)
     assert d.errors == [] and len(d.index) == len(a)
     assert len(sim_a.labels) == 2 and all(lab.start_ts is not None for lab in sim_a.labels)
     assert len({lab.stream for lab in sim_a.labels}) == 2

@@ -6,6 +6,7 @@ Registered by :mod:`stream.cli`; heavy imports (torch) happen inside the command
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -177,15 +178,9 @@ def _net_and_train_config(args: argparse.Namespace, features: int | dict[str, An
 
     shape = features if isinstance(features, dict) else {"input_size": features}
     net = NetConfig(cell=args.cell, hidden_size=args.hidden, num_layers=args.layers, proj_size=args.proj, **shape)
+    # the training options are named as TrainConfig's fields (--window, --batch-size, --epochs, ...)
     cfg = TrainConfig(
-        window=args.window,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        lr=args.lr,
-        clip=args.clip,
-        patience=args.patience,
-        seed=args.seed,
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     )
     return net, cfg
 

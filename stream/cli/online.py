@@ -61,18 +61,10 @@ def _checkpoints(pairs: list[str] | None) -> dict[str, str] | None:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from stream.settings import load_settings
 
-    settings = load_settings(
-        broker_url=args.broker,
-        profile=args.profile,
-        web_host=args.web_host,
-        web_port=args.web_port,
-        device=args.device,
-        batch_max=args.batch_max,
-        batch_wait_s=args.batch_wait,
-        sources=args.sources,
-        checkpoints=_checkpoints(args.checkpoint),
-        open_threshold=args.threshold,
-    )
+    # the worker's options are named as the settings they override (None: the environment's value)
+    named = ("profile", "web_host", "web_port", "device", "batch_max", "batch_wait_s", "sources", "open_threshold")
+    overrides = {name: getattr(args, name) for name in named}
+    settings = load_settings(broker_url=args.broker, checkpoints=_checkpoints(args.checkpoint), **overrides)
     settings.bootstrap_servers  # noqa: B018 - fail early with a clear message when no broker is set
     for source in settings.sources:
         settings.checkpoint(source)  # fail early with what to do when a checkpoint is missing
@@ -203,7 +195,14 @@ def register(sub: Any) -> None:
     w.add_argument("--web-port", type=int, default=None, help="port of the web server (/metrics)")
     w.add_argument("--device", default=None, help="auto | cpu | cuda")
     w.add_argument("--batch-max", type=int, default=None, help="most events per micro-batch")
-    w.add_argument("--batch-wait", type=float, default=None, help="seconds to wait to fill a micro-batch")
+    w.add_argument(
+        "--batch-wait",
+        dest="batch_wait_s",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="seconds to wait to fill a micro-batch",
+    )
     w.add_argument(
         "--sources", default=None, help="comma-separated source names (stream/sources/), e.g. sensors,speech,audio"
     )
@@ -213,7 +212,14 @@ def register(sub: Any) -> None:
         metavar="SOURCE=PATH",
         help="a source's model file (repeatable; default: its bundled model, $SEQSTREAM_CHECKPOINT_<SOURCE>)",
     )
-    w.add_argument("--threshold", type=float, default=None, help="override the alert open threshold")
+    w.add_argument(
+        "--threshold",
+        dest="open_threshold",
+        metavar="SCORE",
+        type=float,
+        default=None,
+        help="override the alert open threshold",
+    )
     w.add_argument("-l", "--loglevel", default=os.environ.get("SEQSTREAM_LOGLEVEL", "info"))
     w.set_defaults(func=_cmd_worker)
 

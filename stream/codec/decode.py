@@ -78,7 +78,7 @@ FastFeatures = Callable[[list[Any], int], tuple[np.ndarray, np.ndarray]]
 
 
 class WireFormat(Protocol):
-    """What decoding needs of a source (:class:`stream.sources.Source` is one).
+    """What decoding needs of a source (a source's :class:`stream.sources.Wire`).
 
     ``careful(obj, n)`` turns one parsed JSON object into its ``n`` features or raises
     :class:`BadInput`; ``decoder`` parses one value into the source's msgspec struct and
@@ -86,8 +86,6 @@ class WireFormat(Protocol):
     path would accept with the same values); ``decoder`` None: every record goes the careful path.
     """
 
-    @property
-    def name(self) -> str: ...
     @property
     def careful(self) -> CarefulFeatures: ...
     @property
@@ -105,7 +103,7 @@ class Decoded:
         >>> recs = [R(topic="t", partition=0, offset=0, key=b"a", value=b'{"stream":"a","ts":1,"values":[2]}',
         ...           timestamp=0), R(topic="t", partition=0, offset=1, key=b"a", value=b"{", timestamp=0)]
         >>> from stream.sources import SOURCES
-        >>> d = decode_batch(SOURCES["sensors"], recs, n_features=1, now=10.0)
+        >>> d = decode_batch(SOURCES["sensors"].wire, recs, n_features=1, now=10.0)
         >>> d.index.tolist(), d.x.tolist(), [e[1] for e in d.errors]
         ([0], [[2.0]], ['not_json'])
     """
@@ -397,7 +395,7 @@ def decode_batch(
     max_future_s: float = 300.0,
     max_payload_bytes: int = 65536,
 ) -> Decoded:
-    """Decode a micro-batch of one source (its wire format, e.g. ``SOURCES["sensors"]``).
+    """Decode a micro-batch of one source (its wire format, e.g. ``SOURCES["sensors"].wire``).
 
     Records go the fast path (msgspec, checks on arrays) when it can vouch for them, the others
     the careful per-record path; the result is the same as the careful path's for every record.

@@ -31,7 +31,7 @@ import msgspec
 import numpy as np
 
 from ..codec.decode import BadInput
-from .base import Event, Round, RunnerSettings, Simulation, Source
+from .base import Event, Round, RunnerSettings, Simulation, Source, Wire
 
 __all__ = ["AUDIO_FRAME", "AUDIO_RATE", "SOURCE", "AudioMsg", "espeak", "pcm_b64", "resample", "speech_bank"]
 
@@ -141,6 +141,9 @@ def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
 class AudioSim(Simulation):
     """Microphones with background noise and utterances; see the module docstring."""
 
+    prefix = "mic"
+    anomaly = "speech"
+
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
         self.n = n
         self.bank = speech_bank(seed)
@@ -208,17 +211,12 @@ def load_vad_runner(settings: RunnerSettings) -> Any:
     )
 
 
+# the pretrained Silero VAD, not a forecaster checkpoint; frames are never held for reordering
 SOURCE = Source(
-    name="audio",
-    topic="speech-audio",
-    doc="16 kHz PCM frames (512 samples, base64) for the Silero voice-activity detector; served only when listed",
-    schema=AudioMsg,
-    careful=careful,
-    fast=fast,
-    simulation=AudioSim,
-    stream_prefix="mic",
+    "speech-audio",
+    Wire(AudioMsg, careful, fast),
+    AudioSim,
     n_features=AUDIO_FRAME,
-    default_anomaly="speech",
     find_checkpoint=_packaged_weights,
     load_runner=load_vad_runner,
     reorder=False,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import msgspec
 import numpy as np
@@ -17,9 +18,9 @@ import orjson
 
 from models.checkpoint import DEFAULT_CHECKPOINT
 
-from ..codec.decode import CarefulFeatures, FastFeatures
+from ..codec.decode import CarefulFeatures, FastFeatures, lists_fast, vector
 
-__all__ = ["Anomaly", "Event", "Round", "RunnerSettings", "Simulation", "Source"]
+__all__ = ["Anomaly", "Event", "Round", "RunnerSettings", "Simulation", "Source", "Wire", "vector_wire"]
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,16 @@ class Round(NamedTuple):
 class Simulation:
     """A source's simulated streams; :class:`stream.sources.simulator.Simulator` drives it round by round.
 
-    A subclass draws its parameters from ``rng`` in its constructor ``(n_streams, rng, seed)``
-    (the simulator's only generator, so the order of draws is the output: keep it when editing)
-    and makes each round's events in :meth:`round`.
+    A subclass names its streams (``prefix``) and its injected anomalies (``anomaly``: the default
+    kind; ``kinds``: the kinds it knows, taken in turn when ``anomaly`` is empty), draws its
+    parameters from ``rng`` in its constructor ``(n_streams, rng, seed)`` (the simulator's only
+    generator, so the order of draws is the output: keep it when editing) and makes each round's
+    events in :meth:`round`.
     """
+
+    prefix: ClassVar[str] = "stream"
+    anomaly: ClassVar[str] = "anomaly"
+    kinds: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
         self.n = n
@@ -114,42 +121,63 @@ def _bundled(source: Source) -> Path:
 
 
 @dataclass(frozen=True)
-class Source:
-    """One input source: everything about it in one place.
+class Wire:
+    """A source's JSON value: its msgspec ``schema`` (the fast decoder parses into it, ``decoder``),
+    ``careful(obj, n)`` (one parsed record -> its ``n`` features, or ``BadInput``: the careful
+    path alone names the reasons of rejections) and ``fast(msgs, n)`` (many parsed structs ->
+    ``x[m, n]`` and the rows it vouches for)."""
 
-    ``schema`` is the msgspec struct of its JSON value (the fast decoder parses into it; the
-    careful decoder, ``careful``, checks the same fields one record at a time and alone names the
-    reasons of rejections); ``fast`` turns parsed structs into feature rows; ``simulation`` makes
-    its test streams; ``checkpoint`` is the bundled model file in ``models/checkpoints`` and
-    ``load_runner`` the model loader when the source is not served by a forecaster checkpoint.
-
-    Example:
-        >>> from stream.sources import SOURCES
-        >>> s = SOURCES["sensors"]
-        >>> s.topic, s.stream_prefix, s.schema.__name__
-        ('sensor-readings', 'sensor', 'SensorMsg')
-    """
-
-    name: str
-    topic: str
-    doc: str  # one line: what the source carries (help texts, the settings reference)
     schema: type[msgspec.Struct]
     careful: CarefulFeatures
     fast: FastFeatures
-    simulation: Callable[[int, np.random.Generator, int], Simulation]
-    stream_prefix: str
-    n_features: int  # width of the rows the decoders yield for the source's own model
-    default_anomaly: str  # "" : the kinds of ``anomaly_kinds`` in turn
-    anomaly_kinds: tuple[str, ...] = ()
-    checkpoint: str | None = None
-    net: Mapping[str, Any] = field(default_factory=dict)  # NetConfig fields of its model besides cell and sizes
-    find_checkpoint: Callable[[], Path] | None = None  # the model file when none is configured nor bundled
-    load_runner: Callable[[RunnerSettings], Any] | None = None  # None: a forecaster checkpoint
-    reorder: bool = True  # the reorder buffer may hold its events (SEQSTREAM_REORDER_GRACE_S)
     decoder: Callable[[bytes], Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.schema).decode)
+
+
+def vector_wire(schema: type[msgspec.Struct], name: str, *, missing: bool) -> Wire:
+    """The wire of a source whose features are one JSON list of numbers, field ``name`` of ``schema``
+    (``missing``: ``null`` items are missing values, NaN, but not all of them)."""
+    get = attrgetter(name)
+
+    def careful(obj: dict[str, Any], n: int) -> list[float]:
+        return vector(obj, name, n, missing=missing)
+
+    def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+        return lists_fast(list(map(get, msgs)), n, missing=missing)
+
+    return Wire(schema, careful, fast)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input source, everything about it in its own file of ``stream/sources/``.
+
+    ``topic`` is its default input topic, ``wire`` its JSON value (:class:`Wire`), ``simulation``
+    the class that makes its test streams, ``n_features`` the width of the rows its decoders yield
+    for its own model; ``checkpoint`` is its bundled model file in ``models/checkpoints`` (``net``:
+    that model's shape for ``seqstream train``), or ``load_runner`` builds a model of another kind
+    (``find_checkpoint``: where its file is when none is configured). ``reorder``: the reorder
+    buffer may hold its events. ``name`` is the file's name, set by the registry.
+
+    Example:
+        >>> from stream.sources import SOURCES
+        >>> s = SOURCES["sensors"]
+        >>> s.name, s.topic, s.simulation.prefix, s.wire.schema.__name__
+        ('sensors', 'sensor-readings', 'sensor', 'SensorMsg')
+    """
+
+    topic: str
+    wire: Wire
+    simulation: type[Simulation]
+    n_features: int
+    checkpoint: str | None = None
+    net: Mapping[str, Any] = field(default_factory=dict)  # NetConfig fields of its model besides cell and sizes
+    find_checkpoint: Callable[[], Path] | None = None
+    load_runner: Callable[[RunnerSettings], Any] | None = None  # None: a forecaster checkpoint
+    reorder: bool = True
+    name: str = ""
 
     def default_checkpoint(self) -> Path:
         """The model file used when ``SEQSTREAM_CHECKPOINT_<NAME>`` is not set."""

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .base import Event, Round, Simulation, Source
-from .sensors import SensorMsg, careful, fast
+from .sensors import WIRE
 
 __all__ = ["MACHINE_CHANNELS", "SOURCE"]
 
@@ -26,6 +26,9 @@ MACHINE_CHANNELS = ("temperature", "vibration", "pressure", "current")
 
 class MachineSim(Simulation):
     """Multivariate machines; see the module docstring (``machines``)."""
+
+    prefix = "machine"
+    anomaly = "channel_fault"
 
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
         f = len(MACHINE_CHANNELS)
@@ -79,23 +82,7 @@ class MachineSim(Simulation):
         return events
 
 
-SOURCE = Source(
-    name="machines",
-    topic="machine-readings",
-    doc="multivariate machine telemetry (temperature, vibration, pressure, current); null = missing",
-    schema=SensorMsg,
-    careful=careful,
-    fast=fast,
-    simulation=MachineSim,
-    stream_prefix="machine",
-    n_features=len(MACHINE_CHANNELS),
-    default_anomaly="channel_fault",
-    checkpoint="machine_gru.pt",
-    # the masked model sees each value and whether it is there (models/features.py)
-    net={
-        "input_size": 2 * len(MACHINE_CHANNELS),
-        "output_size": len(MACHINE_CHANNELS),
-        "inputs": "masked",
-        "channels": MACHINE_CHANNELS,
-    },
-)
+# the masked model sees each value and whether it is there (models/features.py)
+_F = len(MACHINE_CHANNELS)
+_NET = {"input_size": 2 * _F, "output_size": _F, "inputs": "masked", "channels": MACHINE_CHANNELS}
+SOURCE = Source("machine-readings", WIRE, MachineSim, _F, "machine_gru.pt", _NET)  # the sensors' wire

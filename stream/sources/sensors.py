@@ -12,15 +12,13 @@ sensor goes erratic (jumps of 4-7 amplitudes of random sign) for a few dozen rea
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import msgspec
 import numpy as np
 
-from ..codec.decode import lists_fast, vector
-from .base import Event, Round, Simulation, Source
+from .base import Event, Round, Simulation, Source, vector_wire
 
-__all__ = ["SOURCE", "SensorMsg"]
+__all__ = ["SOURCE", "WIRE", "SensorMsg"]
 
 
 class SensorMsg(msgspec.Struct, gc=False):
@@ -29,16 +27,15 @@ class SensorMsg(msgspec.Struct, gc=False):
     values: list[float | None]
 
 
-def careful(obj: dict[str, Any], n: int) -> list[float]:
-    return vector(obj, "values", n, missing=True)
-
-
-def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
-    return lists_fast([m.values for m in msgs], n, missing=True)
+# readings: a list of numbers, null = missing
+WIRE = vector_wire(SensorMsg, "values", missing=True)
 
 
 class SensorSim(Simulation):
     """Seasonal sensors; see the module docstring."""
+
+    prefix = "sensor"
+    anomaly = "erratic"
 
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
         self.n = n
@@ -66,16 +63,4 @@ class SensorSim(Simulation):
         ]
 
 
-SOURCE = Source(
-    name="sensors",
-    topic="sensor-readings",
-    doc="readings of one or a few values per event (pumps, meters); null = missing",
-    schema=SensorMsg,
-    careful=careful,
-    fast=fast,
-    simulation=SensorSim,
-    stream_prefix="sensor",
-    n_features=1,
-    default_anomaly="erratic",
-    checkpoint="sensor_gru.pt",
-)
+SOURCE = Source("sensor-readings", WIRE, SensorSim, 1, "sensor_gru.pt")

@@ -48,10 +48,10 @@ class Simulator:
         if self.n_streams < 1:
             raise ConfigError("the simulator needs at least one stream")
         self.rng = np.random.default_rng(self.seed)
-        self.streams = [f"{self.prefix or src.stream_prefix}-{i:04d}" for i in range(self.n_streams)]
+        self.streams = [f"{self.prefix or src.simulation.prefix}-{i:04d}" for i in range(self.n_streams)]
         self._index = {s: i for i, s in enumerate(self.streams)}
-        self._default_kind = src.default_anomaly
-        self._kinds = src.anomaly_kinds
+        self._default_kind = src.simulation.anomaly
+        self._kinds = src.simulation.kinds
         self.model: Simulation = src.simulation(self.n_streams, self.rng, self.seed)
 
     def inject(

@@ -9,13 +9,10 @@ with voiced/silent switching; anomaly (``noise_burst``) = a burst of loud, errat
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 import numpy as np
 
-from ..codec.decode import lists_fast, vector
-from .base import Event, Round, Simulation, Source
+from .base import Event, Round, Simulation, Source, vector_wire
 
 __all__ = ["N_SPEECH_FEATURES", "SOURCE", "SpeechMsg"]
 
@@ -28,16 +25,11 @@ class SpeechMsg(msgspec.Struct, gc=False):
     features: list[float]
 
 
-def careful(obj: dict[str, Any], n: int) -> list[float]:
-    return vector(obj, "features", n)
-
-
-def fast(msgs: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
-    return lists_fast([m.features for m in msgs], n, missing=False)
-
-
 class SpeechSim(Simulation):
     """Speakers' feature frames; see the module docstring."""
+
+    prefix = "call"
+    anomaly = "noise_burst"
 
     def __init__(self, n: int, rng: np.random.Generator, seed: int) -> None:
         self.n = n
@@ -60,15 +52,5 @@ class SpeechSim(Simulation):
 
 
 SOURCE = Source(
-    name="speech",
-    topic="speech-features",
-    doc="speech feature frames (log-mel-like bands) of calls, one frame per event",
-    schema=SpeechMsg,
-    careful=careful,
-    fast=fast,
-    simulation=SpeechSim,
-    stream_prefix="call",
-    n_features=N_SPEECH_FEATURES,
-    default_anomaly="noise_burst",
-    checkpoint="speech_gru.pt",
+    "speech-features", vector_wire(SpeechMsg, "features", missing=False), SpeechSim, N_SPEECH_FEATURES, "speech_gru.pt"
 )

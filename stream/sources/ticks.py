@@ -28,7 +28,7 @@ from models.errors import ConfigError
 from models.ticks import N_TICK_FEATURES, N_TICK_TARGETS, RAW_TICK
 
 from ..codec.decode import BadInput, number
-from .base import Event, Round, Simulation, Source
+from .base import Event, Round, Simulation, Source, Wire
 
 __all__ = ["SOURCE", "TICK_KINDS", "TickMsg"]
 
@@ -98,6 +98,10 @@ class _TickEvent:
 
 class TickSim(Simulation):
     """Microstructure of ``n`` symbols; see the module docstring."""
+
+    prefix = "SYM"
+    anomaly = ""
+    kinds = TICK_KINDS
 
     STEP = 0.01  # price grid
 
@@ -215,19 +219,6 @@ class TickSim(Simulation):
         return Event(stream, ts, payload, kind is not None, kind)
 
 
-SOURCE = Source(
-    name="ticks",
-    topic="market-ticks",
-    doc="market trades and quotes (price, size, bid, ask), one tick per event",
-    schema=TickMsg,
-    careful=careful,
-    fast=fast,
-    simulation=TickSim,
-    stream_prefix="SYM",
-    n_features=RAW_TICK,
-    default_anomaly="",
-    anomaly_kinds=TICK_KINDS,
-    checkpoint="ticks_gru.pt",
-    # per-symbol tick features and targets are made by the model's featuriser (models/ticks.py)
-    net={"input_size": N_TICK_FEATURES, "output_size": N_TICK_TARGETS, "inputs": "ticks", "residual": False},
-)
+# per-symbol tick features and targets are made by the model's featuriser (models/ticks.py)
+_NET = {"input_size": N_TICK_FEATURES, "output_size": N_TICK_TARGETS, "inputs": "ticks", "residual": False}
+SOURCE = Source("market-ticks", Wire(TickMsg, careful, fast), TickSim, RAW_TICK, "ticks_gru.pt", _NET)

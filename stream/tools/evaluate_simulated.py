@@ -140,7 +140,8 @@ def evaluate_source(
     ckpt = load_checkpoint(checkpoint)
     runner = Runner(ckpt.model, ckpt.scoring, device=device, model_id=ckpt.model_id, capacity=streams)
     sim = Simulator(source, streams, seed=seed)
-    kinds = SOURCES[source].anomaly_kinds or (SOURCES[source].default_anomaly,)
+    sim_cls = SOURCES[source].simulation
+    kinds = sim_cls.kinds or (sim_cls.anomaly,)
     quiet_ids = _plan(sim, kinds, rounds, quiet, gap, warm)
     quiet_names = {sim.streams[i] for i in quiet_ids}
     # per stream: the kind of each accepted event (None: normal) and the alerts (event index, kind, channel)
@@ -155,7 +156,7 @@ def evaluate_source(
             SimpleNamespace(topic=source, partition=0, offset=i, key=e.key(), value=e.value(), timestamp=0)
             for i, e in enumerate(events)
         ]
-        dec = decode_batch(SOURCES[source], recs, n_features=runner.n_features, now=1_800_000_000.0)
+        dec = decode_batch(SOURCES[source].wire, recs, n_features=runner.n_features, now=1_800_000_000.0)
         if dec.errors:
             raise RuntimeError(f"simulator produced undecodable records: {dec.errors[:3]}")
         res = runner.process(Batch(dec.stream_ids, dec.ts, dec.x))

@@ -57,7 +57,7 @@ def simulated_data(
         for e in sim.round(t0 + k * round_s):
             rec = SimpleNamespace(topic=source, partition=0, offset=0, key=e.key(), value=e.value(), timestamp=0)
             records.append(rec)
-    dec = decode_batch(SOURCES[source], records, n_features=N_FEATURES[source], now=t0 + rounds * round_s + 1.0)
+    dec = decode_batch(SOURCES[source].wire, records, n_features=N_FEATURES[source], now=t0 + rounds * round_s + 1.0)
     if dec.errors:
         raise RuntimeError(f"simulator produced undecodable records: {dec.errors[:3]}")
     series, times, _, _ = _series(dec.stream_ids, dec.ts, dec.x)
@@ -143,7 +143,7 @@ def topic_data(
         nonlocal n_records
         n_records += len(records)
         dec = decode_batch(
-            SOURCES[source],
+            SOURCES[source].wire,
             records,
             n_features=width,
             now=time.time(),

@@ -203,7 +203,7 @@ def test_predictions_equal_a_direct_runner(e2e: E2E) -> None:
             SimpleNamespace(topic="x", partition=0, offset=i, key=k, value=v, timestamp=0)
             for i, (_, _, k, v) in enumerate(events)
         ]
-        d = decode_batch(SOURCES[source], recs, n_features=runner.n_features, now=time.time())
+        d = decode_batch(SOURCES[source].wire, recs, n_features=runner.n_features, now=time.time())
         worst = 0.0
         for a in range(0, len(d.index), 97):  # a batch size unlike the worker's
             res = runner.process(Batch(d.stream_ids[a : a + 97], d.ts[a : a + 97], d.x[a : a + 97]))
