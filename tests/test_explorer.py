@@ -62,6 +62,10 @@ class FakeSlab:
     def __contains__(self, s: object) -> bool:
         return s in self.slots
 
+    @property
+    def slot_of(self) -> dict[str, int]:
+        return self.slots
+
     def slot(self, s: str) -> int | None:
         return self.slots.get(s)
 

@@ -175,12 +175,12 @@ class _Reference(RingStore):
 
 
 class _Slab:
-    """What ``sync`` reads of a StateSlab; ``fast`` exposes the id -> slot dict as the real slab does."""
+    """What ``sync`` reads of a StateSlab: ``slot_of``, the id -> slot dict as the real slab has it
+    (``fast``), or only a container of the ids."""
 
     def __init__(self, fast: bool) -> None:
         self.ids: set[str] = set()
-        if fast:
-            self._slot_of = self.ids  # not a dict: exercises the fallback unless replaced below
+        self.slot_of: set[str] | dict[str, int] = self.ids  # a dict once ids are added, when fast
         self.steps = np.zeros(1, np.int64)
         self.evictions = 0
         self.capacity = 1
@@ -192,14 +192,14 @@ class _Slab:
     def add(self, ids: Sequence[str]) -> None:
         self.ids.update(ids)
         if self.fast:
-            self._slot_of = dict.fromkeys(self.ids, 0)
+            self.slot_of = dict.fromkeys(self.ids, 0)
 
     def evict(self, ids: Sequence[str]) -> None:
         for s in ids:
             self.ids.discard(s)
         self.evictions += len(ids)
         if self.fast:
-            self._slot_of = dict.fromkeys(self.ids, 0)
+            self.slot_of = dict.fromkeys(self.ids, 0)
 
 
 def _state(store: RingStore) -> dict[str, Any]:

@@ -263,10 +263,8 @@ class RingStore:
         if not force and key == self._slab_seen and now - self._last_sync < _SYNC_EVERY_S:
             return 0
         self._slab_seen, self._last_sync = key, now
-        # membership straight from the slab's id -> slot mapping (a C-level scan of the rows); a
-        # stand-in slab with only ``in`` works too
-        slot_of = getattr(slab, "slot_of", None)
-        in_slab = slot_of.__contains__ if slot_of is not None else slab.__contains__
+        # membership straight from the slab's id -> slot mapping (a C-level scan of the rows)
+        in_slab = slab.slot_of.__contains__
         gone = list(filterfalse(in_slab, self._row_of))
         if parked is not None and gone:
             gone = [s for s in gone if s not in parked]
