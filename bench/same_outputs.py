@@ -122,7 +122,9 @@ def _run_tree(tree: Path, out: Path, nab: bool) -> None:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     # -c with cwd=out: the tree comes from PYTHONPATH alone, not from the current folder
     subprocess.run([sys.executable, "-c", _DRIVE, str(out)], env=env, cwd=out, check=True)
-    if nab and NAB.is_dir():
+    if nab:
+        if not NAB.is_dir():
+            raise SystemExit(f"{NAB} is missing; give --no-nab to compare without the NAB replays")
         cli = [sys.executable, "-m", "stream.cli"]
         data, labels = NAB / "data", NAB / "combined_windows.json"
         subprocess.run([*cli, "replay", str(data), "-o", str(out / "replay"), "-q"], env=env, cwd=out, check=True)

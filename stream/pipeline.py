@@ -126,6 +126,7 @@ class SourcePipeline:
         self.runner = runner
         self.settings = settings
         self.metrics = metrics
+        self.wire = SOURCES[source].wire  # its JSON value (stream/sources/<source>.py)
         self.model_id = runner.model_id
         self.threshold = float(runner.threshold)
         from .explorer import ring_store_for
@@ -174,10 +175,10 @@ class SourcePipeline:
 
     def process(self, records: Sequence[RecordLike], now: float | None = None) -> BatchResult:
         """All outputs of a micro-batch (records of one source, per-partition offset order)."""
-        s, src = self.settings, self.source
+        s = self.settings
         now = time.time() if now is None else now
         dec = decode_batch(
-            SOURCES[src].wire,
+            self.wire,
             records,
             n_features=self.runner.n_features,
             now=now,

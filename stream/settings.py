@@ -359,8 +359,7 @@ class Settings(BaseSettings):
         if src is None:
             raise ConfigError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
         configured = self.checkpoints.get(source)
-        if configured is None and src.find_checkpoint is not None:
-            return src.find_checkpoint()  # raises a CheckpointError saying what to install
+        # unset: the bundled file, or where the source finds its model (a CheckpointError says what to install)
         path = Path(configured) if configured is not None else src.default_checkpoint()
         if not path.is_file():
             env = f"SEQSTREAM_CHECKPOINT_{source.upper()}"

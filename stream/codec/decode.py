@@ -83,13 +83,13 @@ class WireFormat(Protocol):
     ``careful(obj, n)`` turns one parsed JSON object into its ``n`` features or raises
     :class:`BadInput`; ``decoder`` parses one value into the source's msgspec struct and
     ``fast(msgs, n)`` turns many of them into ``x[m, n]`` float64 and ``good[m]`` (rows the careful
-    path would accept with the same values); ``decoder`` None: every record goes the careful path.
+    path would accept with the same values).
     """
 
     @property
     def careful(self) -> CarefulFeatures: ...
     @property
-    def decoder(self) -> Callable[[bytes], Any] | None: ...
+    def decoder(self) -> Callable[[bytes], Any]: ...
     @property
     def fast(self) -> FastFeatures: ...
 
@@ -400,18 +400,8 @@ def decode_batch(
     Records go the fast path (msgspec, checks on arrays) when it can vouch for them, the others
     the careful per-record path; the result is the same as the careful path's for every record.
     """
-    decoder = source.decoder
-    if decoder is None:
-        return _decode_careful(
-            source,
-            records,
-            n_features=n_features,
-            now=now,
-            max_future_s=max_future_s,
-            max_payload_bytes=max_payload_bytes,
-        )
     horizon = now + max_future_s
-    pos, ids, tss, msgs, slow = _scan(decoder, records, max_payload_bytes)
+    pos, ids, tss, msgs, slow = _scan(source.decoder, records, max_payload_bytes)
     ts = np.asarray(tss, np.float64)  # [m]
     x, good = source.fast(msgs, n_features)  # [m, F], [m]
     good &= np.isfinite(ts) & (ts <= horizon)
