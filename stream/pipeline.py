@@ -34,6 +34,7 @@ from models.state import SlabSnapshot
 from models.types import StreamRunner
 
 from .codec import RecordLike, decode_batch, encode_alert, encode_dead, encode_predictions
+from .explorer import ring_store_for
 from .metrics import Metrics
 from .producer import Output
 from .settings import Settings
@@ -129,8 +130,6 @@ class SourcePipeline:
         self.wire = SOURCES[source].wire  # its JSON value (stream/sources/<source>.py)
         self.model_id = runner.model_id
         self.threshold = float(runner.threshold)
-        from .explorer import ring_store_for
-
         # /explorer ring buffers (None: off) show forecasts next to values: a forecaster's only
         self.explorer = ring_store_for(source, runner, settings) if isinstance(runner, Runner) else None
         # durable state: which input partition each stream lives on, and streams parked off the
