@@ -222,6 +222,44 @@ class Settings(BaseSettings):
         "(Kafka's default), 6 s with the tansu profile",
     )
 
+    # day-2 operations (docs/operations.md): model upgrades, start and stop, explorer access
+    on_model_change: Literal["rewarm", "reset", "refuse"] = Field(
+        default="rewarm",
+        description="what a worker does when a partition's snapshot was written by another model or scoring "
+        "configuration (its fingerprint differs): `rewarm` replays retained input through the new model for "
+        "state only, `reset` starts those streams fresh (warning + counter), `refuse` stops the worker",
+    )
+    connect_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="how long a command retries an unreachable broker at start before it stops with one line "
+        "and exit 2",
+    )
+    stop_timeout_s: float = Field(
+        default=20.0,
+        gt=0.0,
+        le=600.0,
+        description="a stop (SIGTERM/SIGINT) in any phase (starting, joining, restoring, running) finishes within "
+        "this: flush what can be flushed, leave the groups, exit 0; keep it under the orchestrator's grace "
+        "period (Kubernetes: 30 s)",
+    )
+    explorer: bool = Field(
+        default=True,
+        description="on|off: serve the stream explorer (/explorer, /api/streams), which shows raw per-stream "
+        "values; /metrics, /health and /ready are served either way",
+    )
+    explorer_host: str | None = Field(
+        default=None, description="serve the explorer on its own address; unset: on web_host:web_port"
+    )
+    explorer_port: int | None = Field(
+        default=None, ge=0, le=65535, description="serve the explorer on its own port; unset: on web_port"
+    )
+    explorer_token: SecretStr | None = Field(
+        default=None,
+        description="when set, the explorer answers only requests with `Authorization: Bearer <token>`",
+    )
+
     @field_validator("profile", mode="before")
     @classmethod
     def _old_profile_name(cls, v: Any) -> Any:
