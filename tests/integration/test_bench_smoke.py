@@ -55,6 +55,8 @@ def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     best = max((r for r in by["seqstream"] if r.get("round") == 0), key=lambda r: r["events_per_s"])
     assert (again["streams"], again["cell"], again["batch_max"]) == (200, "gru", best["batch_max"])
     assert sorted(r["round"] for r in by["raw_passthrough"]) == [0, 1]
+    (serial,) = by["raw_passthrough_serial"]  # the serial floor, once, beside the pipelined ceiling
+    assert serial["events"] == 4000 and serial["events_per_s"] > 0
     for r in by["seqstream"] + by["raw_passthrough"]:
         assert r["cpu"] > 0 and r["broker_cpu"] is not None  # CPU use while draining, of both processes
     for r in by["seqstream"]:
@@ -70,7 +72,8 @@ def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert mem["resident_streams"] == 2000 and mem["slab_vs_raw"] <= 1.25
     assert {r["mode"] for r in by["model_step"]} == {"model_step", "batched"}
     table = capsys.readouterr().out
-    assert "**seqstream / raw**" in table and "best row of 200 streams, gru-16" in table
+    assert "raw aiokafka pass-through, serial" in table
+    assert "**seqstream / pipelined raw**" in table and "best row of 200 streams, gru-16" in table
     assert "median of 2 rounds" in table and "broker only (one hop)" in table
 
 
@@ -104,4 +107,4 @@ def test_bench_on_a_broker_of_your_own(
         assert lv["received"] == lv["produced"] > 0
         assert lv["broker_cpu"] is None  # not our process: nothing to read
     table = capsys.readouterr().out
-    assert "**seqstream / raw**" in table and "best row of 100 streams, shipped detector (sensor_gru.pt)" in table
+    assert "**seqstream / pipelined raw**" in table and "best row of 100 streams, shipped detector (sensor_gru.pt)" in table

@@ -103,10 +103,21 @@ async def _produce_backlog(bootstrap: str, topic: str, msgs: list[tuple[bytes, b
 
 
 async def _raw_passthrough(
-    bootstrap: str, topic: str, out_topic: str, n: int, batch_max: int, broker_pid: int | None = None
+    bootstrap: str,
+    topic: str,
+    out_topic: str,
+    n: int,
+    batch_max: int,
+    broker_pid: int | None = None,
+    pipelined: bool = True,
 ) -> dict[str, Any]:
     """The ceiling: a plain aiokafka consumer forwards ``n`` backlog records to ``out_topic`` (one
-    ``send_batch`` per partition, acks awaited, offsets committed: at least once), no decoding."""
+    ``send_batch`` per partition, no decoding) with seqstream's guarantee: at least once, input offsets
+    committed only after the broker acknowledged the outputs made from them.
+
+    ``pipelined`` (the fair ceiling, as the engine runs with ``inflight_batches=2``): batch i's acks are
+    awaited after batch i+1 was sent, so fetching and sending overlap the acks' round trip.
+    ``pipelined=False``: every batch's acks are awaited before the next fetch (the serial floor)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     c = AIOKafkaConsumer(
@@ -127,6 +138,7 @@ async def _raw_passthrough(
     t_first = t_end = 0.0
     first_n = 0
     cpu = _CpuWindow(broker_pid)
+    pending: tuple[list[Any], dict[Any, int]] | None = None  # the previous batch: (ack futures, offsets)
     try:
         while done < n:
             data = await c.getmany(timeout_ms=200, max_records=batch_max)
@@ -149,11 +161,20 @@ async def _raw_passthrough(
                     futs.append(await p.send_batch(b, out_topic, partition=tp.partition))
                 offsets[tp] = recs[-1].offset + 1
                 got += len(recs)
-            await asyncio.gather(*futs)
-            await c.commit(offsets)
+            if pipelined:  # this batch is on its way: now settle the previous one (acks, then its offsets)
+                if pending is not None:
+                    await asyncio.gather(*pending[0])
+                    await c.commit(pending[1])
+                pending = (futs, offsets)
+            else:
+                await asyncio.gather(*futs)
+                await c.commit(offsets)
             if not first_n:
                 first_n = got
             done += got
+        if pending is not None:
+            await asyncio.gather(*pending[0])
+            await c.commit(pending[1])
         t_end = time.perf_counter()
         cpu.stop()
     finally:

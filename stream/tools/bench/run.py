@@ -8,8 +8,10 @@ bundled sensor checkpoint with its scoring) at 10k streams; ``--primary plain`` 
 cell and hidden size of the matrix instead. Scenarios (all measured in the same run, so ratios hold):
 
 * ``raw_passthrough``: the ceiling. A plain aiokafka consumer (``getmany``) forwards a pre-produced
-  backlog of the same sensor messages to an output topic (one ``send_batch`` per partition, acks
-  awaited, offsets committed), no decoding.
+  backlog of the same sensor messages to an output topic (one ``send_batch`` per partition), no
+  decoding, with seqstream's guarantee (offsets committed after their outputs' acks) and pipelined as
+  the engine is: batch i's acks are awaited after batch i+1 was sent. ``raw_passthrough_serial``: the
+  same with every batch's acks awaited before the next fetch, a second row (the old, weaker ceiling).
 * ``seqstream``: for every (streams, cell, hidden) of ``--streams`` x ``--cell`` x ``--hidden``
   (default 1k/10k/100k x GRU/LSTM x 64/128), the real :class:`stream.engine.BatchEngine` in this
   process (aiokafka consumer in its consumer group, :class:`stream.pipeline.SourcePipeline`
@@ -104,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
             if st == streams:
                 raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax, pid))
                 _emit({"scenario": "raw_passthrough", "batch_max": bmax, "round": 0, **raw, **here}, records)
+                # the serial floor (each batch's acks before the next fetch): a second row, never the ratio's base
+                raw = asyncio.run(_raw_passthrough(bs, t_in, t_raw, n, bmax, pid, pipelined=False))
+                _emit({"scenario": "raw_passthrough_serial", "batch_max": bmax, **raw, **here}, records)
             matrix = [(c, h) for c in args.cell for h in args.hidden]
             if st == streams and (cell, hidden) not in matrix:
                 matrix.insert(0, (cell, hidden))  # the shipped detector: the primary configuration
