@@ -27,7 +27,7 @@ from stream.sources.ticks import TICK_KINDS, TickSim
 from stream.tools.produce import produce
 from stream.tools.worker_process import WorkerProcess, metric_sum
 
-__all__ = ["run_demo"]
+__all__ = ["demo_plan", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def _print_summary(worker: WorkerProcess, st: _State, t0: float, quiet: bool) ->
     st.prev, st.prev_t = m, now
 
 
-def _plan(settings: Settings, seconds: float | None) -> tuple[dict[str, Simulator], dict[str, float]]:
+def demo_plan(settings: Settings, seconds: float | None) -> tuple[dict[str, Simulator], dict[str, float]]:
     """Simulators and total rates per source.
 
     Each stream ticks at 20 Hz (faster if the model's warm-up is long) so that its scorer has a
@@ -209,7 +209,7 @@ def run_demo(seconds: float | None = None, broker: str | None = None, quiet: boo
         print(f"demo: worker pid {worker.proc.pid if worker.proc else '?'}, log {worker.log_path}")
         print(f"demo: metrics at {worker.metrics_url}")
         print(f"demo: stream explorer at http://{worker.host}:{worker.web_port}/explorer", flush=True)
-        sims, rates = _plan(settings, None if seconds is None else seconds - (time.monotonic() - t0))
+        sims, rates = demo_plan(settings, None if seconds is None else seconds - (time.monotonic() - t0))
         waited = worker.wait_ready()
         print(
             f"demo: worker ready after {waited:.1f} s; producing "

@@ -40,6 +40,7 @@ def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args += ["1000", "--cell", "gru", "lstm", "--hidden", "16"]
     args += ["--batch-max", "256", "1024", "--latency-seconds", "0.5", "--latency-fractions", "0.5", "--rounds", "2"]
     args += ["--memory-streams", "2000", "--step-batches", "8", "--per-event-n", "50", "--json-out", str(out)]
+    args += ["--demo-mix", "3"]
     assert bench.main(args) == 0
     recs = json.loads(out.read_text())
     by: dict[str, list[dict]] = {}
@@ -68,6 +69,9 @@ def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         (lv,) = by[scenario]
         assert lv["received"] == lv["produced"] > 0 and 0 < lv["p50_ms"] <= lv["p99_ms"]
         assert lv["broker_cpu"] is not None and lv["broker_cpu"] >= 0  # the embedded broker's pid is known
+    (mix,) = by["demo_mix"]  # the demo's five sources at its rates: every source's events counted, CPU per event
+    assert mix["events"] > 0 and mix["worker_cpu_us_per_event"] > 0 and mix["streams_total"] == 188
+    assert mix["p99_ms"] is not None and "error" not in mix
     (mem,) = by["memory"]
     assert mem["resident_streams"] == 2000 and mem["slab_vs_raw"] <= 1.25
     assert {r["mode"] for r in by["model_step"]} == {"model_step", "batched"}
@@ -87,7 +91,7 @@ def test_bench_on_a_broker_of_your_own(
     out = tmp_path / "bench.json"
     args = ["--quick", "--broker", broker.url, "--profile", broker.profile, "--events", "2000", "--streams", "100"]
     args += ["--batch-max", "512", "--latency-seconds", "0.5", "--latency-fractions", "0.5", "--memory-streams"]
-    args += ["--step-batches", "--per-event-n", "20", "--json-out", str(out)]
+    args += ["--step-batches", "--per-event-n", "20", "--json-out", str(out), "--demo-mix", "0"]
     try:
         assert bench.main(args) == 0
     finally:
@@ -107,4 +111,5 @@ def test_bench_on_a_broker_of_your_own(
         assert lv["received"] == lv["produced"] > 0
         assert lv["broker_cpu"] is None  # not our process: nothing to read
     table = capsys.readouterr().out
-    assert "**seqstream / pipelined raw**" in table and "best row of 100 streams, shipped detector (sensor_gru.pt)" in table
+    assert "**seqstream / pipelined raw**" in table
+    assert "best row of 100 streams, shipped detector (sensor_gru.pt)" in table

@@ -95,6 +95,14 @@ def register_args(p: argparse.ArgumentParser) -> None:
         help="skip the floors: the same latency levels through a plain aiokafka pass-through and through the "
         "broker alone (one hop)",
     )
+    p.add_argument(
+        "--demo-mix",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds of the demo_mix window: a worker serving the demo's five sources at the demo's rates, "
+        "worker CPU µs per event and p99 (default 30; 10 with --quick; 0: skip)",
+    )
     p.add_argument("--step-batches", type=int, nargs="*", default=None, help="model step batch sizes")
     p.add_argument("--step-budget", type=float, default=0.5)
     p.add_argument("--memory-streams", type=int, nargs="*", default=None)

@@ -77,7 +77,8 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
             else ""
         )
         lines.append(
-            f"| **seqstream / pipelined raw** | {float(np.median(ratios)):.2f}x | {each}best row of {seq['streams']} streams, "
+            f"| **seqstream / pipelined raw** | {float(np.median(ratios)):.2f}x | {each}best row of "
+            f"{seq['streams']} streams, "
             f"{_config_label(seq['cell'], seq['hidden'])}; target >= 0.5x |"
         )
     eos = [r for r in by["seqstream"] if r.get("guarantee") == "exactly_once"]
@@ -111,6 +112,19 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
                     f"| {path} | {r['fraction_of_max']:.0%} | {r['target_rate']} | {r['achieved_rate']} | "
                     f"{r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} | {vs} | {r.get('broker_cpu')} |"
                 )
+    if by["demo_mix"]:
+        lines += [
+            "",
+            "| demo mix (5 sources, real-time rates) | events/s | worker CPU µs/event | worker cores | broker cores "
+            "| p50 ms | p99 ms | lag at end |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in by["demo_mix"]:
+            lines.append(
+                f"| {r['broker']} ({r['streams_total']} streams, target {r['target_rate']}/s) | {r['events_per_s']} | "
+                f"{r['worker_cpu_us_per_event']} | {r['worker_cores']} | {r['broker_cores']} | {r['p50_ms']} | "
+                f"{r['p99_ms']} | {r['lag_end']:.0f} |"
+            )
     if by["model_step"]:
         lines += ["", "| mode | batch | stream-steps/s |", "|---|---:|---:|"]
         for r in by["model_step"]:

@@ -29,6 +29,8 @@ cell and hidden size of the matrix instead. Scenarios (all measured in the same 
   three paths runs on a fresh broker of its own (Tansu slows down as it fills up; on Kafka it keeps
   the paths apart).
 * ``--rounds``: more (raw pass-through, primary drain) pairs, alternating; the ratio is their median.
+* ``demo_mix``: a worker child serving the demo's five sources (shipped models) fed at the demo's
+  real-time rates (:mod:`.demo_mix`): worker CPU µs per event, cores of worker and broker, p50/p99.
 * ``model_step``: the ``model_step`` and ``batched`` cells (:mod:`.step`, also ``bench/step_bench.py``'s)
   by batch size.
 * ``memory``: a CPU Runner with N resident streams in a child process: slab bytes per stream vs
@@ -50,6 +52,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .demo_mix import demo_mix
 from .drain import (
     SHIPPED,
     _broker,
@@ -192,6 +195,10 @@ def run(args: argparse.Namespace) -> int:
                 ):
                     _emit({"scenario": scenario, "fraction_of_max": frac, **lv, **common}, records)
 
+    if args.demo_mix > 0:  # the demo's five sources at its real-time rates, on a fresh broker of its own
+        mix = demo_mix(kind, args.broker, args.demo_mix, warmup=min(10.0, args.demo_mix))
+        _emit({"scenario": "demo_mix", **mix}, records)
+
     if args.step_batches:
         for r in _step_cells(cell, hidden, args.step_batches, args.step_budget):
             _emit({"scenario": "model_step", **r, "cell": cell, "hidden": hidden}, records)
@@ -258,6 +265,8 @@ def _fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
         args.events = 50_000 if q else 200_000
     if args.latency_seconds is None:
         args.latency_seconds = 4.0 if q else 10.0
+    if args.demo_mix is None:
+        args.demo_mix = 10.0 if q else 30.0
     if args.step_batches is None:
         args.step_batches = [64, 1024] if q else [1, 64, 1024, 4096]
     if args.memory_streams is None:
