@@ -79,6 +79,10 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
             # a Kafka broker creates no topic on subscription (auto-creation only answers producers' metadata)
             await control.maybe_declare()
 
+            if settings.torch_threads:  # before the models load: their first kernels start the thread pool
+                import torch
+
+                torch.set_num_threads(settings.torch_threads)
             pipelines: dict[str, SourcePipeline] = {}
             for source in settings.sources:  # each source's model: stream/sources/<source>.py
                 runner = build_runner(settings, source)

@@ -222,6 +222,15 @@ class Settings(BaseSettings):
         "(Kafka's default), 6 s with the tansu profile",
     )
 
+    torch_threads: int = Field(
+        default=1,
+        ge=0,
+        le=256,
+        description="torch's intra-op threads on the CPU (0: torch's default, one per core). One by default: a "
+        "worker's micro-batches are small and fed by one Python thread, and idle OpenMP threads spin; on a "
+        "shared 2-core host the default threads cost the demo mix 3x the CPU per event and it fell behind",
+    )
+
     # day-2 operations (docs/operations.md): model upgrades, start and stop, explorer access
     on_model_change: Literal["rewarm", "reset", "refuse"] = Field(
         default="rewarm",
