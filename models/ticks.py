@@ -48,7 +48,11 @@ event does not blind the symbol to the next.
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
+import re
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,6 +107,200 @@ _QUIET = 30  # [5] ticks without the kind's condition while open
 _OWN = 35
 
 
+def _tick_rules(
+    s: Tensor,
+    x: Tensor,
+    dt: Tensor | None,
+    close: Tensor,
+    rc_warmup: int,
+    rc_vol_window: int,
+    rc_level_window: int,
+    rc_jump_z: float,
+    rc_run_z: float,
+    rc_crash_z: float,
+    rc_stale_min: int,
+    rc_log_stale_p: float,
+    rc_same_max_p: float,
+    rc_gap_z: float,
+    rc_gap_factor: float,
+    rc_burst_alpha: float,
+    rc_burst_z: float,
+    rc_winsor: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The features and alert rules of :meth:`TickFeatures.featurise` on a batch of symbols, whose own
+    state ``s[b, S]`` (a view into their aux rows) they update in place; ``rc_*``: the
+    :class:`(~models).tick_alerts.TickConfig` fields (``rc_log_stale_p``: ``log(stale_p)``). A free
+    function of tensors and numbers so that TorchScript can run it (:data:`_RULES`): ~150 small ops
+    per wave, whose Python dispatch was most of a ticks batch's cost on the CPU. Every ``~x`` is
+    parenthesised: TorchScript parses ``~a & b`` as ``~(a & b)``."""
+    price, size, bid, ask = x[:, 0], x[:, 1], x[:, 2], x[:, 3]  # [b] each
+    if dt is None:
+        dt = torch.full_like(price, float("inf"))  # [b]
+    n = s[:, _N]  # [b]
+    first = n == 0  # [b]
+    ready = n >= rc_warmup  # [b]
+    lp = torch.log(price)  # [b]
+    lp_old = s[:, _LP].clone()  # [b]
+    r = torch.where(first, torch.zeros_like(lp), lp - lp_old)  # [b]
+    absr = r.abs()  # [b]
+    quoted = torch.isfinite(bid) & torch.isfinite(ask)  # [b]
+    mid = (bid + ask) * 0.5  # [b]
+    spread = torch.where(quoted, (ask - bid) / mid, torch.zeros_like(mid))  # [b]
+    lsize = torch.log1p(size)  # [b]
+    has_dt = torch.isfinite(dt) & (~first)  # [b]
+    ldt = torch.where(has_dt, torch.log(dt.clamp_min(1e-3)), s[:, _DTM])  # [b]
+
+    # volatility measured before this tick (floored at half the usual non-zero move)
+    sig = torch.maximum(s[:, _RV].sqrt(), 0.5 * s[:, _MNZ]).clamp_min(1e-6)  # [b]
+    z = r / sig  # [b]
+
+    # flash crash: a run of down ticks that starts with a large one
+    run_old = s[:, _RUN].clone()  # [b]
+    starts = (z < -rc_run_z) & (~first) & (run_old == 0)  # [b]
+    down = starts | ((run_old > 0) & (r < 0))  # [b]
+    s[:, _CRS] = torch.where(starts, lp_old, s[:, _CRS])  # [b]
+    s[:, _RSIG] = torch.where(starts, sig, s[:, _RSIG])  # [b]
+    s[:, _RUN] = torch.where(down, run_old + 1, torch.zeros_like(run_old))  # [b]
+    s[:, _CUM] = torch.where(down, s[:, _CUM] + r, torch.zeros_like(r))  # [b]
+    big = (z < -rc_run_z).float()  # [b]
+    s[:, _BIG] = torch.where(down, s[:, _BIG] + big, torch.zeros_like(big))  # [b]
+    run, n_big = s[:, _RUN], s[:, _BIG]  # [b], [b]
+    cstat = -s[:, _CUM] / (s[:, _RSIG].clamp_min(1e-6) * run.clamp_min(1.0).sqrt())  # [b]
+    open_old = s[:, _OPEN : _OPEN + 5] > 0  # [b, 5]
+    fire_crash = ready & (n_big >= 2) & (cstat > rc_crash_z)  # [b]
+
+    # jump: the pending large move of the previous tick, not continued as a crash
+    pz = s[:, _PZ].clone()  # [b]
+    fire_jump = ready & (pz != 0) & (n_big < 2) & (~open_old[:, 1])  # [b]
+    ev_pz, ev_pr, ev_ps, ev_plp = pz, s[:, _PR].clone(), s[:, _PS].clone(), s[:, _PLP].clone()  # [b] each
+    pend = (z.abs() > rc_jump_z) & (~first) & (n_big < 2)  # [b]
+    s[:, _PZ] = torch.where(pend, z, torch.zeros_like(z))  # [b]
+    s[:, _PR] = torch.where(pend, r, s[:, _PR])  # [b]
+    s[:, _PS] = torch.where(pend, sig, s[:, _PS])  # [b]
+    s[:, _PLP] = torch.where(pend, lp_old, s[:, _PLP])  # [b]
+
+    # stale quote: an unchanged (price, bid, ask) run longer than this symbol makes likely, or a gap
+    same_b = (bid == s[:, _LB]) | (torch.isnan(bid) & torch.isnan(s[:, _LB]))  # [b]
+    same_a = (ask == s[:, _LA]) | (torch.isnan(ask) & torch.isnan(s[:, _LA]))  # [b]
+    unchanged = (~first) & (lp == lp_old) & same_b & same_a  # [b]
+    s[:, _SAME] = torch.where(unchanged, s[:, _SAME] + 1, torch.zeros_like(r))  # [b]
+    p_same = s[:, _PSAME].clamp(1e-3, rc_same_max_p)  # [b]
+    limit = (torch.log(p_same).reciprocal() * rc_log_stale_p).clamp_min(float(rc_stale_min))  # [b]
+    dt_sd = s[:, _DTV].clamp_min(1e-4).sqrt()  # [b]
+    gap_z = torch.where(has_dt, (ldt - s[:, _DTM]) / dt_sd, torch.zeros_like(ldt))  # [b]
+    usual_dt = s[:, _DTM].exp()  # [b]
+    gap = has_dt & (gap_z > rc_gap_z) & (dt > rc_gap_factor * usual_dt)  # [b]
+    fire_stale = ready & ((s[:, _SAME] >= limit) | gap)  # [b]
+
+    # crossed quote
+    fire_crossed = quoted & (bid > ask)  # [b]
+
+    # volume burst: short size level vs the slow one
+    a_b = rc_burst_alpha
+    lss = torch.where(first, lsize, s[:, _LSS] + a_b * (lsize - s[:, _LSS]))  # [b]
+    s[:, _LSS] = lss
+    lsd = s[:, _LSV].clamp_min(1e-4).sqrt()  # [b]
+    bz = (lss - s[:, _LSM]) / (lsd * math.sqrt(a_b / (2.0 - a_b)))  # [b]
+    fire_burst = ready & (bz > rc_burst_z)  # [b]
+
+    # per-kind hysteresis
+    fires = torch.stack((fire_jump, fire_crash, fire_stale, fire_crossed, fire_burst), 1)  # [b, 5]
+    quiet = torch.where(fires, torch.zeros_like(s[:, _QUIET : _QUIET + 5]), s[:, _QUIET : _QUIET + 5] + 1)
+    opens = fires & (~open_old)  # [b, 5]
+    resolves = open_old & (~fires) & (quiet >= close)  # [b, 5]
+    open_new = (open_old | opens) & (~resolves)  # [b, 5]
+    s[:, _OPEN : _OPEN + 5] = open_new.float()  # [b, 5]
+    s[:, _QUIET : _QUIET + 5] = torch.where(open_new, quiet, torch.zeros_like(quiet))  # [b, 5]
+    s[:, _CRO] = torch.where(opens[:, 1], s[:, _CRS], s[:, _CRO])  # [b]
+    s[:, _CRL] = torch.where(opens[:, 1], lp, torch.minimum(s[:, _CRL], lp))  # [b]
+    kscore = torch.stack(
+        (
+            ev_pz.abs() / rc_jump_z,
+            cstat / rc_crash_z,
+            torch.maximum(s[:, _SAME] / limit, gap_z / rc_gap_z),
+            torch.full_like(r, 1.5),
+            bz / rc_burst_z,
+        ),
+        1,
+    )  # [b, 5]
+    kscore = (kscore * 0.5).clamp_(0.0, 1.0).masked_fill_(~fires, 0.0)  # [b, 5]
+
+    # statistics, after the rules saw this tick (1/n starts, winsorised once warm)
+    a_v = (n.clamp_min(1.0)).reciprocal().clamp_min(1.0 / rc_vol_window)  # [b] per return
+    r_w = torch.where(ready, r.clamp(-rc_winsor * sig, rc_winsor * sig), r)  # [b]
+    frozen = s[:, _SAME] >= rc_stale_min  # [b] a frozen quote says nothing about volatility
+    learn_v = (~first) & (~frozen)  # [b]
+    s[:, _RV] = torch.where(learn_v, s[:, _RV] + a_v * (r_w * r_w - s[:, _RV]), s[:, _RV])  # [b]
+    nz = (~first) & (absr > 0)  # [b]
+    a_nz = torch.where(s[:, _MNZ] == 0, torch.ones_like(a_v), a_v)  # [b] the first move sets it
+    s[:, _MNZ] = torch.where(nz, s[:, _MNZ] + a_nz * (torch.minimum(absr, rc_winsor * sig) - s[:, _MNZ]), s[:, _MNZ])
+    a_l = (n + 1).reciprocal().clamp_min(1.0 / rc_level_window)  # [b]
+    d = lsize - s[:, _LSM]  # [b]
+    d = torch.where(ready, torch.minimum(d, 3.0 * lsd), d)  # [b] bursts barely move the level
+    s[:, _LSV] = (s[:, _LSV] + a_l * d * d) * (1 - a_l)  # [b]
+    s[:, _LSM] = s[:, _LSM] + a_l * d  # [b]
+    a_t = torch.where(has_dt, (n.clamp_min(1.0)).reciprocal().clamp_min(1.0 / rc_level_window), torch.zeros_like(n))
+    dd = torch.where(ready, torch.minimum(ldt - s[:, _DTM], 3.0 * dt_sd), ldt - s[:, _DTM])  # [b]
+    s[:, _DTV] = (s[:, _DTV] + a_t * dd * dd) * (1 - a_t)  # [b]
+    s[:, _DTM] = s[:, _DTM] + a_t * dd  # [b]
+    a_s = torch.where(quoted & (spread > 0), a_l, torch.zeros_like(a_l))  # [b]
+    s[:, _SPM] = s[:, _SPM] + a_s * (spread - s[:, _SPM])  # [b]
+    counted = (~first) & (s[:, _SAME] < limit)  # [b] a stale run beyond the limit does not teach "usual"
+    a_p = torch.where(counted, a_l, torch.zeros_like(a_l))  # [b]
+    s[:, _PSAME] = s[:, _PSAME] + a_p * (unchanged.float() - s[:, _PSAME])  # [b]
+    s[:, _LP] = lp
+    s[:, _LB] = bid
+    s[:, _LA] = ask
+    s[:, _N] = n + 1
+
+    lvol = 0.5 * torch.log(s[:, _RV].clamp_min(1e-14))  # [b]
+    feats = torch.stack((r, absr, spread, lsize, ldt, lvol), 1)  # [b, 6]
+    evidence = torch.stack(
+        (
+            z,
+            sig,
+            ev_pz,
+            ev_pr,
+            ev_ps,
+            ev_plp,
+            cstat,
+            run,
+            s[:, _CUM],
+            s[:, _CRS],
+            s[:, _CRO],
+            s[:, _CRL],
+            s[:, _SAME],
+            limit,
+            torch.where(has_dt, dt, torch.zeros_like(dt)),
+            usual_dt,
+            gap_z,
+            torch.expm1(lss),
+            torch.expm1(s[:, _LSM]),
+            bz,
+            s[:, _SPM],
+        ),
+        1,
+    )  # [b, 21]
+    trans = opens.float() - resolves.float()  # [b, 5]
+    return feats, quoted, lp_old, first, evidence, trans, kscore, open_new
+
+
+def _script(fn: Any) -> Any:
+    """``fn`` compiled by TorchScript, with the aux column names (``_N``, ``_LP``...: module globals,
+    which TorchScript cannot close over) written in as the numbers they are."""
+    cols = {k: v for k, v in globals().items() if re.fullmatch(r"_[A-Z]+", k) and isinstance(v, int)}
+    src = textwrap.dedent(inspect.getsource(fn))
+    src = re.sub(r"\b_[A-Z]+\b", lambda m: str(cols.get(m.group(0), m.group(0))), src)
+    src = src.replace("Tensor | None", "Optional[Tensor]").replace("-> tuple[", "-> Tuple[")
+    return getattr(torch.jit.CompilationUnit(src), fn.__name__)
+
+
+# Scripted once at import: the same ATen kernels as eager mode (bitwise the same results:
+# tests/test_ticks_script.py) at ~40 % of eager's cost per wave (run unoptimised: see featurise). SEQSTREAM_TICKS_EAGER=1 runs
+# the Python function instead (to debug it).
+_RULES = _tick_rules if os.environ.get("SEQSTREAM_TICKS_EAGER") else _script(_tick_rules)
+
+
 class TickFeatures(Features):
     """``ticks``: ``[price, size, bid, ask]`` per event; see the module docstring.
 
@@ -134,6 +332,23 @@ class TickFeatures(Features):
         self.n_extra = N_PACKED_EXTRA
         self._o = self.scorer.size
         self._close = {torch.device("cpu"): torch.tensor(self.rules.close_after, dtype=torch.float32)}  # [5]
+        rc = self.rules
+        self._rule_args = (
+            rc.warmup,
+            rc.vol_window,
+            rc.level_window,
+            rc.jump_z,
+            rc.run_z,
+            rc.crash_z,
+            rc.stale_min,
+            math.log(rc.stale_p),
+            rc.same_max_p,
+            rc.gap_z,
+            rc.gap_factor,
+            rc.burst_alpha,
+            rc.burst_z,
+            rc.winsor,
+        )
 
     @property
     def aux_size(self) -> int:
@@ -177,159 +392,12 @@ class TickFeatures(Features):
             >>> [round(v, 4) for v in feats[0].tolist()], quoted.tolist()
             ([0.01, 0.01, 0.0, 4.6052, 0.6931, -4.6102], [False])
         """
-        rc = self.rules
-        s = aux[:, self._o : self._o + _OWN]  # [b, S] view
-        price, size, bid, ask = x.unbind(1)  # [b] each
-        if dt is None:
-            dt = torch.full_like(price, float("inf"))  # [b]
-        n = s[:, _N]  # [b]
-        first = n == 0  # [b]
-        ready = n >= rc.warmup  # [b]
-        lp = torch.log(price)  # [b]
-        lp_old = s[:, _LP].clone()  # [b]
-        r = torch.where(first, torch.zeros_like(lp), lp - lp_old)  # [b]
-        absr = r.abs()  # [b]
-        quoted = torch.isfinite(bid) & torch.isfinite(ask)  # [b]
-        mid = (bid + ask) * 0.5  # [b]
-        spread = torch.where(quoted, (ask - bid) / mid, torch.zeros_like(mid))  # [b]
-        lsize = torch.log1p(size)  # [b]
-        has_dt = torch.isfinite(dt) & ~first  # [b]
-        ldt = torch.where(has_dt, torch.log(dt.clamp_min(1e-3)), s[:, _DTM])  # [b]
-
-        # volatility measured before this tick (floored at half the usual non-zero move)
-        sig = torch.maximum(s[:, _RV].sqrt(), 0.5 * s[:, _MNZ]).clamp_min(1e-6)  # [b]
-        z = r / sig  # [b]
-
-        # flash crash: a run of down ticks that starts with a large one
-        run_old = s[:, _RUN].clone()  # [b]
-        starts = (z < -rc.run_z) & ~first & (run_old == 0)  # [b]
-        down = starts | ((run_old > 0) & (r < 0))  # [b]
-        s[:, _CRS] = torch.where(starts, lp_old, s[:, _CRS])  # [b]
-        s[:, _RSIG] = torch.where(starts, sig, s[:, _RSIG])  # [b]
-        s[:, _RUN] = torch.where(down, run_old + 1, torch.zeros_like(run_old))  # [b]
-        s[:, _CUM] = torch.where(down, s[:, _CUM] + r, torch.zeros_like(r))  # [b]
-        big = (z < -rc.run_z).float()  # [b]
-        s[:, _BIG] = torch.where(down, s[:, _BIG] + big, torch.zeros_like(big))  # [b]
-        run, n_big = s[:, _RUN], s[:, _BIG]  # [b], [b]
-        cstat = -s[:, _CUM] / (s[:, _RSIG].clamp_min(1e-6) * run.clamp_min(1.0).sqrt())  # [b]
-        open_old = s[:, _OPEN : _OPEN + 5] > 0  # [b, 5]
-        fire_crash = ready & (n_big >= 2) & (cstat > rc.crash_z)  # [b]
-
-        # jump: the pending large move of the previous tick, not continued as a crash
-        pz = s[:, _PZ].clone()  # [b]
-        fire_jump = ready & (pz != 0) & (n_big < 2) & ~open_old[:, 1]  # [b]
-        ev_pz, ev_pr, ev_ps, ev_plp = pz, s[:, _PR].clone(), s[:, _PS].clone(), s[:, _PLP].clone()  # [b] each
-        pend = (z.abs() > rc.jump_z) & ~first & (n_big < 2)  # [b]
-        s[:, _PZ] = torch.where(pend, z, torch.zeros_like(z))  # [b]
-        s[:, _PR] = torch.where(pend, r, s[:, _PR])  # [b]
-        s[:, _PS] = torch.where(pend, sig, s[:, _PS])  # [b]
-        s[:, _PLP] = torch.where(pend, lp_old, s[:, _PLP])  # [b]
-
-        # stale quote: an unchanged (price, bid, ask) run longer than this symbol makes likely, or a gap
-        same_b = (bid == s[:, _LB]) | (torch.isnan(bid) & torch.isnan(s[:, _LB]))  # [b]
-        same_a = (ask == s[:, _LA]) | (torch.isnan(ask) & torch.isnan(s[:, _LA]))  # [b]
-        unchanged = ~first & (lp == lp_old) & same_b & same_a  # [b]
-        s[:, _SAME] = torch.where(unchanged, s[:, _SAME] + 1, torch.zeros_like(r))  # [b]
-        p_same = s[:, _PSAME].clamp(1e-3, rc.same_max_p)  # [b]
-        limit = (math.log(rc.stale_p) / torch.log(p_same)).clamp_min(float(rc.stale_min))  # [b]
-        dt_sd = s[:, _DTV].clamp_min(1e-4).sqrt()  # [b]
-        gap_z = torch.where(has_dt, (ldt - s[:, _DTM]) / dt_sd, torch.zeros_like(ldt))  # [b]
-        usual_dt = s[:, _DTM].exp()  # [b]
-        gap = has_dt & (gap_z > rc.gap_z) & (dt > rc.gap_factor * usual_dt)  # [b]
-        fire_stale = ready & ((s[:, _SAME] >= limit) | gap)  # [b]
-
-        # crossed quote
-        fire_crossed = quoted & (bid > ask)  # [b]
-
-        # volume burst: short size level vs the slow one
-        a_b = rc.burst_alpha
-        lss = torch.where(first, lsize, s[:, _LSS] + a_b * (lsize - s[:, _LSS]))  # [b]
-        s[:, _LSS] = lss
-        lsd = s[:, _LSV].clamp_min(1e-4).sqrt()  # [b]
-        bz = (lss - s[:, _LSM]) / (lsd * math.sqrt(a_b / (2.0 - a_b)))  # [b]
-        fire_burst = ready & (bz > rc.burst_z)  # [b]
-
-        # per-kind hysteresis
-        fires = torch.stack((fire_jump, fire_crash, fire_stale, fire_crossed, fire_burst), 1)  # [b, 5]
-        quiet = torch.where(fires, torch.zeros_like(s[:, _QUIET : _QUIET + 5]), s[:, _QUIET : _QUIET + 5] + 1)
-        opens = fires & ~open_old  # [b, 5]
-        resolves = open_old & ~fires & (quiet >= self._close_on(quiet.device))  # [b, 5]
-        open_new = (open_old | opens) & ~resolves  # [b, 5]
-        s[:, _OPEN : _OPEN + 5] = open_new.float()  # [b, 5]
-        s[:, _QUIET : _QUIET + 5] = torch.where(open_new, quiet, torch.zeros_like(quiet))  # [b, 5]
-        s[:, _CRO] = torch.where(opens[:, 1], s[:, _CRS], s[:, _CRO])  # [b]
-        s[:, _CRL] = torch.where(opens[:, 1], lp, torch.minimum(s[:, _CRL], lp))  # [b]
-        kscore = torch.stack(
-            (
-                ev_pz.abs() / rc.jump_z,
-                cstat / rc.crash_z,
-                torch.maximum(s[:, _SAME] / limit, gap_z / rc.gap_z),
-                torch.full_like(r, 1.5),
-                bz / rc.burst_z,
-            ),
-            1,
-        )  # [b, 5]
-        kscore = (kscore * 0.5).clamp_(0.0, 1.0).masked_fill_(~fires, 0.0)  # [b, 5]
-
-        # statistics, after the rules saw this tick (1/n starts, winsorised once warm)
-        a_v = (n.clamp_min(1.0)).reciprocal().clamp_min(1.0 / rc.vol_window)  # [b] per return
-        r_w = torch.where(ready, r.clamp(-rc.winsor * sig, rc.winsor * sig), r)  # [b]
-        frozen = s[:, _SAME] >= rc.stale_min  # [b] a frozen quote says nothing about volatility
-        learn_v = ~first & ~frozen  # [b]
-        s[:, _RV] = torch.where(learn_v, s[:, _RV] + a_v * (r_w * r_w - s[:, _RV]), s[:, _RV])  # [b]
-        nz = ~first & (absr > 0)  # [b]
-        a_nz = torch.where(s[:, _MNZ] == 0, torch.ones_like(a_v), a_v)  # [b] the first move sets it
-        s[:, _MNZ] = torch.where(
-            nz, s[:, _MNZ] + a_nz * (torch.minimum(absr, rc.winsor * sig) - s[:, _MNZ]), s[:, _MNZ]
-        )
-        a_l = (n + 1).reciprocal().clamp_min(1.0 / rc.level_window)  # [b]
-        d = lsize - s[:, _LSM]  # [b]
-        d = torch.where(ready, torch.minimum(d, 3.0 * lsd), d)  # [b] bursts barely move the level
-        s[:, _LSV] = (s[:, _LSV] + a_l * d * d) * (1 - a_l)  # [b]
-        s[:, _LSM] = s[:, _LSM] + a_l * d  # [b]
-        a_t = torch.where(has_dt, (n.clamp_min(1.0)).reciprocal().clamp_min(1.0 / rc.level_window), torch.zeros_like(n))
-        dd = torch.where(ready, torch.minimum(ldt - s[:, _DTM], 3.0 * dt_sd), ldt - s[:, _DTM])  # [b]
-        s[:, _DTV] = (s[:, _DTV] + a_t * dd * dd) * (1 - a_t)  # [b]
-        s[:, _DTM] = s[:, _DTM] + a_t * dd  # [b]
-        a_s = torch.where(quoted & (spread > 0), a_l, torch.zeros_like(a_l))  # [b]
-        s[:, _SPM] = s[:, _SPM] + a_s * (spread - s[:, _SPM])  # [b]
-        counted = ~first & (s[:, _SAME] < limit)  # [b] a stale run beyond the limit does not teach "usual"
-        a_p = torch.where(counted, a_l, torch.zeros_like(a_l))  # [b]
-        s[:, _PSAME] = s[:, _PSAME] + a_p * (unchanged.float() - s[:, _PSAME])  # [b]
-        s[:, _LP] = lp
-        s[:, _LB] = bid
-        s[:, _LA] = ask
-        s[:, _N] = n + 1
-
-        lvol = 0.5 * torch.log(s[:, _RV].clamp_min(1e-14))  # [b]
-        feats = torch.stack((r, absr, spread, lsize, ldt, lvol), 1)  # [b, 6]
-        evidence = torch.stack(
-            (
-                z,
-                sig,
-                ev_pz,
-                ev_pr,
-                ev_ps,
-                ev_plp,
-                cstat,
-                run,
-                s[:, _CUM],
-                s[:, _CRS],
-                s[:, _CRO],
-                s[:, _CRL],
-                s[:, _SAME],
-                limit,
-                torch.where(has_dt, dt, torch.zeros_like(dt)),
-                usual_dt,
-                gap_z,
-                torch.expm1(lss),
-                torch.expm1(s[:, _LSM]),
-                bz,
-                s[:, _SPM],
-            ),
-            1,
-        )  # [b, 21]
-        trans = opens.float() - resolves.float()  # [b, 5]
+        s = aux[:, self._o : self._o + _OWN]  # [b, S] view: the rules update it in place
+        # the executor's optimising pass specialises on shapes, and every wave has another size
+        with torch.jit.optimized_execution(False):
+            feats, quoted, lp_old, first, evidence, trans, kscore, open_new = _RULES(
+                s, x, dt, self._close_on(x.device), *self._rule_args
+            )  # [b, 6], [b], [b], [b], [b, 21], [b, 5], [b, 5], [b, 5]
         ctx = (lp_old, first, evidence, trans, kscore, open_new)
         return feats, quoted, ctx
 
