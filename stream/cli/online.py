@@ -75,7 +75,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from stream.app import create_app
 
     app = create_app(settings)
-    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    from . import log_level
+
+    worker = Worker(app, loglevel=log_level(args), quiet=True)
     worker.execute_from_commandline()  # returns via SystemExit when the worker stops
     return 0
 
@@ -220,7 +222,9 @@ def register(sub: Any) -> None:
         default=None,
         help="override the alert open threshold",
     )
-    w.add_argument("-l", "--loglevel", default=os.environ.get("SEQSTREAM_LOGLEVEL", "info"))
+    from . import add_log_options
+
+    add_log_options(w, top=False)  # `seqstream -v worker` and `seqstream worker -v` both work
     w.set_defaults(func=_cmd_worker)
 
     d = sub.add_parser("demo", help="embedded broker + worker + simulated streams with anomalies, live summary")
