@@ -158,6 +158,11 @@ class StateManager:
         self.m_replayed = metrics.state_replayed_events
         self.m_dropped = metrics.stale_records_dropped
 
+    @property
+    def replaying(self) -> int:
+        """Owned partitions still re-processing input below their committed offset for state only (/ready)."""
+        return sum(1 for st in self.parts.values() if st.next_offset is not None and st.next_offset < st.live_from)
+
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, producer: Any, txns: PartitionTransactions | None = None) -> None:
         self.producer = producer
