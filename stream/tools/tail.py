@@ -187,7 +187,10 @@ async def tail(
         n, last = 0, time.monotonic()
 
         async def at_end() -> bool:
-            return all(await c.position(tp) >= end[tp] for tp in tps)
+            for tp in tps:
+                if await c.position(tp) < end[tp]:
+                    return False
+            return True
 
         while limit is None or n < limit:
             if exit_at_end and await at_end():
