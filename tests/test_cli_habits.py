@@ -229,15 +229,13 @@ async def test_produce_lines_bad_line_names_it(monkeypatch: pytest.MonkeyPatch) 
             f.set_result(None)
             return f
 
-    async def parts(client: Any, topic: str, timeout: float = 5.0) -> set[int]:
+    async def parts(producer: Any, topic: str, timeout: float = 5.0) -> set[int]:
         return {0, 1}
 
     import aiokafka
 
-    import stream.admin
-
     monkeypatch.setattr(aiokafka, "AIOKafkaProducer", FakeProducer)
-    monkeypatch.setattr(stream.admin, "partitions_of", parts)
+    monkeypatch.setattr(mod, "_partitions", parts)
     lines = io.BytesIO(
         b'{"key": "a", "value": 1}\n\n{"key": "b", "value": 2, "partition": 1}\n{"key": 3}\n{"value": 4}\n'
     )

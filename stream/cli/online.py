@@ -134,6 +134,7 @@ def _produce_stdin(args: argparse.Namespace) -> int:
         args.parser.error("--from-stdin needs --topic (any topic: stdin's lines are not a source's events)")
     if args.source or args.anomalies or args.labels_out:
         args.parser.error("--source, --anomalies and --labels-out are for simulated data, not --from-stdin")
+    _quiet_client_logs(args)
     settings = _settings(args)
     sent = asyncio.run(
         produce_lines(
@@ -150,11 +151,22 @@ def _produce_stdin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_client_logs(args: argparse.Namespace) -> None:
+    """tail/produce: aiokafka's INFO lines (subscriptions, coordinators) are noise on a user's terminal."""
+    import logging
+
+    from . import log_level
+
+    if log_level(args) != "debug":
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
 def _cmd_tail(args: argparse.Namespace) -> int:
     import asyncio
 
     from stream.tools.tail import parse_offset, tail
 
+    _quiet_client_logs(args)
     settings = _settings(args)
     kw = _client_kwargs(settings)
     offset = parse_offset(args.offset) if args.offset is not None else None
