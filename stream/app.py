@@ -163,14 +163,16 @@ def readiness(engine: Any, metrics: Metrics) -> tuple[int, dict[str, Any]]:
         >>> readiness(None, Metrics())[1]["reason"]
         'starting'
     """
-    if engine is None or not metrics.consumer_up:
-        reason = "stopping" if engine is not None and engine.stopping else "starting"
-    elif engine.stopping:
+    stopping = engine is not None and getattr(getattr(engine, "_stopping", None), "is_set", lambda: False)()
+    phase = getattr(getattr(engine, "state", None), "phase", "joining")
+    if stopping:
         reason = "stopping"
+    elif engine is None or not metrics.consumer_up:
+        reason = "starting"
     elif not metrics.broker_connected._value.get():
         reason = "broker_unreachable"
-    elif engine.group_phase != "assigned":
-        reason = engine.group_phase if engine.group_phase in _NOT_READY else "joining"
+    elif phase != "assigned":
+        reason = phase if phase in _NOT_READY else "joining"
     elif engine.state.replaying:
         reason = "restoring"
     else:

@@ -94,13 +94,6 @@ class BatchEngine:
             PartitionTransactions(settings, metrics) if settings.exactly_once else None
         )
         self._frozen = False
-        # where the input consumer's group membership is (/ready): joining -> restoring -> assigned
-        self.group_phase = "joining"
-
-    @property
-    def stopping(self) -> bool:
-        """Whether :meth:`stop` was called (read by ``/ready``)."""
-        return self._stopping.is_set()
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -468,7 +461,6 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         # the run loop holds the lock while a batch is in flight; waiting here lets it finish and commit,
         # then the revoked partitions' snapshots are flushed (state at exactly the committed offsets)
         engine = self.engine
-        engine.group_phase = "joining"
         lock = engine._lock
         try:
             await asyncio.wait_for(lock.acquire(), timeout=10.0)
@@ -493,7 +485,6 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
         engine = self.engine
-        engine.group_phase = "restoring"
         async with engine._lock:
             unfenced: dict[Any, BaseException] = {}
             if engine.txns is not None:
@@ -505,5 +496,4 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.exception("restoring state of the assigned partitions failed")
                 raise
         engine.metrics.assigned_partitions.set(len(assigned))
-        engine.group_phase = "assigned"
         log.info("partitions owned at %.3f: %s", time.time(), sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))

@@ -263,7 +263,8 @@ def test_metrics_have_process_and_platform_collectors() -> None:
 
 
 def _engine(phase: str = "assigned", replaying: int = 0, stopping: bool = False) -> Any:
-    return SimpleNamespace(group_phase=phase, stopping=stopping, state=SimpleNamespace(replaying=replaying))
+    flag = SimpleNamespace(is_set=lambda: stopping)
+    return SimpleNamespace(_stopping=flag, state=SimpleNamespace(phase=phase, replaying=replaying))
 
 
 @pytest.mark.parametrize(

@@ -74,7 +74,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from stream.app import create_app
 
     app = create_app(settings)
-    from . import log_level
+    from .verbosity import log_level
 
     worker = Worker(app, loglevel=log_level(args), quiet=True)
     worker.execute_from_commandline()  # returns via SystemExit when the worker stops
@@ -155,7 +155,7 @@ def _quiet_client_logs(args: argparse.Namespace) -> None:
     """tail/produce: aiokafka's INFO lines (subscriptions, coordinators) are noise on a user's terminal."""
     import logging
 
-    from . import log_level
+    from .verbosity import log_level
 
     if log_level(args) != "debug":
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
@@ -270,7 +270,7 @@ def register(sub: Any) -> None:
         default=None,
         help="override the alert open threshold",
     )
-    from . import add_log_options
+    from .verbosity import add_log_options
 
     add_log_options(w, top=False)  # `seqstream -v worker` and `seqstream worker -v` both work
     w.set_defaults(func=_cmd_worker)
