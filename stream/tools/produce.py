@@ -44,13 +44,13 @@ async def produce(
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20, **(kafka_kwargs or {})
     )
-    await producer.start()
     bulk = BulkProducer(producer)
     interval = sim.mean_events_per_round() / rate
     sent = 0
-    t_start = time.monotonic()
     pending: list[asyncio.Future[Any]] = []
     try:
+        await producer.start()  # inside the try: a failed start is closed too (no "Unclosed AIOKafkaProducer")
+        t_start = time.monotonic()
         while time.monotonic() - t_start < seconds and not (stop is not None and stop.is_set()):
             events = sim.round(time.time())
             if on_round is not None:
@@ -221,10 +221,10 @@ async def produce_lines(
 
     parse = record_parser(fmt, key_delimiter)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **(kafka_kwargs or {}))
-    await producer.start()
     sent = 0
     pending: list[asyncio.Future[Any]] = []
     try:
+        await producer.start()  # inside the try: a failed start is closed too (no "Unclosed AIOKafkaProducer")
         parts = await _partitions(producer, topic, timeout=5.0)
         if not parts:
             raise InputError(

@@ -158,8 +158,8 @@ async def tail(
         auto_offset_reset="earliest" if where == "beginning" else "latest",
         **(kafka_kwargs or {}),
     )
-    await c.start()
     try:
+        await c.start()  # inside the try: a failed start is closed too (no "Unclosed AIOKafkaConsumer")
         parts = await partitions_of(c, topic, timeout=2.0)
         if not parts:
             raise InputError(f"topic {topic!r} does not exist (list the topics with kafka-topics.sh --list)")
