@@ -30,7 +30,7 @@ from .settings import Settings, load_settings
 if TYPE_CHECKING:
     from .engine import BatchEngine
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "readiness"]
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,14 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
         body = {"status": status, "consumer_up": up, "broker_connected": connected}
         return web.json(body, status=200 if up else 503)
 
-    # the stream explorer: /explorer (page), /api/streams, /api/streams/{id} (stream/explorer/)
+    @app.page("/ready")
+    async def ready_page(web: Any, request: Any) -> Any:
+        """200 once this worker owns its partitions with their state restored; 503 with the reason before."""
+        status, body = readiness(core_ref.get("engine"), metrics)
+        return web.json(body, status=status)
+
+    # the stream explorer: /explorer (page), /api/streams, /api/streams/{id} (stream/explorer/), served
+    # as SEQSTREAM_EXPLORER, _HOST, _PORT and _TOKEN say (off, its own bind, a bearer token)
     from .explorer import register_routes
 
     register_routes(app, core_ref, settings)
@@ -140,6 +147,50 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
     app.seqstream_settings = settings  # type: ignore[attr-defined]
     app.seqstream_metrics = metrics  # type: ignore[attr-defined]
     return app
+
+
+_NOT_READY = {
+    "starting": "the worker is loading its models and connecting its input consumer",
+    "stopping": "the worker is stopping",
+    "broker_unreachable": "no live connection to the Kafka cluster; the worker keeps retrying",
+    "joining": "the input consumer is joining its consumer group (waiting for an assignment)",
+    "restoring": "the assigned partitions' state is being restored from the changelog and replayed",
+}
+
+
+def readiness(engine: Any, metrics: Metrics) -> tuple[int, dict[str, Any]]:
+    """``/ready``: (200, ...) once the input consumer has its assignment and the assigned partitions'
+    state is restored (snapshot loaded and the input below the committed offset replayed); else
+    (503, ``{"ready": false, "reason": starting|stopping|broker_unreachable|joining|restoring}``).
+
+    Example:
+        >>> readiness(None, Metrics())[1]["reason"]
+        'starting'
+    """
+    stopping = engine is not None and getattr(getattr(engine, "_stopping", None), "is_set", lambda: False)()
+    phase = getattr(getattr(engine, "state", None), "phase", "joining")
+    if stopping:
+        reason = "stopping"
+    elif engine is None or not metrics.consumer_up:
+        reason = "starting"
+    elif not metrics.broker_connected._value.get():
+        reason = "broker_unreachable"
+    elif phase != "assigned":
+        reason = phase if phase in _NOT_READY else "joining"
+    elif engine.state.replaying:
+        reason = "restoring"
+    else:
+        reason = ""
+    assigned = int(metrics.assigned_partitions._value.get())
+    if not reason:
+        return 200, {"ready": True, "status": "ready", "assigned_partitions": assigned}
+    return 503, {
+        "ready": False,
+        "status": reason,
+        "reason": reason,
+        "message": _NOT_READY[reason],
+        "assigned_partitions": assigned,
+    }
 
 
 def handle_control(value: bytes | None, registry: dict[str, Any]) -> str:

@@ -2,13 +2,24 @@
 
 Labels are bounded: source, topic, partition (of our own topics), reason, state, model — never a
 stream id.
+The process and platform collectors of a plain ``prometheus_client`` setup are registered too:
+``process_*`` (CPU seconds, resident memory, open fds, start time), ``python_info`` and ``python_gc_*``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 __all__ = ["Metrics"]
 
@@ -45,12 +56,16 @@ class Metrics:
     Example:
         >>> m = Metrics()
         >>> m.events_in.labels(source="sensors").inc(3)
-        >>> b"seqstream_events_in_total" in m.render()
-        True
+        >>> text = m.render()
+        >>> b"seqstream_events_in_total" in text, b"process_cpu_seconds_total" in text, b"python_info" in text
+        (True, True, True)
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
+        if registry is None:  # a private registry has none of the default collectors: the same ones on it
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                r.register(collector)
         self.events_in = Counter("seqstream_events_in", "Input records consumed", ["source"], registry=r)
         self.events_out = Counter("seqstream_events_out", "Output records produced", ["source", "topic"], registry=r)
         self.dead_letters = Counter(

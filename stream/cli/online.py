@@ -6,7 +6,6 @@ Registered by :mod:`stream.cli`; heavy imports (faust, aiokafka, torch) happen i
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -75,7 +74,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from stream.app import create_app
 
     app = create_app(settings)
-    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    from .verbosity import log_level
+
+    worker = Worker(app, loglevel=log_level(args), quiet=True)
     worker.execute_from_commandline()  # returns via SystemExit when the worker stops
     return 0
 
@@ -93,6 +94,10 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     from stream.sources.simulator import Simulator
     from stream.tools.produce import produce
 
+    if args.from_stdin:
+        return _produce_stdin(args)
+    if not args.source:
+        args.parser.error("--source is required (or --from-stdin to send stdin's lines)")
     settings = _settings(args)
     sim = Simulator(args.source, args.streams, seed=args.seed)
     per_stream_hz = args.rate / sim.mean_events_per_round()
@@ -119,13 +124,52 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _produce_stdin(args: argparse.Namespace) -> int:
+    """``produce --from-stdin``: kcat ``-P``; the summary goes to stderr (stdout stays free for pipes)."""
+    import asyncio
+
+    from stream.tools.produce import produce_lines
+
+    if not args.topic:
+        args.parser.error("--from-stdin needs --topic (any topic: stdin's lines are not a source's events)")
+    if args.source or args.anomalies or args.labels_out:
+        args.parser.error("--source, --anomalies and --labels-out are for simulated data, not --from-stdin")
+    _quiet_client_logs(args)
+    settings = _settings(args)
+    sent = asyncio.run(
+        produce_lines(
+            settings.bootstrap_servers,
+            args.topic,
+            sys.stdin.buffer,
+            fmt=args.format,
+            key_delimiter=args.key_delimiter,
+            partition=args.partition,
+            kafka_kwargs=_client_kwargs(settings),
+        )
+    )
+    print(f"sent {sent} records to {args.topic}", file=sys.stderr)
+    return 0
+
+
+def _quiet_client_logs(args: argparse.Namespace) -> None:
+    """tail/produce: aiokafka's INFO lines (subscriptions, coordinators) are noise on a user's terminal."""
+    import logging
+
+    from .verbosity import log_level
+
+    if log_level(args) != "debug":
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
 def _cmd_tail(args: argparse.Namespace) -> int:
     import asyncio
 
-    from stream.tools.tail import tail
+    from stream.tools.tail import parse_offset, tail
 
+    _quiet_client_logs(args)
     settings = _settings(args)
     kw = _client_kwargs(settings)
+    offset = parse_offset(args.offset) if args.offset is not None else None
     try:
         return asyncio.run(
             tail(
@@ -136,6 +180,12 @@ def _cmd_tail(args: argparse.Namespace) -> int:
                 raw=args.raw,
                 idle_exit=args.idle_exit,
                 kafka_kwargs=kw,
+                offset=offset,
+                partitions=args.partition,
+                group=args.group,
+                key=args.key,
+                fmt=args.format,
+                exit_at_end=args.exit_at_end,
             )
         )
     except KeyboardInterrupt:
@@ -220,7 +270,9 @@ def register(sub: Any) -> None:
         default=None,
         help="override the alert open threshold",
     )
-    w.add_argument("-l", "--loglevel", default=os.environ.get("SEQSTREAM_LOGLEVEL", "info"))
+    from .verbosity import add_log_options
+
+    add_log_options(w, top=False)  # `seqstream -v worker` and `seqstream worker -v` both work
     w.set_defaults(func=_cmd_worker)
 
     d = sub.add_parser("demo", help="embedded broker + worker + simulated streams with anomalies, live summary")
@@ -229,9 +281,17 @@ def register(sub: Any) -> None:
     d.add_argument("-q", "--quiet", action="store_true", help="only the final summary")
     d.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("produce", help="produce simulated streams to a broker")
+    p = sub.add_parser(
+        "produce",
+        help="produce simulated streams, or stdin's lines (--from-stdin, kcat -P style), to a broker",
+        description="Simulated streams of a source (--source, the default mode), or with --from-stdin one record "
+        "per line of stdin to any topic: `key<TAB>value` (--format kv; no tab: no key) or JSON objects "
+        '(--format json: {"key", "value", "partition", "headers"}; a non-string value is sent as its JSON text, '
+        "b64:... strings are base64 bytes). Empty lines are skipped; a bad line stops with one line naming it "
+        "(the records before it are sent). The summary goes to stderr.",
+    )
     _add_broker(p)
-    p.add_argument("--source", required=True, help="a source name (stream/sources/), e.g. sensors, ticks, audio")
+    p.add_argument("--source", default=None, help="a source name (stream/sources/), e.g. sensors, ticks, audio")
     p.add_argument("--streams", type=int, default=100)
     p.add_argument("--rate", type=float, default=1000.0, help="events per second, all streams together")
     p.add_argument("--seconds", type=float, default=30.0)
@@ -241,17 +301,68 @@ def register(sub: Any) -> None:
         help="inject labelled anomalies (about one per 50 streams; ticks: the event kinds in turn)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--topic", default=None, help="override the input topic")
+    p.add_argument("-t", "--topic", default=None, help="the topic (simulated: overrides the source's input topic)")
     p.add_argument("--labels-out", default=None, help="write the injected anomalies as JSON")
-    p.set_defaults(func=_cmd_produce)
+    p.add_argument("-P", "--from-stdin", action="store_true", help="send stdin's lines instead of simulated data")
+    p.add_argument("--format", choices=["kv", "json"], default="kv", help="--from-stdin: line format (default kv)")
+    p.add_argument(
+        "-K",
+        "--key-delimiter",
+        default="\t",
+        metavar="DELIM",
+        help="--format kv: what separates the key from the value (default: a tab)",
+    )
+    p.add_argument(
+        "-p", "--partition", type=int, default=None, help="--from-stdin: this partition (default: by key hash)"
+    )
+    p.set_defaults(func=_cmd_produce, parser=p)
 
-    t = sub.add_parser("tail", help="pretty-print records of a topic")
+    t = sub.add_parser(
+        "tail",
+        help="print records of a topic (kcat -C style)",
+        description="Print a topic's records, one line each: decoded outputs, alerts and dead letters (text), "
+        "the value as it is (--raw), or JSON objects (--format json: what produce --from-stdin --format json "
+        "reads back). Keys (and JSON values) that are not UTF-8 are shown as b64:<base64>.",
+    )
     _add_broker(t)
     t.add_argument("topic")
-    t.add_argument("--from-beginning", action="store_true")
-    t.add_argument("-n", "--limit", type=int, default=None, help="stop after N records")
+    t.add_argument(
+        "-o",
+        "--offset",
+        default=None,
+        help="where to start: end (default), beginning, an offset N, or -N: the last N records of each partition",
+    )
+    t.add_argument("--from-beginning", action="store_true", help="the same as --offset beginning")
+    t.add_argument(
+        "-p",
+        "--partition",
+        type=int,
+        action="append",
+        metavar="N",
+        help="read only partition N (repeatable; default: all)",
+    )
+    t.add_argument(
+        "-G",
+        "--group",
+        default=None,
+        help="read as a member of this consumer group and commit (its committed offsets decide where it reads)",
+    )
+    t.add_argument("-k", "--key", default=None, help="only records with this key (b64:... for a binary key)")
+    t.add_argument("--format", choices=["text", "json"], default="text", help="text (default) or json lines")
+    t.add_argument("-n", "-c", "--limit", "--count", dest="limit", type=int, default=None, help="stop after N records")
     t.add_argument("--raw", action="store_true", help="print values as they are")
-    t.add_argument("--idle-exit", type=float, default=None, help="exit after N seconds without records")
+    t.add_argument(
+        "--idle-exit",
+        "--timeout",
+        dest="idle_exit",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="exit after N seconds without records",
+    )
+    t.add_argument(
+        "-e", "--exit-at-end", action="store_true", help="exit once the end of each partition is reached (kcat -e)"
+    )
     t.set_defaults(func=_cmd_tail)
 
     k = sub.add_parser(

@@ -460,9 +460,10 @@ class RingStore:
 
 
 def ring_store_for(source: str, runner: Runner, settings: Any) -> RingStore | None:
-    """A source pipeline's store per ``SEQSTREAM_EXPLORER_POINTS``/``_STREAMS`` (None when off)."""
+    """A source pipeline's store per ``SEQSTREAM_EXPLORER_POINTS``/``_STREAMS`` (None when off: no points, or
+    ``SEQSTREAM_EXPLORER=off``, which buffers nothing it would not serve)."""
     points = int(getattr(settings, "explorer_points", 0))
-    if points <= 0:
+    if points <= 0 or not getattr(settings, "explorer", True):
         return None
     return RingStore(
         source,

@@ -150,6 +150,8 @@ class StateManager:
         self.broken_at: dict[Any, float] = {}  # since when (monotonic)
         self._unsent: list[Any] = []  # such outputs not yet acknowledged (retried before the next release)
         self._unsent_parts: set[Any] = set()  # their partitions: no snapshot until they are acknowledged
+        # the input group's rebalances as /ready reports them: joining -> restoring -> assigned
+        self.phase = "joining"
         # the metrics live with all others in stream/metrics.py (one place lists every exported name)
         self.m_snapshots = metrics.state_snapshots
         self.m_snapshot_bytes = metrics.state_snapshot_bytes
@@ -157,6 +159,11 @@ class StateManager:
         self.m_restore_s = metrics.state_restore_seconds
         self.m_replayed = metrics.state_replayed_events
         self.m_dropped = metrics.stale_records_dropped
+
+    @property
+    def replaying(self) -> int:
+        """Owned partitions still re-processing input below their committed offset for state only (/ready)."""
+        return sum(1 for st in self.parts.values() if st.next_offset is not None and st.next_offset < st.live_from)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, producer: Any, txns: PartitionTransactions | None = None) -> None:
@@ -479,6 +486,7 @@ class StateManager:
         ``flush=False`` (a batch may still be in flight): no snapshot, and the in-memory state is
         not trusted either (dropped at the assignment, restored from the changelog if re-assigned).
         """
+        self.phase = "joining"
         revoked = list(revoked)
         for tp in revoked:  # a partition that is not ours any more is not restored by us either
             self.broken.pop(tp, None)
@@ -504,6 +512,7 @@ class StateManager:
         they are broken until :meth:`reload`.
         """
         t0 = time.monotonic()
+        self.phase = "restoring"
         assigned = [tp for tp in assigned if tp.topic in self.topic_source]
         aset = set(assigned)
         self.broken.clear()  # every assigned partition is kept, restored or skipped below
@@ -536,6 +545,7 @@ class StateManager:
             restore.append(tp)
         await self._restore(restore, committed, consumer, t0)
         self._stagger(assigned)
+        self.phase = "assigned"
 
     def fail(self, failed: dict[Any, BaseException]) -> None:
         """Partitions whose transaction failed: forget their in-memory state (it is ahead of what was
