@@ -5,9 +5,9 @@ model and scoring -> encode -> explorer) on batches of B records of B distinct w
     .venv/bin/python bench/source_batch_cost.py --batches 32 --threads 2
 
 Prints one JSON line per (source, batch) and a Markdown table: µs per batch and per event (median of
-``--repeats`` timed batches, CPU time of the thread, after ``--warm`` rounds that make every stream warm). At real-time rates a
-worker's batches are small, so this fixed cost, not the saturated drain's per-event cost, is what it
-spends (issue 17: the demo mix).
+``--repeats`` timed batches, CPU time of the thread, after ``--warm`` rounds that make every stream
+warm). At real-time rates a worker's batches are small, so this fixed cost, not the saturated
+drain's per-event cost, is what it spends (issue 17: the demo mix).
 """
 
 from __future__ import annotations

@@ -296,8 +296,8 @@ def _script(fn: Any) -> Any:
 
 
 # Scripted once at import: the same ATen kernels as eager mode (bitwise the same results:
-# tests/test_ticks_script.py) at ~40 % of eager's cost per wave (run unoptimised: see featurise). SEQSTREAM_TICKS_EAGER=1 runs
-# the Python function instead (to debug it).
+# tests/test_ticks_script.py) at ~40 % of eager's cost per wave (run unoptimised: see featurise).
+# SEQSTREAM_TICKS_EAGER=1 runs the Python function instead (to debug it).
 _RULES = _tick_rules if os.environ.get("SEQSTREAM_TICKS_EAGER") else _script(_tick_rules)
 
 
