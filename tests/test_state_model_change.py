@@ -43,7 +43,7 @@ class Consumer:
 
 
 def _restore(
-    policy: str, fingerprint: str | None, committed: int | None = 120, begin: int = 0, **kw: Any
+    policy: str, fingerprint: str | None, committed: int | None = 120, begin: int = 0, hidden: int = 4, **kw: Any
 ) -> tuple[StateManager, SourcePipeline, Consumer, Metrics]:
     from aiokafka import TopicPartition
 
@@ -55,7 +55,7 @@ def _restore(
     sm = StateManager(settings, {"sensors": pipe}, metrics)
     snap = SlabSnapshot(
         ("a", "b"),
-        torch.ones(2, 1, 1, 4),
+        torch.ones(2, 1, 1, hidden),
         runner.features.init_row().repeat(2, 1),
         np.array([5, 5]),
         np.array([9.0, 9.0]),
@@ -105,7 +105,7 @@ def test_rewarm_replays_bounded_input_for_state_only() -> None:
     assert consumer.seeks[tp] == 50 and (st.next_offset, st.live_from, st.snap_offset) == (50, 120, -1)
     assert len(pipe.runner.slab) == 0 and [e.offset for e in pipe.reorder.events_of(0, pipe.stream_part)] == [40]
     assert _count(m, "rewarm") == 1 and _count(m, "reset") == 0
-    sm, pipe, consumer, m = _restore("rewarm", "another-model", begin=10, rewarm_max_records=None)
+    sm, pipe, consumer, m = _restore("rewarm", "another-model", begin=10, rewarm_max_records=0)
     assert (
         list(consumer.seeks.values()) == [10] and pipe.n_held == 0
     )  # unbounded: all retained (held again by the replay)
@@ -125,3 +125,10 @@ def test_refuse_restores_nothing_and_keeps_one_line_for_the_worker() -> None:
     msg = str(sm.fatal)
     assert "\n" not in msg and "0123456789abcdef" in msg and pipe.fingerprint in msg
     assert f"{TOPIC}:0" in msg and "SEQSTREAM_ON_MODEL_CHANGE" in msg and "blue/green" in msg
+
+
+def test_a_snapshot_without_fingerprint_of_another_layout_is_another_models() -> None:
+    """Written before fingerprints by a model of other sizes: never loaded (it would not fit the slab)."""
+    sm, pipe, consumer, m = _restore("reset", None, hidden=8)
+    [tp] = sm.parts
+    assert consumer.seeks[tp] == 100 and len(pipe.runner.slab) == 0 and _count(m, "reset") == 1

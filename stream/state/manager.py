@@ -641,16 +641,24 @@ class StateManager:
         """Whether another model or scoring configuration built this snapshot.
 
         A snapshot without a fingerprint (written before fingerprints, changelog versions 1 and 2) is
-        taken as the current model's: upgrading seqstream itself does not re-warm every partition.
+        taken as the current model's, so upgrading seqstream itself does not re-warm every partition,
+        unless its state has another layout (hidden or scorer sizes): then another model built it.
         """
-        if got.fingerprint is None:
-            log.info(
-                "%s: snapshot @ %d has no model fingerprint (an older worker's); restored as is",
-                self.key(tp),
-                got.offset,
-            )
-            return False
-        return got.fingerprint != self.pipelines[self.topic_source[tp.topic]].fingerprint
+        pipe = self.pipelines[self.topic_source[tp.topic]]
+        if got.fingerprint is not None:
+            return got.fingerprint != pipe.fingerprint
+        if len(got.snap):
+            mine = pipe.partition_snapshot(tp.partition)  # empty here (not restored yet); its layout is the slab's
+            if got.snap.hidden.shape[1:] != mine.hidden.shape[1:] or got.snap.aux.shape[1:] != mine.aux.shape[1:]:
+                log.warning(
+                    "%s: snapshot @ %d has no model fingerprint (an older worker's) and another state layout "
+                    "(%s + aux %s, this model %s + aux %s): another model built it",
+                    self.key(tp), got.offset, tuple(got.snap.hidden.shape[1:]), tuple(got.snap.aux.shape[1:]),
+                    tuple(mine.hidden.shape[1:]), tuple(mine.aux.shape[1:]),
+                )  # fmt: skip
+                return True
+        log.info("%s: snapshot @ %d has no model fingerprint (an older worker's); restored", self.key(tp), got.offset)
+        return False
 
     def _refuse(self, changed: Mapping[Any, RestoredSnapshot]) -> None:
         """``refuse``: count, and keep the one-line error the worker stops with (:attr:`fatal`)."""
@@ -663,7 +671,7 @@ class StateManager:
             f"the state of {tp.topic}:{tp.partition}{more} was built by model {got.fingerprint}, this worker runs "
             f"{self.pipelines[source].fingerprint} (source {source}: another checkpoint or scoring configuration) "
             f"and SEQSTREAM_ON_MODEL_CHANGE=refuse; run the previous checkpoint, or roll the new one out blue/green "
-            f"(docs/operations.md, Model upgrades), or start with SEQSTREAM_ON_MODEL_CHANGE=rewarm or reset"
+            f"(docs/operations.md, 'Upgrading a model'), or start with SEQSTREAM_ON_MODEL_CHANGE=rewarm or reset"
         )
         log.error("%s", self.fatal)
 
@@ -689,7 +697,7 @@ class StateManager:
         start = end
         if action == "rewarm":
             lo = int(begin if begin is not None else 0)
-            start = max(lo, end - s.rewarm_max_records) if s.rewarm_max_records is not None else lo
+            start = max(lo, end - s.rewarm_max_records) if s.rewarm_max_records else lo
             if start >= end:
                 log.warning(
                     "%s: the snapshot @ %d was built by model %s, this worker runs %s; no input before offset %d "
