@@ -201,8 +201,7 @@ class BatchEngine:
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
-            if self.state.fatal is not None:  # SEQSTREAM_ON_MODEL_CHANGE=refuse (a rebalance listener cannot raise)
-                raise self.state.fatal
+            self.state.raise_fatal()  # on_model_change=refuse (aiokafka swallows a rebalance listener's errors)
             if self.state.broken:
                 async with self._lock:
                     await self._repair()

@@ -186,6 +186,11 @@ class StateManager:
         self.n_state_partitions = await partition_count(self.reader, s.topic_state, self.n_state_partitions)
         log.info("state changelog %s (%d partitions)", s.topic_state, self.n_state_partitions)
 
+    def raise_fatal(self) -> None:
+        """Raise what stops the worker (:attr:`fatal`), if anything; the engine calls it in its run loop."""
+        if self.fatal is not None:
+            raise self.fatal
+
     async def stop(self) -> None:
         await self.drain()
         if self.reader is not None:
