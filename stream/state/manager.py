@@ -673,7 +673,7 @@ class StateManager:
             self.m_model_change.labels(source=self.topic_source[t.topic], action="refuse").inc()
         more = f" (and {len(changed) - 1} more partition(s))" if len(changed) > 1 else ""
         self.fatal = ModelChangeError(
-            f"the state of {tp.topic}:{tp.partition}{more} was built by model {got.fingerprint}, this worker runs "
+            f"the state of {tp.topic}:{tp.partition}{more} was built by model {_built_by(got)}, this worker runs "
             f"{self.pipelines[source].fingerprint} (source {source}: another checkpoint or scoring configuration) "
             f"and SEQSTREAM_ON_MODEL_CHANGE=refuse; run the previous checkpoint, or roll the new one out blue/green "
             f"(docs/operations.md, 'Upgrading a model'), or start with SEQSTREAM_ON_MODEL_CHANGE=rewarm or reset"
@@ -708,7 +708,7 @@ class StateManager:
                     "%s: the snapshot @ %d was built by model %s, this worker runs %s; no input before offset %d "
                     "is retained (the topic starts at %d), so its %d stream(s) start fresh (as "
                     "SEQSTREAM_ON_MODEL_CHANGE=reset)",
-                    self.key(tp), got.offset, got.fingerprint, pipe.fingerprint, end, lo, len(got.snap),
+                    self.key(tp), got.offset, _built_by(got), pipe.fingerprint, end, lo, len(got.snap),
                 )  # fmt: skip
                 action, start = "reset", end
         held = [e for e in got.held if e.offset < start]  # the replay from start holds the others again
@@ -718,13 +718,13 @@ class StateManager:
             log.warning(
                 "%s: the snapshot @ %d was built by model %s, this worker runs %s; re-warming %d stream(s) by "
                 "replaying offsets %d..%d through this model for state only (SEQSTREAM_ON_MODEL_CHANGE=rewarm)",
-                self.key(tp), got.offset, got.fingerprint, pipe.fingerprint, len(got.snap), start, live_from - 1,
+                self.key(tp), got.offset, _built_by(got), pipe.fingerprint, len(got.snap), start, live_from - 1,
             )  # fmt: skip
         elif s.on_model_change == "reset":
             log.warning(
                 "%s: the snapshot @ %d was built by model %s, this worker runs %s; its %d stream(s) start fresh "
                 "(SEQSTREAM_ON_MODEL_CHANGE=reset)",
-                self.key(tp), got.offset, got.fingerprint, pipe.fingerprint, len(got.snap),
+                self.key(tp), got.offset, _built_by(got), pipe.fingerprint, len(got.snap),
             )  # fmt: skip
         consumer.seek(tp, start)
         # snap_offset -1: the next periodic snapshot replaces the other model's, even before new input
@@ -743,3 +743,8 @@ class StateManager:
 def _no_streams(like: SlabSnapshot) -> SlabSnapshot:
     """A snapshot of no streams in the layout of ``like`` (loading it leaves the partition empty)."""
     return SlabSnapshot((), like.hidden[:0], like.aux[:0], like.steps[:0], like.last_ts[:0])
+
+
+def _built_by(got: RestoredSnapshot) -> str:
+    """The fingerprint a snapshot names, for messages (without one: another layout, see StateManager._changed)."""
+    return got.fingerprint or "unknown (an older worker's snapshot of another state layout)"
