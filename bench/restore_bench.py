@@ -60,8 +60,8 @@ async def _restore(settings: Any, tps: list[Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     snaps = await sm._read_latest(tps)
     t_read = time.perf_counter() - t0
-    for tp, (_, _, snap, held) in snaps.items():
-        pipe.load_partition(tp.partition, snap, held)
+    for tp, got in snaps.items():
+        pipe.load_partition(tp.partition, got.snap, got.held)
     total = time.perf_counter() - t0
     await sm.stop()
     return {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CapacityError", "CheckpointError", "ConfigError", "InputError", "SeqstreamError"]
+__all__ = ["CapacityError", "CheckpointError", "ConfigError", "InputError", "ModelChangeError", "SeqstreamError"]
 
 
 class SeqstreamError(Exception):
@@ -23,3 +23,8 @@ class CapacityError(SeqstreamError):
 
 class InputError(SeqstreamError, ValueError):
     """A whole input (file, batch) cannot be processed; per-row problems are rejections, not errors."""
+
+
+class ModelChangeError(SeqstreamError):
+    """Restored state was built by another model or scoring configuration and the policy is to refuse it
+    (``SEQSTREAM_ON_MODEL_CHANGE=refuse``); the message names both fingerprints and the ways on."""

@@ -8,6 +8,7 @@ and tests all call :meth:`Runner.process`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .errors import ConfigError, InputError
 from .features import Features, MaskedFeatures, RawFeatures
+from .fingerprint import fingerprint
 from .graphs import WaveGraphs
 from .nets import NetConfig, RecurrentForecaster
 from .scoring_config import ScoringConfig
@@ -203,6 +205,13 @@ class Runner:
         ckpt = load_checkpoint(path)
         kwargs.setdefault("model_id", ckpt.model_id)
         return cls(ckpt.model, ckpt.scoring, **kwargs)  # type: ignore[arg-type]
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What builds this runner's state (:mod:`models.fingerprint`): the weights, the architecture and the
+        scoring configuration (thresholds included: the scorer state holds whether an alert is open)."""
+        cfg = {"runner": "forecaster", "net": self.config.to_dict(), "scoring": self.scoring.to_dict()}
+        return fingerprint(self.model, cfg)
 
     @property
     def n_features(self) -> int:

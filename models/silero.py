@@ -27,6 +27,7 @@ probability, ``anomaly`` = speaking; speech starts and ends as ``open``/``resolv
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import warnings
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,7 @@ from torch import Tensor, nn
 from torch.nn import functional as fn
 
 from .errors import CheckpointError, ConfigError, InputError
+from .fingerprint import fingerprint
 from .runner import _Staging
 from .state import EvictionPolicy, StateSlab
 from .types import REJECT_OUT_OF_ORDER, Alert, Batch, Results
@@ -252,6 +254,18 @@ class VadRunner:
             device=self.device,
         )
         self._staging = _Staging(self.device) if self.device.type != "cpu" else None
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What builds this runner's state (:mod:`models.fingerprint`): the Silero weights and the VAD settings
+        that shape its hysteresis state (thresholds, minimum silence)."""
+        cfg = {
+            "runner": "silero-vad",
+            "threshold": self.threshold,
+            "neg_threshold": self.neg_threshold,
+            "min_silence_samples": self.min_silence_samples,
+        }
+        return fingerprint(self.model, cfg)
 
     @property
     def n_features(self) -> int:

@@ -111,7 +111,9 @@ class StreamRunner(Protocol):
     ``process`` advances each event's stream by one step, in batch order per stream, rejecting rows
     with a reason (``Results.reason``) instead of raising; ``slab`` holds every stream's state (the
     pipeline parks, snapshots and restores streams through it); ``n_features`` is the width of an
-    event's decoded vector (``Batch.x``); ``threshold`` is the score at which an alert opens.
+    event's decoded vector (``Batch.x``); ``threshold`` is the score at which an alert opens;
+    ``fingerprint`` names what builds the state (the weights and the configuration that shapes it,
+    :mod:`models.fingerprint`): a snapshot of another fingerprint was built by another model.
     """
 
     @property
@@ -128,5 +130,8 @@ class StreamRunner(Protocol):
 
     @property
     def threshold(self) -> float: ...
+
+    @property
+    def fingerprint(self) -> str: ...
 
     def process(self, batch: Batch) -> Results: ...

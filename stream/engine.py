@@ -201,6 +201,7 @@ class BatchEngine:
                 log.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
+            self.state.raise_fatal()  # on_model_change=refuse (aiokafka swallows a rebalance listener's errors)
             if self.state.broken:
                 async with self._lock:
                     await self._repair()

@@ -141,6 +141,13 @@ class Metrics:
         self.state_replayed_events = Counter(
             "seqstream_state_replayed_events", "Input events re-processed for state only", registry=r
         )
+        self.state_model_change = Counter(
+            "seqstream_state_model_change",
+            "Partition snapshots written by another model or scoring configuration (fingerprint), by what the "
+            "worker did (SEQSTREAM_ON_MODEL_CHANGE): rewarm, reset or refuse",
+            ["source", "action"],
+            registry=r,
+        )
         self.stale_records_dropped = Counter(
             "seqstream_stale_records_dropped", "Fetched records not processed (not owned, duplicate or gap)", registry=r
         )

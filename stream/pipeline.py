@@ -129,6 +129,8 @@ class SourcePipeline:
         self.metrics = metrics
         self.wire = SOURCES[source].wire  # its JSON value (stream/sources/<source>.py)
         self.model_id = runner.model_id
+        # what built this source's state, written into every snapshot (stream.state: on_model_change)
+        self.fingerprint = runner.fingerprint
         self.threshold = float(runner.threshold)
         # /explorer ring buffers (None: off) show forecasts next to values: a forecaster's only
         self.explorer = ring_store_for(source, runner, settings) if isinstance(runner, Runner) else None

@@ -236,7 +236,14 @@ class Settings(BaseSettings):
         default="rewarm",
         description="what a worker does when a partition's snapshot was written by another model or scoring "
         "configuration (its fingerprint differs): `rewarm` replays retained input through the new model for "
-        "state only, `reset` starts those streams fresh (warning + counter), `refuse` stops the worker",
+        "state only (at most `rewarm_max_records` per partition; none retained: as `reset`), `reset` starts those "
+        "streams fresh (warning + counter), `refuse` stops the worker",
+    )
+    rewarm_max_records: int = Field(
+        default=100_000,
+        ge=0,
+        description="a re-warm (`on_model_change=rewarm`) replays at most this many input records of a partition, "
+        "those just before its snapshot's offset; 0: all the input the topic retains",
     )
     connect_timeout_s: float = Field(
         default=30.0,

@@ -153,3 +153,81 @@ def test_held_events_chunk_roundtrip_and_tamper() -> None:
     bad[-2] ^= 0x01
     with pytest.raises(ValueError, match="checksum"):
         decode_chunk(bytes(bad))
+
+
+# A snapshot of one stream and one held event as a worker from before fingerprints wrote it (changelog
+# versions 1 and 2, encode_snapshot of commit 7e676fe): such records must still decode.
+_LEGACY = [
+    "5351533101000100010000000000000006000000000000000000000002000000010000000100010002000000010000000b005ba006f9"
+    "73656e736f72733a743a30010061030000000000000000000000000010400000003f000080bf00000040",
+    "5351533102000100010000000000000006000000000000000100000002000000000000000100010002000000010000000b00f90607e4"
+    "73656e736f72733a743a300100000001006101007400000000000014400000000000000000070000000000000008000000000000000100"
+    "000001000000010061760000c03f",
+]
+
+
+def test_snapshot_without_fingerprint_still_decodes() -> None:
+    from stream.state import join_fingerprint, join_held
+
+    chunks = [decode_chunk(bytes.fromhex(h)) for h in _LEGACY]
+    assert [c.fingerprint for c in chunks] == [None, None] and join_fingerprint(chunks) is None
+    snap = join_chunks(chunks)
+    assert snap.stream_ids == ("a",) and snap.hidden.tolist() == [[[[0.5, -1.0]]]] and snap.aux.tolist() == [[2.0]]
+    assert snap.steps.tolist() == [3] and snap.last_ts.tolist() == [4.0] and chunks[0].offset == 6
+    [e] = join_held(chunks)
+    assert (e.stream, e.ts, e.offset, e.key, e.value, e.x.tolist()) == ("a", 5.0, 7, b"a", b"v", [1.5])
+    # without a fingerprint the writer still writes exactly these bytes (a rollback's older workers read them)
+    held = [e]
+    recs = encode_snapshot("sensors:t:0", snap, offset=6, snap_id=1, slot=1, held=held)
+    assert [v.hex() for _, v in recs] == _LEGACY
+
+
+def test_fingerprint_round_trip_in_every_chunk() -> None:
+    from stream.state import HeldEvent, join_fingerprint, join_held
+
+    held = [HeldEvent("s", 1.0 + i, "t", 3, 50 + i, 0, b"s", b"v", np.full(1, i, np.float32)) for i in range(40)]
+    recs = encode_snapshot(
+        "sensors:t:3", _snap(200), offset=77, snap_id=5, slot=0, held=held, chunk_bytes=2048, fingerprint="0123abcd"
+    )
+    assert len(recs) > 3 and {v[4] for _, v in recs} == {3}  # format version 3 throughout
+    chunks = [decode_chunk(v) for _, v in reversed(recs)]
+    assert {c.fingerprint for c in chunks} == {"0123abcd"} and join_fingerprint(chunks) == "0123abcd"
+    back = join_chunks(chunks)
+    assert back.stream_ids == _snap(200).stream_ids and torch.equal(back.hidden, _snap(200).hidden)
+    assert [e.offset for e in join_held(chunks)] == [e.offset for e in held]
+    # an empty partition, and a damaged fingerprint
+    [(_, v)] = encode_snapshot("k", _snap(0), offset=1, snap_id=1, slot=1, fingerprint="f" * 16)
+    assert decode_chunk(v).fingerprint == "f" * 16 and len(decode_chunk(v).snap) == 0
+    bad = bytearray(v)
+    bad[-5] ^= 0x01
+    with pytest.raises(ValueError, match="checksum"):
+        decode_chunk(bytes(bad))
+
+
+def test_runner_fingerprint_names_weights_and_scoring_not_placement() -> None:
+    import dataclasses
+
+    torch.manual_seed(0)
+    net = RecurrentForecaster(NetConfig(hidden_size=8))
+    a = Runner(net, ScoringConfig(warmup=3), device="cpu", model_id="a")
+    same = Runner(net, ScoringConfig(warmup=3), device="cpu", model_id="b", capacity=8, compute_dtype="bfloat16")
+    assert a.fingerprint == same.fingerprint and len(a.fingerprint) == 16  # id, capacity, precision: same state
+    other = RecurrentForecaster(NetConfig(hidden_size=8))
+    other.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-3)  # same shapes, other weights
+    assert Runner(other, ScoringConfig(warmup=3), device="cpu").fingerprint != a.fingerprint
+    sc = dataclasses.replace(ScoringConfig(warmup=3), open_threshold=0.99)
+    assert Runner(net, sc, device="cpu").fingerprint != a.fingerprint  # the scorer's alert state depends on it
+
+
+def test_vad_fingerprint_names_weights_and_vad_settings() -> None:
+    from models.silero import SileroVAD, VadRunner
+
+    torch.manual_seed(0)
+    vad = SileroVAD()
+    a = VadRunner(vad, threshold=0.5).fingerprint
+    assert VadRunner(vad, threshold=0.5, model_id="x").fingerprint == a
+    assert VadRunner(vad, threshold=0.6).fingerprint != a
+    assert VadRunner(vad, threshold=0.5, min_silence_ms=300).fingerprint != a
+    assert VadRunner(SileroVAD(), threshold=0.5).fingerprint != a  # other weights

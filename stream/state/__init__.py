@@ -7,7 +7,7 @@ reorder buffer). None of them imports :mod:`stream.pipeline` or :mod:`stream.eng
 manager takes the pipelines as :class:`~stream.state.manager.StatefulPipeline`.
 """
 
-from .changelog import STATE_TOPIC_CONFIGS, decode_chunk, encode_snapshot, join_chunks, join_held
+from .changelog import STATE_TOPIC_CONFIGS, decode_chunk, encode_snapshot, join_chunks, join_fingerprint, join_held
 from .manager import PartitionProgress, StateManager
 from .parked import ParkedRow, ParkedStore
 from .parking import PartitionState
@@ -25,5 +25,6 @@ __all__ = [
     "decode_chunk",
     "encode_snapshot",
     "join_chunks",
+    "join_fingerprint",
     "join_held",
 ]

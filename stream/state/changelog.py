@@ -6,14 +6,23 @@ a wrong end offset after multi-record batches)::
 
     key   = b"<source>:<topic>:<partition>#<slot>.<chunk>"  (slot alternates 0/1 so that, under
             log compaction, the previous complete snapshot survives a crash while writing the next)
-    value = header (struct _HEAD) + key + stream ids (u16 length + UTF-8 each) + steps int64[n]
-            + last_ts float64[n] + hidden [n, L, K, H] fp32|fp16 + aux [n, A] fp32
-            [+ version 2 only: the events held by the reorder buffer, see _encode_held]
+    value = header (struct _HEAD) + key [+ version 3: u8 length + fingerprint (ASCII)]
+            + stream ids (u16 length + UTF-8 each) + steps int64[n] + last_ts float64[n]
+            + hidden [n, L, K, H] fp32|fp16 + aux [n, A] fp32
+            [+ version 2, or version 3 with flag bit 0: the events held by the reorder buffer, see _encode_held]
 
-A snapshot without held events is written as version 1 (readable by older workers); one with
-held events adds chunks of version 2 that carry them (n = 0 slab rows), so a crash never loses
-an event that was accepted but not yet run: the snapshot offset covers it and the restored
-buffer releases it later.
+Versions: 1 (slab rows), 2 (held events, n = 0 slab rows) and 3 (either, with the fingerprint of the
+runner that built the state, :mod:`models.fingerprint`; the header's flags byte says whether held
+events follow). Workers write version 3: every chunk names the model and scoring configuration
+that produced the snapshot, so a restore under another model follows ``SEQSTREAM_ON_MODEL_CHANGE``
+(:mod:`stream.state.manager`). Versions 1 and 2 are still read: they are snapshots of workers from
+before fingerprints, decoded with ``fingerprint=None`` (the manager takes them as the current
+model's, see docs/operations.md "Model upgrades"); workers from before version 3 skip version 3
+records with a warning (a rollback to them replays retained input instead of restoring).
+
+A snapshot's held events go into chunks of their own after the slab chunks (n = 0 slab rows), so
+a crash never loses an event that was accepted but not yet run: the snapshot offset covers it and
+the restored buffer releases it later.
 
 The header carries a CRC32 of the body; a damaged or foreign record is skipped with a warning
 (:func:`decode_chunk` raises ``ValueError``). What a snapshot offset means and when snapshots are
@@ -41,6 +50,7 @@ __all__ = [
     "decode_chunk",
     "encode_snapshot",
     "join_chunks",
+    "join_fingerprint",
     "join_held",
 ]
 
@@ -51,10 +61,14 @@ __all__ = [
 STATE_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(64 << 20), "segment.ms": str(600_000)}
 
 _MAGIC = b"SQS1"
-# magic, version, dtype(0 fp32, 1 fp16), slot, pad, snap_id, offset, chunk, nchunks, n, L, K, H, A, keylen, crc
+# magic, version, dtype(0 fp32, 1 fp16), slot, flags (version 3; 0 before), snap_id, offset, chunk, nchunks, n, L, K,
+# H, A, keylen, crc
 _HEAD = struct.Struct("<4sBBBBqqIIIHHIIHI")
 _VERSION = 1
 _VERSION_HELD = 2  # a chunk that also carries held events
+_VERSION_FP = 3  # a chunk with the fingerprint of the runner that built the state
+_FLAG_HELD = 1  # version 3: held events follow the slab rows
+_READS = (_VERSION, _VERSION_HELD, _VERSION_FP)
 
 _HELD_FIX = struct.Struct("<dqqqiiH")  # ts, partition, offset, timestamp, key len, value len, F
 
@@ -117,6 +131,7 @@ class SnapshotChunk:
     nchunks: int
     snap: SlabSnapshot
     held: tuple[HeldEvent, ...] = ()
+    fingerprint: str | None = None  # of the runner that built the state (None: written before fingerprints)
 
 
 def _empty_snapshot(shape: tuple[int, int, int], a: int) -> SlabSnapshot:
@@ -146,11 +161,13 @@ def encode_snapshot(
     fp16: bool = False,
     chunk_bytes: int = 512 * 1024,
     held: list[HeldEvent] | tuple[HeldEvent, ...] = (),
+    fingerprint: str | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """A partition snapshot as changelog records ``[(record key, value)]`` of at most ~``chunk_bytes``.
 
     ``held``: events of the partition waiting in the reorder buffer; they go into extra chunks
-    (format version 2) after the slab chunks.
+    after the slab chunks. ``fingerprint``: of the runner that built the state (format version 3);
+    None writes versions 1 and 2 (as workers before fingerprints did).
 
     Example:
         >>> s = SlabSnapshot(("a",), torch.ones(1, 1, 1, 2), torch.zeros(1, 3), np.array([4]), np.array([9.0]))
@@ -178,12 +195,19 @@ def encode_snapshot(
         size += sz
     nchunks = n_slab + len(held_parts)
     kb = key.encode()
+    if fingerprint is None:
+        fpb, v_slab, v_held, f_held = b"", _VERSION, _VERSION_HELD, 0
+    else:
+        fp = fingerprint.encode("ascii")
+        if len(fp) > 255:
+            raise ValueError(f"fingerprint of {len(fp)} bytes; at most 255")
+        fpb, v_slab, v_held, f_held = bytes([len(fp)]) + fp, _VERSION_FP, _VERSION_FP, _FLAG_HELD
     out = []
     for c in range(nchunks):
         if c >= n_slab:  # a chunk of held events (no slab rows)
-            body = kb + _encode_held(held_parts[c - n_slab])
+            body = kb + fpb + _encode_held(held_parts[c - n_slab])
             head = _HEAD.pack(
-                _MAGIC, _VERSION_HELD, int(fp16), slot, 0, snap_id, offset, c, nchunks, 0, lyr, k, h, a, len(kb),
+                _MAGIC, v_held, int(fp16), slot, f_held, snap_id, offset, c, nchunks, 0, lyr, k, h, a, len(kb),
                 zlib.crc32(body),
             )  # fmt: skip
             out.append((f"{key}#{slot}.{c}".encode(), head + body))
@@ -193,6 +217,7 @@ def encode_snapshot(
         body = b"".join(
             [
                 kb,
+                fpb,
                 ids,
                 np.ascontiguousarray(snap.steps[lo:hi], np.int64).tobytes(),
                 np.ascontiguousarray(snap.last_ts[lo:hi], np.float64).tobytes(),
@@ -201,7 +226,7 @@ def encode_snapshot(
             ]
         )
         head = _HEAD.pack(
-            _MAGIC, _VERSION, int(fp16), slot, 0, snap_id, offset, c, nchunks, hi - lo, lyr, k, h, a, len(kb),
+            _MAGIC, v_slab, int(fp16), slot, 0, snap_id, offset, c, nchunks, hi - lo, lyr, k, h, a, len(kb),
             zlib.crc32(body),
         )  # fmt: skip
         out.append((f"{key}#{slot}.{c}".encode(), head + body))
@@ -212,14 +237,21 @@ def decode_chunk(value: bytes) -> SnapshotChunk:
     """Parse one changelog record; raises ``ValueError`` for anything that is not an intact chunk."""
     if len(value) < _HEAD.size or value[:4] != _MAGIC:
         raise ValueError("not a seqstream state record")
-    _magic, ver, fp16, slot, _, snap_id, offset, c, nchunks, n, lyr, k, h, a, klen, crc = _HEAD.unpack_from(value)
-    if ver not in (_VERSION, _VERSION_HELD):
-        raise ValueError(f"state record version {ver}; this worker reads {_VERSION} and {_VERSION_HELD}")
+    _magic, ver, fp16, slot, flags, snap_id, offset, c, nchunks, n, lyr, k, h, a, klen, crc = _HEAD.unpack_from(value)
+    if ver not in _READS:
+        raise ValueError(f"state record version {ver}; this worker reads versions {', '.join(map(str, _READS))}")
     body = memoryview(value)[_HEAD.size :]
     if zlib.crc32(body) != crc:
         raise ValueError("state record checksum mismatch (damaged or tampered)")
     pos = klen
     key = bytes(body[:klen]).decode()
+    fingerprint = None
+    if ver == _VERSION_FP:
+        if pos >= len(body):
+            raise ValueError("state record has a wrong length")
+        fl = body[pos]
+        fingerprint = bytes(body[pos + 1 : pos + 1 + fl]).decode("ascii")
+        pos += 1 + fl
     ids = []
     for _ in range(n):
         (ln,) = struct.unpack_from("<H", body, pos)
@@ -236,7 +268,7 @@ def decode_chunk(value: bytes) -> SnapshotChunk:
     aux = np.frombuffer(body, np.float32, n * a, pos).reshape(n, a)
     pos += aux.nbytes
     held: tuple[HeldEvent, ...] = ()
-    if ver == _VERSION_HELD:
+    if ver == _VERSION_HELD or (ver == _VERSION_FP and flags & _FLAG_HELD):
         try:
             held, pos = _decode_held(body, pos)
         except (struct.error, ValueError, UnicodeDecodeError) as exc:
@@ -250,7 +282,7 @@ def decode_chunk(value: bytes) -> SnapshotChunk:
         steps.copy(),
         last_ts.copy(),
     )
-    return SnapshotChunk(key, snap_id, offset, slot, c, nchunks, snap, held)
+    return SnapshotChunk(key, snap_id, offset, slot, c, nchunks, snap, held, fingerprint)
 
 
 def join_chunks(chunks: Iterable[SnapshotChunk]) -> SlabSnapshot:
@@ -261,3 +293,8 @@ def join_chunks(chunks: Iterable[SnapshotChunk]) -> SlabSnapshot:
 def join_held(chunks: Iterable[SnapshotChunk]) -> list[HeldEvent]:
     """The held events of one complete snapshot, in chunk order."""
     return [e for c in sorted(chunks, key=lambda c: c.chunk) for e in c.held]
+
+
+def join_fingerprint(chunks: Iterable[SnapshotChunk]) -> str | None:
+    """The fingerprint of one complete snapshot (None: written before fingerprints)."""
+    return min(chunks, key=lambda c: c.chunk).fingerprint  # one encode_snapshot call wrote them all

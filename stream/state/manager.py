@@ -38,6 +38,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from models.errors import ModelChangeError
 from models.state import SlabSnapshot
 
 from ..metrics import Metrics
@@ -61,7 +62,12 @@ class ReleasedOutputs(Protocol):
 
 
 class StatefulPipeline(Protocol):
-    """What the state manager needs of a source's pipeline (:class:`stream.pipeline.SourcePipeline`)."""
+    """What the state manager needs of a source's pipeline (:class:`stream.pipeline.SourcePipeline`).
+
+    ``fingerprint``: of the runner that builds the source's state (:mod:`models.fingerprint`).
+    """
+
+    fingerprint: str
 
     def partition_snapshot(self, partition: int) -> SlabSnapshot: ...
 
@@ -159,6 +165,13 @@ class StateManager:
         self.m_restore_s = metrics.state_restore_seconds
         self.m_replayed = metrics.state_replayed_events
         self.m_dropped = metrics.stale_records_dropped
+        self.m_model_change = metrics.state_model_change
+        for source in pipelines:  # every (source, action) exported from the start: increase() sees the first one
+            for action in ("rewarm", "reset", "refuse"):
+                self.m_model_change.labels(source=source, action=action)
+        # on_model_change=refuse: the error the worker stops with (the engine raises it from its run loop;
+        # aiokafka only logs what a rebalance listener raises)
+        self.fatal: ModelChangeError | None = None
 
     @property
     def replaying(self) -> int:
@@ -179,6 +192,11 @@ class StateManager:
         await self.reader.start()
         self.n_state_partitions = await partition_count(self.reader, s.topic_state, self.n_state_partitions)
         log.info("state changelog %s (%d partitions)", s.topic_state, self.n_state_partitions)
+
+    def raise_fatal(self) -> None:
+        """Raise what stops the worker (:attr:`fatal`), if anything; the engine calls it in its run loop."""
+        if self.fatal is not None:
+            raise self.fatal
 
     async def stop(self) -> None:
         await self.drain()
@@ -420,6 +438,7 @@ class StateManager:
             fp16=self.settings.snapshot_dtype == "fp16",
             chunk_bytes=self.settings.snapshot_chunk_bytes,
             held=pipe.held_events(tp.partition),
+            fingerprint=pipe.fingerprint,
         )
         return PendingSnapshot(self, st, tp.partition % self.n_state_partitions, records, offset, slot)
 
@@ -579,10 +598,21 @@ class StateManager:
         return committed
 
     async def _restore(self, restore: list[Any], committed: dict[Any, int | None], consumer: Any, t0: float) -> None:
-        """Load the latest snapshot of each partition (or nothing), seek to where its state ends."""
+        """Load the latest snapshot of each partition (or nothing), seek to where its state ends.
+
+        A snapshot of another model (:meth:`_changed`) follows ``on_model_change`` instead."""
         snaps = await self._read_latest(restore) if restore and self.enabled else {}
+        changed = {tp: got for tp, got in snaps.items() if self._changed(tp, got)}
+        if changed and self.settings.on_model_change == "refuse":
+            self._refuse(changed)
+            restore = [tp for tp in restore if tp not in changed]  # not ours to run: the worker stops
         begin: dict[Any, int] = {}
-        need_begin = [tp for tp in restore if tp not in snaps and committed[tp] is not None and self.enabled]
+        need_begin = [
+            tp
+            for tp in restore
+            if (tp not in snaps and committed[tp] is not None and self.enabled)
+            or (tp in changed and self.settings.on_model_change == "rewarm")
+        ]
         if need_begin:
             try:
                 begin = await consumer.beginning_offsets(need_begin)
@@ -592,7 +622,9 @@ class StateManager:
             source = self.topic_source[tp.topic]
             c = committed[tp]
             got = snaps.get(tp)
-            if got is not None:
+            if tp in changed and got is not None:
+                st = self._model_changed(tp, got, c, begin.get(tp), consumer)
+            elif got is not None:
                 self.pipelines[source].load_partition(tp.partition, got.snap, got.held)
                 start = got.offset + 1
                 st = PartitionProgress(source, start, max(start, c or 0), snap_offset=got.offset, slot=got.slot)
@@ -607,7 +639,9 @@ class StateManager:
             log.info(
                 "%s: restored %s, processing from %s, live from %d",
                 self.key(tp),
-                f"snapshot @ {got.offset} ({len(got.snap)} streams, {len(got.held)} held events)"
+                "no snapshot (another model's, see above)"
+                if tp in changed
+                else f"snapshot @ {got.offset} ({len(got.snap)} streams, {len(got.held)} held events)"
                 if got
                 else "no snapshot",
                 st.next_offset,
@@ -617,6 +651,95 @@ class StateManager:
         if restore:
             self.m_restore_s.observe(self.last_restore_s)
 
+    # -- model changes (SEQSTREAM_ON_MODEL_CHANGE) --------------------------------------------
+    def _changed(self, tp: Any, got: RestoredSnapshot) -> bool:
+        """Whether another model or scoring configuration built this snapshot.
+
+        A snapshot without a fingerprint (written before fingerprints, changelog versions 1 and 2) is
+        taken as the current model's, so upgrading seqstream itself does not re-warm every partition,
+        unless its state has another layout (hidden or scorer sizes): then another model built it.
+        """
+        pipe = self.pipelines[self.topic_source[tp.topic]]
+        if got.fingerprint is not None:
+            return got.fingerprint != pipe.fingerprint
+        if len(got.snap):
+            mine = pipe.partition_snapshot(tp.partition)  # empty here (not restored yet); its layout is the slab's
+            if got.snap.hidden.shape[1:] != mine.hidden.shape[1:] or got.snap.aux.shape[1:] != mine.aux.shape[1:]:
+                log.warning(
+                    "%s: snapshot @ %d has no model fingerprint (an older worker's) and another state layout "
+                    "(%s + aux %s, this model %s + aux %s): another model built it",
+                    self.key(tp), got.offset, tuple(got.snap.hidden.shape[1:]), tuple(got.snap.aux.shape[1:]),
+                    tuple(mine.hidden.shape[1:]), tuple(mine.aux.shape[1:]),
+                )  # fmt: skip
+                return True
+        log.info("%s: snapshot @ %d has no model fingerprint (an older worker's); restored", self.key(tp), got.offset)
+        return False
+
+    def _refuse(self, changed: Mapping[Any, RestoredSnapshot]) -> None:
+        """``refuse``: count, and keep the one-line error the worker stops with (:attr:`fatal`)."""
+        tp, got = next(iter(changed.items()))
+        source = self.topic_source[tp.topic]
+        for t in changed:
+            self.m_model_change.labels(source=self.topic_source[t.topic], action="refuse").inc()
+        more = f" (and {len(changed) - 1} more partition(s))" if len(changed) > 1 else ""
+        self.fatal = ModelChangeError(
+            f"the state of {tp.topic}:{tp.partition}{more} was built by model {_built_by(got)}, this worker runs "
+            f"{self.pipelines[source].fingerprint} (source {source}: another checkpoint or scoring configuration) "
+            f"and SEQSTREAM_ON_MODEL_CHANGE=refuse; run the previous checkpoint, or roll the new one out blue/green "
+            f"(docs/operations.md, 'Upgrading a model'), or start with SEQSTREAM_ON_MODEL_CHANGE=rewarm or reset"
+        )
+        log.error("%s", self.fatal)
+
+    def _model_changed(
+        self, tp: Any, got: RestoredSnapshot, c: int | None, begin: int | None, consumer: Any
+    ) -> PartitionProgress:
+        """``rewarm`` or ``reset`` one partition whose snapshot another model built; its state is not loaded.
+
+        rewarm: the partition's retained input before the snapshot's offset (at most
+        ``rewarm_max_records``) runs through this model for state only, as the replay after any
+        restore does, so the state continues as this model builds it; the offsets and outputs are
+        those of the snapshot's (live from ``max(snapshot offset + 1, committed)``). reset (or rewarm
+        with no input retained before the snapshot's offset): the streams start fresh at the
+        snapshot's offset. Either way the events the snapshot's reorder buffer held are kept: they
+        were accepted but not yet run, so their outputs do not exist yet.
+        """
+        s = self.settings
+        source = self.topic_source[tp.topic]
+        pipe = self.pipelines[source]
+        end = got.offset + 1  # the snapshot covers the partition's events at offsets < end
+        live_from = max(end, c or 0)
+        action = s.on_model_change
+        start = end
+        if action == "rewarm":
+            lo = int(begin if begin is not None else 0)
+            start = max(lo, end - s.rewarm_max_records) if s.rewarm_max_records else lo
+            if start >= end:
+                log.warning(
+                    "%s: the snapshot @ %d was built by model %s, this worker runs %s; no input before offset %d "
+                    "is retained (the topic starts at %d), so its %d stream(s) start fresh (as "
+                    "SEQSTREAM_ON_MODEL_CHANGE=reset)",
+                    self.key(tp), got.offset, _built_by(got), pipe.fingerprint, end, lo, len(got.snap),
+                )  # fmt: skip
+                action, start = "reset", end
+        held = [e for e in got.held if e.offset < start]  # the replay from start holds the others again
+        pipe.load_partition(tp.partition, _no_streams(got.snap), held)
+        self.m_model_change.labels(source=source, action=action).inc()
+        if action == "rewarm":
+            log.warning(
+                "%s: the snapshot @ %d was built by model %s, this worker runs %s; re-warming %d stream(s) by "
+                "replaying offsets %d..%d through this model for state only (SEQSTREAM_ON_MODEL_CHANGE=rewarm)",
+                self.key(tp), got.offset, _built_by(got), pipe.fingerprint, len(got.snap), start, live_from - 1,
+            )  # fmt: skip
+        elif s.on_model_change == "reset":
+            log.warning(
+                "%s: the snapshot @ %d was built by model %s, this worker runs %s; its %d stream(s) start fresh "
+                "(SEQSTREAM_ON_MODEL_CHANGE=reset)",
+                self.key(tp), got.offset, _built_by(got), pipe.fingerprint, len(got.snap),
+            )  # fmt: skip
+        consumer.seek(tp, start)
+        # snap_offset -1: the next periodic snapshot replaces the other model's, even before new input
+        return PartitionProgress(source, start, live_from, snap_offset=-1, slot=got.slot)
+
     async def _read_latest(self, tps: list[Any]) -> dict[Any, RestoredSnapshot]:
         """Latest complete snapshot per input partition: read the changelog partitions from the start."""
         s = self.settings
@@ -625,3 +748,13 @@ class StateManager:
             self.reader, s.topic_state, want, self.n_state_partitions, s.restore_timeout_s
         )
         return got
+
+
+def _no_streams(like: SlabSnapshot) -> SlabSnapshot:
+    """A snapshot of no streams in the layout of ``like`` (loading it leaves the partition empty)."""
+    return SlabSnapshot((), like.hidden[:0], like.aux[:0], like.steps[:0], like.last_ts[:0])
+
+
+def _built_by(got: RestoredSnapshot) -> str:
+    """The fingerprint a snapshot names, for messages (without one: another layout, see StateManager._changed)."""
+    return got.fingerprint or "unknown (an older worker's snapshot of another state layout)"

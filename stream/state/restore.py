@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from models.state import SlabSnapshot
 
 from ..settings import Settings
-from .changelog import STATE_TOPIC_CONFIGS, SnapshotChunk, decode_chunk, join_chunks, join_held
+from .changelog import STATE_TOPIC_CONFIGS, SnapshotChunk, decode_chunk, join_chunks, join_fingerprint, join_held
 from .reorder import HeldEvent
 
 __all__ = ["RestoredSnapshot", "changelog_reader", "create_state_topic", "partition_count", "read_latest"]
@@ -32,6 +32,7 @@ class RestoredSnapshot(NamedTuple):
     slot: int  # the changelog slot it was written to (the next snapshot takes the other)
     snap: SlabSnapshot
     held: list[HeldEvent]  # events its reorder buffer held
+    fingerprint: str | None = None  # of the runner that built it (None: written before fingerprints)
 
 
 async def create_state_topic(s: Settings, kw: dict[str, Any]) -> None:
@@ -143,7 +144,7 @@ async def read_latest(
     )
     r.assign([])
     snaps = {
-        want[k]: RestoredSnapshot(off, slot, join_chunks(chs), join_held(chs))
+        want[k]: RestoredSnapshot(off, slot, join_chunks(chs), join_held(chs), join_fingerprint(chs))
         for k, (off, _, slot, chs) in best.items()
     }
     return snaps, n_read, n_bytes

@@ -111,7 +111,7 @@ def test_restore_after_compaction_reads_only_live_snapshots(checkpoints: dict[st
             f"records a restore read: {reads[0]} at first, {reads[-1]} after compaction ({len(reads)} tries)"
         )
         assert reads[-1] <= live_keys + 1, f"{reads[-1]} records read: not compacted within 60 s"
-        offset, _, snap, _ = got[tp]
+        offset, snap = got[tp].offset, got[tp].snap
         want = writer.partition_snapshot(0)
         assert offset == SNAPSHOTS * STREAMS - 1
         assert list(snap.stream_ids) == list(want.stream_ids) and len(snap) == STREAMS
