@@ -127,7 +127,7 @@ def settings_env_vars() -> set[str]:
 def cli_env_vars() -> set[str]:
     """``SEQSTREAM_*`` variables the code reads outside Settings (e.g. the worker's log level)."""
     found: set[str] = set()
-    for py in (ROOT / "stream").glob("*.py"):
+    for py in (ROOT / "stream").rglob("*.py"):  # every package: stream/cli/, stream/tools/, ...
         found |= set(re.findall(r"environ(?:\.get)?\(\s*[\"'](SEQSTREAM_[A-Z0-9_]+)", py.read_text()))
         found |= set(re.findall(r"environ\[\s*[\"'](SEQSTREAM_[A-Z0-9_]+)", py.read_text()))
     return found
@@ -697,6 +697,24 @@ def _settings_table_module() -> Any:
     sys.modules.setdefault("settings_table", mod)
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_every_setting_has_a_meaning() -> None:
+    """The configuration reference is generated from the fields' descriptions: none may be empty."""
+    missing = [name for name, f in settings_fields().items() if not (f.description or "").strip()]
+    assert not missing, f"give these fields of stream/settings.py a Field(description=...): {missing}"
+    for name, env, typ, default, desc in _settings_table_module().rows():
+        assert desc.strip() and default.strip() and typ.strip(), f"{name} ({env}): an empty cell in the table"
+
+
+def test_variables_read_outside_settings_are_documented() -> None:
+    """``SEQSTREAM_*`` variables the code reads itself (log level, local broker binaries) are in the guide."""
+    doc = OPERATIONS.read_text()
+    conftest = (ROOT / "tests" / "integration" / "conftest.py").read_text()
+    extra = cli_env_vars() | set(re.findall(r"environ(?:\.get)?\(\s*[\"'](SEQSTREAM_[A-Z0-9_]+)", conftest))
+    assert {"SEQSTREAM_LOGLEVEL", "SEQSTREAM_TANSU_BIN", "SEQSTREAM_TEST_BROKER"} <= extra, extra
+    undocumented = sorted(v for v in extra if f"`{v}`" not in doc)
+    assert not undocumented, f"docs/operations.md does not mention {undocumented}"
 
 
 def test_operations_guide_documents_every_setting() -> None:
