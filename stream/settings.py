@@ -1,4 +1,4 @@
-"""Every knob of the streaming side, read once from the environment (``SEQSTREAM_*``).
+"""Every knob of the streaming side in one file (the generated settings table reads it), from ``SEQSTREAM_*``.
 
 One frozen :class:`Settings` object is built at start-up (``Settings()`` or
 :func:`load_settings` with command-line overrides) and passed down; nothing else reads the
