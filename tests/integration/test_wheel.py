@@ -41,9 +41,16 @@ def _run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProce
     return r
 
 
+def _no_warnings(r: subprocess.CompletedProcess[str], what: str) -> None:
+    warnings = [ln.strip() for ln in (r.stdout + r.stderr).splitlines() if "warning" in ln.lower()]
+    assert not warnings, f"{what} is not clean (pyproject.toml packaging):\n" + "\n".join(warnings)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel ``pip wheel`` builds from a copy of the sources (no stale build/ of the checkout)."""
+    """The wheel built as ``python -m build`` builds it: an sdist of a copy of the sources (no stale
+    build/ of the checkout), then ``pip wheel`` of the unpacked sdist, so that the sdist must carry
+    everything the wheel needs."""
     src = tmp_path_factory.mktemp("wheel-src")
     for name in BUILD_INPUTS:
         p = ROOT / name
@@ -51,15 +58,21 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(p, src / name, ignore=JUNK)
         elif p.is_file():
             shutil.copy2(p, src / name)
+    sdist_dir = tmp_path_factory.mktemp("wheel-sdist")
+    # no build isolation (here and below): the dev extra brings setuptools>=77, and the test runs offline
+    build_sdist = f"from setuptools import build_meta; print(build_meta.build_sdist({str(sdist_dir)!r}))"
+    r = _run([sys.executable, "-c", build_sdist], cwd=src, timeout=300)
+    _no_warnings(r, "the sdist build")
+    (sdist,) = sdist_dir.glob("seqstream-*.tar.gz")
+    shutil.unpack_archive(sdist, sdist_dir)
+    (unpacked,) = (d for d in sdist_dir.iterdir() if d.is_dir())
     out = tmp_path_factory.mktemp("wheel-out")
-    # no build isolation: the dev extra brings setuptools>=77, and the test runs offline
     r = _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
-        cwd=src,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(unpacked)],
+        cwd=unpacked,
         timeout=300,
     )
-    warnings = [ln.strip() for ln in (r.stdout + r.stderr).splitlines() if "warning" in ln.lower()]
-    assert not warnings, "the build is not clean (pyproject.toml packaging):\n" + "\n".join(warnings)
+    _no_warnings(r, "the wheel build")
     (whl,) = out.glob("seqstream-*.whl")
     return whl
 
