@@ -10,11 +10,13 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# quiet: setuptools' editable install always adds an information-only warning ("Editable installation":
+# folders named like the package take precedence), which is what a checkout wants, so it is filtered
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

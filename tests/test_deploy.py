@@ -417,6 +417,16 @@ def test_compose_worker_is_scalable_and_checked() -> None:
     assert "seqstream produce" in sim
 
 
+def test_compose_stops_workers_before_docker_kills_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker compose stop`` waits stop_grace_period, then SIGKILLs: the worker's bounded stop fits in it."""
+    w = compose_config(COMPOSE_FILE)["services"]["worker"]
+    m = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", str(w["stop_grace_period"]))
+    assert m and m.group(0), w["stop_grace_period"]
+    grace = int(m.group(1) or 0) * 60 + int(m.group(2) or 0)
+    s = _settings_from({k: str(v) for k, v in w["environment"].items()}, monkeypatch)
+    assert s.stop_timeout_s < grace, f"SEQSTREAM_STOP_TIMEOUT_S={s.stop_timeout_s} >= stop_grace_period {grace}s"
+
+
 def test_compose_gpu_override_reserves_a_gpu() -> None:
     cfg = compose_config(COMPOSE_FILE, GPU_OVERRIDE)
     w = cfg["services"]["worker"]
