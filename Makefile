@@ -6,15 +6,17 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast test-kafka test-tansu kafka kafka-libs lint typecheck bench replay-nab clean
+.PHONY: venv demo test test-fast test-kafka test-tansu kafka kafka-libs lint typecheck bench replay-nab wheel clean
 
 venv: $(STAMP)
 
+# quiet: setuptools' editable install always adds an information-only warning ("Editable installation":
+# folders named like the package take precedence), which is what a checkout wants, so it is filtered
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -41,6 +43,11 @@ kafka: kafka-libs
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not integration and not slow"
 
+# the installable wheel (checkpoints and the explorer page inside) into dist/; tests/integration/test_wheel.py
+# installs one into a fresh venv outside the repository and runs the demo from it
+wheel: $(STAMP)
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check models stream tests bench deploy
 	$(VENV)/bin/ruff format --check models stream tests bench deploy
@@ -55,4 +62,4 @@ replay-nab: $(STAMP)
 	$(PY) ../shared/tools/nab_score.py --data ../shared/data/nab-dev/data --labels ../shared/data/nab-dev/combined_windows.json --results nab-out
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Every knob of the streaming side, read once from the environment (``SEQSTREAM_*``).
+"""Every knob of the streaming side in one file (the generated settings table reads it), from ``SEQSTREAM_*``.
 
 One frozen :class:`Settings` object is built at start-up (``Settings()`` or
 :func:`load_settings` with command-line overrides) and passed down; nothing else reads the
@@ -78,7 +78,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _PerSourceEnv(settings_cls), dotenv_settings, file_secret_settings
 
-    profile: Literal["production", "tansu"] = "production"
+    profile: Literal["production", "tansu"] = Field(
+        default="production",
+        description="`production`: Apache Kafka's client defaults; `tansu`: every workaround for the Tansu broker of "
+        "the demo (short group/fetch timings, one changelog record per batch, no exactly_once); `embedded` is its "
+        "old name",
+    )
     guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once",
         description="`at_least_once`: outputs may repeat after a crash or rebalance (same id, same content); "
@@ -88,45 +93,86 @@ class Settings(BaseSettings):
 
     # broker connection
     broker_url: str | None = Field(
-        default=None, description="kafka://host:port[,host:port...]; None: the demo starts an embedded Tansu broker"
+        default=None,
+        description="bootstrap brokers, `kafka://host:port[,host:port...]`; unset: `seqstream demo` starts an "
+        "embedded Tansu broker",
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security protocol of every client (consumer, producer, admin)"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism (SASL_* protocols); unset: `PLAIN`"
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name (keep it in a Secret)")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (a secret: masked in logs; keep it in a Secret)"
+    )
+    ssl_cafile: Path | None = Field(
+        default=None, description="PEM CA bundle to verify the brokers (SSL/SASL_SSL); unset: the system CAs"
+    )
+    ssl_certfile: Path | None = Field(default=None, description="PEM client certificate for mutual TLS")
+    ssl_keyfile: Path | None = Field(default=None, description="PEM client private key for mutual TLS")
 
     # topics
     topics: dict[str, str] = Field(
         default_factory=dict,
         description="input topic per source, where it is not the source's own (`SEQSTREAM_TOPIC_<SOURCE>`)",
     )
-    topic_predictions: str = "predictions"
-    topic_alerts: str = "anomaly-alerts"
-    topic_dead_letter: str = "dead-letter"
-    topic_control: str = "seqstream-control"
-    partitions: int = Field(default=8, ge=1, le=4096)
-    replication_factor: int = Field(default=1, ge=1)
+    topic_predictions: str = Field(
+        default="predictions", description="output topic: one prediction per accepted input event"
+    )
+    topic_alerts: str = Field(
+        default="anomaly-alerts", description="output topic: alert transitions (`open` / `resolved`)"
+    )
+    topic_dead_letter: str = Field(
+        default="dead-letter", description="output topic: rejected input records with their reason and message"
+    )
+    topic_control: str = Field(
+        default="seqstream-control", description="operator commands (e.g. evict a stream's state); one partition"
+    )
+    partitions: int = Field(
+        default=8,
+        ge=1,
+        le=4096,
+        description="partitions of the topics the worker or demo creates (bounds the useful number of workers)",
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, description="replication factor of the topics the worker or demo creates"
+    )
 
     # which sources this worker serves (comma-separated in the environment)
-    sources: Annotated[tuple[str, ...], NoDecode] = (
-        "sensors",
-        "speech",
-        "ticks",
-        "machines",
+    sources: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("sensors", "speech", "ticks", "machines"),
+        description="comma-separated source kinds this worker serves (stream/sources/)",
     )
 
     # micro-batching
-    batch_max: int = Field(default=1024, ge=1, le=1 << 20)
+    batch_max: int = Field(
+        default=1024, ge=1, le=1 << 20, description="most events per micro-batch (and per model step)"
+    )
     # extra wait for a fuller batch when getmany returned fewer than batch_max (0: never wait;
     # under load the fetch buffer fills batches anyway, and waiting only adds latency)
-    batch_wait_s: float = Field(default=0.0, ge=0.0, le=10.0)
-    fetch_max_wait_ms: int | None = Field(default=None, ge=0, description="None: 20 ms tansu, 100 ms production")
+    batch_wait_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=10.0,
+        description="extra wait for a fuller micro-batch when a fetch returned fewer than `batch_max` (0: never wait)",
+    )
+    fetch_max_wait_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="broker long-poll wait of the input consumer; unset: 20 ms with the tansu profile, 100 ms "
+        "with production",
+    )
     # micro-batches whose outputs may await the broker's acks while the next one is processed
     # (1: fully serial fetch -> process -> acks -> commit); offsets are committed only after acks
-    inflight_batches: int = Field(default=2, ge=1, le=16)
+    inflight_batches: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="micro-batches whose outputs may await the broker's acks while the next one is processed "
+        "(1: fully serial); input offsets are committed only after the acks",
+    )
     # after the first micro-batch (models, clients and tables loaded), move every live object into
     # the collector's permanent generation (gc.freeze): full collections then stop traversing the
     # ~200k long-lived objects of torch/Faust/aiokafka on every few batches (docs/benchmarks.md)
@@ -136,53 +182,143 @@ class Settings(BaseSettings):
     )
 
     # models
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    # CUDA only: replay captured graphs per batch-size bucket (models/graphs.py); false: eager kernels
-    cuda_graphs: bool = True
-    # the recurrent cell's arithmetic (state, scoring and outputs stay float32); see docs/benchmarks.md
-    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="`auto` (CUDA when available, else CPU), `cpu`, `cuda` or `cuda:N`: where the models and state "
+        "slabs live; `cuda` fails at start without a GPU",
+    )
+    cuda_graphs: bool = Field(
+        default=True,
+        description="CUDA only: replay captured CUDA graphs per batch-size bucket (models/graphs.py); false: eager "
+        "kernels",
+    )
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32",
+        description="arithmetic of the recurrent cell; state, scoring and outputs stay float32 (docs/benchmarks.md)",
+    )
     checkpoints: dict[str, Path] = Field(
         default_factory=dict,
         description="model file per source, where it is not the bundled one (`SEQSTREAM_CHECKPOINT_<SOURCE>`; "
         "audio: the Silero VAD TorchScript file, unset: the installed silero-vad package's)",
     )
-    vad_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    vad_min_silence_ms: float = Field(default=100.0, ge=0.0)
-    open_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
-    slab_capacity: int = Field(default=1024, ge=1)
-    slab_max_capacity: int = Field(default=1 << 20, ge=1)
+    vad_threshold: float = Field(
+        default=0.5,
+        gt=0.0,
+        lt=1.0,
+        description="audio source: Silero VAD speech probability that opens a speech segment",
+    )
+    vad_min_silence_ms: float = Field(
+        default=100.0, ge=0.0, description="audio source: silence that closes a speech segment, in milliseconds"
+    )
+    open_threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="override of the checkpoint's alert open threshold (anomaly score in (0, 1]); unset: the "
+        "checkpoint's own",
+    )
+    slab_capacity: int = Field(
+        default=1024, ge=1, description="initial state-slab slots per source (streams held before the first doubling)"
+    )
+    slab_max_capacity: int = Field(
+        default=1 << 20,
+        ge=1,
+        description="most state-slab slots per source; beyond it the least recently used streams are evicted",
+    )
 
     # worker identity and web/metrics endpoint
-    app_id: str = "seqstream"
-    consumer_group: str | None = None
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(default=6066, ge=0, le=65535)
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    producer_acks: Literal["all", "1", "0"] = "all"
-    producer_linger_ms: int = Field(default=2, ge=0)
-    # stream explorer (/explorer, /api/streams): recent points kept per stream (0: off) and the most
-    # streams buffered per source (least recently updated ones are dropped beyond it)
-    explorer_points: int = Field(default=256, ge=0, le=65536)
-    explorer_streams: int = Field(default=4096, ge=1, le=1 << 20)
+    app_id: str = Field(
+        default="seqstream", description="application id: Faust app id and the base of the consumer group"
+    )
+    consumer_group: str | None = Field(
+        default=None, description="consumer group of the input consumer; unset: `<app_id>-core`"
+    )
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="bind address of the web server (`/metrics`, `/health`, `/ready`); `0.0.0.0` in containers",
+    )
+    web_port: int = Field(default=6066, ge=0, le=65535, description="port of the web server (`/metrics`)")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="where a new consumer group starts reading: `earliest` or `latest`"
+    )
+    producer_acks: Literal["all", "1", "0"] = Field(
+        default="all", description="producer acknowledgements for outputs: `all`, `1` or `0`"
+    )
+    producer_linger_ms: int = Field(default=2, ge=0, description="producer linger (batching delay) in milliseconds")
+    explorer_points: int = Field(
+        default=256,
+        ge=0,
+        le=65536,
+        description="stream explorer (/explorer, /api/streams): recent points kept per stream (0: none)",
+    )
+    explorer_streams: int = Field(
+        default=4096,
+        ge=1,
+        le=1 << 20,
+        description="stream explorer: most streams buffered per source; the least recently updated are dropped "
+        "beyond it",
+    )
 
     # input limits
-    max_future_s: float = Field(default=300.0, ge=0.0)
-    max_payload_bytes: int = Field(default=65536, ge=16)
+    max_future_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        description="events with an event time further than this in the future go to dead letter `future_timestamp`",
+    )
+    max_payload_bytes: int = Field(
+        default=65536, ge=16, description="records larger than this go to dead letter `too_large`"
+    )
 
     # durable state (docs/reliability.md): offset-tied partition snapshots on a changelog topic
-    state_enabled: bool = True
-    topic_state: str = "seqstream-state"
-    snapshot_interval_s: float = Field(default=5.0, gt=0.0)
+    state_enabled: bool = Field(
+        default=True,
+        description="durable per-stream state: snapshots on the changelog topic, restored when a partition is "
+        "assigned (docs/reliability.md); false: streams of a moved or restarted partition start pristine",
+    )
+    topic_state: str = Field(
+        default="seqstream-state",
+        description="changelog topic of the state snapshots (compacted; one key per source, input partition and chunk)",
+    )
+    snapshot_interval_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        description="each owned partition's streams are snapshotted to the changelog this often (seconds); a "
+        "restore replays at most this much input",
+    )
     snapshot_interval_events: int = Field(default=0, ge=0, description="also snapshot after this many events; 0: off")
-    snapshot_dtype: Literal["fp32", "fp16"] = "fp32"
-    snapshot_chunk_bytes: int = Field(default=512 * 1024, ge=1024, le=8 << 20)
-    restore_timeout_s: float = Field(default=60.0, gt=0.0)
-    # event time: older than the stream's last event by more than this -> dead letter "late" (None: "out_of_order")
-    late_grace_s: float | None = Field(default=None, ge=0.0)
-    # a gap in event time longer than this resets the stream's state (None: never)
-    max_gap_s: float | None = Field(default=None, gt=0.0)
-    # resident streams per source; idle ones are parked off the slab and come back on their next event
-    max_resident_streams: int | None = Field(default=None, ge=1)
+    snapshot_dtype: Literal["fp32", "fp16"] = Field(
+        default="fp32",
+        description="precision of the state in snapshots: `fp32` exact, `fp16` half the bytes (restored state rounded)",
+    )
+    snapshot_chunk_bytes: int = Field(
+        default=512 * 1024,
+        ge=1024,
+        le=8 << 20,
+        description="a partition's snapshot is split into changelog records of at most this size (keep it under "
+        "the broker's `message.max.bytes`)",
+    )
+    restore_timeout_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="longest read of the changelog when partitions are assigned; past it the newest snapshot "
+        "read so far (or none) is restored, with a warning",
+    )
+    late_grace_s: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="an event older than its stream's last event by more than this goes to dead letter `late` "
+        "(less: `out_of_order`); unset: every older event is `out_of_order`",
+    )
+    max_gap_s: float | None = Field(
+        default=None, gt=0.0, description="a gap in event time longer than this resets the stream's state; unset: never"
+    )
+    max_resident_streams: int | None = Field(
+        default=None,
+        ge=1,
+        description="streams kept on the state slab per source; beyond it the idle ones are parked off the slab "
+        "and come back on their next event; unset: no bound",
+    )
     # reorder buffer (docs/reliability.md, "Reorder buffer")
     reorder_grace_s: float = Field(
         default=0.0,

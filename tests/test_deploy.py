@@ -9,6 +9,7 @@ PyPI ``kubernetes-validate``. A missing tool skips its test on a developer machi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -127,7 +128,7 @@ def settings_env_vars() -> set[str]:
 def cli_env_vars() -> set[str]:
     """``SEQSTREAM_*`` variables the code reads outside Settings (e.g. the worker's log level)."""
     found: set[str] = set()
-    for py in (ROOT / "stream").glob("*.py"):
+    for py in (ROOT / "stream").rglob("*.py"):  # every package: stream/cli/, stream/tools/, ...
         found |= set(re.findall(r"environ(?:\.get)?\(\s*[\"'](SEQSTREAM_[A-Z0-9_]+)", py.read_text()))
         found |= set(re.findall(r"environ\[\s*[\"'](SEQSTREAM_[A-Z0-9_]+)", py.read_text()))
     return found
@@ -416,6 +417,16 @@ def test_compose_worker_is_scalable_and_checked() -> None:
     assert "seqstream produce" in sim
 
 
+def test_compose_stops_workers_before_docker_kills_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker compose stop`` waits stop_grace_period, then SIGKILLs: the worker's bounded stop fits in it."""
+    w = compose_config(COMPOSE_FILE)["services"]["worker"]
+    m = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", str(w["stop_grace_period"]))
+    assert m and m.group(0), w["stop_grace_period"]
+    grace = int(m.group(1) or 0) * 60 + int(m.group(2) or 0)
+    s = _settings_from({k: str(v) for k, v in w["environment"].items()}, monkeypatch)
+    assert s.stop_timeout_s < grace, f"SEQSTREAM_STOP_TIMEOUT_S={s.stop_timeout_s} >= stop_grace_period {grace}s"
+
+
 def test_compose_gpu_override_reserves_a_gpu() -> None:
     cfg = compose_config(COMPOSE_FILE, GPU_OVERRIDE)
     w = cfg["services"]["worker"]
@@ -616,8 +627,47 @@ def test_dashboard_structure_and_provisioning() -> None:
 
 
 # ---- Kubernetes -----------------------------------------------------------------------------------
+K8S_CONFIG = "seqstream-config"
+# custom resources of the Prometheus Operator and KEDA (their schemas are not Kubernetes' own)
+OPERATOR_DIR = K8S_DIR / "prometheus-operator"
+KEDA_FILE = K8S_DIR / "keda" / "scaledobject.yaml"
+PROM_K8S_CONFIG = PROM_DIR / "kubernetes.yml"
+# settings that are credentials: in secret.yaml, never in the ConfigMap
+SECRET_SETTINGS = {"SEQSTREAM_SASL_USERNAME", "SEQSTREAM_SASL_PASSWORD", "SEQSTREAM_EXPLORER_TOKEN"}
+_COMMENTED_KEY = re.compile(r"^\s*#\s*(SEQSTREAM_[A-Z0-9_]+):", re.M)
+
+
 def _k8s_docs() -> list[tuple[str, dict[str, Any]]]:
     return [(p.name, d) for p in sorted(K8S_DIR.glob("*.yaml")) for d in load_yaml_all(p)]
+
+
+def _k8s(kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [d for _, d in _k8s_docs() if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+
+
+def _k8s_config() -> dict[str, str]:
+    (cm,) = _k8s("ConfigMap", K8S_CONFIG)
+    return {k: str(v) for k, v in cm["data"].items()}
+
+
+def _k8s_secret() -> dict[str, str]:
+    (secret,) = _k8s("Secret")
+    return {k: str(v) for k, v in {**secret.get("data", {}), **secret.get("stringData", {})}.items()}
+
+
+def _worker_deployments() -> list[dict[str, Any]]:
+    return _k8s("Deployment")
+
+
+def _settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    from stream.settings import Settings
+
+    for k in list(os.environ):
+        if k.startswith("SEQSTREAM_"):
+            monkeypatch.delenv(k)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return Settings()
 
 
 def test_k8s_manifests_validate() -> None:
@@ -628,7 +678,7 @@ def test_k8s_manifests_validate() -> None:
     version = kubernetes_validate.latest_version()
     docs = _k8s_docs()
     kinds = {d["kind"] for _, d in docs}
-    assert {"Deployment", "ConfigMap", "Secret", "Service", "PodDisruptionBudget"} <= kinds
+    assert {"Deployment", "ConfigMap", "Secret", "Service", "PodDisruptionBudget", "Job"} <= kinds
     for name, doc in docs:
         try:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -637,29 +687,29 @@ def test_k8s_manifests_validate() -> None:
 
 
 def test_k8s_manifests_fit_together() -> None:
-    docs = [d for _, d in _k8s_docs()]
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for d in docs:
-        by_kind.setdefault(d["kind"], []).append(d)
     known = settings_env_vars() | cli_env_vars()
-    (cm,) = by_kind["ConfigMap"]
-    (secret,) = by_kind["Secret"]
-    for key in [*cm["data"], *secret.get("stringData", {}), *secret.get("data", {})]:
+    cm = _k8s_config()
+    secret = _k8s_secret()
+    (secret_doc,) = _k8s("Secret")
+    for key in [*cm, *secret]:
         assert key in known, f"{key} is not a seqstream setting"
-    assert "SEQSTREAM_SASL_PASSWORD" in secret.get("stringData", secret.get("data", {}))
-    assert not any("PASSWORD" in k for k in cm["data"]), "credentials belong in the Secret"
-    (svc,) = by_kind["Service"]
-    (pdb,) = by_kind["PodDisruptionBudget"]
-    port = int(cm["data"]["SEQSTREAM_WEB_PORT"])
-    assert cm["data"]["SEQSTREAM_WEB_HOST"] == "0.0.0.0"
-    assert svc["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
-    assert int(svc["metadata"]["annotations"]["prometheus.io/port"]) == port
-    deployments = by_kind["Deployment"]
+    assert "SEQSTREAM_SASL_PASSWORD" in secret
+    assert not any("PASSWORD" in k or "TOKEN" in k for k in cm), "credentials belong in the Secret"
+    (svc,) = _k8s("Service")
+    (pdb,) = _k8s("PodDisruptionBudget")
+    (job,) = _k8s("Job")
+    port = int(cm["SEQSTREAM_WEB_PORT"])
+    assert cm["SEQSTREAM_WEB_HOST"] == "0.0.0.0"
+    # scraped by the PodMonitor or the kubernetes.yml job, never by annotation (another job name, twice)
+    assert not any(k.startswith("prometheus.io/") for k in svc["metadata"].get("annotations", {}))
+    assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+    deployments = _worker_deployments()
     assert len(deployments) == 2
     selectors = []
     for dep in deployments:
         spec = dep["spec"]
         labels = spec["template"]["metadata"]["labels"]
+        assert not any(k.startswith("prometheus.io/") for k in spec["template"]["metadata"].get("annotations", {}))
         assert spec["replicas"] >= 2
         assert spec["selector"]["matchLabels"].items() <= labels.items()
         assert svc["spec"]["selector"].items() <= labels.items(), "the metrics Service misses a Deployment"
@@ -668,23 +718,465 @@ def test_k8s_manifests_fit_together() -> None:
         pod = spec["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         (c,) = pod["containers"]
-        assert c["ports"][0]["containerPort"] == port
-        assert {e.get("configMapRef", {}).get("name") for e in c["envFrom"]} >= {cm["metadata"]["name"]}
-        assert {e.get("secretRef", {}).get("name") for e in c["envFrom"]} >= {secret["metadata"]["name"]}
+        assert c["ports"][0]["containerPort"] == port and c["ports"][0]["name"] == "metrics"
+        assert {e.get("configMapRef", {}).get("name") for e in c["envFrom"]} >= {K8S_CONFIG}
+        assert {e.get("secretRef", {}).get("name") for e in c["envFrom"]} >= {secret_doc["metadata"]["name"]}
         for e in c.get("env", []):
             if e["name"].startswith("SEQSTREAM_"):
                 assert e["name"] in known, e["name"]
-        assert c["livenessProbe"]["httpGet"]["path"] == "/metrics"
-        assert c["readinessProbe"]["httpGet"]["path"] == "/health"
-    # the two Deployments must not select each other's pods
+        assert c["livenessProbe"]["httpGet"]["path"] == "/metrics"  # a worker waiting for its broker lives
+        assert c["readinessProbe"]["httpGet"]["path"] == "/ready"  # assigned and restored
+        # a stop finishes within SEQSTREAM_STOP_TIMEOUT_S, before Kubernetes' SIGKILL
+        assert float(cm["SEQSTREAM_STOP_TIMEOUT_S"]) < pod["terminationGracePeriodSeconds"]
+    # the two Deployments must not select each other's pods, nor the Service/PDB the topics Job's
     a, b = selectors
     assert not (a.items() <= b.items() or b.items() <= a.items()), "overlapping Deployment selectors"
+    job_labels = job["spec"]["template"]["metadata"]["labels"]
+    for sel in (svc["spec"]["selector"], pdb["spec"]["selector"]["matchLabels"], a, b):
+        assert not sel.items() <= job_labels.items(), f"{sel} selects the topics Job's pod"
     gpu = next(d for d in deployments if "gpu" in d["metadata"]["name"])
     pod = gpu["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] in ("1", 1)
     assert pod["nodeSelector"]
     assert {"name": "SEQSTREAM_DEVICE", "value": "cuda"} in c["env"]
+
+
+def test_k8s_configmap_holds_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every setting is in the ConfigMap (set, or commented where its unset value is meant) or in the Secret,
+    and the ConfigMap with the Secret loads into valid Settings."""
+    cm = _k8s_config()
+    text = (K8S_DIR / "configmap.yaml").read_text()
+    commented = set(_COMMENTED_KEY.findall(text))
+    secret_text = (K8S_DIR / "secret.yaml").read_text()
+    secret = set(_k8s_secret()) | set(_COMMENTED_KEY.findall(secret_text))
+    assert not commented & set(cm), f"set and commented: {commented & set(cm)}"
+    assert secret == SECRET_SETTINGS, secret
+    # the per-source variables stand for the folded topics/checkpoints fields
+    every = settings_env_vars() - {"SEQSTREAM_TOPICS", "SEQSTREAM_CHECKPOINTS"}
+    missing = sorted(every - set(cm) - commented - secret)
+    assert not missing, f"settings missing from deploy/k8s/configmap.yaml (set or commented): {missing}"
+    unknown = sorted((set(cm) | commented) - every)
+    assert not unknown, f"not settings: {unknown}"
+    s = _settings_from({**cm, **_k8s_secret()}, monkeypatch)
+    assert s.web_host == "0.0.0.0" and s.profile == "production"
+    assert s.explorer is False, "the explorer shows raw values: off unless the operator turns it on"
+    for source in s.sources:
+        s.checkpoint(source)  # the image's bundled checkpoints serve the ConfigMap's sources
+
+
+def test_k8s_topics_job_creates_every_topic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Job's script, run with the ConfigMap and Secret as environment and a stand-in for kafka-topics.sh,
+    creates every topic the workers read or write, as the worker's settings name and size them."""
+    from stream.sources import SOURCES
+    from stream.state import STATE_TOPIC_CONFIGS
+
+    bash = shutil.which("bash")
+    if bash is None:
+        _missing("bash")
+    (script_cm,) = _k8s("ConfigMap", "seqstream-topics-script")
+    (job,) = _k8s("Job")
+    pod = job["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (script_name,) = script_cm["data"]
+    script_volume = next(
+        n for n, v in volumes.items() if v.get("configMap", {}).get("name") == "seqstream-topics-script"
+    )
+    assert c["command"][-1] == f"{mounts[script_volume]}/{script_name}"
+    assert {e.get("configMapRef", {}).get("name") for e in c["envFrom"]} >= {K8S_CONFIG}
+    assert {e.get("secretRef", {}).get("name") for e in c["envFrom"]} >= {"seqstream-kafka-credentials"}
+    from stream.tools.kafka_broker import KAFKA_VERSION
+
+    assert c["image"] == f"apache/kafka:{KAFKA_VERSION}"
+
+    script = tmp_path / script_name
+    script.write_text(script_cm["data"][script_name])
+    calls = tmp_path / "calls.jsonl"
+    stub = tmp_path / "kafka-topics.sh"
+    stub.write_text(
+        f"#!{sys.executable}\nimport json, sys\nopen({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    stub.chmod(0o755)
+    env = {**_k8s_config(), **_k8s_secret()}
+    r = subprocess.run(
+        [bash, str(script)],
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "KAFKA_TOPICS": str(stub),
+            "TMPDIR": str(tmp_path),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    def opt(args: list[str], name: str) -> list[str]:
+        return [args[i + 1] for i, a in enumerate(args) if a == name]
+
+    created: dict[str, list[str]] = {}
+    s = _settings_from(env, monkeypatch)
+    for args in map(json.loads, calls.read_text().splitlines()):
+        assert opt(args, "--bootstrap-server") == [",".join(s.bootstrap_servers)], args
+        if "--create" in args:
+            (topic,) = opt(args, "--topic")
+            created[topic] = args
+    # every source's input topic (served or not), the outputs, control and state
+    want = {s.topic(name) for name in SOURCES} | set(s.output_topics) | {s.topic_control, s.topic_state}
+    assert set(created) == want, set(created) ^ want
+    for topic, args in created.items():
+        assert "--if-not-exists" in args
+        assert opt(args, "--replication-factor") == [str(s.replication_factor)]
+        assert opt(args, "--partitions") == ["1" if topic == s.topic_control else str(s.partitions)], topic
+    state = dict(c.split("=", 1) for c in opt(created[s.topic_state], "--config"))
+    assert state == STATE_TOPIC_CONFIGS
+    # the client speaks the workers' security protocol with their credentials
+    props = dict(
+        line.split("=", 1) for line in (tmp_path / "seqstream-client.properties").read_text().splitlines() if line
+    )
+    assert props["security.protocol"] == s.security_protocol
+    assert props["sasl.mechanism"] == s.sasl_mechanism
+    assert "ScramLoginModule" in props["sasl.jaas.config"]
+    assert f'username="{s.sasl_username}"' in props["sasl.jaas.config"]
+
+
+# ---- Kubernetes: the labels Prometheus gives the workers ------------------------------------------
+def relabel(labels: dict[str, str], configs: list[dict[str, Any]]) -> dict[str, str] | None:
+    """Prometheus' target relabelling (replace, keep, drop, labelmap, labeldrop, labelkeep); None: dropped.
+
+    Accepts the scrape config's snake_case keys and the Prometheus Operator's camelCase ones."""
+    out = dict(labels)
+    for config in configs:
+        get = functools.partial(_relabel_key, config)
+        action = str(get("action") or "replace").lower()
+        regex = re.compile(str(get("regex") if get("regex") is not None else "(.*)"))
+        value = str(get("separator") if get("separator") is not None else ";").join(
+            out.get(n, "") for n in get("source_labels") or []
+        )
+        replacement = str(get("replacement") if get("replacement") is not None else "$1")
+        py_repl = re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", replacement)
+        if action == "keep" and not regex.fullmatch(value):
+            return None
+        if action == "drop" and regex.fullmatch(value):
+            return None
+        if action == "replace":
+            m = regex.fullmatch(value)
+            if m:
+                target = m.expand(re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", str(get("target_label"))))
+                result = m.expand(py_repl)
+                if result:
+                    out[target] = result
+                else:
+                    out.pop(target, None)
+        elif action == "labelmap":
+            for k, v in list(out.items()):
+                m = regex.fullmatch(k)
+                if m:
+                    out[m.expand(py_repl)] = v
+        elif action == "labeldrop":
+            out = {k: v for k, v in out.items() if not regex.fullmatch(k)}
+        elif action == "labelkeep":
+            out = {k: v for k, v in out.items() if regex.fullmatch(k)}
+        elif action not in ("keep", "drop"):
+            raise NotImplementedError(action)
+    return out
+
+
+def _relabel_key(config: dict[str, Any], key: str) -> Any:
+    """``key`` (snake_case, as in a scrape config) or its camelCase spelling (a PodMonitor's relabelings)."""
+    camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), key)
+    return config.get(key, config.get(camel))
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def k8s_pods(namespace: str = "seqstream") -> list[dict[str, Any]]:
+    """One pod of each Deployment and of the topics Job of deploy/k8s, plus another application's."""
+    pods = []
+    for i, (_, d) in enumerate(_k8s_docs()):
+        if d["kind"] in ("Deployment", "Job"):
+            tpl = d["spec"]["template"]
+            pods.append(
+                {
+                    "name": f"{d['metadata']['name']}-7f9c{i}",
+                    "namespace": namespace,
+                    "ip": f"10.1.0.{10 + i}",
+                    "labels": tpl["metadata"]["labels"],
+                    "containers": tpl["spec"]["containers"],
+                }
+            )
+    other = {"name": "ports", "ports": [{"name": "metrics", "containerPort": 9100}]}
+    pods.append(
+        {
+            "name": "node-exporter-x",
+            "namespace": namespace,
+            "ip": "10.1.0.99",
+            "labels": {"app": "x"},
+            "containers": [other],
+        }
+    )
+    return pods
+
+
+def discovered_pod_targets(pod: dict[str, Any], job: str) -> list[dict[str, str]]:
+    """The labels Prometheus' Kubernetes service discovery (role: pod) gives a pod's targets."""
+    base = {
+        "job": job,
+        "__scheme__": "http",
+        "__metrics_path__": "/metrics",
+        "__meta_kubernetes_namespace": pod["namespace"],
+        "__meta_kubernetes_pod_name": pod["name"],
+        "__meta_kubernetes_pod_ip": pod["ip"],
+        "__meta_kubernetes_pod_ready": "true",
+        "__meta_kubernetes_pod_phase": "Running",
+    }
+    for k, v in pod["labels"].items():
+        base[f"__meta_kubernetes_pod_label_{_sanitize(k)}"] = str(v)
+        base[f"__meta_kubernetes_pod_labelpresent_{_sanitize(k)}"] = "true"
+    out = []
+    for c in pod["containers"]:
+        for port in c.get("ports") or []:
+            out.append(
+                {
+                    **base,
+                    "__address__": f"{pod['ip']}:{port['containerPort']}",
+                    "__meta_kubernetes_pod_container_name": c["name"],
+                    "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+                    "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
+                }
+            )
+        if not c.get("ports"):
+            out.append({**base, "__address__": pod["ip"], "__meta_kubernetes_pod_container_name": c["name"]})
+    return out
+
+
+def _final(labels: dict[str, str]) -> dict[str, str]:
+    labels = {"instance": labels["__address__"], **labels}
+    return {k: v for k, v in labels.items() if not k.startswith("__")}
+
+
+def k8s_scrape_job_targets() -> list[dict[str, str]]:
+    """The worker targets of deploy/prometheus/kubernetes.yml, labelled as Prometheus would label them."""
+    (job,) = [j for j in load_yaml(PROM_K8S_CONFIG)["scrape_configs"] if j["job_name"] == "seqstream"]
+    out = []
+    for pod in k8s_pods():
+        for t in discovered_pod_targets(pod, job["job_name"]):
+            r = relabel(t, job.get("relabel_configs", []))
+            if r is not None:
+                out.append(_final(r))
+    return out
+
+
+def podmonitor_targets() -> list[dict[str, str]]:
+    """The worker targets of the PodMonitor, labelled as the Prometheus Operator's generated job does:
+    selector and port kept, job from ``jobLabel`` (else ``<namespace>/<name>``), namespace, pod,
+    container and endpoint set, then the PodMonitor's own relabelings."""
+    (pm,) = load_yaml_all(OPERATOR_DIR / "podmonitor.yaml")
+    spec = pm["spec"]
+    (ep,) = spec["podMetricsEndpoints"]
+    out = []
+    for pod in k8s_pods():
+        if not spec["selector"]["matchLabels"].items() <= pod["labels"].items():
+            continue
+        for t in discovered_pod_targets(pod, "unset"):
+            if t.get("__meta_kubernetes_pod_container_port_name") != ep["port"]:
+                continue
+            t = {
+                **t,
+                "job": pod["labels"].get(spec.get("jobLabel", ""), f"{pod['namespace']}/{pm['metadata']['name']}"),
+                "namespace": pod["namespace"],
+                "pod": pod["name"],
+                "container": t["__meta_kubernetes_pod_container_name"],
+                "endpoint": ep["port"],
+                "__metrics_path__": ep.get("path", "/metrics"),
+            }
+            r = relabel(t, ep.get("relabelings", []))
+            if r is not None:
+                out.append(_final(r))
+    return out
+
+
+def compose_job_name() -> str:
+    (job,) = [j for j in load_yaml(PROM_CONFIG)["scrape_configs"] if "dns_sd_configs" in j]
+    return str(job["job_name"])
+
+
+_MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def selector_mismatches(expr: str, target: dict[str, str], target_labels: set[str]) -> list[str]:
+    """Label matchers of ``expr`` on target labels (job, instance, namespace, ...) that ``target`` fails."""
+    bad = []
+    for block in re.findall(r"\{([^}]*)\}", expr):
+        for label, op, value in _MATCHER.findall(block):
+            if label not in target_labels:
+                continue  # a metric's own label (source, topic, state, ...)
+            have = target.get(label, "")
+            ok = {
+                "=": have == value,
+                "!=": have != value,
+                "=~": re.fullmatch(value, have) is not None,
+                "!~": re.fullmatch(value, have) is None,
+            }[op]
+            if not ok:
+                bad.append(f'{label}{op}"{value}" (the target has {label}="{have}")')
+    return bad
+
+
+@pytest.mark.parametrize("how", ["scrape job", "PodMonitor"])
+def test_k8s_workers_are_labelled_like_compose_workers(how: str) -> None:
+    targets = k8s_scrape_job_targets() if how == "scrape job" else podmonitor_targets()
+    workers = [d for d in _worker_deployments()]
+    # one target per worker pod (both Deployments), none for the topics Job or other applications
+    assert len(targets) == len(workers), targets
+    assert {t["pod"] for t in targets} == {
+        p["name"] for p in k8s_pods() if p["labels"].get("app.kubernetes.io/component") == "worker"
+    }
+    port = _k8s_config()["SEQSTREAM_WEB_PORT"]
+    for t in targets:
+        assert t["job"] == compose_job_name() == "seqstream", t
+        assert t["instance"].endswith(f":{port}"), t
+        assert t["namespace"] == "seqstream" and t["accelerator"] in ("cpu", "nvidia"), t
+    # every matcher of the rules and the dashboard on a target label accepts the k8s workers' series
+    target_labels = set().union(*targets) | {"job", "instance"}
+    exprs = all_promql()
+    assert any('up{job="seqstream"}' in e for _, e in exprs)
+    bad = [f"{where}: {m}" for where, e in exprs for t in targets for m in selector_mismatches(e, t, target_labels)]
+    assert not bad, "expressions that miss the Kubernetes workers' series:\n" + "\n".join(bad)
+
+
+def _rendered_alert(rule: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    def render(text: str) -> str:
+        return re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), text)
+
+    return {
+        "exp_labels": {**labels, **rule["labels"]},
+        "exp_annotations": {k: render(v) for k, v in rule["annotations"].items()},
+    }
+
+
+@pytest.mark.parametrize("how", ["scrape job", "PodMonitor"])
+def test_k8s_alert_rules_fire_on_k8s_labelled_series(how: str, tmp_path: Path) -> None:
+    """promtool runs seqstream.rules.yml on series that carry the labels the k8s targets get: with one of
+    two workers down SeqstreamWorkerDown fires for it and SeqstreamNoWorkers does not; with none up,
+    SeqstreamNoWorkers fires (the k8s annotation job of old would have kept it firing all the time)."""
+    targets = k8s_scrape_job_targets() if how == "scrape job" else podmonitor_targets()
+    assert len(targets) == 2
+    rules = {r["alert"]: r for g in load_yaml(RULES)["groups"] for r in g["rules"] if "alert" in r}
+
+    def series(name: str, labels: dict[str, str]) -> str:
+        return name + "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+    down, up = targets
+    tests = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [
+                    {"series": series("up", down), "values": "1 1 0x20"},
+                    {"series": series("up", up), "values": "1x22"},
+                    {"series": series("seqstream_consumer_up", up), "values": "1 1 0x20"},
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "3m",
+                        "alertname": "SeqstreamWorkerDown",
+                        "exp_alerts": [_rendered_alert(rules["SeqstreamWorkerDown"], down)],
+                    },
+                    {"eval_time": "3m", "alertname": "SeqstreamNoWorkers", "exp_alerts": []},
+                    {
+                        "eval_time": "3m",
+                        "alertname": "SeqstreamConsumerStopped",
+                        "exp_alerts": [_rendered_alert(rules["SeqstreamConsumerStopped"], up)],
+                    },
+                ],
+            },
+            {
+                "interval": "15s",
+                "input_series": [{"series": series("up", t), "values": "0x20"} for t in targets],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "4m",
+                        "alertname": "SeqstreamNoWorkers",
+                        "exp_alerts": [_rendered_alert(rules["SeqstreamNoWorkers"], {})],
+                    }
+                ],
+            },
+        ],
+    }
+    f = tmp_path / "k8s.rules.test.yml"
+    f.write_text(json.dumps(tests))
+    r = run([promtool(), "test", "rules", str(f)])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_promtool_check_k8s_scrape_config(tmp_path: Path) -> None:
+    cfg = load_yaml(PROM_K8S_CONFIG)
+    assert [PROM_DIR / f for f in cfg["rule_files"]] == [RULES]
+    (job,) = cfg["scrape_configs"]
+    (sd,) = job["kubernetes_sd_configs"]
+    assert sd["role"] == "pod"
+    r = run([promtool(), "check", "config", str(PROM_K8S_CONFIG)])
+    if r.returncode != 0 and "kubernetes_sd_configs not found" in r.stdout + r.stderr:
+        # Debian's promtool is built without Kubernetes discovery: check the rest (relabelling, rules)
+        job.pop("kubernetes_sd_configs")
+        job["static_configs"] = [{"targets": ["10.1.0.10:6066"]}]
+        cfg["rule_files"] = [str(RULES)]
+        f = tmp_path / "kubernetes.yml"
+        f.write_text(json.dumps(cfg))
+        r = run([promtool(), "check", "config", str(f)])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_prometheus_operator_rules_are_the_rule_file() -> None:
+    (rule,) = load_yaml_all(OPERATOR_DIR / "prometheusrule.yaml")
+    assert rule["kind"] == "PrometheusRule" and rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["spec"] == load_yaml(RULES), (
+        "deploy/k8s/prometheus-operator/prometheusrule.yaml differs from deploy/prometheus/seqstream.rules.yml; "
+        "copy the rule file's groups into its spec"
+    )
+    (pm,) = load_yaml_all(OPERATOR_DIR / "podmonitor.yaml")
+    assert pm["kind"] == "PodMonitor" and pm["apiVersion"] == "monitoring.coreos.com/v1"
+
+
+def test_keda_scales_the_workers_on_their_consumer_lag(monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = {d["kind"]: d for d in load_yaml_all(KEDA_FILE)}
+    so, auth = docs["ScaledObject"], docs["TriggerAuthentication"]
+    assert so["apiVersion"] == auth["apiVersion"] == "keda.sh/v1alpha1"
+    s = _settings_from({**_k8s_config(), **_k8s_secret()}, monkeypatch)
+    spec = so["spec"]
+    cpu = next(d for d in _worker_deployments() if "gpu" not in d["metadata"]["name"])
+    assert spec["scaleTargetRef"]["name"] == cpu["metadata"]["name"]
+    assert spec["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+    # a worker beyond the partition count of a topic gets nothing of it
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= s.partitions
+    triggers = spec["triggers"]
+    assert {t["metadata"]["topic"] for t in triggers} == set(s.input_topics), "one trigger per served input topic"
+    mechanism = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+    for t in triggers:
+        m = t["metadata"]
+        assert t["type"] == "kafka"
+        assert m["consumerGroup"] == s.group_id, "KEDA must watch the group of the input consumer"
+        assert m["bootstrapServers"].split(",") == s.bootstrap_servers
+        assert m["offsetResetPolicy"] == s.auto_offset_reset
+        assert str(m.get("allowIdleConsumers", "false")).lower() == "false"
+        assert int(m["lagThreshold"]) > 0
+        assert m.get("tls", "disable") == ("enable" if "SSL" in s.security_protocol else "disable")
+        if s.security_protocol.startswith("SASL"):
+            assert m["sasl"] == mechanism[s.sasl_mechanism or "PLAIN"]
+            assert t["authenticationRef"]["name"] == auth["metadata"]["name"]
+    (secret_doc,) = _k8s("Secret")
+    refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+    assert {"username", "password"} <= set(refs)
+    for r in refs.values():
+        assert r["name"] == secret_doc["metadata"]["name"] and r["key"] in _k8s_secret()
 
 
 # ---- docs -----------------------------------------------------------------------------------------
@@ -697,6 +1189,24 @@ def _settings_table_module() -> Any:
     sys.modules.setdefault("settings_table", mod)
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_every_setting_has_a_meaning() -> None:
+    """The configuration reference is generated from the fields' descriptions: none may be empty."""
+    missing = [name for name, f in settings_fields().items() if not (f.description or "").strip()]
+    assert not missing, f"give these fields of stream/settings.py a Field(description=...): {missing}"
+    for name, env, typ, default, desc in _settings_table_module().rows():
+        assert desc.strip() and default.strip() and typ.strip(), f"{name} ({env}): an empty cell in the table"
+
+
+def test_variables_read_outside_settings_are_documented() -> None:
+    """``SEQSTREAM_*`` variables the code reads itself (log level, local broker binaries) are in the guide."""
+    doc = OPERATIONS.read_text()
+    conftest = (ROOT / "tests" / "integration" / "conftest.py").read_text()
+    extra = cli_env_vars() | set(re.findall(r"environ(?:\.get)?\(\s*[\"'](SEQSTREAM_[A-Z0-9_]+)", conftest))
+    assert {"SEQSTREAM_LOGLEVEL", "SEQSTREAM_TANSU_BIN", "SEQSTREAM_TEST_BROKER"} <= extra, extra
+    undocumented = sorted(v for v in extra if f"`{v}`" not in doc)
+    assert not undocumented, f"docs/operations.md does not mention {undocumented}"
 
 
 def test_operations_guide_documents_every_setting() -> None:

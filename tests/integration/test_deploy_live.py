@@ -29,11 +29,14 @@ from stream.tools.worker_process import WorkerProcess, free_port
 
 from ..test_deploy import (
     PROM_CONFIG,
+    PROM_K8S_CONFIG,
     PROMETHEUS_SYNTHETIC,
     RULES,
     all_promql,
     dashboard,
+    discovered_pod_targets,
     grafana_to_promql,
+    k8s_pods,
     load_yaml,
     metric_names,
     names_from_exposition,
@@ -119,6 +122,59 @@ def prometheus(two_workers: list[WorkerProcess], tmp_path_factory: pytest.TempPa
             job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
     with run_prometheus(json.dumps(cfg), d, port) as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def prometheus_k8s(two_workers: list[WorkerProcess], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second Prometheus with the Kubernetes scrape job of deploy/prometheus/kubernetes.yml: its Kubernetes
+    discovery is replaced by static targets that carry the labels the discovery gives the pods of deploy/k8s
+    (the two live workers as the two Deployments' pods, the topics Job's and another application's pod at a
+    dead address), so the job's own relabelling runs in a real Prometheus."""
+    d = tmp_path_factory.mktemp("deploy-prometheus-k8s")
+    port = free_port()
+    cfg = load_yaml(PROM_K8S_CONFIG)
+    cfg["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    cfg["rule_files"] = [str(RULES)]
+    (job,) = cfg["scrape_configs"]
+    job.pop("kubernetes_sd_configs")  # Debian's Prometheus is built without it; its labels come statically
+    pods = k8s_pods()
+    workers = [p for p in pods if p["labels"].get("app.kubernetes.io/component") == "worker"]
+    others = [p for p in pods if p not in workers]
+    assert len(workers) == len(two_workers) == 2
+    static = []
+    for pod, address in [*zip(workers, map(_target, two_workers)), *((p, "127.0.0.1:9") for p in others)]:
+        for t in discovered_pod_targets(pod, job["job_name"]):
+            static.append({"targets": [address], "labels": {k: v for k, v in t.items() if k.startswith("__meta_")}})
+    job["static_configs"] = static
+    with run_prometheus(json.dumps(cfg), d, port) as base:
+        yield base
+
+
+def test_k8s_scrape_job_labels_the_live_workers_like_compose(
+    two_workers: list[WorkerProcess], prometheus: str, prometheus_k8s: str
+) -> None:
+    instances = {_target(w) for w in two_workers}
+    deadline = time.monotonic() + 30
+    while True:
+        up = prometheus_query(prometheus_k8s, 'up{job="seqstream"}')
+        if {r["metric"]["instance"] for r in up if r["value"][1] == "1"} == instances or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    # exactly the two workers (the topics Job and the other pod are dropped), with the k8s labels
+    assert {r["metric"]["instance"]: r["value"][1] for r in up} == dict.fromkeys(instances, "1"), up
+    pods = {p["name"] for p in k8s_pods() if p["labels"].get("app.kubernetes.io/component") == "worker"}
+    assert {r["metric"]["pod"] for r in up} == pods and {r["metric"]["namespace"] for r in up} == {"seqstream"}
+    time.sleep(6)  # a few scrapes for the rates
+    # every dashboard and rule expression that finds the compose-labelled series finds the k8s-labelled ones
+    missing = [
+        f"{where}: {e}"
+        for where, e in all_promql()
+        if prometheus_query(prometheus, e) and not prometheus_query(prometheus_k8s, e)
+    ]
+    assert not missing, "no data with the Kubernetes labels:\n" + "\n".join(missing)
+    groups = _get(f"{prometheus_k8s}/api/v1/rules")["data"]["groups"]
+    bad = [f"{r['name']}: {r.get('lastError')}" for g in groups for r in g["rules"] if r.get("health") == "err"]
+    assert not bad, bad
 
 
 def _panel_exprs(title_prefix: str) -> list[str]:
