@@ -25,8 +25,6 @@ __all__ = [
     "client_kwargs",
     "create_topics",
     "create_topics_async",
-    "in_group_join",
-    "leave_group_now",
     "partitions_of",
     "quiet_kafka_logs",
     "wait_ready",
@@ -74,10 +72,11 @@ def broker_error(exc: BaseException, where: str) -> BrokerError:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return BrokerError(
             f"TLS: the broker at {where} presented a certificate this client does not trust "
-            f"({exc.verify_message or exc.reason}); {_FIX_TLS}"
+            f"({getattr(exc, 'verify_message', None) or getattr(exc, 'reason', None) or _why(exc)}); {_FIX_TLS}"
         )
     if isinstance(exc, ssl.SSLError):
-        return BrokerError(f"TLS handshake with {where} failed ({exc.reason or exc}); {_FIX_TLS}")
+        why = getattr(exc, "reason", None) or _why(exc)
+        return BrokerError(f"TLS handshake with {where} failed ({why}); {_FIX_TLS}")
     if isinstance(exc, ke.SaslAuthenticationFailed):
         return BrokerError(f"SASL authentication with {where} failed ({_why(exc)}); {_FIX_SASL}")
     if isinstance(exc, (ke.UnsupportedSaslMechanismError, ke.IllegalSaslStateError)):
@@ -203,8 +202,9 @@ async def check_brokers(bootstrap: str | list[str], timeout: float = 30.0, **kaf
                     raise broker_error(cause, where) from None
                 if time.monotonic() + backoff > deadline:
                     if _listening(bootstrap):
+                        detail = f" ({_why(cause)})" if cause is not None else ""
                         raise BrokerError(
-                            f"something listens at {where} but does not answer as a Kafka broker ({_why(cause)}); "
+                            f"something listens at {where} but does not answer as a Kafka broker{detail}; "
                             "is it the broker's client listener (not the controller's or another service), and does "
                             "SEQSTREAM_SECURITY_PROTOCOL match it (PLAINTEXT vs SSL)?"
                         ) from None
@@ -275,44 +275,6 @@ async def _has_topic(client: Any, topic: str, timeout: float) -> bool:
         if name == topic:
             return bool(err == 0)
     return False
-
-
-def in_group_join(consumer: Any) -> bool:
-    """Whether an aiokafka consumer is joining its group (first join or a rebalance), from its coordinator."""
-    coord = getattr(consumer, "_coordinator", None)
-    task = getattr(coord, "_coordination_task", None)
-    if task is None or task.done():
-        return False
-    return bool(getattr(coord, "_performed_join_prepare", False)) or getattr(coord, "generation", 0) < 0
-
-
-async def leave_group_now(consumer: Any, timeout: float = 3.0) -> None:
-    """End an aiokafka consumer's group membership at once, mid-join included; then ``consumer.stop()`` is quick.
-
-    aiokafka's ``stop()`` waits for its coordination task, and a JoinGroup in flight is answered by
-    the broker only when the whole group has rejoined, which can take the session timeout of a
-    member that died (the reported stop that hung for a minute). Cancelling that task ends the join
-    (and a rebalance callback running in it: a restore is abandoned, the partition is restored by its
-    next owner); a member that has a member id but no generation yet leaves with its own LeaveGroup,
-    so the group does not wait for it either. A member of a generation leaves in ``stop()`` as usual.
-    """
-    coord = getattr(consumer, "_coordinator", None)
-    task = getattr(coord, "_coordination_task", None)
-    if coord is None or task is None:
-        return
-    if not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=timeout)
-    member = getattr(coord, "member_id", "")
-    if member and getattr(coord, "generation", 0) <= 0 and getattr(coord, "coordinator_id", None) is not None:
-        from aiokafka.protocol.group import LeaveGroupRequest
-
-        with contextlib.suppress(Exception, asyncio.TimeoutError):
-            # not on the coordination connection: the broker answers a connection's requests in order, and
-            # that one still waits for the JoinGroup's answer
-            req = LeaveGroupRequest(coord.group_id, member)
-            await asyncio.wait_for(coord._client.send(coord.coordinator_id, req), timeout)
-            log.info("left group %s while joining", coord.group_id)
 
 
 async def partitions_of(client: Any, topic: str, timeout: float = 5.0) -> set[int]:

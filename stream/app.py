@@ -17,11 +17,8 @@ and the service tree, so tables, timers and pages can be added to this app as us
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import tempfile
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,11 +133,13 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
 
     app.service(CoreService)
 
+    from .stopping import leave_faust_join, start_stop_watchdog
+
     @app.on_before_shutdown.connect
-    async def _bounded_stop(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+    async def _bounded_stop(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """The first step of a stop: arm the last-resort deadline, end a join of Faust's own consumer."""
         start_stop_watchdog(settings.stop_timeout_s)
-        await _leave_faust_join(app)
+        await leave_faust_join(app)
 
     @app.agent(control, name="seqstream.control")
     async def control_agent(stream: Any) -> None:
@@ -172,53 +171,6 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
     app.seqstream_settings = settings  # type: ignore[attr-defined]
     app.seqstream_metrics = metrics  # type: ignore[attr-defined]
     return app
-
-
-_watchdog: threading.Timer | None = None
-
-
-def start_stop_watchdog(timeout: float) -> None:
-    """Exit the process ``timeout`` seconds from now if the graceful stop has not finished by then.
-
-    The last resort behind the bounded steps of the stop (``SEQSTREAM_STOP_TIMEOUT_S``), so that an
-    orchestrator's grace period never ends in a SIGKILL: outputs not yet acknowledged are re-sent
-    by the next owner (at-least-once), so exiting is safe, only less tidy (no LeaveGroup).
-    """
-    global _watchdog
-    if _watchdog is not None:
-        return
-
-    def expire() -> None:
-        log.error(
-            "stop did not finish within SEQSTREAM_STOP_TIMEOUT_S=%.0f s; exiting now (inputs not committed are "
-            "re-delivered to the next owner)",
-            timeout,
-        )
-        logging.shutdown()
-        os._exit(1)
-
-    _watchdog = threading.Timer(timeout, expire)
-    _watchdog.daemon = True  # a stop that finishes ends the process; the timer must not keep it alive
-    _watchdog.start()
-
-
-async def _leave_faust_join(app: faust.App) -> None:
-    """End a group join of Faust's own consumer (its control topic's group) in its thread.
-
-    aiokafka's ``stop()`` waits for a JoinGroup in flight, which the broker answers only once the
-    whole group has rejoined (a dead member's session timeout: the stop that hung for a minute).
-    """
-    from .admin import in_group_join, leave_group_now
-
-    thread = getattr(getattr(app, "_consumer", None), "_thread", None)
-    consumer = getattr(thread, "_consumer", None)
-    loop = getattr(thread, "thread_loop", None)
-    if consumer is None or loop is None or not loop.is_running() or not in_group_join(consumer):
-        return
-    log.info("stop: Faust's consumer is joining its group; leaving the join")
-    fut = asyncio.run_coroutine_threadsafe(leave_group_now(consumer, timeout=2.0), loop)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(asyncio.wrap_future(fut), 3.0)
 
 
 def handle_control(value: bytes | None, registry: dict[str, Any]) -> str:

@@ -156,51 +156,11 @@ class BatchEngine:
         )
 
     async def stop(self, timeout: float | None = None) -> None:
-        """Stop within ``timeout`` seconds (default: most of ``stop_timeout_s``), whatever the phase.
-
-        Graceful first: the batch in flight finishes, the outputs awaiting acks are settled and their
-        offsets committed, the owned partitions get a final snapshot, the consumer leaves its group.
-        Each step has what is left of the budget; a step that does not finish in it is abandoned
-        (its inputs are re-delivered: at-least-once). A group join or a restore in progress is
-        abandoned at once (:func:`~stream.admin.leave_group_now`): the broker answers a JoinGroup only
-        when the whole group has rejoined, which can take a dead member's session timeout.
-        """
-        from .admin import leave_group_now
+        """Stop within ``timeout`` s (default: 0.6 x ``stop_timeout_s``) in any phase (stream/stopping.py)."""
+        from .stopping import stop_engine
 
         self._stopping.set()
-        loop = asyncio.get_running_loop()
-        budget = self.settings.stop_timeout_s * 0.6 if timeout is None else timeout
-        deadline = loop.time() + budget
-
-        def left(share: float = 1.0) -> float:
-            return max(0.1, (deadline - loop.time()) * share)
-
-        # a restore is abandoned at once (the next owner restores); a revocation's flush or a batch may finish
-        locked = False if self._restoring else await self._acquire(left(0.5))
-        if not locked and self.consumer is not None:
-            # a rebalance callback (a restore, a revocation's flush) holds the lock: abandon it
-            log.warning("stop: a rebalance or restore still runs; abandoning it to stop in time")
-            await leave_group_now(self.consumer, timeout=left(0.3))
-            locked = await self._acquire(left(0.3))
-        try:
-            self.metrics.up.set(0)
-            if locked:
-                await self._bounded("settling the outputs in flight", self.settle(0), left(0.5))
-                if self.txns is None and self.state.parts:
-                    await self._bounded("the final snapshot", self.state.snapshot(list(self.state.parts)), left(0.6))
-            if self.consumer is not None:
-                # a join or rebalance in progress ends now instead of when the whole group has rejoined
-                await leave_group_now(self.consumer, timeout=left(0.3))
-                await self._bounded("leaving the consumer group", self.consumer.stop(), left(0.5))
-            await self._bounded("the state snapshots on their way", self.state.stop(), left(0.5))
-            if self.txns is not None:
-                await self._bounded("closing the transactions", self.txns.close(), left(0.5))
-            for p in (self.producer, self.state_producer):
-                if p is not None:
-                    await self._bounded("stopping a producer", p.stop(), left(0.5))
-        finally:
-            if locked:
-                self._lock.release()
+        await stop_engine(self, self.settings.stop_timeout_s * 0.6 if timeout is None else timeout)
         for pipe in self.pipelines.values():  # parked-state spill files (the state is in the changelog)
             close = getattr(pipe, "close", None)
             if close is not None:
@@ -209,23 +169,6 @@ class BatchEngine:
         if self._frozen:  # the frozen heap becomes collectable again (an engine stopped in a longer-lived process)
             gc.unfreeze()
             self._frozen = False
-
-    async def _acquire(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._lock.acquire(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    @staticmethod
-    async def _bounded(what: str, aw: Any, timeout: float) -> None:
-        """Await one step of the stop for at most ``timeout`` s; a failure or timeout is logged, not raised."""
-        try:
-            await asyncio.wait_for(aw, timeout)
-        except TimeoutError:
-            log.warning("stop: %s did not finish within %.1f s; going on (at-least-once: re-delivered)", what, timeout)
-        except Exception as exc:
-            log.warning("stop: %s failed (%s); going on", what, exc)
 
     async def _fetch(self) -> dict[Any, list[Any]]:
         s = self.settings

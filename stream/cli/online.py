@@ -24,25 +24,11 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def _preflight(settings: Any, topics: list[str] | None = None, hint: str = "") -> None:
-    """Before any client starts: the brokers answer (every advertised address; retried for
-    ``connect_timeout_s`` while they come up), the ``topics`` exist, and transactions work if needed.
-    Every failure is a :class:`~stream.admin.BrokerError`: one line, exit 2."""
-    import asyncio
+    """Brokers reachable (retried for ``connect_timeout_s``), ``topics`` there, transactions if needed;
+    else one line and exit 2 (:func:`stream.admin.preflight`)."""
+    from stream.preflight import preflight
 
-    from stream.admin import check_brokers, check_topics, client_kwargs, quiet_kafka_logs
-    from stream.transactions import PartitionTransactions
-
-    kw = client_kwargs(settings)  # an unreadable TLS file: one line (ConfigError)
-
-    async def run() -> None:
-        await check_brokers(settings.bootstrap_servers, timeout=settings.connect_timeout_s, **kw)
-        if topics:
-            await check_topics(settings.bootstrap_servers, topics, hint, **kw)
-        if settings.exactly_once:
-            await PartitionTransactions(settings).probe()
-
-    with quiet_kafka_logs():  # the failure is reported in one line
-        asyncio.run(run())
+    preflight(settings, topics or (), hint)
 
 
 def _client_kwargs(settings: Any) -> dict[str, Any]:
