@@ -63,36 +63,42 @@ def client_kwargs(settings: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if k != "bootstrap_servers"}
 
 
-def broker_error(exc: BaseException, where: str) -> BrokerError:
-    """One operator-facing line for a failure of a Kafka client talking to ``where``."""
+def broker_error(exc: BaseException, where: str | None = None) -> BrokerError:
+    """One operator-facing line for a failure of a Kafka client talking to ``where`` (host:port[,...]).
+
+    TLS trust and handshake, SASL, authorization, connection and other broker errors each say what
+    to check; the exception's own text is kept in parentheses.
+    """
     from aiokafka import errors as ke
 
+    broker = f"the broker at {where}" if where else "the broker"
     if isinstance(exc, BrokerError):
         return exc
     if isinstance(exc, ssl.SSLCertVerificationError):
         return BrokerError(
-            f"TLS: the broker at {where} presented a certificate this client does not trust "
+            f"TLS: {broker} presented a certificate this client does not trust "
             f"({getattr(exc, 'verify_message', None) or getattr(exc, 'reason', None) or _why(exc)}); {_FIX_TLS}"
         )
     if isinstance(exc, ssl.SSLError):
         why = getattr(exc, "reason", None) or _why(exc)
-        return BrokerError(f"TLS handshake with {where} failed ({why}); {_FIX_TLS}")
+        return BrokerError(f"TLS handshake with {broker} failed ({why}); {_FIX_TLS}")
     if isinstance(exc, ke.SaslAuthenticationFailed):
-        return BrokerError(f"SASL authentication with {where} failed ({_why(exc)}); {_FIX_SASL}")
+        return BrokerError(f"SASL authentication with {broker} failed ({_why(exc)}); {_FIX_SASL}")
     if isinstance(exc, (ke.UnsupportedSaslMechanismError, ke.IllegalSaslStateError)):
         return BrokerError(
-            f"the broker at {where} does not take this SASL handshake on that listener ({type(exc).__name__}); "
+            f"{broker} does not take this SASL handshake on that listener ({type(exc).__name__}); "
             "check that SEQSTREAM_BROKER_URL names its SASL listener, SEQSTREAM_SECURITY_PROTOCOL and "
             "SEQSTREAM_SASL_MECHANISM"
         )
     if isinstance(exc, ke.TopicAuthorizationFailedError | ke.GroupAuthorizationFailedError):
-        return BrokerError(f"the broker at {where} refused access ({_why(exc)}); ask for the ACLs this user needs")
-    if isinstance(exc, (OSError, TimeoutError, ke.KafkaConnectionError, ke.NodeNotReadyError, ke.RequestTimedOutError)):
+        return BrokerError(f"{broker} refused access ({_why(exc)}); ask for the ACLs this user needs")
+    connection = (OSError, TimeoutError, ke.KafkaConnectionError, ke.KafkaTimeoutError, ke.NodeNotReadyError)
+    if isinstance(exc, (*connection, ke.RequestTimedOutError)):
         return BrokerError(
-            f"lost or could not open the connection to the broker at {where} ({_why(exc)}); check that it runs, "
+            f"lost or could not open the connection to {broker} ({_why(exc)}); check that it runs, "
             "SEQSTREAM_BROKER_URL and SEQSTREAM_SECURITY_PROTOCOL"
         )
-    return BrokerError(f"the broker at {where} answered with an error ({_why(exc)}); see the broker's log")
+    return BrokerError(f"{broker} answered with an error ({_why(exc)}); see the broker's log")
 
 
 def _why(exc: BaseException | None) -> str:
