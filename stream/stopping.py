@@ -109,18 +109,19 @@ async def leave_group_now(consumer: Any, timeout: float = 3.0) -> None:
     the broker only when the whole group has rejoined, which can take the session timeout of a
     member that died (the reported stop that hung for a minute). Cancelling that task ends the join
     (and a rebalance callback running in it: a restore is abandoned, the partition is restored by its
-    next owner); a member that has a member id but no generation yet leaves with its own LeaveGroup,
-    so the group does not wait for it either. A member of a generation leaves in ``stop()`` as usual.
+    next owner). A member caught in a join leaves with its own LeaveGroup, so the group does not wait
+    for it either; a member of a settled generation leaves in ``stop()`` as usual.
     """
     coord = getattr(consumer, "_coordinator", None)
     task = getattr(coord, "_coordination_task", None)
     if coord is None or task is None:
         return
+    joining = in_group_join(consumer)
     if not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=timeout)
     member = getattr(coord, "member_id", "")
-    if member and getattr(coord, "generation", 0) <= 0 and getattr(coord, "coordinator_id", None) is not None:
+    if joining and member and getattr(coord, "coordinator_id", None) is not None:
         from aiokafka.protocol.group import LeaveGroupRequest
 
         with contextlib.suppress(Exception, asyncio.TimeoutError):
@@ -129,6 +130,7 @@ async def leave_group_now(consumer: Any, timeout: float = 3.0) -> None:
             req = LeaveGroupRequest(coord.group_id, member)
             await asyncio.wait_for(coord._client.send(coord.coordinator_id, req), timeout)
             log.info("left group %s while joining", coord.group_id)
+        coord.reset_generation()  # stop() must not leave again (on the connection that still waits)
 
 
 _watchdog: threading.Timer | None = None

@@ -298,3 +298,29 @@ def test_stop_while_rebalancing(kafka: Broker, checkpoints: dict[str, Path], tmp
         a.stop()
         if b is not None:
             b.stop()
+
+
+def test_stop_while_a_rebalance_waits_for_a_dead_member(
+    kafka: Broker, checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    """A worker that owned partitions is caught in a rejoin: a second worker joins while a dead member
+    (killed, its session 30 s) is still in the group, so the rebalance waits for it; both stop in time."""
+    setup = _setup(kafka, checkpoints, tmp_path)
+    a = setup.worker()
+    b = None
+    try:
+        a.wait_ready(timeout=60)
+        _dead_member(kafka.bootstrap, f"{setup.env['SEQSTREAM_APP_ID']}-core", setup.topics["sensors"])
+        _wait_log(a, r"partitions owned at .*\n(.|\n)*partitions owned at")  # a rebalance for the dead member
+        mark = len(a.log_path.read_text(errors="replace"))
+        b = setup.worker()
+        _wait_log(a, r"partitions revoked at", after=mark)
+        time.sleep(1.5)
+        assert "partitions assigned" not in a.log_path.read_text(errors="replace")[mark:], "no dead member waited"
+        _assert_clean_stop(a, *_sigterm(a))
+        assert "while joining" in a.log_path.read_text(errors="replace")[mark:]
+        _assert_clean_stop(b, *_sigterm(b))
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
