@@ -165,8 +165,7 @@ def test_stop_before_faust(kafka: Broker, checkpoints: dict[str, Path], tmp_path
     setup = _setup(kafka, checkpoints, tmp_path, SEQSTREAM_BROKER_URL=f"kafka://127.0.0.1:{free_port()}")
     w = setup.worker()
     try:
-        time.sleep(3.0)  # imports done, retrying the broker that is not there (SEQSTREAM_CONNECT_TIMEOUT_S: 30 s)
-        assert w.alive(), w.log_tail()
+        _wait_log(w, r"not reachable yet")  # retrying the broker that is not there (SEQSTREAM_CONNECT_TIMEOUT_S: 30 s)
         rc, took = _sigterm(w)
         _assert_clean_stop(w, rc, took)
         assert took < 2.0
