@@ -16,6 +16,7 @@ and the service tree, so tables, timers and pages can be added to this app as us
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 from pathlib import Path
@@ -68,9 +69,15 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
     control = app.topic(settings.topic_control, value_type=bytes, value_serializer="raw", partitions=1)
 
     class CoreService(Service):
-        """Loads a Runner per source and runs the batch engine inside the worker."""
+        """Loads a Runner per source and runs the batch engine inside the worker.
+
+        A stop may come in any phase (Faust stops its services on SIGTERM/SIGINT): while models load,
+        the start returns at the next source; while the engine connects, its start is cancelled; once
+        it runs, :meth:`BatchEngine.stop` settles, snapshots and leaves its group within its budget.
+        """
 
         engine: BatchEngine | None = None
+        _starting: asyncio.Task[None] | None = None
 
         async def on_start(self) -> None:
             from .engine import BatchEngine
@@ -85,6 +92,10 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
                 torch.set_num_threads(settings.torch_threads)
             pipelines: dict[str, SourcePipeline] = {}
             for source in settings.sources:  # each source's model: stream/sources/<source>.py
+                await asyncio.sleep(0)  # a signal that came while the previous model loaded is handled here
+                if self.should_stop:
+                    log.info("stop requested while loading models; not starting the engine")
+                    return
                 runner = build_runner(settings, source)
                 log.info(
                     "source %s: model %s, %d feature(s), device %s, threshold %.3f",
@@ -95,20 +106,44 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
                     runner.threshold,
                 )
                 pipelines[source] = SourcePipeline(source, runner, settings, metrics)
+            if self.should_stop:
+                return
             self.engine = BatchEngine(settings, pipelines, metrics)
             core_ref["engine"] = self.engine
-            await self.engine.start()
+            # its own task, so that a stop can cancel a start that waits on the brokers (on_stop)
+            self._starting = asyncio.ensure_future(self.engine.start())
+            try:
+                await asyncio.shield(self._starting)
+            except asyncio.CancelledError:
+                if not self.should_stop:
+                    raise
+                log.info("stop requested while the engine started; not consuming")
+            finally:
+                self._starting = None
 
         @Service.task
         async def _consume(self) -> None:
-            assert self.engine is not None
+            if self.engine is None or self.should_stop:
+                return
             await self.engine.run()
 
         async def on_stop(self) -> None:
+            starting = self._starting
+            if starting is not None and not starting.done():
+                starting.cancel()
+                await asyncio.wait([starting], timeout=2.0)
             if self.engine is not None:
                 await self.engine.stop()
 
     app.service(CoreService)
+
+    from .stopping import leave_faust_join, start_stop_watchdog
+
+    @app.on_before_shutdown.connect
+    async def _bounded_stop(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """The first step of a stop: arm the last-resort deadline, end a join of Faust's own consumer."""
+        start_stop_watchdog(settings.stop_timeout_s)
+        await leave_faust_join(app)
 
     @app.agent(control, name="seqstream.control")
     async def control_agent(stream: Any) -> None:

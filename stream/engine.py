@@ -94,6 +94,7 @@ class BatchEngine:
             PartitionTransactions(settings, metrics) if settings.exactly_once else None
         )
         self._frozen = False
+        self._restoring = False  # a rebalance's restore holds the lock (a stop abandons it at once)
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -154,31 +155,20 @@ class BatchEngine:
             s.broker_session_timeout,
         )
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop within ``timeout`` s (default: 0.6 x ``stop_timeout_s``) in any phase (stream/stopping.py)."""
+        from .stopping import stop_engine
+
         self._stopping.set()
-        async with self._lock:
-            self.metrics.up.set(0)
-            with contextlib.suppress(Exception):
-                await self.settle(0)
-            if self.consumer is not None:
+        await stop_engine(self, self.settings.stop_timeout_s * 0.6 if timeout is None else timeout)
+        for pipe in self.pipelines.values():  # parked-state spill files (the state is in the changelog)
+            close = getattr(pipe, "close", None)
+            if close is not None:
                 with contextlib.suppress(Exception):
-                    await self.consumer.stop()
-            with contextlib.suppress(Exception):
-                await self.state.stop()
-            if self.txns is not None:
-                await self.txns.close()
-            for p in (self.producer, self.state_producer):
-                if p is not None:
-                    with contextlib.suppress(Exception):
-                        await p.stop()
-            for pipe in self.pipelines.values():  # parked-state spill files (the state is in the changelog)
-                close = getattr(pipe, "close", None)
-                if close is not None:
-                    with contextlib.suppress(Exception):
-                        close()
-            if self._frozen:  # the frozen heap becomes collectable again (an engine stopped in a longer-lived process)
-                gc.unfreeze()
-                self._frozen = False
+                    close()
+        if self._frozen:  # the frozen heap becomes collectable again (an engine stopped in a longer-lived process)
+            gc.unfreeze()
+            self._frozen = False
 
     async def _fetch(self) -> dict[Any, list[Any]]:
         s = self.settings
@@ -491,10 +481,13 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
             if engine.txns is not None:
                 # fence the previous owners (and finish their transactions) before reading offsets and state
                 unfenced = await engine.txns.open_all(assigned)
+            engine._restoring = True
             try:
                 await engine.state.on_assigned(assigned, engine.consumer, skip=unfenced)
             except Exception:
                 log.exception("restoring state of the assigned partitions failed")
                 raise
+            finally:
+                engine._restoring = False
         engine.metrics.assigned_partitions.set(len(assigned))
         log.info("partitions owned at %.3f: %s", time.time(), sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))

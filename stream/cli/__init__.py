@@ -89,5 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SeqstreamError as exc:
         print(f"seqstream: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not type(exc).__module__.startswith("aiokafka"):
+            raise
+        # a Kafka failure no command translated (the broker went away mid-way): still one line
+        from stream.admin import broker_error
+
+        print(f"seqstream: error: {broker_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

@@ -216,6 +216,9 @@ def _train_topic(args: argparse.Namespace) -> int:
         print("seqstream train --topic: give --broker kafka://HOST:PORT or set SEQSTREAM_BROKER_URL", file=sys.stderr)
         return 2
     src = args.source
+    from stream.preflight import preflight
+
+    preflight(settings, [args.topic], "check its name (kafka-topics.sh --list shows the topics)")
     data = topic_data(
         settings.kafka_kwargs(),
         args.topic,

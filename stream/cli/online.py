@@ -22,24 +22,43 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Any:
     return load_settings(broker_url=getattr(args, "broker", None), **extra)
 
 
-def _preflight(settings: Any) -> None:
-    """Before Faust starts: the brokers answer (every advertised address), and take transactions if needed."""
-    import asyncio
+def _preflight(settings: Any, topics: list[str] | None = None, hint: str = "") -> None:
+    """Brokers reachable (retried for ``connect_timeout_s``), ``topics`` there, transactions if needed;
+    else one line and exit 2 (:func:`stream.admin.preflight`)."""
+    from stream.preflight import preflight
 
-    from stream.admin import check_brokers, quiet_kafka_logs
-    from stream.transactions import PartitionTransactions
-
-    async def run() -> None:
-        await check_brokers(settings.bootstrap_servers, timeout=15.0, **_client_kwargs(settings))
-        if settings.exactly_once:
-            await PartitionTransactions(settings).probe()
-
-    with quiet_kafka_logs():  # the failure is reported in one line
-        asyncio.run(run())
+    preflight(settings, topics or (), hint)
 
 
 def _client_kwargs(settings: Any) -> dict[str, Any]:
-    return {k: v for k, v in settings.kafka_kwargs().items() if k != "bootstrap_servers"}
+    from stream.admin import client_kwargs
+
+    return client_kwargs(settings)
+
+
+def _talking_to(settings: Any, run: Any) -> Any:
+    """Run a client coroutine; a Kafka or network failure on the way becomes one line (BrokerError)."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from stream.admin import broker_error
+
+    try:
+        return asyncio.run(run)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise broker_error(exc, ",".join(settings.bootstrap_servers)) from None
+
+
+def _stop_quietly_before_faust() -> None:
+    """SIGTERM/SIGINT before Faust's worker takes over the signals: nothing to flush yet, exit 0 at once."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def _checkpoints(pairs: list[str] | None) -> dict[str, str] | None:
@@ -61,6 +80,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from stream.settings import load_settings
 
     # the worker's options are named as the settings they override (None: the environment's value)
+    _stop_quietly_before_faust()  # Faust's worker installs its own handlers (a graceful, bounded stop)
     named = ("profile", "web_host", "web_port", "device", "batch_max", "batch_wait_s", "sources", "open_threshold")
     overrides = {name: getattr(args, name) for name in named}
     settings = load_settings(broker_url=args.broker, checkpoints=_checkpoints(args.checkpoint), **overrides)
@@ -88,7 +108,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_produce(args: argparse.Namespace) -> int:
-    import asyncio
     import json
 
     from stream.sources.simulator import Simulator
@@ -105,7 +124,13 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         total_rounds = int(args.seconds * per_stream_hz)
         sim.inject(max(1, args.streams // 50), int(total_rounds * 0.3), int(total_rounds * 0.8))
     topic = args.topic or settings.topic(args.source)
-    sent = asyncio.run(
+    _preflight(
+        settings,
+        [topic],
+        "create it (`seqstream broker --create-topics`, kafka-topics.sh --create) or name an existing one with --topic",
+    )
+    sent = _talking_to(
+        settings,
         produce(
             settings.bootstrap_servers,
             topic,
@@ -113,7 +138,7 @@ def _cmd_produce(args: argparse.Namespace) -> int:
             rate=args.rate,
             seconds=args.seconds,
             kafka_kwargs=_client_kwargs(settings),
-        )
+        ),
     )
     print(f"produced {sent} events to {topic} ({args.streams} streams, {sent / max(args.seconds, 1e-9):.0f}/s)")
     for a in sim.labels:
@@ -126,7 +151,6 @@ def _cmd_produce(args: argparse.Namespace) -> int:
 
 def _produce_stdin(args: argparse.Namespace) -> int:
     """``produce --from-stdin``: kcat ``-P``; the summary goes to stderr (stdout stays free for pipes)."""
-    import asyncio
 
     from stream.tools.produce import produce_lines
 
@@ -136,7 +160,9 @@ def _produce_stdin(args: argparse.Namespace) -> int:
         args.parser.error("--source, --anomalies and --labels-out are for simulated data, not --from-stdin")
     _quiet_client_logs(args)
     settings = _settings(args)
-    sent = asyncio.run(
+    _preflight(settings, [args.topic], "create it (kafka-topics.sh --create) or name an existing one with --topic")
+    sent = _talking_to(
+        settings,
         produce_lines(
             settings.bootstrap_servers,
             args.topic,
@@ -145,7 +171,7 @@ def _produce_stdin(args: argparse.Namespace) -> int:
             key_delimiter=args.key_delimiter,
             partition=args.partition,
             kafka_kwargs=_client_kwargs(settings),
-        )
+        ),
     )
     print(f"sent {sent} records to {args.topic}", file=sys.stderr)
     return 0
@@ -162,30 +188,32 @@ def _quiet_client_logs(args: argparse.Namespace) -> None:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    import asyncio
-
     from stream.tools.tail import parse_offset, tail
 
     _quiet_client_logs(args)
     settings = _settings(args)
     kw = _client_kwargs(settings)
     offset = parse_offset(args.offset) if args.offset is not None else None
+    _preflight(settings, [args.topic], "check its name (kafka-topics.sh --list shows the topics)")
     try:
-        return asyncio.run(
-            tail(
-                settings.bootstrap_servers,
-                args.topic,
-                from_beginning=args.from_beginning,
-                limit=args.limit,
-                raw=args.raw,
-                idle_exit=args.idle_exit,
-                kafka_kwargs=kw,
-                offset=offset,
-                partitions=args.partition,
-                group=args.group,
-                key=args.key,
-                fmt=args.format,
-                exit_at_end=args.exit_at_end,
+        return int(
+            _talking_to(
+                settings,
+                tail(
+                    settings.bootstrap_servers,
+                    args.topic,
+                    from_beginning=args.from_beginning,
+                    limit=args.limit,
+                    raw=args.raw,
+                    idle_exit=args.idle_exit,
+                    kafka_kwargs=kw,
+                    offset=offset,
+                    partitions=args.partition,
+                    group=args.group,
+                    key=args.key,
+                    fmt=args.format,
+                    exit_at_end=args.exit_at_end,
+                ),
             )
         )
     except KeyboardInterrupt:

@@ -167,7 +167,8 @@ def demo_plan(settings: Settings, seconds: float | None) -> tuple[dict[str, Simu
 
 
 def run_demo(seconds: float | None = None, broker: str | None = None, quiet: bool = False) -> int:
-    from stream.admin import create_topics
+    from stream.admin import client_kwargs, create_topics
+    from stream.preflight import preflight
     from stream.tools.brokers import EmbeddedBroker
 
     base = load_settings(broker_url=broker)
@@ -197,7 +198,9 @@ def run_demo(seconds: float | None = None, broker: str | None = None, quiet: boo
         settings = load_settings(
             broker_url=url, profile="tansu" if embedded else base.profile, sources=",".join(usable)
         )
-        kw = {k: v for k, v in settings.kafka_kwargs().items() if k != "bootstrap_servers"}
+        if not embedded:  # a broker that is down or refuses TLS/SASL: one line, exit 2 (not a traceback)
+            preflight(settings)
+        kw = client_kwargs(settings)
         topics = [settings.topic(s) for s in settings.sources] + settings.output_topics
         create_topics(settings.bootstrap_servers, topics, settings.partitions, settings.replication_factor, **kw)
         env = {

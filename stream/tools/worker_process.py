@@ -91,7 +91,8 @@ class WorkerProcess:
             time.sleep(0.25)
         raise SeqstreamError(f"worker not ready within {timeout} s; see {self.log_path}")
 
-    def stop(self, timeout: float = 20.0) -> int | None:
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout`` s (above the worker's own bound, SEQSTREAM_STOP_TIMEOUT_S: 20 s)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:

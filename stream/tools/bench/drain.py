@@ -195,6 +195,11 @@ class _ExternalBroker:
         self.bootstrap = ",".join(u.strip().removeprefix("kafka://") for u in url.split(",") if u.strip())
 
     def __enter__(self) -> _ExternalBroker:
+        # down, a malformed URL, TLS or SASL refused: one line and exit 2 before any scenario starts
+        from stream.preflight import preflight
+        from stream.settings import load_settings
+
+        preflight(load_settings(broker_url=",".join(f"kafka://{hp}" for hp in self.bootstrap.split(","))))
         return self
 
     def __exit__(self, *exc: object) -> None:
