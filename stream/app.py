@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import faust
 from mode import Service
+
+from models.errors import SeqstreamError
 
 from .metrics import Metrics
 from .settings import Settings, load_settings
@@ -125,7 +129,13 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
         async def _consume(self) -> None:
             if self.engine is None or self.should_stop:
                 return
-            await self.engine.run()
+            try:
+                await self.engine.run()
+            except SeqstreamError as exc:
+                # a refusal the operator configured (SEQSTREAM_ON_MODEL_CHANGE=refuse, ...): a graceful stop,
+                # and `seqstream worker` says it in one line with exit 2, not as a crashed service's traceback
+                app.seqstream_fatal = exc  # type: ignore[attr-defined]
+                os.kill(os.getpid(), signal.SIGTERM)
 
         async def on_stop(self) -> None:
             starting = self._starting
@@ -179,6 +189,7 @@ def _build(settings: Settings, metrics: Metrics) -> faust.App:
 
     register_routes(app, core_ref, settings)
 
+    app.seqstream_fatal = None  # type: ignore[attr-defined]  # a SeqstreamError that stopped the engine
     app.seqstream_settings = settings  # type: ignore[attr-defined]
     app.seqstream_metrics = metrics  # type: ignore[attr-defined]
     return app

@@ -97,7 +97,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from .verbosity import log_level
 
     worker = Worker(app, loglevel=log_level(args), quiet=True)
-    worker.execute_from_commandline()  # returns via SystemExit when the worker stops
+    try:
+        worker.execute_from_commandline()  # returns via SystemExit when the worker stops
+    except SystemExit:
+        fatal = getattr(app, "seqstream_fatal", None)
+        if fatal is not None:  # the engine stopped on a refusal: one line, exit 2 (stream.cli.main)
+            raise fatal from None
+        raise
     return 0
 
 

@@ -250,7 +250,7 @@ def test_refuse_stops_with_one_line(
     print(f"refuse (engine): {line}")
     assert "\n" not in line and "SEQSTREAM_ON_MODEL_CHANGE=refuse" in line
     assert engine.pipelines["sensors"].fingerprint in line and engine.events == 0  # nothing ran
-    # the worker process: a non-zero exit with that line
+    # the worker process: exit 2 with that line
     env = {**os.environ, **setup.env, "SEQSTREAM_CHECKPOINT_SENSORS": str(checkpoint_b)}
     env |= {"SEQSTREAM_ON_MODEL_CHANGE": "refuse", "SEQSTREAM_WEB_PORT": str(free_port())}
     cmd = [sys.executable, "-m", "stream.cli", "worker"]
@@ -258,6 +258,9 @@ def test_refuse_stops_with_one_line(
     lines = (p.stdout + p.stderr).splitlines()
     said = [ln for ln in lines if "SEQSTREAM_ON_MODEL_CHANGE=refuse" in ln]
     print(f"refuse (worker): rc {p.returncode}, {len(lines)} log lines; last: {lines[-3:]}")
-    assert p.returncode != 0 and said, "\n".join(lines[-40:])
+    assert p.returncode == 2 and said, "\n".join(lines[-40:])
+    # after a graceful stop, the command's last word is the refusal in one line, with no traceback
+    assert lines[-1].startswith("seqstream: error: ") and "SEQSTREAM_ON_MODEL_CHANGE=refuse" in lines[-1], lines[-5:]
+    assert not any("Traceback" in ln for ln in lines), "\n".join(lines[-40:])
     inputs, got = setup.outputs(n_a)
     assert len(got) == n_a and not set(got) & {_id(r) for r in _second_part(setup, inputs)}  # no output of B's
