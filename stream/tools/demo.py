@@ -25,7 +25,7 @@ from stream.sources.audio import AUDIO_FRAME, AUDIO_RATE
 from stream.sources.simulator import Simulator
 from stream.sources.ticks import TICK_KINDS, TickSim
 from stream.tools.produce import produce
-from stream.tools.worker_process import WorkerProcess, metric_sum
+from stream.tools.worker_process import WorkerProcess, metric_quantile, metric_sum
 
 __all__ = ["demo_plan", "run_demo"]
 
@@ -44,26 +44,6 @@ class _State:
     prev: dict[str, float] = field(default_factory=dict)
     prev_t: float = 0.0
     shown: int = 0
-
-
-def _quantile(now: dict[str, float], prev: dict[str, float], name: str, q: float) -> float | None:
-    """Approximate quantile of a histogram's increase between two scrapes (all label sets summed)."""
-    buckets: dict[float, float] = {}
-    for k, v in now.items():
-        if k.startswith(name + "_bucket{"):
-            le = k.split('le="', 1)[1].split('"', 1)[0]
-            bound = float("inf") if le == "+Inf" else float(le)
-            buckets[bound] = buckets.get(bound, 0.0) + v - prev.get(k, 0.0)
-    if not buckets:
-        return None
-    bounds = sorted(buckets)
-    total = buckets[bounds[-1]]
-    if total <= 0:
-        return None
-    for b in bounds:
-        if buckets[b] >= q * total:
-            return b
-    return bounds[-1]
 
 
 def _fmt_s(v: float | None) -> str:
@@ -113,8 +93,8 @@ def _print_summary(worker: WorkerProcess, st: _State, t0: float, quiet: bool) ->
             out
             - sum(v for k, v in st.prev.items() if k.startswith("seqstream_events_out_total{") and "predictions" in k)
         ) / dt
-        p50 = _quantile(m, st.prev, "seqstream_end_to_end_latency_seconds", 0.5)
-        p99 = _quantile(m, st.prev, "seqstream_end_to_end_latency_seconds", 0.99)
+        p50 = metric_quantile(m, st.prev, "seqstream_end_to_end_latency_seconds", 0.5)
+        p99 = metric_quantile(m, st.prev, "seqstream_end_to_end_latency_seconds", 0.99)
         opened = sum(1 for a in st.alerts if a.get("state") == "open")
         print(
             f"[{now - t0:5.1f}s] in {rate_in:7,.0f} ev/s | predictions {rate_out:7,.0f}/s | "

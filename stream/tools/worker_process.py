@@ -21,7 +21,7 @@ from pathlib import Path
 from models.errors import SeqstreamError
 from stream.tools.brokers import free_port
 
-__all__ = ["WorkerProcess", "free_port", "parse_metrics"]
+__all__ = ["WorkerProcess", "free_port", "metric_quantile", "metric_sum", "parse_metrics"]
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
@@ -44,6 +44,27 @@ def parse_metrics(text: str) -> dict[str, float]:
 def metric_sum(metrics: dict[str, float], name: str) -> float:
     """Sum of a metric over all its label sets."""
     return sum(v for k, v in metrics.items() if k == name or k.startswith(name + "{"))
+
+
+def metric_quantile(now: dict[str, float], prev: dict[str, float], name: str, q: float) -> float | None:
+    """The upper bound of the bucket that holds quantile ``q`` of a histogram's increase between two
+    scrapes ``prev`` and ``now`` (all label sets summed); None when nothing was observed."""
+    buckets: dict[float, float] = {}
+    for k, v in now.items():
+        if k.startswith(name + "_bucket{"):
+            le = k.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + v - prev.get(k, 0.0)
+    if not buckets:
+        return None
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return None
+    for b in bounds:
+        if buckets[b] >= q * total:
+            return b
+    return bounds[-1]
 
 
 class WorkerProcess:

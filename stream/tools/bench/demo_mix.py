@@ -24,20 +24,6 @@ __all__ = ["demo_mix"]
 _SOURCES = "sensors,speech,ticks,machines,audio"
 
 
-def _hist_quantile(now: dict[str, float], prev: dict[str, float], name: str, q: float) -> float | None:
-    """The upper bound (s) of the bucket holding quantile ``q`` of a histogram's increase (all sources)."""
-    buckets: dict[float, float] = {}
-    for k, v in now.items():
-        if k.startswith(name + "_bucket{"):
-            le = k.split('le="', 1)[1].split('"', 1)[0]
-            bound = float("inf") if le == "+Inf" else float(le)
-            buckets[bound] = buckets.get(bound, 0.0) + v - prev.get(k, 0.0)
-    total = buckets.get(float("inf"), 0.0)
-    if total <= 0:
-        return None
-    return next(b for b in sorted(buckets) if buckets[b] >= q * total)
-
-
 def demo_mix(kind: str, url: str | None, seconds: float, warmup: float = 10.0) -> dict[str, Any]:
     """One measurement of the demo's mix on a fresh broker of ``kind`` (or the one at ``url``)."""
     from stream.admin import create_topics
@@ -84,7 +70,7 @@ async def _measure(
     settings: Any, worker: Any, sims: dict[str, Any], rates: dict[str, float], seconds: float, warmup: float, b: Any
 ) -> dict[str, Any]:
     from stream.tools.produce import produce
-    from stream.tools.worker_process import metric_sum
+    from stream.tools.worker_process import metric_quantile, metric_sum
 
     stop = asyncio.Event()
     producers = [
@@ -123,7 +109,7 @@ async def _measure(
         "lag_end": metric_sum(m1, "seqstream_consumer_lag"),
     }
     for q in (0.5, 0.99):
-        v = _hist_quantile(m1, m0, lat, q)
+        v = metric_quantile(m1, m0, lat, q)
         out[f"p{int(q * 100)}_ms"] = None if v is None else (round(v * 1000, 1) if v != float("inf") else "inf")
     if errors:
         out["error"] = "; ".join(errors)
