@@ -24,6 +24,7 @@ from stream.codec import (
     encode_predictions,
 )
 from stream.codec.decode import _decode_careful
+from stream.codec.encode import DEAD_EMBED_MAX
 from stream.sources import SOURCES
 
 NOW = 1_700_000_000.0
@@ -191,6 +192,13 @@ def test_encoders() -> None:
     d = orjson.loads(encode_dead(r, source="sensors", reason="not_json", message="bad"))
     assert base64.b64decode(d["value_b64"]) == b"\x00raw" and d["reason"] == "not_json"
     assert d["input"]["offset"] == 42 and d["input"]["timestamp_ms"] == 1234
+    assert "value_truncated" not in d
+    # a huge rejected value: the dead letter carries its head and its size, and stays far under the
+    # broker's 1 MiB message.max.bytes (a larger one failed the whole batch's send and stopped the worker)
+    huge = rec(b"x" * 900_000, offset=43)
+    d = orjson.loads(blob := encode_dead(huge, source="sensors", reason="too_large", message="big"))
+    assert len(blob) < 400_000 and d["value_truncated"] is True and d["value_bytes"] == 900_000
+    assert base64.b64decode(d["value_b64"]) == b"x" * DEAD_EMBED_MAX
 
 
 # -- the fast path (msgspec, checks on arrays) equals the careful per-record path -----------------

@@ -233,16 +233,30 @@ def _direction(expected: Sequence[float], actual: Sequence[float], channel: Any)
     return ("above" if gap > 0 else "below"), gap
 
 
+# the most bytes of a rejected key or value a dead letter carries: base64 makes them 4/3 larger, and a
+# dead letter over the broker's message.max.bytes (1 MiB by default) would fail the whole batch's send
+DEAD_EMBED_MAX = 256 * 1024
+
+
+def _b64_head(raw: bytes | None) -> str | None:
+    return base64.b64encode(raw[:DEAD_EMBED_MAX]).decode() if raw is not None else None
+
+
 def encode_dead(rec: RecordLike, *, source: str, reason: str, message: str) -> bytes:
-    """One ``dead-letter`` record carrying the original key and value (base64)."""
-    return orjson.dumps(
-        {
-            "id": event_id(rec),
-            "source": source,
-            "reason": reason,
-            "message": message,
-            "input": {**_input_ref(rec), "timestamp_ms": rec.timestamp},
-            "key_b64": base64.b64encode(rec.key).decode() if rec.key is not None else None,
-            "value_b64": base64.b64encode(rec.value).decode() if rec.value is not None else None,
-        }
-    )
+    """One ``dead-letter`` record carrying the original key and value (base64); of a value (or key) over
+    :data:`DEAD_EMBED_MAX` bytes only its first ``DEAD_EMBED_MAX`` bytes, with ``value_bytes`` (its size)
+    and ``value_truncated: true`` (the whole record stays at ``input``'s topic, partition and offset)."""
+    out: dict[str, object] = {
+        "id": event_id(rec),
+        "source": source,
+        "reason": reason,
+        "message": message,
+        "input": {**_input_ref(rec), "timestamp_ms": rec.timestamp},
+        "key_b64": _b64_head(rec.key),
+        "value_b64": _b64_head(rec.value),
+    }
+    for name, raw in (("key", rec.key), ("value", rec.value)):
+        if raw is not None and len(raw) > DEAD_EMBED_MAX:
+            out[f"{name}_bytes"] = len(raw)
+            out[f"{name}_truncated"] = True
+    return orjson.dumps(out)
