@@ -361,3 +361,25 @@ async def test_explorer_token_browser_login() -> None:
     async with TestClient(TestServer(aiohttp_app(ex, guard))) as c:
         forged = {COOKIE: "0" * 64}
         assert (await c.get("/api/streams", cookies=forged)).status == 401
+
+
+def test_the_worker_logs_at_its_level_not_at_debug() -> None:
+    """At ``-l warning`` the root logger stays at WARNING: Faust's terminal spinner would lower it to DEBUG
+    (and every aiokafka debug record would be built on the hot path)."""
+    import logging
+
+    from stream.app import create_app
+    from stream.cli.online import faust_worker
+    from stream.settings import Settings
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        worker = faust_worker(create_app(Settings(broker_url="kafka://127.0.0.1:1")), "warning")
+        worker.redirect_stdouts = False
+        worker._setup_logging()
+        assert root.level == logging.WARNING
+        assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
