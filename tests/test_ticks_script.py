@@ -7,6 +7,7 @@ on the state it updates, over ticks that open and resolve every alert kind.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import models.ticks as ticks
@@ -61,3 +62,27 @@ def test_scripted_rules_equal_the_python_function_bitwise() -> None:
         assert _same(s_eager, s_script), step
         kinds_opened += out_e[5].clamp_min(0).sum(0)  # [5] opens per kind (trans > 0)
     assert (kinds_opened > 0).all(), kinds_opened  # every rule fired at least once: all paths compared
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_scripted_rules_on_cuda_equal_the_cpu() -> None:
+    """The worker's ticks path on a GPU: the same scripted function on CUDA tensors, within 1e-4 of the CPU."""
+    f = _features()
+    g = torch.Generator().manual_seed(5)
+    b = 16
+    s_cpu = f.init_row().unsqueeze(0).repeat(b, 1)[:, f._o : f._o + ticks._OWN].clone()  # [b, S]
+    s_gpu = s_cpu.cuda()  # [b, S]
+    price = torch.full((b,), 50.0)  # [b]
+    for step in range(300):
+        price = price * torch.exp(torch.randn(b, generator=g) * 0.002)  # [b]
+        x = torch.stack((price, torch.rand(b, generator=g) * 50, price - 0.01, price + 0.01), 1)  # [b, 4]
+        dt = torch.rand(b, generator=g) + 0.1  # [b]
+        out_c = ticks._RULES(s_cpu, x, dt, f._close_on(x.device), *f._rule_args)
+        xg, dg = x.cuda(), dt.cuda()
+        out_g = ticks._RULES(s_gpu, xg, dg, f._close_on(xg.device), *f._rule_args)
+        for k, (c, d) in enumerate(zip(out_c, out_g, strict=True)):
+            if c.dtype.is_floating_point:
+                torch.testing.assert_close(d.cpu(), c, atol=1e-4, rtol=1e-4, equal_nan=True, msg=f"{step}/{k}")
+            else:
+                assert torch.equal(d.cpu(), c), (step, k)
