@@ -291,11 +291,12 @@ async def partitions_of(client: Any, topic: str, timeout: float = 5.0) -> set[in
     metadata cache, which a new topic joins shortly after CreateTopics returns).
     """
     deadline = time.monotonic() + timeout
-    inner = client._client  # the AIOKafkaClient: its metadata refresh updates what partitions_for_topic reads
+    # the AIOKafkaClient inside (a consumer's ``_client``, a producer's ``client``): its refresh updates its cluster
+    inner = client._client if hasattr(client, "_client") else client.client
     inner.add_topic(topic)
     while True:
         await inner.force_metadata_update()
-        parts = client.partitions_for_topic(topic)
+        parts = inner.cluster.partitions_for_topic(topic)
         if parts or time.monotonic() > deadline:
             return set(parts or ())
         await asyncio.sleep(0.1)

@@ -235,7 +235,9 @@ async def test_produce_lines_bad_line_names_it(monkeypatch: pytest.MonkeyPatch) 
     import aiokafka
 
     monkeypatch.setattr(aiokafka, "AIOKafkaProducer", FakeProducer)
-    monkeypatch.setattr(mod, "_partitions", parts)
+    import stream.admin
+
+    monkeypatch.setattr(stream.admin, "partitions_of", parts)  # the topic's metadata, without a broker
     lines = io.BytesIO(
         b'{"key": "a", "value": 1}\n\n{"key": "b", "value": 2, "partition": 1}\n{"key": 3}\n{"value": 4}\n'
     )

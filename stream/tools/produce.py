@@ -187,19 +187,6 @@ def record_parser(fmt: str, key_delimiter: str = "\t") -> Callable[[bytes], Reco
     return lambda line: parse_kv(line, delim)
 
 
-async def _partitions(producer: Any, topic: str, timeout: float) -> set[int]:
-    """The partitions of ``topic`` from fresh metadata (empty if it does not exist within ``timeout``)."""
-    client = producer.client
-    client.add_topic(topic)
-    deadline = time.monotonic() + timeout
-    while True:
-        await client.force_metadata_update()
-        parts = client.cluster.partitions_for_topic(topic)
-        if parts or time.monotonic() > deadline:
-            return set(parts or ())
-        await asyncio.sleep(0.1)
-
-
 async def produce_lines(
     bootstrap: Any,
     topic: str,
@@ -219,13 +206,15 @@ async def produce_lines(
     """
     from aiokafka import AIOKafkaProducer
 
+    from ..admin import partitions_of
+
     parse = record_parser(fmt, key_delimiter)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **(kafka_kwargs or {}))
     sent = 0
     pending: list[asyncio.Future[Any]] = []
     try:
         await producer.start()  # inside the try: a failed start is closed too (no "Unclosed AIOKafkaProducer")
-        parts = await _partitions(producer, topic, timeout=5.0)
+        parts = await partitions_of(producer, topic, timeout=5.0)
         if not parts:
             raise InputError(
                 f"topic {topic!r} does not exist; create it first (seqstream broker --create-topics creates the "
