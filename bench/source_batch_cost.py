@@ -3,20 +3,27 @@ model and scoring -> encode -> explorer) on batches of B records of B distinct w
 
     .venv/bin/python bench/source_batch_cost.py                     # batches of 1, 8, 32, 128; one thread
     .venv/bin/python bench/source_batch_cost.py --batches 32 --threads 2
+    .venv/bin/python bench/source_batch_cost.py --batches 32 4096 --phases   # where a batch's time goes
 
 Prints one JSON line per (source, batch) and a Markdown table: µs per batch and per event (median of
 ``--repeats`` timed batches, CPU time of the thread, after ``--warm`` rounds that make every stream
 warm). At real-time rates a worker's batches are small, so this fixed cost, not the saturated
-drain's per-event cost, is what it spends (issue 17: the demo mix).
+drain's per-event cost, is what it spends (issue 17: the demo mix). ``--phases`` adds the thread CPU
+time per event of each stage (decode, the Runner, the explorer, encode, the outputs; "other" is the
+rest of ``process``), summed over the timed batches.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import json
 import statistics
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 
@@ -39,13 +46,52 @@ def _records(source: str, n_streams: int, rounds: int, t0: float) -> list[list[S
     return out
 
 
-def _cost(source: str, batch: int, warm: int, repeats: int) -> dict[str, float | int | str]:
+def _timed(acc: dict[str, float], name: str, f: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(f)
+    def g(*a: Any, **k: Any) -> Any:
+        t = time.thread_time()
+        try:
+            return f(*a, **k)
+        finally:
+            acc[name] += time.thread_time() - t
+
+    return g
+
+
+def _cost(source: str, batch: int, warm: int, repeats: int, phases: bool = False) -> dict[str, Any]:
+    import stream.pipeline as sp
     from stream.metrics import Metrics
     from stream.pipeline import SourcePipeline, build_runner
     from stream.settings import Settings
 
     settings = Settings(device="cpu", sources=(source,))
-    pipe = SourcePipeline(source, build_runner(settings, source), settings, Metrics())
+    acc: collections.defaultdict[str, float] = collections.defaultdict(float)
+    saved = sp.decode_batch, sp.encode_predictions, sp.Output.many
+    if phases:  # the stages SourcePipeline.process calls, wrapped for this measurement only
+        sp.decode_batch = _timed(acc, "decode", sp.decode_batch)
+        sp.encode_predictions = _timed(acc, "encode", sp.encode_predictions)
+        sp.Output.many = _timed(acc, "outputs", sp.Output.many)  # type: ignore[method-assign]
+    try:
+        return _measure(
+            SourcePipeline(source, build_runner(settings, source), settings, Metrics()),
+            source,
+            batch,
+            warm,
+            repeats,
+            acc,
+            phases,
+        )
+    finally:
+        sp.decode_batch, sp.encode_predictions, sp.Output.many = saved  # type: ignore[method-assign]
+
+
+def _measure(
+    pipe: Any, source: str, batch: int, warm: int, repeats: int, acc: dict[str, float], phases: bool
+) -> dict[str, Any]:
+    if phases:
+        pipe.runner.process = _timed(acc, "runner", pipe.runner.process)
+        if pipe.explorer is not None:
+            pipe.explorer.record = _timed(acc, "explorer", pipe.explorer.record)
     t0 = time.time() - 3600.0
     rounds = _records(source, batch, warm + repeats, t0)
     flat = [r for rr in rounds for r in rr]
@@ -54,6 +100,7 @@ def _cost(source: str, batch: int, warm: int, repeats: int) -> dict[str, float |
         pipe.process(flat[i : i + batch], now=time.time())
         i += batch
     times = []
+    acc.clear()
     for _ in range(repeats):
         chunk = flat[i : i + batch]
         if len(chunk) < batch:
@@ -66,7 +113,18 @@ def _cost(source: str, batch: int, warm: int, repeats: int) -> dict[str, float |
         i += batch
     med = statistics.median(times)
     us = med * 1e6
-    return {"source": source, "batch": batch, "us_per_batch": round(us, 1), "us_per_event": round(us / batch, 2)}
+    out: dict[str, Any] = {
+        "source": source,
+        "batch": batch,
+        "us_per_batch": round(us, 1),
+        "us_per_event": round(us / batch, 2),
+    }
+    if phases:  # sums over the timed batches, per event
+        ev = batch * len(times)
+        split = {k: v / ev * 1e6 for k, v in acc.items()}
+        split["other"] = sum(times) / ev * 1e6 - sum(split.values())
+        out["phases_us_per_event"] = {k: round(v, 2) for k, v in split.items()}
+    return out
 
 
 def main() -> None:
@@ -76,6 +134,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warm", type=int, default=300, help="batches before timing")
     p.add_argument("--repeats", type=int, default=200, help="timed batches")
+    p.add_argument("--phases", action="store_true", help="also split each batch's time into stages")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     import logging
@@ -84,7 +143,7 @@ def main() -> None:
     rows = []
     for s in a.sources:
         for b in a.batches:
-            r = _cost(s, b, a.warm, a.repeats)
+            r = _cost(s, b, a.warm, a.repeats, a.phases)
             print(json.dumps(r), flush=True)
             rows.append(r)
     print(f"\n| source | {' | '.join(f'batch {b}: µs/batch (µs/event)' for b in a.batches)} |")
