@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Issue 20 on a CUDA machine, one call of under 8 minutes: per-card capacity of every source (fp32 and
+# bf16), the GRU-128 step at 1M-4M resident streams, the five sources together, the host side and the
+# device-vs-CPU equality guard (bench/gpu_capacity.py). Writes logs under ${OUT:-artifacts/gpu}.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-artifacts/gpu}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/nvidia-smi.txt"
+"${PYTHON:-python3}" bench/gpu_capacity.py --budget-s "${BUDGET_S:-420}" "$@" 2>&1 | tee "$out/gpu_capacity.log"
+rc=${PIPESTATUS[0]}
+grep '^{' "$out/gpu_capacity.log" > "$out/gpu_capacity.jsonl"
+exit "$rc"
