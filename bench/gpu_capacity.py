@@ -61,6 +61,7 @@ RATES = {
     "audio": 1.0 / FRAME_SECONDS,  # Silero VAD: one 512-sample frame per 32 ms at 16 kHz
 }
 SOURCES = tuple(RATES)
+SCENARIOS = ("equality", "capacity", "host", "gru128", "five")
 HASH = 2654435761  # a prime: j -> j * HASH mod n visits every stream once per n events, scattered
 
 
@@ -444,38 +445,41 @@ def five_sources(solo: dict[str, int], cfg: SimpleNamespace, deadline: float) ->
 
 
 def _tables(log: list[dict[str, Any]]) -> None:
-    def rows(kind: str) -> list[dict[str, Any]]:
-        return [r for r in log if r.get("scenario") == kind]
+    def rows(kind: str) -> list[dict[str, Any]]:  # the scenario's measured records
+        return [r for r in log if r.get("scenario") == kind and "skipped" not in r]
 
-    print("\n| source | rate /s | dtype | real-time streams | events/s | batch | p99 ms | mean ms | bound |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---|")
-    for r in rows("capacity"):
+    nan = float("nan")
+    cap = [r for r in log if r.get("scenario") == "capacity"]
+    if cap:
+        print("\n| source | rate /s | dtype | real-time streams | events/s | batch | p99 ms | mean ms | bound |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---|")
+    for r in cap:
+        head = f"| {r['source']} | {RATES[r['source']]:g} | {r['dtype']} |"
         if "skipped" in r:
-            print(f"| {r['source']} | {r['rate_per_s']:g} | {r['dtype']} | {r['skipped']} | | | | | |")
+            print(f"{head} skipped: {r['skipped']} | | | | | |")
             continue
-        print(f"| {r['source']} | {r['rate_per_s']:g} | {r['dtype']} | {r['streams']:,} | {r['events_per_s']:,.0f} | "
-              f"{r.get('batch', 0):,} | {r.get('p99_ms', float('nan')):.2f} | {r.get('mean_ms', float('nan')):.2f} | "
-              f"{r['bound']} |")  # fmt: skip
-    print("\n| source | host µs/event | events/s per core | card events/s (fp32) | workers to feed the card |")
-    print("|---|---:|---:|---:|---:|")
+        print(f"{head} {r['streams']:,} | {r['events_per_s']:,.0f} | {r.get('batch', 0):,} | "
+              f"{r.get('p99_ms', nan):.2f} | {r.get('mean_ms', nan):.2f} | {r['bound']} |")  # fmt: skip
+    if rows("host"):
+        print("\n| source | host µs/event | events/s per core | card events/s (fp32) | workers to feed the card |")
+        print("|---|---:|---:|---:|---:|")
     for r in rows("host"):
         print(f"| {r['source']} | {r['host_us_per_event']} | {r['events_per_s_per_core']:,} | "
               f"{r.get('card_events_per_s', 0):,.0f} | {r.get('workers_per_card', '-')} |")  # fmt: skip
-    print(
-        "\n| resident | CUDA graphs | device ms | device stream-steps/s | with copies ms | with copies stream-steps/s |"
-    )
-    print("|---:|---|---:|---:|---:|---:|")
+    if rows("gru128_step"):
+        print("\n| resident | CUDA graphs | device ms | device steps/s | with copies ms | with copies steps/s |")
+        print("|---:|---|---:|---:|---:|---:|")
     for r in rows("gru128_step"):
         g = "yes" if r["graphs_used"] else ("n/a" if r["cuda_graphs"] else "no")
         print(f"| {r['resident']:,} | {g} | {r['device_ms']:.2f} | {r['device_stream_steps_per_s'] / 1e6:,.1f}M | "
               f"{r['with_copies_ms']:.2f} | {r['with_copies_stream_steps_per_s'] / 1e6:,.1f}M |")  # fmt: skip
     for r in rows("five_sources"):
         print(f"\nfive sources on one device: {r['fraction']:.0%} of each solo capacity "
-              f"(p99 round {r.get('p99_ms', float('nan')):.2f} ms, bound {r['bound']})")  # fmt: skip
+              f"(p99 round {r.get('p99_ms', nan):.2f} ms, bound {r['bound']})")  # fmt: skip
     eq = rows("equality")
     if eq:
         print(f"\nequality ({', '.join(r['source'] for r in eq)}): {'PASS' if all(r['pass'] for r in eq) else 'FAIL'}")
-    skipped = [r["scenario"] for r in log if r.get("skipped") == "budget"]
+    skipped = sorted({r["scenario"] for r in log if r.get("skipped") == "budget"})
     if skipped:
         print(f"skipped for the budget: {', '.join(skipped)}")
 
@@ -500,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-streams", type=int, default=0, help="resident-stream cap of a search (0: by mode)")
     ap.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS, help="a part of the run")
     a = ap.parse_args(argv)
     if a.device is None and not torch.cuda.is_available():
         print("no CUDA device: nothing to measure (--device cpu --quick runs the dry run)", file=sys.stderr)
@@ -513,16 +518,17 @@ def main(argv: list[str] | None = None) -> int:
     def share(frac: float) -> float:  # a deadline: frac of the budget left
         return time.perf_counter() + frac * max(0.0, t_end - time.perf_counter())
 
-    def skip(scenario: str, **what: Any) -> None:
-        _emit({"scenario": scenario, **what, "skipped": "budget"}, log)
+    def skip(scenario: str, why: str = "budget", **what: Any) -> None:
+        _emit({"scenario": scenario, **what, "skipped": why}, log)
 
-    for s in a.sources:  # d: equality first (the numbers below mean nothing without it)
-        if time.perf_counter() > share(0.9):
+    want = set(a.scenarios)
+    for s in a.sources if "equality" in want else ():  # d first: the numbers below mean nothing without it
+        if time.perf_counter() >= t_end:
             skip("equality", source=s)
             continue
         _emit(equality(s, cfg), log)
     end_a = share(0.6)
-    cells = [(s, d) for s in a.sources for d in a.dtypes]
+    cells = [(s, d) for s in a.sources for d in a.dtypes] if "capacity" in want else []
     for i, (s, d) in enumerate(cells):
         now = time.perf_counter()
         if now >= end_a:
@@ -531,8 +537,9 @@ def main(argv: list[str] | None = None) -> int:
         _emit(capacity(s, d, cfg, now + (end_a - now) / (len(cells) - i)), log)
         _release(device)
     cap = {r["source"]: r["events_per_s"] for r in log if r.get("dtype") == "float32" and "events_per_s" in r}
-    for s in a.sources:  # c: the host side, and the workers one card needs
-        if time.perf_counter() > share(0.3):
+    end_c = share(0.5)
+    for s in a.sources if "host" in want else ():  # c: the host side, and the workers one card needs
+        if time.perf_counter() > end_c:
             skip("host", source=s)
             continue
         r = host_cost(s, cfg)
@@ -542,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             r["fits_16_core_host"] = r["workers_per_card"] <= 16
         _emit(r, log)
     end_b = share(0.45)
-    for n in cfg.gru_sizes:
+    for n in cfg.gru_sizes if "gru128" in want else ():
         for graphs in (False, True):
             if time.perf_counter() > end_b:
                 skip("gru128_step", resident=n, cuda_graphs=graphs)
@@ -550,9 +557,11 @@ def main(argv: list[str] | None = None) -> int:
             _emit(gru128(n, graphs, cfg), log)
             _release(device)
     solo = {r["source"]: r["streams"] for r in log if r.get("dtype") == "float32" and r.get("streams")}
-    if len(solo) < 2 or t_end - time.perf_counter() < 5:
+    if "five" in want and len(solo) < 2:
+        skip("five_sources", "needs the capacity of two sources or more", solo_streams=solo)
+    elif "five" in want and t_end - time.perf_counter() < 5:
         skip("five_sources", solo_streams=solo)
-    else:
+    elif "five" in want:
         _emit(five_sources(solo, cfg, share(0.95)), log)
     _tables(log)
     eq_ok = all(r["pass"] for r in log if r.get("scenario") == "equality" and "pass" in r)

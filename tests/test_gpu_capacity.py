@@ -106,6 +106,23 @@ def test_quick_run_on_the_cpu_prints_every_scenario(capsys: pytest.CaptureFixtur
     assert took < 40
 
 
+def test_a_spent_budget_skips_the_rest_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--device", "cpu", "--quick", "--sources", "sensors", "--dtypes", "float32", "--budget-s", "0.01"]
+    assert gc.main(argv) == 0
+    out = capsys.readouterr().out
+    recs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert {r["scenario"] for r in recs if r.get("skipped") == "budget"} >= {"capacity", "host", "gru128_step"}
+    assert "skipped for the budget:" in out
+
+
+def test_scenarios_pick_a_part_of_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gc.main(["--device", "cpu", "--quick", "--sources", "machines", "--scenarios", "host", "five"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["scenario"] for r in recs] == ["host", "five_sources"]
+    assert "workers_per_card" not in recs[0]  # no capacity measured: nothing to divide
+    assert recs[1]["skipped"].startswith("needs the capacity")
+
+
 def test_without_cuda_and_without_a_device_it_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
