@@ -477,8 +477,9 @@ def _tables(log: list[dict[str, Any]]) -> None:
         print(f"\nfive sources on one device: {r['fraction']:.0%} of each solo capacity "
               f"(p99 round {r.get('p99_ms', nan):.2f} ms, bound {r['bound']})")  # fmt: skip
     eq = rows("equality")
+    bad = [f"{r['source']} {d}" for r in eq for d in ("float32", "bfloat16") if not r.get(d, {}).get("pass", True)]
     if eq:
-        print(f"\nequality ({', '.join(r['source'] for r in eq)}): {'PASS' if all(r['pass'] for r in eq) else 'FAIL'}")
+        print(f"\nequality ({', '.join(r['source'] for r in eq)}): {'FAIL: ' + ', '.join(bad) if bad else 'PASS'}")
     skipped = sorted({r["scenario"] for r in log if r.get("skipped") == "budget"})
     if skipped:
         print(f"skipped for the budget: {', '.join(skipped)}")
