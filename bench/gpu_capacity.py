@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -235,7 +235,8 @@ def step_times(runner: Any, wl: Workload, n: int, seconds: float, min_steps: int
 def _settings(device: str, source: str, dtype: str = "float32", max_streams: int = 1 << 20) -> Any:
     from stream.settings import Settings
 
-    return Settings(device=device, sources=(source,), compute_dtype=dtype, slab_max_capacity=max(max_streams, 1024))
+    cap = max(max_streams, 1024)
+    return Settings(device=device, sources=(source,), compute_dtype=cast(Any, dtype), slab_max_capacity=cap)
 
 
 def _runner(device: str, source: str, dtype: str = "float32", max_streams: int = 1 << 20) -> Any:
@@ -303,7 +304,8 @@ def _records(source: str, streams: int, rounds: int, anomalies: bool, seed: int 
 
 
 def _outputs(pipe: Any, rounds: list[list[SimpleNamespace]]) -> tuple[list[dict[str, Any]], list[tuple[str, ...]]]:
-    preds, alerts = [], []
+    preds: list[dict[str, Any]] = []
+    alerts: list[tuple[str, ...]] = []
     for k, recs in enumerate(rounds):
         for o in pipe.process(recs, now=1.7e9 + k + 1).outputs:
             v = orjson.loads(o.value)
@@ -511,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device: nothing to measure (--device cpu --quick runs the dry run)", file=sys.stderr)
         return 0
     device = a.device or "cuda"
-    cfg, t_end, log = _config(a, device), time.perf_counter() + a.budget_s, []  # type: ignore[var-annotated]
+    cfg, t_end = _config(a, device), time.perf_counter() + a.budget_s
+    log: list[dict[str, Any]] = []
     logging.disable(logging.WARNING)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     print(f"# {name} torch {torch.__version__} budget {a.budget_s:g} s quick={a.quick}", flush=True)
