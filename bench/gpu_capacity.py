@@ -568,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     elif "five" in want:
         _emit(five_sources(solo, cfg, share(0.95)), log)
     _tables(log)
+    print(f"# took {a.budget_s - (t_end - time.perf_counter()):.0f} s of a {a.budget_s:g} s budget", flush=True)
     eq_ok = all(r["pass"] for r in log if r.get("scenario") == "equality" and "pass" in r)
     return 0 if eq_ok else 1
 
