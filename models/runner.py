@@ -24,7 +24,7 @@ from .fingerprint import fingerprint
 from .graphs import WaveGraphs
 from .nets import NetConfig, RecurrentForecaster
 from .scoring_config import ScoringConfig
-from .state import EvictionPolicy, StateSlab
+from .state import EvictionPolicy, StateSlab, wave_ranks
 from .ticks import TickFeatures
 from .types import REJECT_NON_FINITE, REJECT_OUT_OF_ORDER, Batch, Results
 
@@ -58,18 +58,6 @@ def make_features(config: NetConfig, scoring: ScoringConfig) -> Features:
     if config.inputs == "masked":
         return MaskedFeatures(config, scoring)
     return TickFeatures(config, scoring)
-
-
-def _waves(slots: np.ndarray) -> np.ndarray:
-    """Occurrence rank of each row among rows of the same slot (0 for the first)."""
-    n = len(slots)
-    order = np.argsort(slots, kind="stable")
-    s = slots[order]
-    starts = np.r_[True, s[1:] != s[:-1]]
-    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(n) - first
-    return rank
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -253,7 +241,7 @@ class Runner:
         slots = self.slab.assign(ids, batch.ts[cand])
         ordered = np.sort(slots)
         repeats = bool((ordered[1:] == ordered[:-1]).any())
-        rank = _waves(slots) if repeats else np.zeros(len(slots), np.int64)
+        rank = wave_ranks(slots) if repeats else np.zeros(len(slots), np.int64)
 
         # order accepted rows wave by wave; reject events older than their stream's last one
         rows_parts, slot_parts, dt_parts, bounds = [], [], [], [0]

@@ -43,7 +43,7 @@ from torch.nn import functional as fn
 from .errors import CheckpointError, ConfigError, InputError
 from .fingerprint import fingerprint
 from .runner import _Staging
-from .state import EvictionPolicy, StateSlab
+from .state import EvictionPolicy, StateSlab, wave_ranks
 from .types import REJECT_OUT_OF_ORDER, Alert, Batch, Results
 
 __all__ = [
@@ -201,6 +201,15 @@ class VadResults:
     events: list[VadEvent] = field(default_factory=list)
 
 
+def _checked(stream_ids: Sequence[str], ts: np.ndarray, pcm: np.ndarray | Tensor) -> Tensor:
+    """``pcm`` as ``[B, FRAME]`` float32, or an ``InputError`` (before any stream gets a slot)."""
+    n = len(stream_ids)
+    x = torch.as_tensor(pcm, dtype=torch.float32)  # [B, FRAME]
+    if x.shape != (n, FRAME) or ts.shape != (n,):
+        raise InputError(f"VadRunner.process_frames wants ids[B], ts[B], pcm[B, {FRAME}]; got pcm {tuple(x.shape)}")
+    return x
+
+
 class VadRunner:
     """Batched Silero VAD over many streams with per-stream state in a :class:`StateSlab`.
 
@@ -272,18 +281,6 @@ class VadRunner:
         """Width of an event's decoded vector: the 512 new samples of one frame."""
         return FRAME
 
-    @staticmethod
-    def _waves(stream_ids: Sequence[str]) -> list[np.ndarray]:
-        seen: dict[str, int] = {}
-        occ = np.empty(len(stream_ids), np.int64)
-        for i, s in enumerate(stream_ids):
-            k = seen.get(s, 0)
-            occ[i] = k
-            seen[s] = k + 1
-        if not len(occ) or occ.max() == 0:
-            return [np.arange(len(stream_ids))]
-        return [np.flatnonzero(occ == w) for w in range(int(occ.max()) + 1)]
-
     def process(self, batch: Batch) -> Results:
         """The :class:`~models.types.StreamRunner` step: frames ``batch.x[B, 512]`` -> per-row results.
 
@@ -300,25 +297,20 @@ class VadRunner:
         n = len(batch)
         ts = np.asarray(batch.ts, np.float64)
         ids = batch.stream_ids
-        keep = np.ones(n, bool)
-        last: dict[str, float] = {}  # the newest frame time of each stream so far
-        slab = self.slab
-        for j, (sid, t) in enumerate(zip(ids, ts.tolist())):
-            prev = last.get(sid)
-            if prev is None:
-                k = slab.slot(sid)
-                prev = float(slab.last_ts[k]) if k is not None else -np.inf
-            if t < prev:
-                keep[j] = False
-            else:
-                last[sid] = t
+        _checked(ids, ts, batch.x)
+        slots = self.slab.assign(ids, ts)  # [n]; a stale frame's stream is resident already
+        rank = wave_ranks(slots)  # [n]
+        keep = self._in_order(slots, rank, ts)  # [n]
+        reason: list[str | None] = [None] * n
         if keep.all():
             rows = np.arange(n)
-            res = self.process_frames(ids, ts, batch.x)
+            res = self._frames(ids, ts, batch.x, slots, rank)
         else:
             rows = np.flatnonzero(keep)
-            res = self.process_frames([ids[j] for j in rows.tolist()], ts[rows], np.asarray(batch.x)[rows])
-        reason: list[str | None] = [None if ok else REJECT_OUT_OF_ORDER for ok in keep.tolist()]
+            for j in np.flatnonzero(~keep).tolist():
+                reason[j] = REJECT_OUT_OF_ORDER
+            kept = [ids[j] for j in rows.tolist()]
+            res = self._frames(kept, ts[rows], np.asarray(batch.x)[rows], slots[rows], wave_ranks(slots[rows]))
         prediction = np.full((n, 1), np.nan, np.float32)  # rejected rows: NaN, as the Runner's
         prediction[rows, 0] = res.prob
         score = np.zeros(n, np.float32)
@@ -364,27 +356,52 @@ class VadRunner:
         One host->device copy in (the frames and slots of every wave, through the staging buffer,
         pinned on CUDA) and one device->host copy out, however many waves the batch needs.
         """
-        n = len(stream_ids)
         ts = np.asarray(ts, np.float64)
-        x_all = torch.as_tensor(pcm, dtype=torch.float32)
-        if x_all.shape != (n, FRAME) or ts.shape != (n,):
-            raise InputError(
-                f"VadRunner.process_frames wants ids[B], ts[B], pcm[B, {FRAME}]; got pcm {tuple(x_all.shape)}"
-            )
+        x = _checked(stream_ids, ts, pcm)  # [B, FRAME]
+        slots = self.slab.assign(stream_ids, ts)  # [B]
+        return self._frames(stream_ids, ts, x, slots, wave_ranks(slots))
+
+    def _in_order(self, slots: np.ndarray, rank: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """``[n]`` False for a frame older than its stream's newest one so far (the slab's, then the
+        kept frames before it in this batch), wave by wave; NaN compares as in order, as ``t < prev``."""
+        last = self.slab.last_ts
+        if not len(rank) or rank.max() == 0:  # the usual batch: every stream once
+            return ~(ts < last[slots])  # type: ignore[no-any-return]
+        uniq, inv = np.unique(slots, return_inverse=True)  # [u], [n]
+        newest = last[uniq]  # [u] a stale frame never raises it, so it runs over every frame
+        keep = np.ones(len(ts), bool)
+        for w in range(int(rank.max()) + 1):
+            r = np.flatnonzero(rank == w)  # rows of distinct streams
+            k, t = inv[r], ts[r]
+            ok = ~(t < newest[k])
+            keep[r] = ok
+            newest[k[ok]] = t[ok]
+        return keep
+
+    def _frames(
+        self, stream_ids: Sequence[str], ts: np.ndarray, pcm: np.ndarray | Tensor, slots: np.ndarray, rank: np.ndarray
+    ) -> VadResults:
+        """:meth:`process_frames` of checked rows whose ``slots`` are assigned and ``rank``
+        (:func:`~models.state.wave_ranks`) known."""
+        n = len(stream_ids)
+        x_all = torch.as_tensor(pcm, dtype=torch.float32)  # [n, FRAME]
         if not n:
             return self._results(stream_ids, ts, np.zeros((0, 5), np.float32))
-        waves = self._waves(stream_ids)
-        order = np.concatenate(waves)  # [n] rows wave by wave: each wave a contiguous span
-        slots = self.slab.assign([stream_ids[i] for i in order.tolist()], ts[order])  # [n] in wave order
-        x_host = x_all.cpu().numpy()[order]  # [n, FRAME] in wave order
+        one_wave = int(rank.max()) == 0
+        if one_wave:  # rows in batch order, no reordering copy
+            order, spans = None, [(0, n)]
+            x_host, wslots = x_all.cpu().numpy(), slots  # [n, FRAME], [n]
+        else:  # rows wave by wave: each wave a contiguous span
+            order = np.argsort(rank, kind="stable")  # [n]
+            ends = np.cumsum(np.bincount(rank)).tolist()
+            spans = list(zip([0, *ends[:-1]], ends))
+            x_host, wslots = x_all.cpu().numpy()[order], slots[order]  # [n, FRAME], [n] in wave order
         if self._staging is not None:
-            xd, idx, _ = self._staging.put(x_host, slots, None)  # [n, FRAME], [n] on the device
+            xd, idx, _ = self._staging.put(x_host, wslots, None)  # [n, FRAME], [n] on the device
         else:  # CPU: the arrays themselves
-            xd, idx = torch.from_numpy(x_host), torch.from_numpy(slots)  # [n, FRAME], [n]
+            xd, idx = torch.from_numpy(x_host), torch.from_numpy(wslots)  # [n, FRAME], [n]
         parts = []
-        a = 0
-        for rows in waves:  # a stream's frames in order: one wave per occurrence
-            b = a + len(rows)
+        for a, b in spans:  # a stream's frames in order: one wave per occurrence
             i = idx[a:b]  # [b] distinct slots
             hidden, aux = self.slab.gather(i)  # [b, 1, 2, 128], [b, A]
             prob, (context, hc) = self.model.step(xd[a:b], (aux[:, :CONTEXT], hidden[:, 0]))  # [b], ([b, C], [b, 2, H])
@@ -392,11 +409,17 @@ class VadRunner:
             aux = torch.cat([context, trig.float().unsqueeze(1), since.unsqueeze(1)], dim=1)  # [b, A]
             self.slab.scatter(i, hc.unsqueeze(1), aux)
             parts.append(torch.stack([prob, started.float(), ended.float(), ago, trig.float()], dim=1))  # [b, 5]
-            a = b
-        out = np.empty((n, 5), np.float32)  # prob, started, ended, frames since tentative end, speaking
-        out[order] = torch.cat(parts).cpu().numpy()  # [n, 5]: the batch's one device->host copy
-        np.add.at(self.slab.steps, slots, 1)
-        np.maximum.at(self.slab.last_ts, slots, ts[order])
+        packed = (parts[0] if one_wave else torch.cat(parts)).cpu().numpy()  # [n, 5]: the one device->host copy
+        if order is None:
+            out = packed  # prob, started, ended, frames since tentative end, speaking
+            steps, last = self.slab.steps, self.slab.last_ts
+            steps[slots] += 1  # distinct slots
+            last[slots] = np.maximum(last[slots], ts)
+        else:
+            out = np.empty((n, 5), np.float32)
+            out[order] = packed
+            np.add.at(self.slab.steps, slots, 1)
+            np.maximum.at(self.slab.last_ts, slots, ts)
         return self._results(stream_ids, ts, out)
 
     def _hysteresis(self, prob: Tensor, trig: Tensor, since: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -19,9 +19,29 @@ from torch import Tensor
 
 from .errors import CapacityError, ConfigError
 
-__all__ = ["EvictionPolicy", "SlabSnapshot", "StateSlab"]
+__all__ = ["EvictionPolicy", "SlabSnapshot", "StateSlab", "wave_ranks"]
 
 EvictionPolicy = Literal["lru", "ttl", "none"]
+
+
+def wave_ranks(slots: np.ndarray) -> np.ndarray:
+    """Occurrence rank of each row among the rows of the same slot (0 for the first): the wave a row
+    is stepped in, since a stream's events of one batch run one after another.
+
+    Example:
+        >>> wave_ranks(np.array([7, 3, 7, 7, 3])).tolist()
+        [0, 0, 1, 2, 1]
+    """
+    n = len(slots)
+    if not n:
+        return np.zeros(0, np.int64)
+    order = np.argsort(slots, kind="stable")
+    s = slots[order]
+    starts = np.r_[True, s[1:] != s[:-1]]
+    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - first
+    return rank
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import silero_vad
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models import Alert, Batch, Results
 from models.silero import FRAME, FRAME_SECONDS, SAMPLE_RATE, SileroVAD, VadEvent, VadResults, VadRunner
@@ -335,6 +337,45 @@ def test_vad_runner_is_a_stream_runner() -> None:
     assert r.slab.steps[r.slab.slot("a")] == 2 and r.slab.last_ts[r.slab.slot("a")] == 5.0
     res = r.process(Batch(["a", "c"], np.array([4.5, 0.0]), zeros[:2]))  # behind the slab's last frame
     assert res.reason == ["out_of_order", None] and r.slab.steps[r.slab.slot("a")] == 2
+
+
+def _stale_by_loop(r: VadRunner, ids: list[str], ts: list[float]) -> list[bool]:
+    """The reference rule, one frame at a time: out of order when older than the stream's newest kept
+    frame so far (the slab's, then this batch's); a NaN time compares as in order."""
+    newest: dict[str, float] = {}
+    out = []
+    for sid, t in zip(ids, ts):
+        prev = newest.get(sid)
+        if prev is None:
+            k = r.slab.slot(sid)
+            prev = float(r.slab.last_ts[k]) if k is not None else -np.inf
+        out.append(t < prev)
+        if not t < prev:
+            newest[sid] = t
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from("abcde"), st.sampled_from([1.0, 2.0, 2.0, 3.0, 5.0, float("nan")])),
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_out_of_order_check_on_whole_arrays_equals_the_frame_by_frame_rule(batches) -> None:
+    """``process`` finds stale frames wave by wave on arrays; it rejects exactly what the frame-by-frame
+    rule rejects, with repeats, ties, NaN times and streams new to the slab, batch after batch."""
+    r = VadRunner(SileroVAD(), capacity=2, max_capacity=64)
+    for rows in batches:
+        ids, ts = [k for k, _ in rows], [t for _, t in rows]
+        want = _stale_by_loop(r, ids, ts)
+        res = r.process(Batch(ids, np.array(ts, np.float64), np.zeros((len(ids), FRAME), np.float32)))
+        assert (~res.accepted).tolist() == want
+        assert res.reason == ["out_of_order" if w else None for w in want]
 
 
 def test_batched_throughput_vs_silero_loop(reference, ours) -> None:
