@@ -9,7 +9,7 @@ import torch
 import models.ticks as mt
 
 sys.path.insert(0, "bench")
-from source_batch_cost import _cost  # noqa: E402
+from source_batch_cost import _cost
 
 torch.set_num_threads(1)
 for b in (1, 32):
