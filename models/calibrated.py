@@ -14,6 +14,12 @@ constants, chosen on the NAB dev files. Here every channel gets the same treatme
   judged by the noise of that time of day. The shift channel averages over many hours, so it has
   no time of day of its own (a per-bucket variance of it, from few correlated values, cost three
   NAB dev windows);
+* **residual averaging**: the residual channel's statistic is an EMA over ``residual_avg`` events
+  (rate ``1 / residual_avg``) before it is calibrated: one large draw of a stream's own noise (a white
+  noise value 4 sd out, a single burst of a heavy-tailed count) is diluted, a residual that stays
+  large, or a spike far outside the noise, is not. The profile and shift channels are not averaged
+  (the shift channel is a difference of means already; averaging the profile channel cost NAB dev
+  windows);
 * **combination**: the smallest Gaussian tail probability ``p`` of the ``C`` channels, times ``C``
   (Bonferroni: three looks at one event are not three chances at a false alarm), becomes the score
   ``log(C p) / log(1e-10)`` in [0, 1]; 0.5 is ``C p = 1e-5``;
@@ -80,6 +86,8 @@ class CalibratedChannels:
         self._score = slice(o, o + n)  # this event's per-channel score, for post()
         self._csince = slice(o + n, o + 2 * n)  # events since each channel opened an alert
         o += 2 * n
+        self._ravg = o  # the residual statistic's running average over residual_avg events
+        o += 1
         self.end = o
         self._log_c = math.log(n)
         self._dev: dict[torch.device, dict[str, Tensor]] = {}
@@ -131,6 +139,10 @@ class CalibratedChannels:
         """Score the channel statistics ``r[B, C]`` (``ok[B, C]``: defined for this event) against
         their history, then fold them in; stores the per-channel scores for :meth:`policy`."""
         cfg, k = self.config, self._k(r.device)
+        if cfg.residual_avg != 1.0:
+            ra = aux[:, self._ravg]  # [B] view
+            ra.lerp_(r[:, 0], (count + 1.0).reciprocal().clamp_min_(1.0 / cfg.residual_avg))  # [B] exact, then EMA
+            r = torch.cat((ra.unsqueeze(1), r[:, 1:]), 1)  # [B, C]
         mean, var = aux[:, self._mean], aux[:, self._var]  # [B, C] views
         d = r - mean  # [B, C]
         v = var.clamp_min(1e-4)  # [B, C]
