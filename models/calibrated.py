@@ -14,6 +14,18 @@ constants, chosen on the NAB dev files. Here every channel gets the same treatme
   judged by the noise of that time of day. The shift channel averages over many hours, so it has
   no time of day of its own (a per-bucket variance of it, from few correlated values, cost three
   NAB dev windows);
+* **residual averaging**: the residual channel's statistic is an EMA over ``residual_avg`` events
+  (rate ``1 / residual_avg``) before it is calibrated: one large draw of a stream's own noise (a white
+  noise value 4 sd out, a single burst of a heavy-tailed count) is diluted, a residual that stays
+  large, or a spike far outside the noise, is not. The profile and shift channels are not averaged
+  (the shift channel is a difference of means already; averaging the profile channel cost NAB dev
+  windows);
+* **tail check** (``tail_z`` = z0 > 0): each channel keeps the rate at which its ``z`` exceeded z0
+  (a streamed mean over ``err_window`` events, starting from the Gaussian rate ``q0`` with the weight
+  of one expected exceedance, ``1 / q0`` events); where the stream's own ``z`` went past z0 more
+  often than a Gaussian does, its tail probabilities are multiplied by that ratio (never divided):
+  heavy-tailed noise (bursty counts) needs more evidence, a Gaussian-like stream keeps its
+  calibration;
 * **combination**: the smallest Gaussian tail probability ``p`` of the ``C`` channels, times ``C``
   (Bonferroni: three looks at one event are not three chances at a false alarm), becomes the score
   ``log(C p) / log(1e-10)`` in [0, 1]; 0.5 is ``C p = 1e-5``;
@@ -80,6 +92,11 @@ class CalibratedChannels:
         self._score = slice(o, o + n)  # this event's per-channel score, for post()
         self._csince = slice(o + n, o + 2 * n)  # events since each channel opened an alert
         o += 2 * n
+        self._ravg = o  # the residual statistic's running average over residual_avg events
+        o += 1
+        self._exc = slice(o, o + n) if c.tail_z else slice(o, o)  # [C] rate of z > tail_z per channel
+        o += n if c.tail_z else 0
+        self._q0 = 0.5 * math.erfc(c.tail_z / math.sqrt(2.0)) if c.tail_z else 1.0  # the Gaussian rate
         self.end = o
         self._log_c = math.log(n)
         self._dev: dict[torch.device, dict[str, Tensor]] = {}
@@ -87,6 +104,7 @@ class CalibratedChannels:
     def init_row(self, row: Tensor) -> None:
         row[self._var] = self.config.err_var_prior  # a prior worth one observation
         row[self._csince] = float(self.config.suppress)  # no channel blocked yet
+        row[self._exc] = self._q0  # the tail check starts from the Gaussian rate
 
     def _k(self, dev: torch.device) -> dict[str, Tensor]:
         # 0-dim float32 constants (a Python scalar costs a dtype conversion per op); device copies made
@@ -106,6 +124,10 @@ class CalibratedChannels:
                 "warmup": float(c.warmup),
                 "suppress": float(c.suppress),
                 "suppress_other": float(c.suppress_other),
+                "tail_z": c.tail_z,
+                "inv_q0": 1.0 / self._q0,
+                "n0": 1.0 / self._q0,  # the prior rate's weight: one expected exceedance
+                "inv_w": 1.0 / c.err_window,
             }
             got = {k: torch.tensor(v, dtype=torch.float32, device=dev) for k, v in vals.items()}
             got["chan"] = torch.arange(self.n_hourly, device=dev)  # [H]
@@ -131,6 +153,10 @@ class CalibratedChannels:
         """Score the channel statistics ``r[B, C]`` (``ok[B, C]``: defined for this event) against
         their history, then fold them in; stores the per-channel scores for :meth:`policy`."""
         cfg, k = self.config, self._k(r.device)
+        if cfg.residual_avg != 1.0:
+            ra = aux[:, self._ravg]  # [B] view
+            ra.lerp_(r[:, 0], (count + 1.0).reciprocal().clamp_min_(1.0 / cfg.residual_avg))  # [B] exact, then EMA
+            r = torch.cat((ra.unsqueeze(1), r[:, 1:]), 1)  # [B, C]
         mean, var = aux[:, self._mean], aux[:, self._var]  # [B, C] views
         d = r - mean  # [B, C]
         v = var.clamp_min(1e-4)  # [B, C]
@@ -148,7 +174,13 @@ class CalibratedChannels:
             aux.scatter_(1, i_c, bc + 1.0)
         z = d / v.sqrt()  # [B, C]
         tail = torch.special.erfc(z * k["inv_sqrt2"]) * k["half"]  # [B, C] one-sided Gaussian tail
-        logp = (tail + k["eps_p"]).log_().add_(k["log_c"]).clamp_max_(0.0)  # [B, C] Bonferroni: C p
+        logp = (tail + k["eps_p"]).log_().add_(k["log_c"])  # [B, C] Bonferroni: C p
+        if cfg.tail_z:
+            exc = aux[:, self._exc]  # [B, C] view: rate of z > z0 so far
+            logp.add_((exc * k["inv_q0"]).clamp_min_(1.0).log_())  # [B, C] times the excess over the Gaussian rate
+            re = (count + k["n0"]).reciprocal_().clamp_min_(k["inv_w"]).unsqueeze(1) * ok  # [B, C] 0: not defined
+            exc.lerp_((z > k["tail_z"]).to(exc.dtype), re)  # [B, C]
+        logp.clamp_max_(0.0)  # [B, C]
         aux[:, self._score] = (logp * k["inv_log_eps"]).clamp_(0.0, 1.0) * ok  # [B, C]
         # fold in: exact running mean/variance from the second event (the prior counts as one), then EMA
         a = (count + 1.0).reciprocal().clamp_min_(1.0 / cfg.err_window).mul_(count > 0.0).unsqueeze(1)  # [B, 1]

@@ -94,6 +94,18 @@ FREE_PARAMETERS: tuple[FreeParameter, ...] = (
     ),
     FreeParameter("alpha", "alert tail probability (times 3 channels)", _alpha, _with_alpha),
     FreeParameter(
+        "z0",
+        "level (sd) of each channel's tail check",
+        lambda c: c.tail_z,
+        lambda c, v: replace(c, tail_z=v),
+    ),
+    FreeParameter(
+        "avg",
+        "events the residual channel's statistic is averaged over",
+        lambda c: c.residual_avg,
+        lambda c, v: replace(c, residual_avg=v),
+    ),
+    FreeParameter(
         "R_other/R",
         "share of R the other channels are blocked",
         lambda c: c.suppress_other / c.suppress,

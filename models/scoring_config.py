@@ -80,6 +80,13 @@ class ScoringConfig:
     # slow mean, and the alert lifecycle (the score is never zeroed; suppress / suppress_other block
     # the opening of alerts). The per-channel windows, weights and gate constants above are unused.
     calibrated: bool = False
+    # calibrated mode: the residual channel's statistic is averaged over residual_avg events (an EMA at
+    # rate 1 / residual_avg, exact from the first event) before it is calibrated; 1 = this event's own
+    residual_avg: float = 1.0
+    # calibrated mode, tail check (0 = off): each channel counts how often its z exceeded tail_z over
+    # err_window events; where that is more often than the Gaussian tail says, its tail probabilities
+    # are multiplied by the ratio (a stream whose noise is heavy-tailed needs more evidence)
+    tail_z: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -124,6 +131,12 @@ class ScoringConfig:
                 f"adapter_lr must be in [0, 1] (0: off) and adapter_clip > 0, "
                 f"got {self.adapter_lr}, {self.adapter_clip}"
             )
+        if self.residual_avg < 1.0:
+            raise ConfigError(f"residual_avg must be >= 1 event, got {self.residual_avg}")
+        if self.residual_avg != 1.0 and not self.calibrated:
+            raise ConfigError("residual_avg is a calibrated-scoring option (calibrated=True)")
+        if self.tail_z < 0.0 or (self.tail_z and not self.calibrated):
+            raise ConfigError(f"tail_z is a calibrated-scoring option, >= 0 (0: off), got {self.tail_z}")
         if self.calibrated:
             unused = {
                 "err_short": (self.err_short, 1),
@@ -182,15 +195,17 @@ CALIBRATED_SCORING = ScoringConfig(
     season_rate=0.2,  # rho: the rate of every per-bucket running estimate ...
     profile_buckets=168,  # hourly buckets of the week for the value profile
     profile_rate=0.2,  # ... (the same rho)
-    shift_short=12,  # short and long running means of the level-shift channel; the long one is also
+    shift_short=15,  # short and long running means of the level-shift channel; the long one is also
     shift_long=200,  # the profile gate's slow mean, over as many events
     suppress=200,  # R: the channel that opened an alert cannot open another for R events ...
     suppress_other=100,  # ... the other channels for R / 2
+    residual_avg=2.0,  # the residual channel's statistic averaged over ~2 events (one odd draw is not an alert)
+    tail_z=3.5,  # z0: each channel's Gaussian tail checked against its own exceedances of 3.5 sd
 )
 """The bundled univariate sensor detector's scoring (models/calibrated.py, docs/accuracy.md): the
 context channels with one calibration, a Bonferroni combination and the alert lifecycle; its free
-parameters are W, rho, the two shift horizons, R (and R / 2), the threshold and the lifecycle's
-close/warm-up settings.
+parameters are W, rho, the two shift horizons, R (and R / 2), the residual's averaging, the tail
+check's level, the threshold and the lifecycle's close/warm-up settings.
 """
 
 SCORINGS = {"calibrated": CALIBRATED_SCORING, "context": CONTEXT_SCORING, "plain": ScoringConfig()}
