@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from models.state import wave_ranks
+
 from .band import band, nan_none
 
 if TYPE_CHECKING:
@@ -44,18 +46,8 @@ def _consume(it: Iterable[Any]) -> None:
 
 def _occurrence_rank(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each element: its occurrence rank among equal values, and how many equal values there are."""
-    n = len(rows)
-    order = np.argsort(rows, kind="stable")
-    s = rows[order]
-    starts = np.r_[True, s[1:] != s[:-1]]
-    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(n) - first
-    group = np.cumsum(starts) - 1
-    counts = np.bincount(group)
-    count = np.empty(n, np.int64)
-    count[order] = counts[group]
-    return rank, count
+    _, inv, counts = np.unique(rows, return_inverse=True, return_counts=True)
+    return wave_ranks(rows), counts[inv]
 
 
 def explain(state: str, expected: Sequence[float], actual: Sequence[float], score: float, threshold: float) -> str:
