@@ -297,20 +297,20 @@ class VadRunner:
         n = len(batch)
         ts = np.asarray(batch.ts, np.float64)
         ids = batch.stream_ids
-        _checked(ids, ts, batch.x)
+        x = _checked(ids, ts, batch.x)  # [n, FRAME]
         slots = self.slab.assign(ids, ts)  # [n]; a stale frame's stream is resident already
         rank = wave_ranks(slots)  # [n]
         keep = self._in_order(slots, rank, ts)  # [n]
         reason: list[str | None] = [None] * n
         if keep.all():
             rows = np.arange(n)
-            res = self._frames(ids, ts, batch.x, slots, rank)
+            res = self._frames(ids, ts, x, slots, rank)
         else:
             rows = np.flatnonzero(keep)
             for j in np.flatnonzero(~keep).tolist():
                 reason[j] = REJECT_OUT_OF_ORDER
             kept = [ids[j] for j in rows.tolist()]
-            res = self._frames(kept, ts[rows], np.asarray(batch.x)[rows], slots[rows], wave_ranks(slots[rows]))
+            res = self._frames(kept, ts[rows], x[torch.from_numpy(rows)], slots[rows], wave_ranks(slots[rows]))
         prediction = np.full((n, 1), np.nan, np.float32)  # rejected rows: NaN, as the Runner's
         prediction[rows, 0] = res.prob
         score = np.zeros(n, np.float32)
@@ -379,12 +379,11 @@ class VadRunner:
         return keep
 
     def _frames(
-        self, stream_ids: Sequence[str], ts: np.ndarray, pcm: np.ndarray | Tensor, slots: np.ndarray, rank: np.ndarray
+        self, stream_ids: Sequence[str], ts: np.ndarray, x_all: Tensor, slots: np.ndarray, rank: np.ndarray
     ) -> VadResults:
-        """:meth:`process_frames` of checked rows whose ``slots`` are assigned and ``rank``
-        (:func:`~models.state.wave_ranks`) known."""
+        """:meth:`process_frames` of rows checked by :func:`_checked` (``x_all[n, FRAME]``) whose ``slots``
+        are assigned and ``rank`` (:func:`~models.state.wave_ranks`) known."""
         n = len(stream_ids)
-        x_all = torch.as_tensor(pcm, dtype=torch.float32)  # [n, FRAME]
         if not n:
             return self._results(stream_ids, ts, np.zeros((0, 5), np.float32))
         one_wave = int(rank.max()) == 0

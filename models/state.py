@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .errors import CapacityError, ConfigError
 
-__all__ = ["EvictionPolicy", "SlabSnapshot", "StateSlab", "wave_ranks"]
+__all__ = ["EvictionPolicy", "SlabSnapshot", "StateSlab", "occurrences", "wave_ranks"]
 
 EvictionPolicy = Literal["lru", "ttl", "none"]
 
@@ -32,16 +32,37 @@ def wave_ranks(slots: np.ndarray) -> np.ndarray:
         >>> wave_ranks(np.array([7, 3, 7, 7, 3])).tolist()
         [0, 0, 1, 2, 1]
     """
-    n = len(slots)
+    return _occurrences(slots, with_counts=False)[0]
+
+
+def occurrences(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`wave_ranks` of ``values`` and, for each element, how many elements equal it (one sort for both).
+
+    Example:
+        >>> [a.tolist() for a in occurrences(np.array([7, 3, 7, 7, 3]))]
+        [[0, 0, 1, 2, 1], [3, 2, 3, 3, 2]]
+    """
+    rank, count = _occurrences(values, with_counts=True)
+    assert count is not None
+    return rank, count
+
+
+def _occurrences(values: np.ndarray, with_counts: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    n = len(values)
     if not n:
-        return np.zeros(0, np.int64)
-    order = np.argsort(slots, kind="stable")
-    s = slots[order]
+        return np.zeros(0, np.int64), np.zeros(0, np.int64) if with_counts else None
+    order = np.argsort(values, kind="stable")
+    s = values[order]
     starts = np.r_[True, s[1:] != s[:-1]]
     first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n) - first
-    return rank
+    if not with_counts:
+        return rank, None
+    group = np.cumsum(starts) - 1
+    count = np.empty(n, np.int64)
+    count[order] = np.bincount(group)[group]
+    return rank, count
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from models import Alert
+from models.state import occurrences
 from stream.explorer.store import (
     _ANOMALY,
     _OPEN,
@@ -23,7 +24,6 @@ from stream.explorer.store import (
     _SYNC_EVERY_S,
     ALERTS_PER_STREAM,
     RingStore,
-    _occurrence_rank,
     explain,
 )
 
@@ -137,7 +137,7 @@ class _Reference(RingStore):
             last = np.ones(len(rows), bool)
             sel = slice(None)
         else:  # a stream several times in the batch: consecutive ring positions, keep the last N
-            rank, cnt = _occurrence_rank(rows)
+            rank, cnt = occurrences(rows)
             last = rank == cnt - 1
             sel = rank >= cnt - self.points  # type: ignore[assignment]
         pos = (self.count[rows] + rank) % self.points

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.state import wave_ranks
+from models.state import occurrences
 
 from .band import band, nan_none
 
@@ -42,12 +42,6 @@ _ANOMALY, _OPEN, _RESOLVED = 1, 2, 4  # bits of the per-point flags (record() re
 def _consume(it: Iterable[Any]) -> None:
     """Run an iterator of side effects at C speed (``deque(it, maxlen=0)``)."""
     deque(it, maxlen=0)
-
-
-def _occurrence_rank(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each element: its occurrence rank among equal values, and how many equal values there are."""
-    _, inv, counts = np.unique(rows, return_inverse=True, return_counts=True)
-    return wave_ranks(rows), counts[inv]
 
 
 def explain(state: str, expected: Sequence[float], actual: Sequence[float], score: float, threshold: float) -> str:
@@ -335,7 +329,7 @@ class RingStore:
         else:  # a stream several times in the batch: consecutive ring positions, keep the last N
             if idx is None:
                 idx = at
-            rank, cnt = _occurrence_rank(rows)
+            rank, cnt = occurrences(rows)
             last = rank == cnt - 1
             sel = rank >= cnt - points
             flat = (rows * points + (count[rows] + rank) % points)[sel]
