@@ -61,6 +61,7 @@ import torch
 from torch import Tensor
 
 from .errors import ConfigError
+from ._tick_kernel import tick_rules_rows
 from .features import Features
 from .nets import NetConfig
 from .scoring import Scorer
@@ -299,6 +300,9 @@ def _script(fn: Any) -> Any:
 # tests/test_ticks_script.py) at ~40 % of eager's cost per wave (run unoptimised: see featurise).
 # SEQSTREAM_TICKS_EAGER=1 runs the Python function instead (to debug it).
 _RULES = _tick_rules if os.environ.get("SEQSTREAM_TICKS_EAGER") else _script(_tick_rules)
+# On the CPU the rules run as one compiled loop over a wave's rows (models/_tick_kernel.py: a few µs
+# per wave instead of ~650); SEQSTREAM_TICKS_KERNEL=0 (or SEQSTREAM_TICKS_EAGER=1) runs _RULES there too.
+_KERNEL = os.environ.get("SEQSTREAM_TICKS_KERNEL", "1") != "0" and not os.environ.get("SEQSTREAM_TICKS_EAGER")
 
 
 class TickFeatures(Features):
@@ -349,6 +353,30 @@ class TickFeatures(Features):
             rc.burst_z,
             rc.winsor,
         )
+        # the same numbers for the compiled CPU loop, as float32 (torch casts a Python scalar to the
+        # tensor's dtype), the reciprocals and the burst scale precomputed as the torch function does
+        self._kernel_params = np.array(
+            [
+                rc.warmup,
+                1.0 / rc.vol_window,
+                1.0 / rc.level_window,
+                rc.jump_z,
+                rc.run_z,
+                rc.crash_z,
+                rc.stale_min,
+                math.log(rc.stale_p),
+                rc.same_max_p,
+                rc.gap_z,
+                rc.gap_factor,
+                rc.burst_alpha,
+                math.sqrt(rc.burst_alpha / (2.0 - rc.burst_alpha)),
+                rc.burst_z,
+                rc.winsor,
+                0.0,
+            ],
+            np.float32,
+        )  # [16]
+        self._close_np = np.asarray(self.rules.close_after, np.float32)  # [5]
 
     @property
     def aux_size(self) -> int:
@@ -393,6 +421,8 @@ class TickFeatures(Features):
             ([0.01, 0.01, 0.0, 4.6052, 0.6931, -4.6102], [False])
         """
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view: the rules update it in place
+        if x.device.type == "cpu" and _KERNEL:
+            return self._featurise_kernel(s, x, dt)
         # the executor's optimising pass specialises on shapes, and every wave has another size
         with torch.jit.optimized_execution(False):
             feats, quoted, lp_old, first, evidence, trans, kscore, open_new = _RULES(
@@ -400,6 +430,30 @@ class TickFeatures(Features):
             )  # [b, 6], [b], [b], [b], [b, 21], [b, 5], [b, 5], [b, 5]
         ctx = (lp_old, first, evidence, trans, kscore, open_new)
         return feats, quoted, ctx
+
+    def _featurise_kernel(self, s: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Any]:
+        """:meth:`featurise` on the CPU: the compiled loop of :mod:`models._tick_kernel` over the rows."""
+        b = x.shape[0]
+        sn = s.numpy()  # [b, S] view of the aux rows: updated in place
+        if dt is None:
+            dt = torch.full((b,), float("inf"))  # [b]
+        logs = torch.empty((3, b))  # [3, b] torch's logs, as the torch function takes them (models/_tick_kernel.py)
+        torch.log(x[:, 0], out=logs[0])
+        torch.log1p(x[:, 1], out=logs[1])
+        torch.log(dt.clamp_min(1e-3), out=logs[2])
+        feats = np.empty((b, N_TICK_FEATURES - 1), np.float32)  # [b, 6]
+        quoted, first = np.empty(b, np.bool_), np.empty(b, np.bool_)  # [b], [b]
+        lp_old = np.empty(b, np.float32)  # [b]
+        evidence = np.empty((b, 21), np.float32)  # [b, 21]
+        trans, kscore = np.empty((b, 5), np.float32), np.empty((b, 5), np.float32)  # [b, 5], [b, 5]
+        open_new = np.empty((b, 5), np.bool_)  # [b, 5]
+        tick_rules_rows(
+            sn, x.numpy(), dt.numpy(), logs.numpy(), self._close_np, self._kernel_params, feats, quoted, lp_old, first, evidence, trans,
+            kscore, open_new,
+        )  # fmt: skip
+        t = torch.from_numpy
+        ctx = (t(lp_old), t(first), t(evidence), t(trans), t(kscore), t(open_new))
+        return t(feats), t(quoted), ctx
 
     def pack_outputs(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
         lp_old, first, evidence, trans, kscore, open_new = ctx

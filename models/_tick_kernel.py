@@ -1,0 +1,208 @@
+"""The ticks rules (:func:`models.ticks._tick_rules`) as one compiled loop over a wave's rows, for the CPU.
+
+Why: on the CPU a ticks wave spent ~650 µs in the rules' ~150 small torch ops (dispatch, not
+arithmetic; TorchScript only trims the Python part), and a symbol's ticks in one micro-batch run one
+wave each, so a busy symbol pays that per tick (docs/benchmarks.md, issue 17). numba compiles this
+loop to machine code with LLVM at the first call (no C compiler needed; cached on disk), and one call
+costs a few µs whatever the wave's size.
+
+The arithmetic mirrors the torch function operation by operation in float32 (every constant is a
+float32, as torch casts a Python scalar to the tensor's dtype). The logs of the inputs come from
+torch (three vectorised ops before the call): a return is the difference of two log prices, so a
+last-bit difference between libm's ``log`` and torch's would be amplified ~1000-fold in ``z``. The
+other transcendental functions of the state (``log``/``exp``/``expm1`` of running levels) are libm's
+here and may differ from torch's in the last bit, so the results agree to float32 rounding
+(``tests/test_tick_kernel.py`` checks every output, the state and the alerts). CUDA keeps the torch
+function.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["tick_rules_rows"]
+
+_F = np.float32
+_ZERO, _HALF, _ONE, _TWO, _THREE, _ONE_AND_HALF = _F(0.0), _F(0.5), _F(1.0), _F(2.0), _F(3.0), _F(1.5)
+_EPS6, _EPS4, _EPS3, _EPS14 = _F(1e-6), _F(1e-4), _F(1e-3), _F(1e-14)
+
+# the state columns of models.ticks (asserted equal there)
+_N, _LP, _RV, _MNZ, _LSM, _LSV, _LSS, _DTM, _DTV, _SPM, _LB, _LA, _SAME, _PSAME = range(14)
+_PZ, _PR, _PS, _PLP, _RUN, _CUM, _CRS, _CRO, _CRL, _RSIG, _BIG = range(14, 25)
+_OPEN, _QUIET = 25, 30
+
+
+@njit(cache=True, nogil=True)
+def tick_rules_rows(  # noqa: PLR0913, PLR0915 - one compiled loop; the arguments are the rules' numbers
+    s: np.ndarray,  # [b, S] float32, updated in place
+    x: np.ndarray,  # [b, 4] float32
+    dt: np.ndarray,  # [b] float32 (inf: no previous tick)
+    logs: np.ndarray,  # [3, b] float32: torch's log(price), log1p(size), log(max(dt, 1e-3))
+    close: np.ndarray,  # [5] float32
+    p: np.ndarray,  # [16] float32: the rules' numbers (see models.ticks.TickFeatures._kernel_params)
+    feats: np.ndarray,  # [b, 6] out
+    quoted_o: np.ndarray,  # [b] bool out
+    lp_old_o: np.ndarray,  # [b] out
+    first_o: np.ndarray,  # [b] bool out
+    ev: np.ndarray,  # [b, 21] out
+    trans: np.ndarray,  # [b, 5] out
+    ks: np.ndarray,  # [b, 5] out
+    open_o: np.ndarray,  # [b, 5] bool out
+) -> None:
+    warmup, inv_vol_w, inv_lev_w, jump_z, run_z, crash_z = p[0], p[1], p[2], p[3], p[4], p[5]
+    stale_min, log_stale_p, same_max_p, gap_zt, gap_factor, a_b = p[6], p[7], p[8], p[9], p[10], p[11]
+    burst_scale, burst_z, winsor = p[12], p[13], p[14]
+    fires = np.empty(5, np.bool_)
+    open_old = np.empty(5, np.bool_)
+    for i in range(s.shape[0]):
+        price, size, bid, ask, dti = x[i, 0], x[i, 1], x[i, 2], x[i, 3], dt[i]
+        n = s[i, _N]
+        first = n == _ZERO
+        ready = n >= warmup
+        lp = logs[0, i]
+        lp_old = s[i, _LP]
+        r = _ZERO if first else lp - lp_old
+        absr = abs(r)
+        quoted = math.isfinite(bid) and math.isfinite(ask)
+        mid = (bid + ask) * _HALF
+        spread = (ask - bid) / mid if quoted else _ZERO
+        lsize = logs[1, i]
+        has_dt = math.isfinite(dti) and not first
+        ldt = logs[2, i] if has_dt else s[i, _DTM]
+
+        sig = max(max(math.sqrt(s[i, _RV]), _HALF * s[i, _MNZ]), _EPS6)
+        z = r / sig
+
+        run_old = s[i, _RUN]
+        starts = z < -run_z and not first and run_old == _ZERO
+        down = starts or (run_old > _ZERO and r < _ZERO)
+        if starts:
+            s[i, _CRS] = lp_old
+            s[i, _RSIG] = sig
+        s[i, _RUN] = run_old + _ONE if down else _ZERO
+        s[i, _CUM] = s[i, _CUM] + r if down else _ZERO
+        big = _ONE if z < -run_z else _ZERO
+        s[i, _BIG] = s[i, _BIG] + big if down else _ZERO
+        run, n_big = s[i, _RUN], s[i, _BIG]
+        cstat = -s[i, _CUM] / (max(s[i, _RSIG], _EPS6) * math.sqrt(max(run, _ONE)))
+        for k in range(5):
+            open_old[k] = s[i, _OPEN + k] > _ZERO
+        fire_crash = ready and n_big >= _TWO and cstat > crash_z
+
+        pz = s[i, _PZ]
+        fire_jump = ready and pz != _ZERO and n_big < _TWO and not open_old[1]
+        ev_pr, ev_ps, ev_plp = s[i, _PR], s[i, _PS], s[i, _PLP]
+        pend = abs(z) > jump_z and not first and n_big < _TWO
+        s[i, _PZ] = z if pend else _ZERO
+        if pend:
+            s[i, _PR] = r
+            s[i, _PS] = sig
+            s[i, _PLP] = lp_old
+
+        lb, la = s[i, _LB], s[i, _LA]
+        same_b = bid == lb or (math.isnan(bid) and math.isnan(lb))
+        same_a = ask == la or (math.isnan(ask) and math.isnan(la))
+        unchanged = not first and lp == lp_old and same_b and same_a
+        s[i, _SAME] = s[i, _SAME] + _ONE if unchanged else _ZERO
+        p_same = min(max(s[i, _PSAME], _EPS3), same_max_p)
+        limit = max((_ONE / math.log(p_same)) * log_stale_p, stale_min)
+        dt_sd = math.sqrt(max(s[i, _DTV], _EPS4))
+        gap_z = (ldt - s[i, _DTM]) / dt_sd if has_dt else _ZERO
+        usual_dt = math.exp(s[i, _DTM])
+        gap = has_dt and gap_z > gap_zt and dti > gap_factor * usual_dt
+        fires[2] = ready and (s[i, _SAME] >= limit or gap)
+        fires[3] = quoted and bid > ask
+
+        lss = lsize if first else s[i, _LSS] + a_b * (lsize - s[i, _LSS])
+        s[i, _LSS] = lss
+        lsd = math.sqrt(max(s[i, _LSV], _EPS4))
+        bz = (lss - s[i, _LSM]) / (lsd * burst_scale)
+        fires[4] = ready and bz > burst_z
+        fires[0] = fire_jump
+        fires[1] = fire_crash
+
+        kraw = (
+            abs(pz) / jump_z,
+            cstat / crash_z,
+            max(s[i, _SAME] / limit, gap_z / gap_zt),
+            _ONE_AND_HALF,
+            bz / burst_z,
+        )
+        for k in range(5):
+            quiet = _ZERO if fires[k] else s[i, _QUIET + k] + _ONE
+            opens = fires[k] and not open_old[k]
+            resolves = open_old[k] and not fires[k] and quiet >= close[k]
+            now = (open_old[k] or opens) and not resolves
+            open_o[i, k] = now
+            s[i, _OPEN + k] = _ONE if now else _ZERO
+            s[i, _QUIET + k] = quiet if now else _ZERO
+            trans[i, k] = (_ONE if opens else _ZERO) - (_ONE if resolves else _ZERO)
+            if k == 1:
+                if opens:
+                    s[i, _CRO] = s[i, _CRS]
+                s[i, _CRL] = lp if opens else min(s[i, _CRL], lp)
+            ks[i, k] = min(max(kraw[k] * _HALF, _ZERO), _ONE) if fires[k] else _ZERO
+
+        # statistics, after the rules saw this tick
+        a_v = max(_ONE / max(n, _ONE), inv_vol_w)
+        r_w = min(max(r, -winsor * sig), winsor * sig) if ready else r
+        frozen = s[i, _SAME] >= stale_min
+        if not first and not frozen:
+            s[i, _RV] = s[i, _RV] + a_v * (r_w * r_w - s[i, _RV])
+        if not first and absr > _ZERO:
+            a_nz = _ONE if s[i, _MNZ] == _ZERO else a_v
+            s[i, _MNZ] = s[i, _MNZ] + a_nz * (min(absr, winsor * sig) - s[i, _MNZ])
+        a_l = max(_ONE / (n + _ONE), inv_lev_w)
+        d = lsize - s[i, _LSM]
+        if ready:
+            d = min(d, _THREE * lsd)
+        s[i, _LSV] = (s[i, _LSV] + a_l * d * d) * (_ONE - a_l)
+        s[i, _LSM] = s[i, _LSM] + a_l * d
+        a_t = max(_ONE / max(n, _ONE), inv_lev_w) if has_dt else _ZERO
+        dd = ldt - s[i, _DTM]
+        if ready:
+            dd = min(dd, _THREE * dt_sd)
+        s[i, _DTV] = (s[i, _DTV] + a_t * dd * dd) * (_ONE - a_t)
+        s[i, _DTM] = s[i, _DTM] + a_t * dd
+        a_s = a_l if quoted and spread > _ZERO else _ZERO
+        s[i, _SPM] = s[i, _SPM] + a_s * (spread - s[i, _SPM])
+        a_p = a_l if not first and s[i, _SAME] < limit else _ZERO
+        s[i, _PSAME] = s[i, _PSAME] + a_p * ((_ONE if unchanged else _ZERO) - s[i, _PSAME])
+        s[i, _LP] = lp
+        s[i, _LB] = bid
+        s[i, _LA] = ask
+        s[i, _N] = n + _ONE
+
+        feats[i, 0] = r
+        feats[i, 1] = absr
+        feats[i, 2] = spread
+        feats[i, 3] = lsize
+        feats[i, 4] = ldt
+        feats[i, 5] = _HALF * math.log(max(s[i, _RV], _EPS14))
+        quoted_o[i] = quoted
+        lp_old_o[i] = lp_old
+        first_o[i] = first
+        ev[i, 0] = z
+        ev[i, 1] = sig
+        ev[i, 2] = pz
+        ev[i, 3] = ev_pr
+        ev[i, 4] = ev_ps
+        ev[i, 5] = ev_plp
+        ev[i, 6] = cstat
+        ev[i, 7] = run
+        ev[i, 8] = s[i, _CUM]
+        ev[i, 9] = s[i, _CRS]
+        ev[i, 10] = s[i, _CRO]
+        ev[i, 11] = s[i, _CRL]
+        ev[i, 12] = s[i, _SAME]
+        ev[i, 13] = limit
+        ev[i, 14] = dti if has_dt else _ZERO
+        ev[i, 15] = usual_dt
+        ev[i, 16] = gap_z
+        ev[i, 17] = math.expm1(lss)
+        ev[i, 18] = math.expm1(s[i, _LSM])
+        ev[i, 19] = bz
+        ev[i, 20] = s[i, _SPM]

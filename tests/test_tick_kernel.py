@@ -1,0 +1,95 @@
+"""The compiled CPU loop of the ticks rules (``models._tick_kernel``) against the torch function.
+
+The loop mirrors :func:`models.ticks._tick_rules` operation by operation in float32; only the
+transcendental functions come from another library (libm vs torch's vectorised kernels), so every
+output and the state it updates agree to a few float32 ulps, and the decisions (fires, opens,
+resolves) are the same, over ticks that open and resolve every alert kind.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import models._tick_kernel as kern
+import models.ticks as ticks
+from models.nets import NetConfig
+from models.scoring_config import ScoringConfig
+
+
+def _features() -> ticks.TickFeatures:
+    cfg = NetConfig(input_size=7, output_size=2, hidden_size=8, inputs="ticks", residual=False)
+    return ticks.TickFeatures(cfg, ScoringConfig())
+
+
+def test_the_kernel_names_the_same_state_columns() -> None:
+    for name in ("_N", "_LP", "_RV", "_MNZ", "_SAME", "_PSAME", "_PZ", "_PLP", "_RUN", "_CRL", "_BIG", "_OPEN", "_QUIET"):
+        assert getattr(kern, name) == getattr(ticks, name), name
+
+
+def _ticks(step: int, b: int, price: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One wave of ticks with every rule's trigger somewhere in the run (the scripted-rules test's scenario)."""
+    shock = torch.randn(b, generator=g) * 0.001  # [b]
+    if 300 <= step < 304:
+        shock[0] -= 0.03  # a flash crash on symbol 0
+    if step == 400:
+        shock[1] += 0.05  # a jump on symbol 1
+    frozen = price[2].item()
+    price = price * torch.exp(shock)  # [b]
+    if 450 < step < 480:
+        price[2] = frozen  # a frozen quote on symbol 2
+    size = torch.rand(b, generator=g) * 100 + (5000.0 if 500 <= step < 505 else 0.0)  # [b] a burst
+    bid, ask = price - 0.01, price + 0.01  # [b]
+    if step % 7 == 0:
+        bid[3], ask[3] = float("nan"), float("nan")  # no quote
+    if step == 520:
+        bid[4], ask[4] = price[4] + 0.02, price[4] - 0.02  # crossed
+    dt = torch.rand(b, generator=g) + 0.1  # [b]
+    if step == 550:
+        dt[5] = 500.0  # a gap
+    return price, torch.stack((price, size, bid, ask), 1), dt  # [b], [b, 4], [b]
+
+
+def test_the_compiled_rules_agree_with_the_torch_function() -> None:
+    f = _features()
+    g = torch.Generator().manual_seed(3)
+    b = 8
+    s_torch = f.init_row().unsqueeze(0).repeat(b, 1)[:, f._o : f._o + ticks._OWN].clone()  # [b, S]
+    s_kern = s_torch.clone()
+    price = torch.full((b,), 100.0)  # [b]
+    opened = torch.zeros(5)  # [5]
+    worst = 0.0
+    for step in range(600):
+        price, x, dt = _ticks(step, b, price, g)
+        d = dt if step else None
+        close = f._close_on(x.device)
+        out_t = ticks._tick_rules(s_torch, x, d, close, *f._rule_args)
+        feats, quoted, ctx = f._featurise_kernel(s_kern, x, d)
+        out_k = (feats, quoted, *ctx)
+        for k, (a, c) in enumerate(zip(out_t, out_k, strict=True)):
+            assert a.dtype == c.dtype and a.shape == c.shape, (step, k)
+            if a.dtype == torch.bool:
+                assert torch.equal(a, c), (step, k)
+            else:
+                assert torch.allclose(a, c, rtol=2e-5, atol=1e-6, equal_nan=True), (step, k, a, c)
+                fin = torch.isfinite(a) & torch.isfinite(c)
+                rel = (a - c).abs()[fin] / a.abs()[fin].clamp_min(1e-6)
+                worst = max(worst, float(rel.max()) if rel.numel() else 0.0)
+        assert torch.equal(out_t[5], out_k[5]), step  # transitions: exactly the same alerts
+        assert torch.allclose(s_torch, s_kern, rtol=2e-5, atol=1e-6, equal_nan=True), step
+        opened += out_t[5].clamp_min(0).sum(0)  # [5]
+    assert (opened > 0).all(), opened  # every rule fired at least once: all paths compared
+    assert worst < 2e-5, worst
+
+
+def test_the_cpu_featuriser_runs_the_kernel() -> None:
+    """The worker's CPU path is the compiled loop, and a wave of 0 rows is fine."""
+    f = _features()
+    assert ticks._KERNEL
+    aux = f.init_row().unsqueeze(0).repeat(3, 1)  # [3, A]
+    feats, quoted, _ = f.featurise(aux, torch.tensor([[10.0, 1.0, 9.9, 10.1]] * 3), None)
+    assert feats.shape == (3, 6) and quoted.tolist() == [True] * 3
+    assert aux[0, f._o + ticks._N].item() == 1.0  # the state moved in place
+    empty = f.featurise(aux[:0], torch.zeros((0, 4)), torch.zeros(0))
+    assert empty[0].shape == (0, 6)
+    assert np.isfinite(f._kernel_params).all()
