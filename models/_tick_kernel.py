@@ -19,6 +19,7 @@ function.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit
@@ -35,9 +36,9 @@ _PZ, _PR, _PS, _PLP, _RUN, _CUM, _CRS, _CRO, _CRL, _RSIG, _BIG = range(14, 25)
 _OPEN, _QUIET = 25, 30
 
 
-@njit(cache=True, nogil=True)
-def tick_rules_rows(  # noqa: PLR0913, PLR0915 - one compiled loop; the arguments are the rules' numbers
-    s: np.ndarray,  # [b, S] float32, updated in place
+def _rules_rows(
+    aux: np.ndarray,  # [b, A] float32 C-contiguous: the wave's aux rows, updated in place
+    o: int,  # first column of the rules' own state in a row
     x: np.ndarray,  # [b, 4] float32
     dt: np.ndarray,  # [b] float32 (inf: no previous tick)
     logs: np.ndarray,  # [3, b] float32: torch's log(price), log1p(size), log(max(dt, 1e-3))
@@ -57,8 +58,9 @@ def tick_rules_rows(  # noqa: PLR0913, PLR0915 - one compiled loop; the argument
     burst_scale, burst_z, winsor = p[12], p[13], p[14]
     fires = np.empty(5, np.bool_)
     open_old = np.empty(5, np.bool_)
+    s = aux[:, o:]  # [b, S] view
     for i in range(s.shape[0]):
-        price, size, bid, ask, dti = x[i, 0], x[i, 1], x[i, 2], x[i, 3], dt[i]
+        bid, ask, dti = x[i, 2], x[i, 3], dt[i]  # price and size enter as their logs
         n = s[i, _N]
         first = n == _ZERO
         ready = n >= warmup
@@ -206,3 +208,16 @@ def tick_rules_rows(  # noqa: PLR0913, PLR0915 - one compiled loop; the argument
         ev[i, 18] = math.expm1(s[i, _LSM])
         ev[i, 19] = bz
         ev[i, 20] = s[i, _SPM]
+
+
+def _compiled() -> Callable[..., None]:
+    """The loop compiled once per process, with its machine code cached on disk where numba can write
+    (next to this file, else ``NUMBA_CACHE_DIR`` or ``~/.cache/numba``); without a writable place it
+    compiles in memory (~2 s at startup) instead of failing."""
+    try:
+        return njit(cache=True, nogil=True)(_rules_rows)  # type: ignore[no-any-return]
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(cache=False, nogil=True)(_rules_rows)  # type: ignore[no-any-return]
+
+
+tick_rules_rows = _compiled()

@@ -60,8 +60,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import ConfigError
 from ._tick_kernel import tick_rules_rows
+from .errors import ConfigError
 from .features import Features
 from .nets import NetConfig
 from .scoring import Scorer
@@ -377,6 +377,8 @@ class TickFeatures(Features):
             np.float32,
         )  # [16]
         self._close_np = np.asarray(self.rules.close_after, np.float32)  # [5]
+        if _KERNEL:  # compiled (or loaded from numba's cache) now, not in the first batch
+            self._featurise_kernel(self.init_row().unsqueeze(0)[:0], self._o, torch.zeros((0, RAW_TICK)), None)
 
     @property
     def aux_size(self) -> int:
@@ -421,8 +423,8 @@ class TickFeatures(Features):
             ([0.01, 0.01, 0.0, 4.6052, 0.6931, -4.6102], [False])
         """
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view: the rules update it in place
-        if x.device.type == "cpu" and _KERNEL:
-            return self._featurise_kernel(s, x, dt)
+        if x.device.type == "cpu" and _KERNEL and aux.is_contiguous():
+            return self._featurise_kernel(aux, self._o, x, dt)
         # the executor's optimising pass specialises on shapes, and every wave has another size
         with torch.jit.optimized_execution(False):
             feats, quoted, lp_old, first, evidence, trans, kscore, open_new = _RULES(
@@ -431,12 +433,14 @@ class TickFeatures(Features):
         ctx = (lp_old, first, evidence, trans, kscore, open_new)
         return feats, quoted, ctx
 
-    def _featurise_kernel(self, s: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Any]:
-        """:meth:`featurise` on the CPU: the compiled loop of :mod:`models._tick_kernel` over the rows."""
+    def _featurise_kernel(self, aux: Tensor, o: int, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Any]:
+        """:meth:`featurise` on the CPU: the compiled loop of :mod:`models._tick_kernel` over the rows
+        ``aux[b, A]`` (contiguous: the slab's gather makes it so), whose own columns start at ``o``."""
         b = x.shape[0]
-        sn = s.numpy()  # [b, S] view of the aux rows: updated in place
+        x = x.contiguous()  # [b, 4] every array C-contiguous: the loop is compiled for one layout only
         if dt is None:
             dt = torch.full((b,), float("inf"))  # [b]
+        dt = dt.contiguous()  # [b]
         logs = torch.empty((3, b))  # [3, b] torch's logs, as the torch function takes them (models/_tick_kernel.py)
         torch.log(x[:, 0], out=logs[0])
         torch.log1p(x[:, 1], out=logs[1])
@@ -448,9 +452,22 @@ class TickFeatures(Features):
         trans, kscore = np.empty((b, 5), np.float32), np.empty((b, 5), np.float32)  # [b, 5], [b, 5]
         open_new = np.empty((b, 5), np.bool_)  # [b, 5]
         tick_rules_rows(
-            sn, x.numpy(), dt.numpy(), logs.numpy(), self._close_np, self._kernel_params, feats, quoted, lp_old, first, evidence, trans,
-            kscore, open_new,
-        )  # fmt: skip
+            aux.numpy(),
+            o,
+            x.numpy(),
+            dt.numpy(),
+            logs.numpy(),
+            self._close_np,
+            self._kernel_params,
+            feats,
+            quoted,
+            lp_old,
+            first,
+            evidence,
+            trans,
+            kscore,
+            open_new,
+        )
         t = torch.from_numpy
         ctx = (t(lp_old), t(first), t(evidence), t(trans), t(kscore), t(open_new))
         return t(feats), t(quoted), ctx

@@ -23,11 +23,27 @@ def _features() -> ticks.TickFeatures:
 
 
 def test_the_kernel_names_the_same_state_columns() -> None:
-    for name in ("_N", "_LP", "_RV", "_MNZ", "_SAME", "_PSAME", "_PZ", "_PLP", "_RUN", "_CRL", "_BIG", "_OPEN", "_QUIET"):
+    for name in (
+        "_N",
+        "_LP",
+        "_RV",
+        "_MNZ",
+        "_SAME",
+        "_PSAME",
+        "_PZ",
+        "_PLP",
+        "_RUN",
+        "_CRL",
+        "_BIG",
+        "_OPEN",
+        "_QUIET",
+    ):
         assert getattr(kern, name) == getattr(ticks, name), name
 
 
-def _ticks(step: int, b: int, price: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _ticks(
+    step: int, b: int, price: torch.Tensor, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One wave of ticks with every rule's trigger somewhere in the run (the scripted-rules test's scenario)."""
     shock = torch.randn(b, generator=g) * 0.001  # [b]
     if 300 <= step < 304:
@@ -64,7 +80,7 @@ def test_the_compiled_rules_agree_with_the_torch_function() -> None:
         d = dt if step else None
         close = f._close_on(x.device)
         out_t = ticks._tick_rules(s_torch, x, d, close, *f._rule_args)
-        feats, quoted, ctx = f._featurise_kernel(s_kern, x, d)
+        feats, quoted, ctx = f._featurise_kernel(s_kern, 0, x, d)
         out_k = (feats, quoted, *ctx)
         for k, (a, c) in enumerate(zip(out_t, out_k, strict=True)):
             assert a.dtype == c.dtype and a.shape == c.shape, (step, k)
