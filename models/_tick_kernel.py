@@ -1,4 +1,4 @@
-"""The ticks rules (:func:`models.ticks._tick_rules`) as one compiled loop over a wave's rows, for the CPU.
+"""The ticks rules (:func:`models.ticks._tick_rules`) and outputs as compiled loops over a wave's rows (CPU).
 
 Why: on the CPU a ticks wave spent ~650 µs in the rules' ~150 small torch ops (dispatch, not
 arithmetic; TorchScript only trims the Python part), and a symbol's ticks in one micro-batch run one
@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-__all__ = ["tick_rules_rows"]
+__all__ = ["tick_pack_rows", "tick_rules_rows", "warm_up"]
 
 _F = np.float32
 _ZERO, _HALF, _ONE, _TWO, _THREE, _ONE_AND_HALF = _F(0.0), _F(0.5), _F(1.0), _F(2.0), _F(3.0), _F(1.5)
@@ -210,14 +210,71 @@ def _rules_rows(
         ev[i, 20] = s[i, _SPM]
 
 
-def _compiled() -> Callable[..., None]:
+_SQRT_HALF_PI = _F(math.sqrt(math.pi / 2.0))
+
+
+def _pack_rows(
+    aux: np.ndarray,  # [b, A] float32: the wave's aux rows (after the rules and the scorer)
+    o: int,  # first column of the rules' own state in a row
+    x: np.ndarray,  # [b, 4] float32
+    sc: np.ndarray,  # [b, 7] the scorer's packed output: pred[2], expected[2], score, anomaly, transition
+    lp_old: np.ndarray,  # [b]
+    first: np.ndarray,  # [b] bool
+    ev: np.ndarray,  # [b, 21]
+    trans: np.ndarray,  # [b, 5]
+    ks: np.ndarray,  # [b, 5]
+    open_new: np.ndarray,  # [b, 5] bool
+    out: np.ndarray,  # [b, 44] out: models.ticks.TickFeatures.pack_outputs's columns
+) -> None:
+    for i in range(aux.shape[0]):
+        price, spm, lsm = x[i, 0], aux[i, o + _SPM], aux[i, o + _LSM]
+        r_hat, a_hat = sc[i, 0], sc[i, 1]
+        p_next = price * math.exp(r_hat)
+        size = math.expm1(lsm)
+        lo, hi = _ONE - _HALF * spm, _ONE + _HALF * spm
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = p_next, size, p_next * lo, p_next * hi
+        p_exp = np.float32(np.nan) if first[i] else math.exp(lp_old[i] + sc[i, 2])
+        out[i, 4], out[i, 5], out[i, 6], out[i, 7] = p_exp, size, p_exp * lo, p_exp * hi
+        score, anomaly, opened, resolved = sc[i, 4], False, False, False
+        for k in range(5):
+            score = max(score, ks[i, k])
+            anomaly = anomaly or open_new[i, k]
+            opened = opened or trans[i, k] > _ZERO
+            resolved = resolved or trans[i, k] < _ZERO
+            out[i, 34 + k] = trans[i, k]
+            out[i, 39 + k] = ks[i, k]
+        out[i, 8] = score
+        out[i, 9] = _ONE if anomaly else _ZERO
+        out[i, 10] = _ONE if opened else (-_ONE if resolved else _ZERO)
+        out[i, 11] = r_hat
+        out[i, 12] = _SQRT_HALF_PI * max(a_hat, _ZERO)
+        for k in range(21):
+            out[i, 13 + k] = ev[i, k]
+
+
+def _compiled(fn: Callable[..., None]) -> Callable[..., None]:
     """The loop compiled once per process, with its machine code cached on disk where numba can write
     (next to this file, else ``NUMBA_CACHE_DIR`` or ``~/.cache/numba``); without a writable place it
     compiles in memory (~2 s at startup) instead of failing."""
     try:
-        return njit(cache=True, nogil=True)(_rules_rows)  # type: ignore[no-any-return]
+        return njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(cache=False, nogil=True)(_rules_rows)  # type: ignore[no-any-return]
+        return njit(cache=False, nogil=True)(fn)  # type: ignore[no-any-return]
 
 
-tick_rules_rows = _compiled()
+tick_rules_rows = _compiled(_rules_rows)
+tick_pack_rows = _compiled(_pack_rows)
+
+
+def warm_up(width: int, o: int) -> None:
+    """Compile both loops (or load them from numba's cache) now, for rows ``width`` floats wide whose own
+    columns start at ``o``, so that the first batch does not wait for it (~2 s without a cache)."""
+    f32, b8 = np.float32, np.bool_
+    aux, x, one = np.zeros((0, width), f32), np.zeros((0, 4), f32), np.zeros(0, f32)
+    rows, b5, f5 = np.zeros((0, 21), f32), np.zeros((0, 5), b8), np.zeros((0, 5), f32)
+    p = np.zeros(16, f32)
+    tick_rules_rows(
+        aux, o, x, one, np.zeros((3, 0), f32), np.zeros(5, f32), p, np.zeros((0, 6), f32), np.zeros(0, b8), one,
+        np.zeros(0, b8), rows, f5, f5, b5,
+    )  # fmt: skip
+    tick_pack_rows(aux, o, x, np.zeros((0, 7), f32), one, np.zeros(0, b8), rows, f5, f5, b5, np.zeros((0, 44), f32))

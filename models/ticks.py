@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._tick_kernel import tick_rules_rows
+from ._tick_kernel import tick_pack_rows, tick_rules_rows, warm_up
 from .errors import ConfigError
 from .features import Features
 from .nets import NetConfig
@@ -378,7 +378,7 @@ class TickFeatures(Features):
         )  # [16]
         self._close_np = np.asarray(self.rules.close_after, np.float32)  # [5]
         if _KERNEL:  # compiled (or loaded from numba's cache) now, not in the first batch
-            self._featurise_kernel(self.init_row().unsqueeze(0)[:0], self._o, torch.zeros((0, RAW_TICK)), None)
+            warm_up(self.aux_size, self._o)
 
     @property
     def aux_size(self) -> int:
@@ -423,7 +423,7 @@ class TickFeatures(Features):
             ([0.01, 0.01, 0.0, 4.6052, 0.6931, -4.6102], [False])
         """
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view: the rules update it in place
-        if x.device.type == "cpu" and _KERNEL and aux.is_contiguous():
+        if self._on_kernel(aux, x):
             return self._featurise_kernel(aux, self._o, x, dt)
         # the executor's optimising pass specialises on shapes, and every wave has another size
         with torch.jit.optimized_execution(False):
@@ -472,10 +472,23 @@ class TickFeatures(Features):
         ctx = (t(lp_old), t(first), t(evidence), t(trans), t(kscore), t(open_new))
         return t(feats), t(quoted), ctx
 
+    @staticmethod
+    def _on_kernel(aux: Tensor, x: Tensor) -> bool:
+        """Whether this wave runs the compiled CPU loops (models/_tick_kernel.py)."""
+        return _KERNEL and x.device.type == "cpu" and aux.is_contiguous()
+
     def pack_outputs(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
         lp_old, first, evidence, trans, kscore, open_new = ctx
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view
         sc = self.scorer.post(aux, err, forecast)  # [b, 7]: pred[2], expected[2], score, anomaly, transition
+        if self._on_kernel(aux, x):
+            out = torch.empty((x.shape[0], self.out_width))  # [b, 44]
+            n = torch.Tensor.numpy
+            tick_pack_rows(
+                n(aux), self._o, n(x.contiguous()), n(sc.contiguous()), n(lp_old), n(first), n(evidence), n(trans),
+                n(kscore), n(open_new), n(out),
+            )  # fmt: skip
+            return out
         price = x[:, 0]  # [b]
         spm = s[:, _SPM]  # [b]
         r_hat, a_hat = sc[:, 0], sc[:, 1]  # [b] each

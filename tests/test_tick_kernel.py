@@ -9,12 +9,15 @@ resolves) are the same, over ticks that open and resolve every alert kind.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import models._tick_kernel as kern
 import models.ticks as ticks
 from models.nets import NetConfig
+from models.runner import Runner
 from models.scoring_config import ScoringConfig
+from models.types import Batch
 
 
 def _features() -> ticks.TickFeatures:
@@ -109,3 +112,33 @@ def test_the_cpu_featuriser_runs_the_kernel() -> None:
     empty = f.featurise(aux[:0], torch.zeros((0, 4)), torch.zeros(0))
     assert empty[0].shape == (0, 6)
     assert np.isfinite(f._kernel_params).all()
+
+
+def test_a_ticks_runner_gives_the_same_alerts_with_and_without_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bundled ticks model end to end (rules, scorer, GRU, packed outputs), two waves per batch."""
+    runners = {on: Runner.from_checkpoint("models/checkpoints/ticks_gru.pt", device="cpu") for on in (True, False)}
+    g = torch.Generator().manual_seed(11)
+    b = 8
+    price = torch.full((b,), 100.0)  # [b]
+    t = 1.7e9
+    alerts: dict[bool, list[tuple[str, str, str | None]]] = {True: [], False: []}
+    for step in range(0, 600, 2):
+        rows = []
+        for k in (step, step + 1):
+            price, x, dt = _ticks(k, b, price, g)
+            t += float(dt.mean())
+            rows += [(f"sym-{i}", t + 0.01 * i, x[i].tolist()) for i in range(b)]
+        batch = Batch.from_rows(rows)
+        res = {}
+        for on, runner in runners.items():
+            monkeypatch.setattr(ticks, "_KERNEL", on)
+            res[on] = runner.process(batch)
+            alerts[on] += [(a.stream_id, a.state, a.kind) for a in res[on].alerts]
+        a, c = res[True], res[False]
+        assert np.array_equal(a.accepted, c.accepted) and np.array_equal(a.transition, c.transition), step
+        assert np.array_equal(a.anomaly, c.anomaly), step
+        np.testing.assert_allclose(a.score, c.score, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a.prediction, c.prediction, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a.expected, c.expected, rtol=1e-4, atol=1e-5)
+    assert alerts[True] == alerts[False]
+    assert len({k for _, _, k in alerts[True]}) == 5, alerts[True]  # every kind opened: every path compared
