@@ -33,11 +33,13 @@ events below ``close_threshold``.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from . import _calibrated_kernel as _ck
 from .calibrated import CalibratedChannels
 from .errors import ConfigError
 from .scoring_config import ScoringConfig
@@ -47,6 +49,8 @@ __all__ = ["Scorer"]
 _EPS_P = 1e-10
 MASKED_RSCALE_PRIOR = 0.5  # prior mean |residual| (normalised units) of a masked feature
 _LOG_EPS_P = math.log(_EPS_P)
+# SEQSTREAM_SCORER_KERNEL=0: the torch code on the CPU too (for comparisons and debugging)
+_SCORER_KERNEL = os.environ.get("SEQSTREAM_SCORER_KERNEL", "1") != "0"
 
 
 class Scorer:
@@ -185,6 +189,12 @@ class Scorer:
         self.EXPECTED = slice(t, 2 * t)
         self.SCORE, self.ANOMALY, self.TRANSITION = 2 * t, 2 * t + 1, 2 * t + 2
         self.out_size = 2 * t + 3
+        # the calibrated scorer on the CPU: two compiled loops per wave instead of ~200 torch ops
+        # (models/_calibrated_kernel.py); decided once here, used for CPU rows
+        self._cal_kernel: tuple[np.ndarray, np.ndarray] | None = None
+        if _SCORER_KERNEL and _ck.eligible(self):
+            self._cal_kernel = _ck.layout(self)  # [L_N] int64, [P_N] float32
+            _ck.warm_up(*self._cal_kernel, self.size)
 
     def init_row(self) -> Tensor:
         row = torch.zeros(self.size)  # [A]
@@ -240,6 +250,8 @@ class Scorer:
                 f"this scoring has {self.n_phases} event-time phase column(s) (season/profile channels); "
                 "pass phase=Tensor(Scorer.phases(ts)) or turn those channels off"
             )
+        if self._cal_kernel is not None and aux.device.type == "cpu" and aux.is_contiguous():
+            return self._pre_kernel(aux, x, phase)
         cfg, one = self.config, self._one
         count = aux[:, self.COUNT]  # [B] view
         mean, var = aux[:, self._mean], aux[:, self._var]  # [B, F] views
@@ -259,6 +271,17 @@ class Scorer:
         var.addcmul_(d, d * alpha).mul_(one - alpha)  # [B, F]
         mean.addcmul_(alpha, d)  # [B, F]
         count.add_(one)
+        return x_norm, err
+
+    def _pre_kernel(self, aux: Tensor, x: Tensor, phase: Tensor | None) -> tuple[Tensor, Tensor]:
+        """:meth:`pre` of the calibrated scorer as the compiled loop (CPU, ``aux`` contiguous)."""
+        assert self._cal_kernel is not None
+        b = x.shape[0]
+        x_norm, err = torch.empty((b, self.n_features)), torch.empty(b)  # [b, F], [b]
+        ph = phase.contiguous() if phase is not None else torch.zeros((b, 2))  # [b, P]
+        _ck.calibrated_pre(
+            aux.numpy(), x.contiguous().numpy(), ph.numpy(), *self._cal_kernel, x_norm.numpy(), err.numpy()
+        )
         return x_norm, err
 
     def _adapt_step(self, aux: Tensor, resid: Tensor, count: Tensor) -> None:
@@ -425,6 +448,10 @@ class Scorer:
         """
         cfg, k, one = self.config, self._k, self._one
         steps, is_open, below, since = (aux[:, i] for i in (self.STEPS, self.OPEN, self.BELOW, self.SINCE))  # [B]
+        if self._cal_kernel is not None and aux.device.type == "cpu" and aux.is_contiguous():
+            out = aux.new_empty((aux.shape[0], self.out_size))  # [B, 2T+3]
+            _ck.calibrated_post(aux.numpy(), forecast.contiguous().numpy(), *self._cal_kernel, out.numpy())
+            return out
         if self.calibrated is not None:  # channels already calibrated in pre(); the alert lifecycle
             score, now_open, below_new = self.calibrated.policy(aux, steps, is_open, below, since)  # [B] x3
             return self._outputs(aux, forecast, score, now_open, now_open, below_new)

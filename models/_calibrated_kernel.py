@@ -1,0 +1,302 @@
+"""The calibrated scorer's per-wave work (:meth:`models.scoring.Scorer.pre` and ``post`` with
+``calibrated=True``) as compiled loops over a wave's rows, for the CPU.
+
+Why: the bundled sensor detector's scorer was ~200 small torch ops per wave (the normaliser, the
+season/profile/shift channels with their bucket gathers and scatters, the calibration with its tail
+check, the alert lifecycle), ~0.8 ms per wave at any batch size up to ~100 on the CPU, all of it
+dispatch (docs/benchmarks.md, issue 17). numba compiles these two loops with LLVM at startup (no
+C compiler needed; cached on disk where it can write), and a call costs a few µs plus a few hundred
+ns per row.
+
+The arithmetic follows the torch code operation by operation in float32: every constant is a
+float32 as torch casts a Python scalar to the tensor's dtype, ``lerp`` uses torch's two-branch
+formula, reductions over the targets sum then divide. ``erfc`` and ``log`` come from libm here and
+from torch's vectorised kernels there and may differ in the last bit, so scores agree to float32
+rounding (``tests/test_calibrated_kernel.py``: outputs, state and every alert decision; the NAB and
+synthetic numbers of ``docs/accuracy.md`` are unchanged). CUDA keeps the torch code.
+
+Which parts a config has is in ``lay`` (int64: column offsets and sizes) and ``par`` (float32: the
+rates and thresholds), built once by :func:`layout` from a :class:`~models.scoring.Scorer`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+
+if TYPE_CHECKING:
+    from .scoring import Scorer
+
+__all__ = ["calibrated_post", "calibrated_pre", "eligible", "layout", "warm_up"]
+
+_F = np.float32
+_ZERO, _HALF, _ONE, _TWO = _F(0.0), _F(0.5), _F(1.0), _F(2.0)
+_EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(1e-10)
+
+# lay: column offsets and sizes
+(
+    L_F, L_T, L_MEAN, L_VAR, L_FCAST,
+    L_SEASON, L_NS, L_PROFILE, L_NP, L_SHIFT,
+    L_C, L_GATE, L_CMEAN, L_CVAR, L_BVAR, L_BCOUNT, L_H, L_SCORE, L_CSINCE, L_RAVG, L_EXC,
+    L_N,
+) = range(22)  # fmt: skip
+# par: float32 numbers
+(
+    P_MIN_VAR, P_CLIP, P_INV_NORM_W, P_SEASON_RATE, P_PROFILE_RATE, P_INV_SHIFT_SHORT, P_INV_SHIFT_LONG,
+    P_SHIFT_LONG, P_INV_RAVG, P_RAVG_ON, P_LOG_C, P_INV_LOG_EPS, P_INV_SQRT2, P_TAIL_Z, P_INV_Q0, P_N0,
+    P_INV_ERR_W, P_OPEN, P_CLOSE, P_CLOSE_AFTER, P_WARMUP, P_SUPPRESS, P_SUPPRESS_OTHER,
+    P_N,
+) = range(24)  # fmt: skip
+
+
+def eligible(sc: Scorer) -> bool:
+    """Whether the compiled loops cover this scorer's configuration (the shipped calibrated detector
+    does; the legacy profile gate, the online adapter and masked input keep the torch code)."""
+    c = sc.config
+    return sc.calibrated is not None and not sc.masked and not sc.gated and not c.adapter_lr
+
+
+def layout(sc: Scorer) -> tuple[np.ndarray, np.ndarray]:
+    """``(lay, par)`` of an :func:`eligible` scorer."""
+    c, cal = sc.config, sc.calibrated
+    assert cal is not None
+    lay = np.zeros(L_N, np.int64)  # [L_N]
+    lay[L_F], lay[L_T] = sc.n_features, sc.n_targets
+    lay[L_MEAN], lay[L_VAR], lay[L_FCAST] = sc._mean.start, sc._var.start, sc._fcast.start
+    lay[L_SEASON], lay[L_NS] = sc._season, c.season_buckets
+    lay[L_PROFILE], lay[L_NP] = sc._profile, c.profile_buckets
+    lay[L_SHIFT] = sc._shift.start if c.shift_short else -1
+    lay[L_C] = cal.n_channels
+    lay[L_GATE] = cal._gate.start if cal.gated else -1
+    lay[L_CMEAN], lay[L_CVAR] = cal._mean.start, cal._var.start
+    lay[L_BVAR], lay[L_BCOUNT], lay[L_H] = cal._bvar, cal._bcount, cal.n_hourly
+    lay[L_SCORE], lay[L_CSINCE], lay[L_RAVG] = cal._score.start, cal._csince.start, cal._ravg
+    lay[L_EXC] = cal._exc.start if c.tail_z else -1
+    par = np.zeros(P_N, np.float32)  # [P_N]
+    par[P_MIN_VAR], par[P_CLIP], par[P_INV_NORM_W] = c.min_std**2, c.clip, 1.0 / c.norm_window
+    par[P_SEASON_RATE], par[P_PROFILE_RATE] = c.season_rate, c.profile_rate
+    if c.shift_short:
+        par[P_INV_SHIFT_SHORT], par[P_INV_SHIFT_LONG] = 1.0 / c.shift_short, 1.0 / c.shift_long
+    par[P_SHIFT_LONG] = float(c.shift_long)
+    par[P_INV_RAVG], par[P_RAVG_ON] = 1.0 / c.residual_avg, float(c.residual_avg != 1.0)
+    par[P_LOG_C], par[P_INV_LOG_EPS], par[P_INV_SQRT2] = cal._log_c, 1.0 / math.log(1e-10), 1.0 / math.sqrt(2.0)
+    par[P_TAIL_Z], par[P_INV_Q0], par[P_N0], par[P_INV_ERR_W] = (
+        c.tail_z,
+        1.0 / cal._q0,
+        1.0 / cal._q0,
+        1.0 / c.err_window,
+    )
+    par[P_OPEN], par[P_CLOSE], par[P_CLOSE_AFTER] = c.open_threshold, c.close_threshold, float(c.close_after)
+    par[P_WARMUP], par[P_SUPPRESS], par[P_SUPPRESS_OTHER] = float(c.warmup), float(c.suppress), float(c.suppress_other)
+    return lay, par
+
+
+def _lerp(a: float, b: float, w: float) -> float:
+    """torch's ``lerp``: from the nearer end, as its CPU kernel does."""
+    return a + w * (b - a) if abs(w) < _HALF else b - (b - a) * (_ONE - w)
+
+
+def _pre(
+    aux: np.ndarray,  # [b, A] float32 C-contiguous: the wave's aux rows, updated in place
+    x: np.ndarray,  # [b, F] float32
+    phase: np.ndarray,  # [b, P] float32: season bucket, profile bucket (those configured)
+    lay: np.ndarray,  # [L_N] int64
+    par: np.ndarray,  # [P_N] float32
+    x_norm: np.ndarray,  # [b, F] out
+    err_o: np.ndarray,  # [b] out
+) -> None:
+    f, t = lay[L_F], lay[L_T]
+    m0, v0, fc0 = lay[L_MEAN], lay[L_VAR], lay[L_FCAST]
+    n_chan, h = lay[L_C], lay[L_H]
+    r = np.empty(3, np.float32)  # [C] this event's channel statistics
+    ok = np.empty(3, np.bool_)  # [C]
+    std = np.empty(f, np.float32)  # [F]
+    d = np.empty(f, np.float32)  # [F]
+    d_prof = np.empty(t, np.float32)  # [T]
+    d_slow = np.empty(t, np.float32)  # [T]
+    seen_p = False
+    for i in range(aux.shape[0]):
+        row = aux[i]  # [A] view
+        count = row[0]
+        for k in range(f):
+            if count == _ZERO:
+                row[m0 + k] = x[i, k]  # the first event centres its stream
+            std[k] = math.sqrt(max(row[v0 + k], par[P_MIN_VAR]))
+            d[k] = x[i, k] - row[m0 + k]
+            x_norm[i, k] = min(max(d[k] / std[k], -par[P_CLIP]), par[P_CLIP])
+        err = _ZERO
+        for k in range(t):
+            err += abs(x_norm[i, k] - row[fc0 + k])
+        err = err / _F(t)
+
+        # context channels (Scorer._context), before the normaliser folds the event in
+        ready = count > _ONE
+        p = 0
+        if lay[L_NS]:
+            im = lay[L_SEASON] + np.int64(phase[i, p])
+            m, cn = row[im], row[im + lay[L_NS]]
+            rate = max(_ONE / (cn + _ONE), par[P_SEASON_RATE])
+            row[im] = m + rate * (err - m)
+            row[im + lay[L_NS]] = cn + _ONE
+            err = err - m
+            p += 1
+        c = 1
+        r[0], ok[0] = err, True
+        if lay[L_NP]:
+            col = np.int64(phase[i, p])
+            base, ic = lay[L_PROFILE] + col * t, lay[L_PROFILE] + lay[L_NP] * t + col
+            cn = row[ic]
+            seen_p = cn > _ZERO
+            acc = _ZERO
+            rate = max(_ONE / (cn + _ONE), par[P_PROFILE_RATE])
+            for k in range(t):
+                m = row[base + k]
+                acc += abs(x[i, k] - m) / std[k]
+                d_prof[k] = x[i, k] - m
+                row[base + k] = m + rate * (x[i, k] - m)
+            row[ic] = cn + _ONE
+            r[c] = acc / _F(t) if ready and seen_p else _ZERO
+            ok[c] = ready and seen_p
+            c += 1
+        if lay[L_SHIFT] >= 0:
+            s0 = lay[L_SHIFT]
+            first = _ONE / (count + _ONE)
+            ws, wl = max(first, par[P_INV_SHIFT_SHORT]), max(first, par[P_INV_SHIFT_LONG])
+            acc = _ZERO
+            for k in range(t):
+                ms = _lerp(row[s0 + k], x[i, k], ws)
+                row[s0 + k] = ms
+                ml = row[s0 + t + k]
+                acc += abs(ms - ml) / std[k]
+                d_slow[k] = x[i, k] - ml
+                row[s0 + t + k] = _lerp(ml, x[i, k], wl)
+            r[c] = acc / _F(t) if ready else _ZERO
+            ok[c] = ready
+        if lay[L_GATE] >= 0:  # the profile counts only while it explained the value better than the slow mean
+            g0 = lay[L_GATE]
+            q = _ZERO
+            for k in range(t):
+                q += row[g0 + k] / max(row[g0 + t + k], _EPS12)
+            q = q / _F(t)
+            on = q < _ONE and row[g0 + 2 * t] > _ZERO
+            sf = _ONE if seen_p else _ZERO
+            nq = min(row[g0 + 2 * t] + sf, par[P_SHIFT_LONG])
+            row[g0 + 2 * t] = nq
+            av = (_ONE / max(nq, _ONE)) * sf
+            for k in range(t):
+                row[g0 + k] = _lerp(row[g0 + k], d_prof[k] * d_prof[k], av)
+                row[g0 + t + k] = _lerp(row[g0 + t + k], d_slow[k] * d_slow[k], av)
+            ok[1] = ok[1] and on
+
+        # calibration of the channels (CalibratedChannels.calibrate)
+        if par[P_RAVG_ON] > _ZERO:
+            ra = _lerp(row[lay[L_RAVG]], r[0], max(_ONE / (count + _ONE), par[P_INV_RAVG]))
+            row[lay[L_RAVG]] = ra
+            r[0] = ra
+        a = max(_ONE / (count + _ONE), par[P_INV_ERR_W]) * (_ONE if count > _ZERO else _ZERO)
+        bucket = np.int64(phase[i, 0]) if h else 0
+        bc = row[lay[L_BCOUNT] + bucket] if h else _ZERO
+        for k in range(n_chan):
+            mean_c, var_c = row[lay[L_CMEAN] + k], row[lay[L_CVAR] + k]
+            dc = r[k] - mean_c
+            v = max(var_c, _EPS4)
+            if k < h:
+                ib = lay[L_BVAR] + bucket * h + k
+                bv = row[ib]
+                if bc > _ZERO:
+                    v = max(v, bv)
+                ab = max(_ONE / (bc + _ONE), par[P_SEASON_RATE])
+                row[ib] = bv + ab * (dc * dc - bv)
+            z = dc / math.sqrt(v)
+            tail = math.erfc(z * par[P_INV_SQRT2]) * _HALF
+            logp = math.log(tail + _EPS_P) + par[P_LOG_C]
+            if lay[L_EXC] >= 0:
+                ie = lay[L_EXC] + k
+                exc = row[ie]
+                logp = logp + math.log(max(exc * par[P_INV_Q0], _ONE))
+                re = max(_ONE / (count + par[P_N0]), par[P_INV_ERR_W]) * (_ONE if ok[k] else _ZERO)
+                row[ie] = _lerp(exc, _ONE if z > par[P_TAIL_Z] else _ZERO, re)
+            logp = min(logp, _ZERO)
+            row[lay[L_SCORE] + k] = min(max(logp * par[P_INV_LOG_EPS], _ZERO), _ONE) * (_ONE if ok[k] else _ZERO)
+            row[lay[L_CVAR] + k] = (var_c + dc * (dc * a)) * (_ONE - a)
+            row[lay[L_CMEAN] + k] = mean_c + a * dc
+        if h:
+            row[lay[L_BCOUNT] + bucket] = bc + _ONE
+        err_o[i] = err
+
+        # the normaliser folds the event in: an exact running mean/variance, then forgetting
+        alpha = max(_ONE / (count + _ONE), par[P_INV_NORM_W])
+        for k in range(f):
+            row[v0 + k] = (row[v0 + k] + d[k] * (d[k] * alpha)) * (_ONE - alpha)
+            row[m0 + k] = row[m0 + k] + alpha * d[k]
+        row[0] = count + _ONE
+
+
+def _post(
+    aux: np.ndarray,  # [b, A] float32 C-contiguous, updated in place
+    forecast: np.ndarray,  # [b, T] float32: the model's forecast (normalised)
+    lay: np.ndarray,  # [L_N] int64
+    par: np.ndarray,  # [P_N] float32
+    out: np.ndarray,  # [b, 2T+3] out: prediction[T], expected[T], score, anomaly, transition
+) -> None:
+    t, n_chan = lay[L_T], lay[L_C]
+    m0, v0, fc0 = lay[L_MEAN], lay[L_VAR], lay[L_FCAST]
+    for i in range(aux.shape[0]):
+        row = aux[i]  # [A] view
+        steps, is_open, below, since = row[1], row[2], row[3], row[4]
+        # the alert lifecycle (CalibratedChannels.policy)
+        score, best, ch = _ZERO, _ZERO, 0
+        for k in range(n_chan):
+            sc = _ZERO if steps < _TWO else row[lay[L_SCORE] + k]
+            score = max(score, sc)
+            blocked = row[lay[L_CSINCE] + k] < par[P_SUPPRESS] or since < par[P_SUPPRESS_OTHER]
+            if not blocked and sc > best:  # the first strongest channel, as torch's max
+                best, ch = sc, k
+        was_open = is_open > _ZERO
+        fire = best >= par[P_OPEN] and not was_open
+        below_new = _ZERO if score >= par[P_CLOSE] else below + _ONE
+        resolves = was_open and below_new >= par[P_CLOSE_AFTER]
+        opens = fire and steps >= par[P_WARMUP]
+        now_open = (was_open or opens) and not resolves
+        for k in range(n_chan):
+            cs = min(row[lay[L_CSINCE] + k] + _ONE, par[P_SUPPRESS])
+            row[lay[L_CSINCE] + k] = _ZERO if fire and k == ch else cs
+        row[4] = min(_ZERO if fire else since + _ONE, par[P_SUPPRESS])
+        now = _ONE if now_open else _ZERO
+        # outputs (Scorer._outputs)
+        out[i, 2 * t + 2] = now - is_open
+        row[2] = now
+        row[3] = below_new if now_open else _ZERO
+        row[1] = min(steps + _ONE, _F(1e7))
+        for k in range(t):
+            mean, std = row[m0 + k], math.sqrt(max(row[v0 + k], par[P_MIN_VAR]))
+            out[i, t + k] = mean + row[fc0 + k] * std
+            out[i, k] = mean + forecast[i, k] * std
+            row[fc0 + k] = forecast[i, k]
+        out[i, 2 * t] = score
+        out[i, 2 * t + 1] = now
+
+
+def _compiled(fn: Callable[..., None]) -> Callable[..., None]:
+    """Compiled once per process, the machine code cached on disk where numba can write, else in memory."""
+    try:
+        return njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(cache=False, nogil=True)(fn)  # type: ignore[no-any-return]
+
+
+_lerp = njit(inline="always")(_lerp)  # type: ignore[assignment]
+calibrated_pre = _compiled(_pre)
+calibrated_post = _compiled(_post)
+
+
+def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
+    """Compile both loops (or load them from numba's cache) now, not in the first batch (~3 s without a cache)."""
+    f32 = np.float32
+    aux, f, t = np.zeros((0, width), f32), int(lay[L_F]), int(lay[L_T])
+    calibrated_pre(aux, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), np.zeros(0, f32))
+    calibrated_post(aux, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))
