@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from numba import njit
-
-if TYPE_CHECKING:
-    from .scoring import Scorer
 
 __all__ = ["calibrated_post", "calibrated_pre", "eligible", "layout", "warm_up"]
 
@@ -53,14 +50,14 @@ _EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(1e-10)
 ) = range(24)  # fmt: skip
 
 
-def eligible(sc: Scorer) -> bool:
-    """Whether the compiled loops cover this scorer's configuration (the shipped calibrated detector
-    does; the legacy profile gate, the online adapter and masked input keep the torch code)."""
+def eligible(sc: Any) -> bool:
+    """Whether the compiled loops cover this :class:`~models.scoring.Scorer`'s configuration (the shipped
+    calibrated detector's does; the legacy profile gate, the online adapter and masked input keep torch)."""
     c = sc.config
     return sc.calibrated is not None and not sc.masked and not sc.gated and not c.adapter_lr
 
 
-def layout(sc: Scorer) -> tuple[np.ndarray, np.ndarray]:
+def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(lay, par)`` of an :func:`eligible` scorer."""
     c, cal = sc.config, sc.calibrated
     assert cal is not None
@@ -95,7 +92,7 @@ def layout(sc: Scorer) -> tuple[np.ndarray, np.ndarray]:
     return lay, par
 
 
-def _lerp(a: float, b: float, w: float) -> float:
+def _lerp(a: Any, b: Any, w: Any) -> Any:
     """torch's ``lerp``: from the nearer end, as its CPU kernel does."""
     return a + w * (b - a) if abs(w) < _HALF else b - (b - a) * (_ONE - w)
 

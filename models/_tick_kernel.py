@@ -22,9 +22,13 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from numba import njit
+from torch import Tensor
 
-__all__ = ["tick_pack_rows", "tick_rules_rows", "warm_up"]
+from .tick_alerts import TickConfig
+
+__all__ = ["TickKernel", "tick_pack_rows", "tick_rules_rows"]
 
 _F = np.float32
 _ZERO, _HALF, _ONE, _TWO, _THREE, _ONE_AND_HALF = _F(0.0), _F(0.5), _F(1.0), _F(2.0), _F(3.0), _F(1.5)
@@ -266,15 +270,80 @@ tick_rules_rows = _compiled(_rules_rows)
 tick_pack_rows = _compiled(_pack_rows)
 
 
-def warm_up(width: int, o: int) -> None:
-    """Compile both loops (or load them from numba's cache) now, for rows ``width`` floats wide whose own
-    columns start at ``o``, so that the first batch does not wait for it (~2 s without a cache)."""
-    f32, b8 = np.float32, np.bool_
-    aux, x, one = np.zeros((0, width), f32), np.zeros((0, 4), f32), np.zeros(0, f32)
-    rows, b5, f5 = np.zeros((0, 21), f32), np.zeros((0, 5), b8), np.zeros((0, 5), f32)
-    p = np.zeros(16, f32)
-    tick_rules_rows(
-        aux, o, x, one, np.zeros((3, 0), f32), np.zeros(5, f32), p, np.zeros((0, 6), f32), np.zeros(0, b8), one,
-        np.zeros(0, b8), rows, f5, f5, b5,
-    )  # fmt: skip
-    tick_pack_rows(aux, o, x, np.zeros((0, 7), f32), one, np.zeros(0, b8), rows, f5, f5, b5, np.zeros((0, 44), f32))
+class TickKernel:
+    """The two loops with a :class:`~models.tick_alerts.TickConfig`'s numbers, for rows ``width`` floats
+    wide whose own columns start at ``o``; compiled (or loaded from numba's cache) when built, so the
+    first batch does not wait for it (~2 s without a cache).
+
+    Example:
+        >>> k = TickKernel(TickConfig(), width=60, o=25)
+        >>> feats, quoted, ctx = k.featurise(torch.zeros((1, 60)), torch.tensor([[10.0, 1.0, 9.9, 10.1]]), None)
+        >>> feats.shape, quoted.tolist()
+        (torch.Size([1, 6]), [True])
+    """
+
+    def __init__(self, rules: TickConfig, width: int, o: int) -> None:
+        self.o = o
+        # the rules' numbers as float32 (torch casts a Python scalar to the tensor's dtype), the
+        # reciprocals and the burst scale precomputed as the torch function computes them
+        self.params = np.array(
+            [
+                rules.warmup,
+                1.0 / rules.vol_window,
+                1.0 / rules.level_window,
+                rules.jump_z,
+                rules.run_z,
+                rules.crash_z,
+                rules.stale_min,
+                math.log(rules.stale_p),
+                rules.same_max_p,
+                rules.gap_z,
+                rules.gap_factor,
+                rules.burst_alpha,
+                math.sqrt(rules.burst_alpha / (2.0 - rules.burst_alpha)),
+                rules.burst_z,
+                rules.winsor,
+                0.0,
+            ],
+            np.float32,
+        )  # [16]
+        self.close = np.asarray(rules.close_after, np.float32)  # [5]
+        empty = torch.zeros((0, width))  # [0, A]
+        ctx = self.featurise(empty, torch.zeros((0, 4)), None)[2]
+        self.pack(empty, torch.zeros((0, 4)), torch.zeros((0, 7)), ctx)
+
+    def featurise(
+        self, aux: Tensor, x: Tensor, dt: Tensor | None, o: int | None = None
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        """:meth:`models.ticks.TickFeatures.featurise` over the rows ``aux[b, A]`` (contiguous: the slab's
+        gather makes it so; updated in place), whose own columns start at ``o`` (default: the layout's)."""
+        b = x.shape[0]
+        x = x.contiguous()  # [b, 4] every array C-contiguous: the loop is compiled for one layout only
+        dt = torch.full((b,), float("inf")) if dt is None else dt.contiguous()  # [b]
+        logs = torch.empty((3, b))  # [3, b] torch's logs, as the torch function takes them (module docstring)
+        torch.log(x[:, 0], out=logs[0])
+        torch.log1p(x[:, 1], out=logs[1])
+        torch.log(dt.clamp_min(1e-3), out=logs[2])
+        feats = np.empty((b, 6), np.float32)  # [b, 6]
+        quoted, first = np.empty(b, np.bool_), np.empty(b, np.bool_)  # [b], [b]
+        lp_old = np.empty(b, np.float32)  # [b]
+        evidence = np.empty((b, 21), np.float32)  # [b, 21]
+        trans, kscore = np.empty((b, 5), np.float32), np.empty((b, 5), np.float32)  # [b, 5], [b, 5]
+        open_new = np.empty((b, 5), np.bool_)  # [b, 5]
+        tick_rules_rows(
+            aux.numpy(), self.o if o is None else o, x.numpy(), dt.numpy(), logs.numpy(), self.close, self.params,
+            feats, quoted, lp_old, first, evidence, trans, kscore, open_new,
+        )  # fmt: skip
+        t = torch.from_numpy
+        return t(feats), t(quoted), (t(lp_old), t(first), t(evidence), t(trans), t(kscore), t(open_new))
+
+    def pack(self, aux: Tensor, x: Tensor, sc: Tensor, ctx: tuple[Tensor, ...]) -> Tensor:
+        """:meth:`models.ticks.TickFeatures.pack_outputs` from the scorer's output ``sc[b, 7]``: ``[b, 44]``."""
+        lp_old, first, evidence, trans, kscore, open_new = ctx
+        out = torch.empty((x.shape[0], 44))  # [b, 44]
+        n = torch.Tensor.numpy
+        tick_pack_rows(
+            n(aux), self.o, n(x.contiguous()), n(sc.contiguous()), n(lp_old), n(first), n(evidence), n(trans),
+            n(kscore), n(open_new), n(out),
+        )  # fmt: skip
+        return out

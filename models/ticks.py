@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._tick_kernel import tick_pack_rows, tick_rules_rows, warm_up
+from ._tick_kernel import TickKernel
 from .errors import ConfigError
 from .features import Features
 from .nets import NetConfig
@@ -353,32 +353,8 @@ class TickFeatures(Features):
             rc.burst_z,
             rc.winsor,
         )
-        # the same numbers for the compiled CPU loop, as float32 (torch casts a Python scalar to the
-        # tensor's dtype), the reciprocals and the burst scale precomputed as the torch function does
-        self._kernel_params = np.array(
-            [
-                rc.warmup,
-                1.0 / rc.vol_window,
-                1.0 / rc.level_window,
-                rc.jump_z,
-                rc.run_z,
-                rc.crash_z,
-                rc.stale_min,
-                math.log(rc.stale_p),
-                rc.same_max_p,
-                rc.gap_z,
-                rc.gap_factor,
-                rc.burst_alpha,
-                math.sqrt(rc.burst_alpha / (2.0 - rc.burst_alpha)),
-                rc.burst_z,
-                rc.winsor,
-                0.0,
-            ],
-            np.float32,
-        )  # [16]
-        self._close_np = np.asarray(self.rules.close_after, np.float32)  # [5]
-        if _KERNEL:  # compiled (or loaded from numba's cache) now, not in the first batch
-            warm_up(self.aux_size, self._o)
+        # the compiled CPU loops (models/_tick_kernel.py), compiled now rather than in the first batch
+        self._kernel = TickKernel(self.rules, self.aux_size, self._o) if _KERNEL else None
 
     @property
     def aux_size(self) -> int:
@@ -424,7 +400,8 @@ class TickFeatures(Features):
         """
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view: the rules update it in place
         if self._on_kernel(aux, x):
-            return self._featurise_kernel(aux, self._o, x, dt)
+            assert self._kernel is not None
+            return self._kernel.featurise(aux, x, dt)
         # the executor's optimising pass specialises on shapes, and every wave has another size
         with torch.jit.optimized_execution(False):
             feats, quoted, lp_old, first, evidence, trans, kscore, open_new = _RULES(
@@ -433,62 +410,17 @@ class TickFeatures(Features):
         ctx = (lp_old, first, evidence, trans, kscore, open_new)
         return feats, quoted, ctx
 
-    def _featurise_kernel(self, aux: Tensor, o: int, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Any]:
-        """:meth:`featurise` on the CPU: the compiled loop of :mod:`models._tick_kernel` over the rows
-        ``aux[b, A]`` (contiguous: the slab's gather makes it so), whose own columns start at ``o``."""
-        b = x.shape[0]
-        x = x.contiguous()  # [b, 4] every array C-contiguous: the loop is compiled for one layout only
-        if dt is None:
-            dt = torch.full((b,), float("inf"))  # [b]
-        dt = dt.contiguous()  # [b]
-        logs = torch.empty((3, b))  # [3, b] torch's logs, as the torch function takes them (models/_tick_kernel.py)
-        torch.log(x[:, 0], out=logs[0])
-        torch.log1p(x[:, 1], out=logs[1])
-        torch.log(dt.clamp_min(1e-3), out=logs[2])
-        feats = np.empty((b, N_TICK_FEATURES - 1), np.float32)  # [b, 6]
-        quoted, first = np.empty(b, np.bool_), np.empty(b, np.bool_)  # [b], [b]
-        lp_old = np.empty(b, np.float32)  # [b]
-        evidence = np.empty((b, 21), np.float32)  # [b, 21]
-        trans, kscore = np.empty((b, 5), np.float32), np.empty((b, 5), np.float32)  # [b, 5], [b, 5]
-        open_new = np.empty((b, 5), np.bool_)  # [b, 5]
-        tick_rules_rows(
-            aux.numpy(),
-            o,
-            x.numpy(),
-            dt.numpy(),
-            logs.numpy(),
-            self._close_np,
-            self._kernel_params,
-            feats,
-            quoted,
-            lp_old,
-            first,
-            evidence,
-            trans,
-            kscore,
-            open_new,
-        )
-        t = torch.from_numpy
-        ctx = (t(lp_old), t(first), t(evidence), t(trans), t(kscore), t(open_new))
-        return t(feats), t(quoted), ctx
-
-    @staticmethod
-    def _on_kernel(aux: Tensor, x: Tensor) -> bool:
+    def _on_kernel(self, aux: Tensor, x: Tensor) -> bool:
         """Whether this wave runs the compiled CPU loops (models/_tick_kernel.py)."""
-        return _KERNEL and x.device.type == "cpu" and aux.is_contiguous()
+        return self._kernel is not None and _KERNEL and x.device.type == "cpu" and aux.is_contiguous()
 
     def pack_outputs(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
         lp_old, first, evidence, trans, kscore, open_new = ctx
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view
         sc = self.scorer.post(aux, err, forecast)  # [b, 7]: pred[2], expected[2], score, anomaly, transition
         if self._on_kernel(aux, x):
-            out = torch.empty((x.shape[0], self.out_width))  # [b, 44]
-            n = torch.Tensor.numpy
-            tick_pack_rows(
-                n(aux), self._o, n(x.contiguous()), n(sc.contiguous()), n(lp_old), n(first), n(evidence), n(trans),
-                n(kscore), n(open_new), n(out),
-            )  # fmt: skip
-            return out
+            assert self._kernel is not None
+            return self._kernel.pack(aux, x, sc, ctx)  # [b, 44]
         price = x[:, 0]  # [b]
         spm = s[:, _SPM]  # [b]
         r_hat, a_hat = sc[:, 0], sc[:, 1]  # [b] each

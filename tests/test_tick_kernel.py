@@ -83,7 +83,8 @@ def test_the_compiled_rules_agree_with_the_torch_function() -> None:
         d = dt if step else None
         close = f._close_on(x.device)
         out_t = ticks._tick_rules(s_torch, x, d, close, *f._rule_args)
-        feats, quoted, ctx = f._featurise_kernel(s_kern, 0, x, d)
+        assert f._kernel is not None
+        feats, quoted, ctx = f._kernel.featurise(s_kern, x, d, o=0)
         out_k = (feats, quoted, *ctx)
         for k, (a, c) in enumerate(zip(out_t, out_k, strict=True)):
             assert a.dtype == c.dtype and a.shape == c.shape, (step, k)
@@ -111,7 +112,7 @@ def test_the_cpu_featuriser_runs_the_kernel() -> None:
     assert aux[0, f._o + ticks._N].item() == 1.0  # the state moved in place
     empty = f.featurise(aux[:0], torch.zeros((0, 4)), torch.zeros(0))
     assert empty[0].shape == (0, 6)
-    assert np.isfinite(f._kernel_params).all()
+    assert f._kernel is not None and np.isfinite(f._kernel.params).all()
 
 
 def test_a_ticks_runner_gives_the_same_alerts_with_and_without_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
