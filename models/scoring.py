@@ -33,11 +33,13 @@ events below ``close_threshold``.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from . import _score_kernel as _sk
 from .calibrated import CalibratedChannels
 from .errors import ConfigError
 from .scoring_config import ScoringConfig
@@ -185,6 +187,74 @@ class Scorer:
         self.EXPECTED = slice(t, 2 * t)
         self.SCORE, self.ANOMALY, self.TRANSITION = 2 * t, 2 * t + 1, 2 * t + 2
         self.out_size = 2 * t + 3
+        self._kernel_setup()
+
+    def _kernel_setup(self) -> None:
+        """Decide once whether pre/post run as the compiled CPU loops of :mod:`models._score_kernel`.
+
+        They cover the residual channel only (the default config and the bundled checkpoints but
+        the sensor one); any other option keeps the torch path, and so does CUDA (checked per call).
+        ``SEQSTREAM_SCORER_KERNEL=0`` keeps torch everywhere (A/B, debugging).
+        """
+        c, f, t = self.config, self.n_features, self.n_targets
+        plain = not (c.calibrated or c.n_phases or c.shift_short or c.adapter_lr or c.suppress_other or c.max_window)
+        self.kernel = (
+            plain
+            and c.open_n == 1
+            and (t == f or not self.masked)  # masked: one forecast per feature
+            and os.environ.get("SEQSTREAM_SCORER_KERNEL", "1") != "0"
+        )
+        assert (self.COUNT, self.STEPS, self.OPEN, self.BELOW, self.SINCE) == (0, 1, 2, 3, 4)  # _score_kernel's
+        m = self._rscale.start if self.masked else 0
+        self._lay = np.array(
+            [
+                self._short.start,
+                self._emean.start,
+                self._evar.start,
+                self._mean.start,
+                self._var.start,
+                self._fcast.start,
+                self._seen.start if self.masked else 0,
+                m,
+                self._last.start if self.masked else 0,
+                f,
+                t,
+                self.n_scales,
+            ],
+            np.int64,
+        )  # [12] the L_* columns of models._score_kernel
+        p = np.zeros(_sk.N_PARAMS, np.float32)  # [P] float32 as torch casts a Python scalar to the tensor's dtype
+        p[_sk.P_MIN_VAR] = c.min_std**2
+        p[_sk.P_CLIP] = c.clip
+        p[_sk.P_INV_NORM_W] = 1.0 / c.norm_window
+        p[_sk.P_INV_ERR_W] = 1.0 / c.err_window
+        p[_sk.P_N_T] = t
+        p[_sk.P_EPS_RSCALE] = 1e-3
+        p[_sk.P_EPS_VAR] = 1e-8
+        p[_sk.P_INV_SQRT2] = 1.0 / math.sqrt(2.0)
+        p[_sk.P_EPS_P] = _EPS_P
+        p[_sk.P_INV_LOG_EPS] = 1.0 / _LOG_EPS_P
+        p[_sk.P_FOLD] = c.fold_clip
+        p[_sk.P_SUPPRESS] = c.suppress
+        p[_sk.P_FACTOR] = c.suppress_factor
+        p[_sk.P_LEVEL] = c.suppress_level
+        p[_sk.P_OPEN] = c.open_threshold
+        p[_sk.P_CLOSE] = c.close_threshold
+        p[_sk.P_CLOSE_AFTER] = c.close_after
+        p[_sk.P_WARMUP] = c.warmup
+        p[_sk.P_STEPS_MAX] = 1e7
+        self._p = p
+        self._rates_np = self._rates.numpy()  # [K] float32
+        self._flags = np.array([c.fold_clip > 0, c.suppress > 0, c.suppress_factor == 0.0], np.bool_)  # [3]
+
+    def _on_kernel(self, aux: Tensor, *xs: Tensor) -> bool:
+        """Run this call as the compiled loop: eligible config, float32 CPU tensors without grad."""
+        return (
+            self.kernel
+            and aux.device.type == "cpu"
+            and aux.dtype == torch.float32
+            and all(v.dtype == torch.float32 and not v.requires_grad for v in xs)
+        )
 
     def init_row(self) -> Tensor:
         row = torch.zeros(self.size)  # [A]
@@ -240,6 +310,11 @@ class Scorer:
                 f"this scoring has {self.n_phases} event-time phase column(s) (season/profile channels); "
                 "pass phase=Tensor(Scorer.phases(ts)) or turn those channels off"
             )
+        if self.kernel and phase is None and self._on_kernel(aux, x):
+            b = x.shape[0]
+            x_norm_k, err_k = np.empty((b, self.n_features), np.float32), np.empty(b, np.float32)  # [B, F], [B]
+            _sk.pre_rows(aux.numpy(), x.numpy(), self._lay, self._p, x_norm_k, err_k)
+            return torch.from_numpy(x_norm_k), torch.from_numpy(err_k)
         cfg, one = self.config, self._one
         count = aux[:, self.COUNT]  # [B] view
         mean, var = aux[:, self._mean], aux[:, self._var]  # [B, F] views
@@ -384,6 +459,14 @@ class Scorer:
         feature with the largest normalised residual ``channel[B]`` (-1: none observed) with that
         residual ``channel_z[B]``.
         """
+        if self._on_kernel(aux, x):
+            b, f = x.shape
+            x_norm_k, obs_k = np.empty((b, f), np.float32), np.empty((b, f), np.float32)  # [B, F], [B, F]
+            err_k, chan_z = np.empty(b, np.float32), np.empty(b, np.float32)  # [B], [B]
+            chan = np.empty(b, np.int64)  # [B]
+            _sk.pre_masked_rows(aux.numpy(), x.numpy(), self._lay, self._p, x_norm_k, obs_k, err_k, chan, chan_z)
+            t = torch.from_numpy
+            return t(x_norm_k), t(obs_k), t(err_k), t(chan), t(chan_z)
         cfg, one = self.config, self._one
         obs = torch.isfinite(x)  # [B, F] bool
         obs_f = obs.float()  # [B, F]
@@ -423,6 +506,12 @@ class Scorer:
         Returns ``[B, 2T+3]``: prediction (input units), expected, score, anomaly, transition
         (+1 opened, -1 resolved); see the column attributes. ``T`` is ``n_targets`` (= ``F`` by default).
         """
+        if self._on_kernel(aux, err, forecast):
+            out_k = np.empty((aux.shape[0], self.out_size), np.float32)  # [B, 2T+3]
+            _sk.post_rows(
+                aux.numpy(), err.numpy(), forecast.numpy(), self._rates_np, self._lay, self._p, self._flags, out_k
+            )
+            return torch.from_numpy(out_k)
         cfg, k, one = self.config, self._k, self._one
         steps, is_open, below, since = (aux[:, i] for i in (self.STEPS, self.OPEN, self.BELOW, self.SINCE))  # [B]
         if self.calibrated is not None:  # channels already calibrated in pre(); the alert lifecycle
