@@ -28,6 +28,11 @@ Score ("anomaly likelihood", multi-scale):
 The alert policy works on the emitted score: no alert during a stream's first ``warmup``
 events; an alert opens at ``open_threshold`` and resolves after ``close_after`` consecutive
 events below ``close_threshold``.
+
+On the CPU, the residual-only configurations (the default one, for raw and masked input) run
+``pre``/``pre_masked``/``post`` as compiled loops over the wave's rows (:mod:`models._score_kernel`,
+the same arithmetic at a few µs per wave instead of ~60 dispatched torch ops); ``Scorer.kernel``
+says whether a scorer does, ``SEQSTREAM_SCORER_KERNEL=0`` turns them off.
 """
 
 from __future__ import annotations
@@ -205,7 +210,6 @@ class Scorer:
             and os.environ.get("SEQSTREAM_SCORER_KERNEL", "1") != "0"
         )
         assert (self.COUNT, self.STEPS, self.OPEN, self.BELOW, self.SINCE) == (0, 1, 2, 3, 4)  # _score_kernel's
-        m = self._rscale.start if self.masked else 0
         self._lay = np.array(
             [
                 self._short.start,
@@ -215,7 +219,7 @@ class Scorer:
                 self._var.start,
                 self._fcast.start,
                 self._seen.start if self.masked else 0,
-                m,
+                self._rscale.start if self.masked else 0,
                 self._last.start if self.masked else 0,
                 f,
                 t,
@@ -247,13 +251,17 @@ class Scorer:
         self._rates_np = self._rates.numpy()  # [K] float32
         self._flags = np.array([c.fold_clip > 0, c.suppress > 0, c.suppress_factor == 0.0], np.bool_)  # [3]
 
-    def _on_kernel(self, aux: Tensor, *xs: Tensor) -> bool:
-        """Run this call as the compiled loop: eligible config, float32 CPU tensors without grad."""
+    def _on_kernel(self, aux: Tensor, x: Tensor, y: Tensor | None = None) -> bool:
+        """Run this call as the compiled loop: an eligible config and float32 CPU tensors without grad
+        (``is_cpu``: ~60 ns against ~400 for ``device.type``; this runs twice per wave)."""
+        f32 = torch.float32
         return (
             self.kernel
-            and aux.device.type == "cpu"
-            and aux.dtype == torch.float32
-            and all(v.dtype == torch.float32 and not v.requires_grad for v in xs)
+            and aux.is_cpu
+            and aux.dtype == f32
+            and x.dtype == f32
+            and not x.requires_grad
+            and (y is None or (y.dtype == f32 and not y.requires_grad))
         )
 
     def init_row(self) -> Tensor:
@@ -310,7 +318,7 @@ class Scorer:
                 f"this scoring has {self.n_phases} event-time phase column(s) (season/profile channels); "
                 "pass phase=Tensor(Scorer.phases(ts)) or turn those channels off"
             )
-        if self.kernel and phase is None and self._on_kernel(aux, x):
+        if self._on_kernel(aux, x):  # (phase: only with context channels, which keep torch)
             b = x.shape[0]
             x_norm_k, err_k = np.empty((b, self.n_features), np.float32), np.empty(b, np.float32)  # [B, F], [B]
             _sk.pre_rows(aux.numpy(), x.numpy(), self._lay, self._p, x_norm_k, err_k)
