@@ -244,3 +244,19 @@ def test_a_runner_of_each_bundled_checkpoint_gives_the_same_alerts(
     assert on[2] == off[2]  # the alerts: stream, state, kind, channel
     assert np.allclose(on[1], off[1], rtol=RTOL, atol=ATOL)  # scores
     assert (on[0] != 0).any(), "no alert in the run: the comparison saw no decisions"
+
+
+def test_non_finite_raw_input_propagates_as_in_torch() -> None:
+    """The Runner rejects such rows (``Features.valid``), but a direct caller gets torch's NaN pattern."""
+    on, off = Scorer(ScoringConfig(warmup=2), 2), Scorer(ScoringConfig(warmup=2), 2)
+    off.kernel = False
+    aux_on = on.init_row().expand(3, -1).clone()  # [3, A]
+    aux_off = aux_on.clone()
+    nan, inf = float("nan"), float("inf")
+    for rows in ([[1.0, 2.0]] * 3, [[nan, 2.0], [inf, 2.0], [-inf, 1.0]], [[1.0, 2.0]] * 3, [[3.0, 1.0]] * 3):
+        x, fc = torch.tensor(rows), torch.zeros(3, 2)  # [3, 2], [3, 2]
+        got_on, out_on = _wave(on, aux_on, x, fc)
+        got_off, out_off = _wave(off, aux_off, x, fc)
+        for u, v in zip((*got_on, out_on, aux_on), (*got_off, out_off, aux_off), strict=True):
+            assert torch.equal(torch.isnan(u), torch.isnan(v)), rows
+            _close(u, v, rows)
