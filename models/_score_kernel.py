@@ -1,8 +1,8 @@
 """The plain :class:`~models.scoring.Scorer`'s per-wave work as compiled loops over a wave's rows, for the CPU.
 
 Why: on the CPU at real-time rates a micro-batch is small, and each wave (one step of distinct
-streams) spent ~200 µs in ``Scorer.pre`` and ``Scorer.post``: ~60 small torch ops whose cost is
-per-op dispatch, not arithmetic (docs/benchmarks.md, issue 17). numba compiles these loops to
+streams) spent ~200-500 µs in ``Scorer.pre`` and ``Scorer.post``: dozens of small torch ops whose
+cost is per-op dispatch, not arithmetic (docs/benchmarks.md, issue 17). numba compiles these loops to
 machine code with LLVM at the first call (cached on disk); one call costs a few µs whatever the
 wave's size. They cover the default configuration (the residual channel with ``K`` horizons,
 ``fold_clip``, suppression with any factor, the alert policy) for raw and masked input; every other
@@ -11,11 +11,14 @@ option (context channels, calibrated mode, adapter, ``suppress_other``, ``open_n
 
 The arithmetic mirrors the torch ops one by one in float32: every constant is a float32 (torch casts
 a Python scalar to the tensor's dtype; numba would promote float32 op Python float to float64), and
-where torch's CPU kernels fuse a multiply and an add (``addcmul``, ``lerp``: built with FMA) the
-loop uses one fused multiply-add too. Sums over a row's features are sequential, which is torch's
-order for up to 4 and for 8 features (other widths may differ in the last bit). ``erfc`` and
-``log`` are libm's here and torch's vectorised ones may differ in the last bit, so the scores agree
-to float32 rounding (``tests/test_score_kernel.py`` checks every output, the state and the alerts).
+where torch's CPU kernels fuse a multiply and an add (``addcmul``, ``lerp``: the x86 wheels' kernels
+are built with FMA) the loop uses one fused multiply-add too. Sums over a row's features are
+sequential, torch's order for up to 4 and for 8 features (on AVX512; other widths may differ in the
+last bit). Three library functions differ in the last bit: torch's float32 ``sqrt`` on the CPU
+rounds ~0.7 % of values one ulp down (the loops' is correctly rounded), and ``erfc``/``log`` are
+libm's here. So the outputs and the state agree to float32 rounding and the alerts are the same
+(``tests/test_score_kernel.py``; with a correctly rounded ``sqrt`` in torch the state is bitwise
+equal).
 """
 
 from __future__ import annotations
