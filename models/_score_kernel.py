@@ -1,0 +1,223 @@
+"""The plain :class:`~models.scoring.Scorer`'s per-wave work as compiled loops over a wave's rows, for the CPU.
+
+Why: on the CPU at real-time rates a micro-batch is small, and each wave (one step of distinct
+streams) spent ~200-500 µs in ``Scorer.pre`` and ``Scorer.post``: dozens of small torch ops whose
+cost is per-op dispatch, not arithmetic (docs/benchmarks.md, issue 17). numba compiles these loops to
+machine code with LLVM at the first call (cached on disk); one call costs a few µs whatever the
+wave's size. They cover the default configuration (the residual channel with ``K`` horizons,
+``fold_clip``, suppression with any factor, the alert policy) for raw and masked input; every other
+option (context channels, calibrated mode, adapter, ``suppress_other``, ``open_n`` > 1,
+``max_window``) and CUDA keep the torch path (``Scorer.kernel`` says which).
+
+The arithmetic mirrors the torch ops one by one in float32: every constant is a float32 (torch casts
+a Python scalar to the tensor's dtype; numba would promote float32 op Python float to float64), and
+where torch's CPU kernels fuse a multiply and an add (``addcmul``, ``lerp``: the x86 wheels' kernels
+are built with FMA) the loop uses one fused multiply-add too. Sums over a row's features are
+sequential, torch's order for up to 4 and for 8 features (on AVX512; other widths may differ in the
+last bit). Three library functions differ in the last bit: torch's float32 ``sqrt`` on the CPU
+rounds ~0.7 % of values one ulp down (the loops' is correctly rounded), and ``erfc``/``log`` are
+libm's here. So the outputs and the state agree to float32 rounding and the alerts are the same
+(``tests/test_score_kernel.py``; with a correctly rounded ``sqrt`` in torch the state is bitwise
+equal).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+__all__ = ["post_rows", "pre_masked_rows", "pre_rows"]
+
+_F = np.float32
+_ZERO, _ONE, _HALF, _FOUR = _F(0.0), _F(1.0), _F(0.5), _F(4.0)
+
+# the fixed aux columns of models.scoring.Scorer (asserted equal there)
+_COUNT, _STEPS, _OPEN, _BELOW, _SINCE = range(5)
+# the layout vector `lay` (built by Scorer): first columns of the blocks, then the widths
+L_SHORT, L_EMEAN, L_EVAR, L_MEAN, L_VAR, L_FCAST, L_SEEN, L_RSCALE, L_LAST, L_F, L_T, L_K = range(12)
+# the parameter vector `p` (float32, built by Scorer)
+P_MIN_VAR, P_CLIP, P_INV_NORM_W, P_INV_ERR_W, P_N_T, P_EPS_RSCALE, P_EPS_VAR = range(7)
+P_INV_SQRT2, P_EPS_P, P_INV_LOG_EPS, P_FOLD, P_SUPPRESS, P_FACTOR, P_LEVEL = range(7, 14)
+P_OPEN, P_CLOSE, P_CLOSE_AFTER, P_WARMUP, P_STEPS_MAX = range(14, 19)
+N_PARAMS = 19
+
+
+def _fma_typing(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` rounded once (LLVM's fma), as torch's CPU ``addcmul`` and ``lerp`` compute it."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.fma(*args)
+
+    return sig, codegen
+
+
+_fma: Any = intrinsic(_fma_typing)  # called as _fma(a, b, c) in compiled code
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lerp(start: Any, end: Any, weight: Any) -> Any:
+    # torch's CPU lerp (ATen/native/cpu/LerpKernel.cpp): the form by the weight's size, fused
+    diff = end - start
+    if abs(weight) < _HALF:
+        return _fma(weight, diff, start)
+    return _fma(weight - _ONE, diff, end)
+
+
+@njit(cache=True, nogil=True)
+def pre_rows(
+    aux: np.ndarray,  # [b, A] float32, updated in place
+    x: np.ndarray,  # [b, F] float32
+    lay: np.ndarray,  # [12] int64: the layout (L_*)
+    p: np.ndarray,  # [N_PARAMS] float32 (P_*)
+    x_norm: np.ndarray,  # [b, F] out
+    err: np.ndarray,  # [b] out
+) -> None:
+    """``Scorer.pre`` without context channels: normalise, residual, fold into the statistics."""
+    mean0, var0, fc0, nf, nt = lay[L_MEAN], lay[L_VAR], lay[L_FCAST], lay[L_F], lay[L_T]
+    min_var, clip, inv_nw, n_t = p[P_MIN_VAR], p[P_CLIP], p[P_INV_NORM_W], p[P_N_T]
+    for i in range(aux.shape[0]):
+        c = aux[i, _COUNT]
+        first = c == _ZERO  # the first event centres its stream
+        alpha = max(_ONE / (c + _ONE), inv_nw)  # exact running mean/variance, then forgetting
+        acc = _ZERO
+        for f in range(nf):
+            m = x[i, f] if first else aux[i, mean0 + f]
+            v = aux[i, var0 + f]
+            d = x[i, f] - m
+            xn = min(max(d / math.sqrt(max(v, min_var)), -clip), clip)
+            x_norm[i, f] = xn
+            if f < nt:
+                acc += abs(xn - aux[i, fc0 + f])
+            aux[i, var0 + f] = _fma(d, d * alpha, v) * (_ONE - alpha)
+            aux[i, mean0 + f] = _fma(alpha, d, m)
+        err[i] = acc / n_t
+        aux[i, _COUNT] = c + _ONE
+
+
+@njit(cache=True, nogil=True)
+def pre_masked_rows(
+    aux: np.ndarray,  # [b, A] float32, updated in place
+    x: np.ndarray,  # [b, F] float32, NaN = missing
+    lay: np.ndarray,  # [12] int64
+    p: np.ndarray,  # [N_PARAMS] float32
+    x_norm: np.ndarray,  # [b, F] out
+    obs_f: np.ndarray,  # [b, F] out: 1 observed, 0 missing
+    err: np.ndarray,  # [b] out
+    channel: np.ndarray,  # [b] int64 out: the feature with the largest normalised residual, -1 none
+    channel_z: np.ndarray,  # [b] out
+) -> None:
+    """``Scorer.pre_masked``: impute, normalise, residual per feature over its own scale, statistics."""
+    mean0, var0, fc0, nf = lay[L_MEAN], lay[L_VAR], lay[L_FCAST], lay[L_F]
+    seen0, rs0, last0 = lay[L_SEEN], lay[L_RSCALE], lay[L_LAST]
+    min_var, clip, inv_nw, inv_ew, eps_rs = p[P_MIN_VAR], p[P_CLIP], p[P_INV_NORM_W], p[P_INV_ERR_W], p[P_EPS_RSCALE]
+    for i in range(aux.shape[0]):
+        n_obs = _ZERO
+        acc = _ZERO
+        best, best_z = -1, _ZERO
+        for f in range(nf):
+            o = math.isfinite(x[i, f])
+            of = _ONE if o else _ZERO
+            s = aux[i, seen0 + f]
+            xi = x[i, f] if o else aux[i, last0 + f]  # imputed with the last observed value
+            m = xi if o and s == _ZERO else aux[i, mean0 + f]  # the first observed value centres it
+            v = aux[i, var0 + f]
+            diff = xi - m
+            d = diff * of  # 0 where missing: no statistics update
+            xn = min(max(diff / math.sqrt(max(v, min_var)), -clip), clip)
+            x_norm[i, f] = xn
+            obs_f[i, f] = of
+            rs = aux[i, rs0 + f]
+            res = abs(xn - aux[i, fc0 + f])
+            z = res / max(rs, eps_rs)
+            n_obs += of
+            acc += z * of
+            zm = z if o else -_ONE
+            if f == 0 or zm > best_z:  # torch's max: the first of equal maxima
+                best, best_z = f, zm
+            alpha = max(_ONE / (s + _ONE), inv_nw) * of
+            aux[i, var0 + f] = _fma(d, d * alpha, v) * (_ONE - alpha)
+            aux[i, mean0 + f] = _fma(alpha, d, m)
+            # residual scale: from the second observation, winsorised at 4x
+            beta = max(_ONE / max(s, _ONE), inv_ew) * of * (_ONE if s > _ZERO else _ZERO)
+            aux[i, rs0 + f] = _lerp(rs, min(res, rs * _FOUR), beta)
+            aux[i, last0 + f] = xi
+            aux[i, seen0 + f] = s + of
+        err[i] = acc / max(n_obs, _ONE)
+        channel[i] = best if n_obs > _ZERO else -1
+        channel_z[i] = best_z
+        aux[i, _COUNT] = aux[i, _COUNT] + _ONE
+
+
+@njit(cache=True, nogil=True)
+def post_rows(
+    aux: np.ndarray,  # [b, A] float32, updated in place
+    err: np.ndarray,  # [b] float32
+    forecast: np.ndarray,  # [b, T] float32 (normalised)
+    rates: np.ndarray,  # [K] float32: 1 / horizon
+    lay: np.ndarray,  # [12] int64
+    p: np.ndarray,  # [N_PARAMS] float32
+    flags: np.ndarray,  # [3] bool: fold_clip on, suppress on, suppress_factor 0
+    out: np.ndarray,  # [b, 2T+3] out: prediction[T], expected[T], score, anomaly, transition
+) -> None:
+    """``Scorer.post`` and ``Scorer._outputs`` without context channels, calibration or adapter."""
+    sh0, em0, ev0, mean0, var0, fc0 = lay[L_SHORT], lay[L_EMEAN], lay[L_EVAR], lay[L_MEAN], lay[L_VAR], lay[L_FCAST]
+    nt, nk = lay[L_T], lay[L_K]
+    min_var, inv_ew, eps_var, inv_sqrt2 = p[P_MIN_VAR], p[P_INV_ERR_W], p[P_EPS_VAR], p[P_INV_SQRT2]
+    eps_p, inv_log_eps, fold = p[P_EPS_P], p[P_INV_LOG_EPS], p[P_FOLD]
+    suppress, factor, level, steps_max = p[P_SUPPRESS], p[P_FACTOR], p[P_LEVEL], p[P_STEPS_MAX]
+    open_t, close_t, close_after, warmup = p[P_OPEN], p[P_CLOSE], p[P_CLOSE_AFTER], p[P_WARMUP]
+    fold_on, suppress_on, factor_zero = flags[0], flags[1], flags[2]
+    two = _ONE + _ONE
+    for i in range(aux.shape[0]):
+        steps, is_open, below, since = aux[i, _STEPS], aux[i, _OPEN], aux[i, _BELOW], aux[i, _SINCE]
+        e = err[i]
+        first = _ONE / (steps + _ONE)  # short means exact (1/n) until each horizon has filled
+        a = _ZERO if steps < _ONE else max(first, inv_ew)  # fold rate, 0 before any residual
+        score = _ZERO
+        for k in range(nk):
+            short = _lerp(aux[i, sh0 + k], e, max(rates[k], first))
+            aux[i, sh0 + k] = short
+            # compare with the short mean's history before this event, then fold this event in
+            ev, em = aux[i, ev0 + k], aux[i, em0 + k]
+            sd = math.sqrt(max(ev, eps_var))
+            d = short - em
+            tail = math.erfc((d / sd) * inv_sqrt2) * _HALF
+            sc = min(max(math.log(tail + eps_p) * inv_log_eps, _ZERO), _ONE)
+            score = sc if k == 0 else max(score, sc)
+            if fold_on:
+                d = min(d, sd * fold)  # winsorise upward excursions
+            aux[i, ev0 + k] = _fma(d, d * a, ev) * (_ONE - a)
+            aux[i, em0 + k] = _fma(a, d, em)
+        if steps < two:  # needs two residuals of history
+            score = _ZERO
+        if suppress_on:  # scores shrink for `suppress` events after one reached suppress_level
+            if since < suppress:
+                score = _ZERO if factor_zero else score * factor
+            since = _ZERO if score >= level else since + _ONE
+            aux[i, _SINCE] = min(since, suppress)
+        # alert policy with hysteresis
+        anomaly = score >= open_t and steps >= warmup
+        was_open = is_open > _ZERO
+        below_new = _ZERO if score >= close_t else below + _ONE
+        opens = anomaly and not was_open
+        resolves = was_open and below_new >= close_after
+        now_open = (was_open or opens) and not resolves
+        now = _ONE if now_open else _ZERO
+        out[i, 2 * nt + 2] = now - is_open  # +1 opened, -1 resolved
+        aux[i, _OPEN] = now
+        aux[i, _BELOW] = below_new if now_open else _ZERO
+        aux[i, _STEPS] = min(steps + _ONE, steps_max)
+        # forecasts back to input units with the updated statistics
+        for t in range(nt):
+            m = aux[i, mean0 + t]
+            std = math.sqrt(max(aux[i, var0 + t], min_var))
+            out[i, nt + t] = _fma(aux[i, fc0 + t], std, m)  # expected
+            out[i, t] = _fma(forecast[i, t], std, m)  # prediction
+            aux[i, fc0 + t] = forecast[i, t]
+        out[i, 2 * nt] = score
+        out[i, 2 * nt + 1] = _ONE if anomaly else _ZERO
