@@ -9,8 +9,9 @@ C compiler needed; cached on disk where it can write), and a call costs a few µ
 ns per row.
 
 The arithmetic follows the torch code operation by operation in float32: every constant is a
-float32 as torch casts a Python scalar to the tensor's dtype, ``lerp`` uses torch's two-branch
-formula, reductions over the targets sum then divide. ``erfc`` and ``log`` come from libm here and
+float32 as torch casts a Python scalar to the tensor's dtype, ``lerp`` and ``addcmul`` are fused
+multiply-adds with torch's two-branch ``lerp`` (:mod:`models._jit`), reductions over the targets sum
+then divide. ``erfc`` and ``log`` come from libm here and
 from torch's vectorised kernels there and may differ in the last bit, so scores agree to float32
 rounding (``tests/test_calibrated_kernel.py``: outputs, state and every alert decision; the NAB and
 synthetic numbers of ``docs/accuracy.md`` are unchanged). CUDA keeps the torch code.
@@ -22,11 +23,11 @@ rates and thresholds), built once by :func:`layout` from a :class:`~models.scori
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numba import njit
+
+from ._jit import fma, jit, lerp
 
 __all__ = ["calibrated_post", "calibrated_pre", "eligible", "layout", "warm_up"]
 
@@ -90,11 +91,6 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     par[P_OPEN], par[P_CLOSE], par[P_CLOSE_AFTER] = c.open_threshold, c.close_threshold, float(c.close_after)
     par[P_WARMUP], par[P_SUPPRESS], par[P_SUPPRESS_OTHER] = float(c.warmup), float(c.suppress), float(c.suppress_other)
     return lay, par
-
-
-def _lerp(a: Any, b: Any, w: Any) -> Any:
-    """torch's ``lerp``: from the nearer end, as its CPU kernel does."""
-    return a + w * (b - a) if abs(w) < _HALF else b - (b - a) * (_ONE - w)
 
 
 def _pre(
@@ -165,12 +161,12 @@ def _pre(
             ws, wl = max(first, par[P_INV_SHIFT_SHORT]), max(first, par[P_INV_SHIFT_LONG])
             acc = _ZERO
             for k in range(t):
-                ms = _lerp(row[s0 + k], x[i, k], ws)
+                ms = lerp(row[s0 + k], x[i, k], ws)
                 row[s0 + k] = ms
                 ml = row[s0 + t + k]
                 acc += abs(ms - ml) / std[k]
                 d_slow[k] = x[i, k] - ml
-                row[s0 + t + k] = _lerp(ml, x[i, k], wl)
+                row[s0 + t + k] = lerp(ml, x[i, k], wl)
             r[c] = acc / _F(t) if ready else _ZERO
             ok[c] = ready
         if lay[L_GATE] >= 0:  # the profile counts only while it explained the value better than the slow mean
@@ -185,13 +181,13 @@ def _pre(
             row[g0 + 2 * t] = nq
             av = (_ONE / max(nq, _ONE)) * sf
             for k in range(t):
-                row[g0 + k] = _lerp(row[g0 + k], d_prof[k] * d_prof[k], av)
-                row[g0 + t + k] = _lerp(row[g0 + t + k], d_slow[k] * d_slow[k], av)
+                row[g0 + k] = lerp(row[g0 + k], d_prof[k] * d_prof[k], av)
+                row[g0 + t + k] = lerp(row[g0 + t + k], d_slow[k] * d_slow[k], av)
             ok[1] = ok[1] and on
 
         # calibration of the channels (CalibratedChannels.calibrate)
         if par[P_RAVG_ON] > _ZERO:
-            ra = _lerp(row[lay[L_RAVG]], r[0], max(_ONE / (count + _ONE), par[P_INV_RAVG]))
+            ra = lerp(row[lay[L_RAVG]], r[0], max(_ONE / (count + _ONE), par[P_INV_RAVG]))
             row[lay[L_RAVG]] = ra
             r[0] = ra
         a = max(_ONE / (count + _ONE), par[P_INV_ERR_W]) * (_ONE if count > _ZERO else _ZERO)
@@ -216,11 +212,11 @@ def _pre(
                 exc = row[ie]
                 logp = logp + math.log(max(exc * par[P_INV_Q0], _ONE))
                 re = max(_ONE / (count + par[P_N0]), par[P_INV_ERR_W]) * (_ONE if ok[k] else _ZERO)
-                row[ie] = _lerp(exc, _ONE if z > par[P_TAIL_Z] else _ZERO, re)
+                row[ie] = lerp(exc, _ONE if z > par[P_TAIL_Z] else _ZERO, re)
             logp = min(logp, _ZERO)
             row[lay[L_SCORE] + k] = min(max(logp * par[P_INV_LOG_EPS], _ZERO), _ONE) * (_ONE if ok[k] else _ZERO)
-            row[lay[L_CVAR] + k] = (var_c + dc * (dc * a)) * (_ONE - a)
-            row[lay[L_CMEAN] + k] = mean_c + a * dc
+            row[lay[L_CVAR] + k] = fma(dc, dc * a, var_c) * (_ONE - a)
+            row[lay[L_CMEAN] + k] = fma(a, dc, mean_c)
         if h:
             row[lay[L_BCOUNT] + bucket] = bc + _ONE
         err_o[i] = err
@@ -228,8 +224,8 @@ def _pre(
         # the normaliser folds the event in: an exact running mean/variance, then forgetting
         alpha = max(_ONE / (count + _ONE), par[P_INV_NORM_W])
         for k in range(f):
-            row[v0 + k] = (row[v0 + k] + d[k] * (d[k] * alpha)) * (_ONE - alpha)
-            row[m0 + k] = row[m0 + k] + alpha * d[k]
+            row[v0 + k] = fma(d[k], d[k] * alpha, row[v0 + k]) * (_ONE - alpha)
+            row[m0 + k] = fma(alpha, d[k], row[m0 + k])
         row[0] = count + _ONE
 
 
@@ -271,24 +267,15 @@ def _post(
         row[1] = min(steps + _ONE, _F(1e7))
         for k in range(t):
             mean, std = row[m0 + k], math.sqrt(max(row[v0 + k], par[P_MIN_VAR]))
-            out[i, t + k] = mean + row[fc0 + k] * std
-            out[i, k] = mean + forecast[i, k] * std
+            out[i, t + k] = fma(row[fc0 + k], std, mean)
+            out[i, k] = fma(forecast[i, k], std, mean)
             row[fc0 + k] = forecast[i, k]
         out[i, 2 * t] = score
         out[i, 2 * t + 1] = now
 
 
-def _compiled(fn: Callable[..., None]) -> Callable[..., None]:
-    """Compiled once per process, the machine code cached on disk where numba can write, else in memory."""
-    try:
-        return njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(cache=False, nogil=True)(fn)  # type: ignore[no-any-return]
-
-
-_lerp = njit(inline="always")(_lerp)  # type: ignore[assignment]
-calibrated_pre = _compiled(_pre)
-calibrated_post = _compiled(_post)
+calibrated_pre = jit(_pre)
+calibrated_post = jit(_post)
 
 
 def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:

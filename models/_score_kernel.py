@@ -24,11 +24,10 @@ equal).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
-from numba import njit, types
-from numba.extending import intrinsic
+
+from ._jit import fma, jit, lerp
 
 __all__ = ["post_rows", "pre_masked_rows", "pre_rows"]
 
@@ -46,29 +45,7 @@ P_OPEN, P_CLOSE, P_CLOSE_AFTER, P_WARMUP, P_STEPS_MAX = range(14, 19)
 N_PARAMS = 19
 
 
-def _fma_typing(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
-    """``a * b + c`` rounded once (LLVM's fma), as torch's CPU ``addcmul`` and ``lerp`` compute it."""
-    sig = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.fma(*args)
-
-    return sig, codegen
-
-
-_fma: Any = intrinsic(_fma_typing)  # called as _fma(a, b, c) in compiled code
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _lerp(start: Any, end: Any, weight: Any) -> Any:
-    # torch's CPU lerp (ATen/native/cpu/LerpKernel.cpp): the form by the weight's size, fused
-    diff = end - start
-    if abs(weight) < _HALF:
-        return _fma(weight, diff, start)
-    return _fma(weight - _ONE, diff, end)
-
-
-@njit(cache=True, nogil=True)
+@jit
 def pre_rows(
     aux: np.ndarray,  # [b, A] float32, updated in place
     x: np.ndarray,  # [b, F] float32
@@ -93,13 +70,13 @@ def pre_rows(
             x_norm[i, f] = xn
             if f < nt:
                 acc += abs(xn - aux[i, fc0 + f])
-            aux[i, var0 + f] = _fma(d, d * alpha, v) * (_ONE - alpha)
-            aux[i, mean0 + f] = _fma(alpha, d, m)
+            aux[i, var0 + f] = fma(d, d * alpha, v) * (_ONE - alpha)
+            aux[i, mean0 + f] = fma(alpha, d, m)
         err[i] = acc / n_t
         aux[i, _COUNT] = c + _ONE
 
 
-@njit(cache=True, nogil=True)
+@jit
 def pre_masked_rows(
     aux: np.ndarray,  # [b, A] float32, updated in place
     x: np.ndarray,  # [b, F] float32, NaN = missing
@@ -140,11 +117,11 @@ def pre_masked_rows(
             if f == 0 or zm > best_z:  # torch's max: the first of equal maxima
                 best, best_z = f, zm
             alpha = max(_ONE / (s + _ONE), inv_nw) * of
-            aux[i, var0 + f] = _fma(d, d * alpha, v) * (_ONE - alpha)
-            aux[i, mean0 + f] = _fma(alpha, d, m)
+            aux[i, var0 + f] = fma(d, d * alpha, v) * (_ONE - alpha)
+            aux[i, mean0 + f] = fma(alpha, d, m)
             # residual scale: from the second observation, winsorised at 4x
             beta = max(_ONE / max(s, _ONE), inv_ew) * of * (_ONE if s > _ZERO else _ZERO)
-            aux[i, rs0 + f] = _lerp(rs, min(res, rs * _FOUR), beta)
+            aux[i, rs0 + f] = lerp(rs, min(res, rs * _FOUR), beta)
             aux[i, last0 + f] = xi
             aux[i, seen0 + f] = s + of
         err[i] = acc / max(n_obs, _ONE)
@@ -153,7 +130,7 @@ def pre_masked_rows(
         aux[i, _COUNT] = aux[i, _COUNT] + _ONE
 
 
-@njit(cache=True, nogil=True)
+@jit
 def post_rows(
     aux: np.ndarray,  # [b, A] float32, updated in place
     err: np.ndarray,  # [b] float32
@@ -180,7 +157,7 @@ def post_rows(
         a = _ZERO if steps < _ONE else max(first, inv_ew)  # fold rate, 0 before any residual
         score = _ZERO
         for k in range(nk):
-            short = _lerp(aux[i, sh0 + k], e, max(rates[k], first))
+            short = lerp(aux[i, sh0 + k], e, max(rates[k], first))
             aux[i, sh0 + k] = short
             # compare with the short mean's history before this event, then fold this event in
             ev, em = aux[i, ev0 + k], aux[i, em0 + k]
@@ -191,8 +168,8 @@ def post_rows(
             score = sc if k == 0 else max(score, sc)
             if fold_on:
                 d = min(d, sd * fold)  # winsorise upward excursions
-            aux[i, ev0 + k] = _fma(d, d * a, ev) * (_ONE - a)
-            aux[i, em0 + k] = _fma(a, d, em)
+            aux[i, ev0 + k] = fma(d, d * a, ev) * (_ONE - a)
+            aux[i, em0 + k] = fma(a, d, em)
         if steps < two:  # needs two residuals of history
             score = _ZERO
         if suppress_on:  # scores shrink for `suppress` events after one reached suppress_level
@@ -216,8 +193,8 @@ def post_rows(
         for t in range(nt):
             m = aux[i, mean0 + t]
             std = math.sqrt(max(aux[i, var0 + t], min_var))
-            out[i, nt + t] = _fma(aux[i, fc0 + t], std, m)  # expected
-            out[i, t] = _fma(forecast[i, t], std, m)  # prediction
+            out[i, nt + t] = fma(aux[i, fc0 + t], std, m)  # expected
+            out[i, t] = fma(forecast[i, t], std, m)  # prediction
             aux[i, fc0 + t] = forecast[i, t]
         out[i, 2 * nt] = score
         out[i, 2 * nt + 1] = _ONE if anomaly else _ZERO

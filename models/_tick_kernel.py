@@ -19,13 +19,12 @@ function.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
-from numba import njit
 from torch import Tensor
 
+from ._jit import jit
 from .tick_alerts import TickConfig
 
 __all__ = ["TickKernel", "tick_pack_rows", "tick_rules_rows"]
@@ -256,18 +255,8 @@ def _pack_rows(
             out[i, 13 + k] = ev[i, k]
 
 
-def _compiled(fn: Callable[..., None]) -> Callable[..., None]:
-    """The loop compiled once per process, with its machine code cached on disk where numba can write
-    (next to this file, else ``NUMBA_CACHE_DIR`` or ``~/.cache/numba``); without a writable place it
-    compiles in memory (~2 s at startup) instead of failing."""
-    try:
-        return njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(cache=False, nogil=True)(fn)  # type: ignore[no-any-return]
-
-
-tick_rules_rows = _compiled(_rules_rows)
-tick_pack_rows = _compiled(_pack_rows)
+tick_rules_rows = jit(_rules_rows)
+tick_pack_rows = jit(_pack_rows)
 
 
 class TickKernel:

@@ -253,12 +253,26 @@ class Scorer:
         self._p = p
         self._rates_np = self._rates.numpy()  # [K] float32
         self._flags = np.array([c.fold_clip > 0, c.suppress > 0, c.suppress_factor == 0.0], np.bool_)  # [3]
+        if self.kernel:  # compiled (or loaded from numba's cache) now, not in the first batch
+            self._warm_kernel()
         # the calibrated scorer on the CPU: two compiled loops per wave instead of ~200 torch ops
         # (models/_calibrated_kernel.py); decided once here, used for CPU rows
         self._cal_kernel: tuple[np.ndarray, np.ndarray] | None = None
         if os.environ.get("SEQSTREAM_SCORER_KERNEL", "1") != "0" and _ck.eligible(self):
             self._cal_kernel = _ck.layout(self)  # [L_N] int64, [P_N] float32
             _ck.warm_up(*self._cal_kernel, self.size)
+
+    def _warm_kernel(self) -> None:
+        """Call the plain loops on a wave of no rows, in the layouts a wave has (C-contiguous)."""
+        f, t = self.n_features, self.n_targets
+        aux, x, e = np.zeros((0, self.size), np.float32), np.zeros((0, f), np.float32), np.zeros(0, np.float32)
+        if self.masked:
+            ch = np.zeros(0, np.int64)
+            _sk.pre_masked_rows(aux, x, self._lay, self._p, x.copy(), x.copy(), e.copy(), ch, e.copy())
+        else:
+            _sk.pre_rows(aux, x, self._lay, self._p, x.copy(), e.copy())
+        out = np.zeros((0, self.out_size), np.float32)
+        _sk.post_rows(aux, e, np.zeros((0, t), np.float32), self._rates_np, self._lay, self._p, self._flags, out)
 
     def _on_cal_kernel(self, aux: Tensor, x: Tensor) -> bool:
         """Run this call as the calibrated scorer's compiled loop: an eligible config, contiguous float32

@@ -1,0 +1,54 @@
+"""What the compiled CPU loops share (models/_score_kernel.py, _calibrated_kernel.py, _tick_kernel.py):
+how they are compiled, and the fused multiply-add and ``lerp`` that torch's CPU kernels use.
+
+Why one place: numba caches machine code on disk when it finds a writable place (next to the module,
+``NUMBA_CACHE_DIR``, ``~/.cache/numba``); a container with a read-only root filesystem and no writable
+home has none, and numba then refuses ``cache=True`` at import. :func:`jit` compiles in memory instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+__all__ = ["fma", "jit", "lerp"]
+
+_HALF, _ONE = np.float32(0.5), np.float32(1.0)
+
+
+def jit(fn: Callable[..., Any] | None = None, **kw: Any) -> Any:
+    """``numba.njit(cache=True, nogil=True, **kw)``, without the cache where numba has nowhere to write it."""
+
+    def wrap(f: Callable[..., Any]) -> Any:
+        try:
+            return njit(cache=True, nogil=True, **kw)(f)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return njit(cache=False, nogil=True, **kw)(f)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _fma_typing(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` rounded once (LLVM's fma), as torch's CPU ``addcmul`` and ``lerp`` compute it."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.fma(*args)
+
+    return sig, codegen
+
+
+fma: Any = intrinsic(_fma_typing)  # called as fma(a, b, c) in compiled code
+
+
+@jit(inline="always")
+def lerp(start: Any, end: Any, weight: Any) -> Any:
+    """torch's CPU ``lerp`` (ATen/native/cpu/LerpKernel.cpp): the form by the weight's size, fused."""
+    diff = end - start
+    if abs(weight) < _HALF:
+        return fma(weight, diff, start)
+    return fma(weight - _ONE, diff, end)
