@@ -4,6 +4,8 @@ how they are compiled, and the fused multiply-add and ``lerp`` that torch's CPU 
 Why one place: numba caches machine code on disk when it finds a writable place (next to the module,
 ``NUMBA_CACHE_DIR``, ``~/.cache/numba``); a container with a read-only root filesystem and no writable
 home has none, and numba then refuses ``cache=True`` at import. :func:`jit` compiles in memory instead.
+Without numba (``AVAILABLE`` False: a host whose own Python stack lacks it, such as a lent GPU
+machine) nothing is compiled and every caller keeps the torch code.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numba import njit, types
-from numba.extending import intrinsic
 
-__all__ = ["fma", "jit", "lerp"]
+try:
+    from numba import njit, types
+    from numba.extending import intrinsic
+
+    AVAILABLE = True
+except ImportError:  # e.g. a GPU host's own Python stack without numba: the torch code runs everywhere
+    AVAILABLE = False
+
+__all__ = ["AVAILABLE", "fma", "jit", "lerp"]
 
 _HALF, _ONE = np.float32(0.5), np.float32(1.0)
 
@@ -24,6 +32,8 @@ def jit(fn: Callable[..., Any] | None = None, **kw: Any) -> Any:
     """``numba.njit(cache=True, nogil=True, **kw)``, without the cache where numba has nowhere to write it."""
 
     def wrap(f: Callable[..., Any]) -> Any:
+        if not AVAILABLE:  # never called then (every caller checks AVAILABLE); plain Python
+            return f
         try:
             return njit(cache=True, nogil=True, **kw)(f)
         except RuntimeError:  # "cannot cache function ...: no locator available"
@@ -42,7 +52,8 @@ def _fma_typing(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
     return sig, codegen
 
 
-fma: Any = intrinsic(_fma_typing)  # called as fma(a, b, c) in compiled code
+# called as fma(a, b, c) in compiled code
+fma: Any = intrinsic(_fma_typing) if AVAILABLE else (lambda a, b, c: a * b + c)
 
 
 @jit(inline="always")

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from . import _calibrated_kernel as _ck
+from . import _jit
 from . import _score_kernel as _sk
 from .calibrated import CalibratedChannels
 from .errors import ConfigError
@@ -211,6 +212,7 @@ class Scorer:
             and c.open_n == 1
             and (t == f or not self.masked)  # masked: one forecast per feature
             and os.environ.get("SEQSTREAM_SCORER_KERNEL", "1") != "0"
+            and _jit.AVAILABLE
         )
         assert (self.COUNT, self.STEPS, self.OPEN, self.BELOW, self.SINCE) == (0, 1, 2, 3, 4)  # _score_kernel's
         self._lay = np.array(
@@ -258,7 +260,7 @@ class Scorer:
         # the calibrated scorer on the CPU: two compiled loops per wave instead of ~200 torch ops
         # (models/_calibrated_kernel.py); decided once here, used for CPU rows
         self._cal_kernel: tuple[np.ndarray, np.ndarray] | None = None
-        if os.environ.get("SEQSTREAM_SCORER_KERNEL", "1") != "0" and _ck.eligible(self):
+        if os.environ.get("SEQSTREAM_SCORER_KERNEL", "1") != "0" and _jit.AVAILABLE and _ck.eligible(self):
             self._cal_kernel = _ck.layout(self)  # [L_N] int64, [P_N] float32
             _ck.warm_up(*self._cal_kernel, self.size)
 

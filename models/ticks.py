@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._jit import AVAILABLE
 from ._tick_kernel import TickKernel
 from .errors import ConfigError
 from .features import Features
@@ -302,7 +303,9 @@ def _script(fn: Any) -> Any:
 _RULES = _tick_rules if os.environ.get("SEQSTREAM_TICKS_EAGER") else _script(_tick_rules)
 # On the CPU the rules run as one compiled loop over a wave's rows (models/_tick_kernel.py: a few µs
 # per wave instead of ~650); SEQSTREAM_TICKS_KERNEL=0 (or SEQSTREAM_TICKS_EAGER=1) runs _RULES there too.
-_KERNEL = os.environ.get("SEQSTREAM_TICKS_KERNEL", "1") != "0" and not os.environ.get("SEQSTREAM_TICKS_EAGER")
+_KERNEL = (
+    os.environ.get("SEQSTREAM_TICKS_KERNEL", "1") != "0" and not os.environ.get("SEQSTREAM_TICKS_EAGER") and AVAILABLE
+)
 
 
 class TickFeatures(Features):

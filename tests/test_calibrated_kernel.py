@@ -100,3 +100,27 @@ def test_the_bundled_detector_alerts_alike_with_and_without_the_loops(family: st
         np.testing.assert_allclose(a.prediction, c.prediction, rtol=1e-4, atol=1e-4)
         opened += int((a.transition > 0).sum())
     assert opened >= 3
+
+
+def test_without_numba_every_scorer_keeps_the_torch_code() -> None:
+    """A host whose Python lacks numba (a lent GPU machine's own stack) still runs every bundled model."""
+    code = """
+import sys
+sys.modules["numba"] = None  # import numba raises ImportError
+import numpy as np
+from models import _jit, ticks
+from models.runner import Runner
+from models.types import Batch
+assert not _jit.AVAILABLE and not ticks._KERNEL
+for name, x in (("sensor", [1.0]), ("speech", [0.0] * 8), ("ticks", [10.0, 1.0, 9.9, 10.1])):
+    r = Runner.from_checkpoint(f"models/checkpoints/{name}_gru.pt", device="cpu")
+    assert not r.scorer.kernel and r.scorer._cal_kernel is None
+    res = r.process(Batch(["a"], np.array([1.7e9]), np.array([x[: r.n_features] + [0.0] * (r.n_features - len(x))])))
+    assert res.accepted.all()
+print("ok")
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
