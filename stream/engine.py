@@ -86,6 +86,8 @@ class BatchEngine:
         # batches produced but not yet acknowledged, oldest first; committed in order after their acks
         self._inflight: deque[_InFlight] = deque()
         self._commit_task: asyncio.Task[None] | None = None
+        self._to_commit: dict[Any, int] = {}  # acknowledged offsets not committed yet (commit_interval_s)
+        self._last_commit = 0.0  # monotonic time of the last commit request
         self._down_since: float | None = None  # monotonic time the brokers became unreachable
         self._down_checks = 0
         self._down_logged = 0.0
@@ -368,8 +370,9 @@ class BatchEngine:
     async def settle(self, keep: int = 0) -> None:
         """Await the acks of the oldest in-flight batches until at most ``keep`` remain; commit them.
 
-        Also settles, without waiting, every batch whose acks have all arrived already. Call with
-        the engine lock held; ``settle(0)`` also waits for the last commit.
+        Also settles, without waiting, every batch whose acks have all arrived already. Acknowledged
+        offsets are committed at most every ``commit_interval_s``; ``settle(0)`` commits them all and
+        waits for the last commit. Call with the engine lock held.
         """
         q = self._inflight
         while q and (len(q) > keep or all(f.done() for f in q[0].futures)):
@@ -379,8 +382,11 @@ class BatchEngine:
             q.popleft()
             self._observe(b.results)
             self.batches += 1
-            if b.offsets:
-                self._commit_task = asyncio.create_task(self._commit(b.offsets, after=self._commit_task))
+            self._to_commit.update(b.offsets)
+        now = time.monotonic()
+        if self._to_commit and (keep == 0 or now - self._last_commit >= self.settings.commit_interval_s):
+            offsets, self._to_commit, self._last_commit = self._to_commit, {}, now
+            self._commit_task = asyncio.create_task(self._commit(offsets, after=self._commit_task))
         if keep == 0 and self._commit_task is not None:
             task, self._commit_task = self._commit_task, None
             await task

@@ -173,6 +173,16 @@ class Settings(BaseSettings):
         description="micro-batches whose outputs may await the broker's acks while the next one is processed "
         "(1: fully serial); input offsets are committed only after the acks",
     )
+    # input offsets are committed at most this often (the acknowledged ones, in order); a stop, a
+    # rebalance, an idle fetch and a snapshot commit at once. Each commit is a request to the group
+    # coordinator: per micro-batch that was ~1/8 of a demo worker's CPU on this machine (issue 17)
+    commit_interval_s: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=60.0,
+        description="at_least_once: commit input offsets at most this often (0: after every micro-batch); a crash "
+        "re-delivers at most this much more input, whose outputs repeat with the same ids",
+    )
     # after the first micro-batch (models, clients and tables loaded), move every live object into
     # the collector's permanent generation (gc.freeze): full collections then stop traversing the
     # ~200k long-lived objects of torch/Faust/aiokafka on every few batches (docs/benchmarks.md)

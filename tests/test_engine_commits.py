@@ -1,0 +1,70 @@
+"""``BatchEngine.settle``: acknowledged input offsets are committed in order, at most every
+``commit_interval_s``, and all of them at once by ``settle(0)`` (a stop, a rebalance, an idle fetch, a
+snapshot)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from stream.engine import BatchEngine, _InFlight
+from stream.metrics import Metrics
+from stream.settings import Settings
+
+
+class _Consumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[str, int]] = []
+
+    async def commit(self, offsets: dict[str, int]) -> None:
+        self.commits.append(dict(offsets))
+
+
+def _engine(interval: float) -> tuple[BatchEngine, _Consumer]:
+    engine = BatchEngine(Settings(commit_interval_s=interval), {}, Metrics())
+    consumer = _Consumer()
+    engine.consumer = consumer
+    return engine, consumer
+
+
+def _batch(offsets: dict[str, int]) -> _InFlight:
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return _InFlight([done], offsets, [])
+
+
+async def test_offsets_are_committed_at_most_every_interval_and_flushed_by_settle_0(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine, consumer = _engine(0.25)
+    now = [100.0]
+    monkeypatch.setattr("stream.engine.time.monotonic", lambda: now[0])
+    engine._inflight.append(_batch({"a": 10}))
+    await engine.settle(1)  # the first acknowledged batch: committed (nothing committed for > interval)
+    await asyncio.sleep(0)
+    assert consumer.commits == [{"a": 10}]
+    for k, off in enumerate((20, 30, 40)):
+        now[0] += 0.05
+        engine._inflight.append(_batch({"a": off, "b": k}))
+        await engine.settle(1)
+    await asyncio.sleep(0)
+    assert consumer.commits == [{"a": 10}]  # 0.15 s later: held
+    now[0] += 0.2
+    engine._inflight.append(_batch({"a": 50}))
+    await engine.settle(1)
+    await asyncio.sleep(0)
+    assert consumer.commits == [{"a": 10}, {"a": 50, "b": 2}]  # the newest offset per partition
+    engine._inflight.append(_batch({"b": 7}))
+    await engine.settle(0)  # flush: committed at once, and awaited
+    assert consumer.commits[-1] == {"b": 7} and engine._commit_task is None
+
+
+async def test_interval_zero_commits_after_every_batch() -> None:
+    engine, consumer = _engine(0.0)
+    for off in (1, 2, 3):
+        engine._inflight.append(_batch({"a": off}))
+        await engine.settle(1)
+    await engine.settle(0)
+    assert consumer.commits == [{"a": 1}, {"a": 2}, {"a": 3}]
