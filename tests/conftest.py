@@ -3,6 +3,7 @@
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -84,3 +85,38 @@ def scores_alone_and_interleaved(
             got[sid].append(float(s))
         i += k
     return alone, {sid: np.array(v) for sid, v in got.items()}
+
+
+def tick_wave(
+    step: int, b: int, price: torch.Tensor, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Wave ``step`` of ``b`` symbols' ticks (``price``: their last prices) with every ticks rule's trigger
+    somewhere in 600 steps: ``(price, x[b, 4], dt[b])``. The ticks rules tests' scenario."""
+    shock = torch.randn(b, generator=g) * 0.001  # [b]
+    if 300 <= step < 304:
+        shock[0] -= 0.03  # a flash crash on symbol 0
+    if step == 400:
+        shock[1] += 0.05  # a jump on symbol 1
+    frozen = price[2].item()
+    price = price * torch.exp(shock)  # [b]
+    if 450 < step < 480:
+        price[2] = frozen  # a frozen quote on symbol 2
+    size = torch.rand(b, generator=g) * 100 + (5000.0 if 500 <= step < 505 else 0.0)  # [b] a burst
+    bid, ask = price - 0.01, price + 0.01  # [b]
+    if step % 7 == 0:
+        bid[3], ask[3] = float("nan"), float("nan")  # no quote
+    if step == 520:
+        bid[4], ask[4] = price[4] + 0.02, price[4] - 0.02  # crossed
+    dt = torch.rand(b, generator=g) + 0.1  # [b]
+    if step == 550:
+        dt[5] = 500.0  # a gap
+    return price, torch.stack((price, size, bid, ask), 1), dt  # [b], [b, 4], [b]
+
+
+def tick_states(f: Any, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two equal copies of ``b`` fresh symbols' own ticks state (``f``: a ``TickFeatures``), and their
+    first prices: the start of :func:`tick_wave`'s scenario."""
+    from models.ticks import _OWN
+
+    s = f.init_row().unsqueeze(0).repeat(b, 1)[:, f._o : f._o + _OWN].clone()  # [b, S]
+    return s, s.clone(), torch.full((b,), 100.0)  # [b, S], [b, S], [b]

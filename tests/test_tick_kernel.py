@@ -19,6 +19,8 @@ from models.runner import Runner
 from models.scoring_config import ScoringConfig
 from models.types import Batch
 
+from .conftest import tick_states, tick_wave
+
 
 def _features() -> ticks.TickFeatures:
     cfg = NetConfig(input_size=7, output_size=2, hidden_size=8, inputs="ticks", residual=False)
@@ -44,42 +46,15 @@ def test_the_kernel_names_the_same_state_columns() -> None:
         assert getattr(kern, name) == getattr(ticks, name), name
 
 
-def _ticks(
-    step: int, b: int, price: torch.Tensor, g: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One wave of ticks with every rule's trigger somewhere in the run (the scripted-rules test's scenario)."""
-    shock = torch.randn(b, generator=g) * 0.001  # [b]
-    if 300 <= step < 304:
-        shock[0] -= 0.03  # a flash crash on symbol 0
-    if step == 400:
-        shock[1] += 0.05  # a jump on symbol 1
-    frozen = price[2].item()
-    price = price * torch.exp(shock)  # [b]
-    if 450 < step < 480:
-        price[2] = frozen  # a frozen quote on symbol 2
-    size = torch.rand(b, generator=g) * 100 + (5000.0 if 500 <= step < 505 else 0.0)  # [b] a burst
-    bid, ask = price - 0.01, price + 0.01  # [b]
-    if step % 7 == 0:
-        bid[3], ask[3] = float("nan"), float("nan")  # no quote
-    if step == 520:
-        bid[4], ask[4] = price[4] + 0.02, price[4] - 0.02  # crossed
-    dt = torch.rand(b, generator=g) + 0.1  # [b]
-    if step == 550:
-        dt[5] = 500.0  # a gap
-    return price, torch.stack((price, size, bid, ask), 1), dt  # [b], [b, 4], [b]
-
-
 def test_the_compiled_rules_agree_with_the_torch_function() -> None:
     f = _features()
     g = torch.Generator().manual_seed(3)
     b = 8
-    s_torch = f.init_row().unsqueeze(0).repeat(b, 1)[:, f._o : f._o + ticks._OWN].clone()  # [b, S]
-    s_kern = s_torch.clone()
-    price = torch.full((b,), 100.0)  # [b]
+    s_torch, s_kern, price = tick_states(f, b)  # [b, S], [b, S], [b]
     opened = torch.zeros(5)  # [5]
     worst = 0.0
     for step in range(600):
-        price, x, dt = _ticks(step, b, price, g)
+        price, x, dt = tick_wave(step, b, price, g)
         d = dt if step else None
         close = f._close_on(x.device)
         out_t = ticks._tick_rules(s_torch, x, d, close, *f._rule_args)
@@ -126,7 +101,7 @@ def test_a_ticks_runner_gives_the_same_alerts_with_and_without_the_kernels(monke
     for step in range(0, 600, 2):
         rows = []
         for k in (step, step + 1):
-            price, x, dt = _ticks(k, b, price, g)
+            price, x, dt = tick_wave(k, b, price, g)
             t += float(dt.mean())
             rows += [(f"sym-{i}", t + 0.01 * i, x[i].tolist()) for i in range(b)]
         batch = Batch.from_rows(rows)

@@ -14,6 +14,8 @@ import models.ticks as ticks
 from models.nets import NetConfig
 from models.scoring_config import ScoringConfig
 
+from .conftest import tick_states, tick_wave
+
 
 def _features() -> ticks.TickFeatures:
     cfg = NetConfig(input_size=7, output_size=2, hidden_size=8, inputs="ticks", residual=False)
@@ -30,30 +32,10 @@ def test_scripted_rules_equal_the_python_function_bitwise() -> None:
     assert isinstance(ticks._RULES, torch.jit.ScriptFunction)  # the worker's path is the scripted one
     g = torch.Generator().manual_seed(3)
     b = 8
-    s_eager = f.init_row().unsqueeze(0).repeat(b, 1)[:, f._o : f._o + ticks._OWN].clone()  # [b, S]
-    s_script = s_eager.clone()
-    price = torch.full((b,), 100.0)  # [b]
+    s_eager, s_script, price = tick_states(f, b)  # [b, S], [b, S], [b]
     kinds_opened = torch.zeros(5)  # [5]
     for step in range(600):
-        shock = torch.randn(b, generator=g) * 0.001  # [b]
-        if 300 <= step < 304:
-            shock[0] -= 0.03  # a flash crash on symbol 0
-        if step == 400:
-            shock[1] += 0.05  # a jump on symbol 1
-        frozen = price[2].item()
-        price = price * torch.exp(shock)  # [b]
-        if 450 < step < 480:
-            price[2] = frozen  # a frozen quote on symbol 2 (price, bid and ask unchanged)
-        size = torch.rand(b, generator=g) * 100 + (5000.0 if 500 <= step < 505 else 0.0)  # [b] a burst
-        bid, ask = price - 0.01, price + 0.01  # [b]
-        if step % 7 == 0:
-            bid[3], ask[3] = float("nan"), float("nan")  # no quote
-        if step == 520:
-            bid[4], ask[4] = price[4] + 0.02, price[4] - 0.02  # crossed
-        x = torch.stack((price, size, bid, ask), 1)  # [b, 4]
-        dt = torch.rand(b, generator=g) + 0.1  # [b]
-        if step == 550:
-            dt[5] = 500.0  # a gap
+        price, x, dt = tick_wave(step, b, price, g)
         close = f._close_on(x.device)
         out_e = ticks._tick_rules(s_eager, x, dt if step else None, close, *f._rule_args)
         out_s = ticks._RULES(s_script, x, dt if step else None, close, *f._rule_args)

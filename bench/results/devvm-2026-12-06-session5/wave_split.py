@@ -1,56 +1,84 @@
-import time, torch, numpy as np, sys, collections
-torch.set_num_threads(1)
-sys.path.insert(0, '/work/main')
-from stream.settings import Settings
-from stream.pipeline import build_runner
-import models.ticks as mt, models.scoring as ms
-src = sys.argv[1] if len(sys.argv) > 1 else 'ticks'
-B = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-r = build_runner(Settings(device='cpu', sources=(src,)), src)
-f = r.features
-acc = collections.defaultdict(float); cnt = collections.defaultdict(int)
-def wrap(obj, name, key):
-    fn = getattr(obj, name)
-    def g(*a, **k):
-        t = time.thread_time_ns(); 
-        try: return fn(*a, **k)
-        finally: acc[key] += time.thread_time_ns() - t; cnt[key] += 1
-    setattr(obj, name, g)
-if hasattr(f, 'featurise'): wrap(f, 'featurise', 'rules')
-wrap(f.scorer, 'pre', 'scorer.pre'); wrap(f.scorer, 'post', 'scorer.post')
-wrap(r._step_model, 'step', 'model.step')
-wrap(r.slab, 'gather', 'gather'); wrap(r.slab, 'scatter', 'scatter')
-wrap(r, '_wave', 'wave')
-from stream.sources.simulator import Simulator
-from models.types import Batch
-sim = Simulator(src, B, seed=1)
-t0 = time.time() - 1e5
-def batch(k):
-    ev = list(sim.round(t0 + k * 0.05))
-    import json
-    rows = []
-    for e in ev:
-        v = json.loads(e.value()); 
-        rows.append(e)
-    return ev
-# use pipeline-level: simpler use Runner with decoded values via SourcePipeline
-from stream.pipeline import SourcePipeline
-from stream.metrics import Metrics
+"""Experiment: thread CPU µs per wave of one source's pipeline, split into its parts (docs/benchmarks.md,
+"Compiled per-wave loops"). The simulator's batches of B streams through ``SourcePipeline.process``;
+400 warm batches, then 400 timed ones.
+
+    .venv/bin/python bench/results/devvm-2026-12-06-session5/wave_split.py ticks 4
+    SEQSTREAM_SCORER_KERNEL=0 SEQSTREAM_TICKS_KERNEL=0 .venv/bin/python ...   # the torch code
+"""
+
+import collections
+import sys
+import time
+from collections.abc import Callable
 from types import SimpleNamespace
-pipe = SourcePipeline(src, r, Settings(device='cpu', sources=(src,)), Metrics())
-off = 0
-def recs(k):
-    global off
+from typing import Any
+
+import torch
+
+from stream.metrics import Metrics
+from stream.pipeline import SourcePipeline, build_runner
+from stream.settings import Settings
+from stream.sources.simulator import Simulator
+
+torch.set_num_threads(1)
+src = sys.argv[1] if len(sys.argv) > 1 else "ticks"
+b = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+settings = Settings(device="cpu", sources=(src,))
+runner = build_runner(settings, src)
+features = runner.features
+acc: collections.defaultdict[str, int] = collections.defaultdict(int)
+cnt: collections.defaultdict[str, int] = collections.defaultdict(int)
+
+
+def wrap(obj: Any, name: str, key: str) -> None:
+    fn: Callable[..., Any] = getattr(obj, name)
+
+    def timed(*a: Any, **k: Any) -> Any:
+        t = time.thread_time_ns()
+        try:
+            return fn(*a, **k)
+        finally:
+            acc[key] += time.thread_time_ns() - t
+            cnt[key] += 1
+
+    setattr(obj, name, timed)
+
+
+if hasattr(features, "featurise"):
+    wrap(features, "featurise", "rules")
+wrap(features.scorer, "pre", "scorer.pre")
+wrap(features.scorer, "post", "scorer.post")
+wrap(runner._step_model, "step", "model.step")
+wrap(runner.slab, "gather", "gather")
+wrap(runner.slab, "scatter", "scatter")
+wrap(runner, "_wave", "wave")
+pipe = SourcePipeline(src, runner, settings, Metrics())
+sim = Simulator(src, b, seed=1)
+t0 = time.time() - 1e5
+offset = 0
+
+
+def records(k: int) -> list[SimpleNamespace]:
+    global offset
     out = []
     for e in sim.round(t0 + k * 0.05):
-        out.append(SimpleNamespace(topic='t', partition=0, offset=off, key=e.key(), value=e.value(), timestamp=0)); off += 1
+        out.append(SimpleNamespace(topic="t", partition=0, offset=offset, key=e.key(), value=e.value(), timestamp=0))
+        offset += 1
     return out
-for k in range(400): pipe.process(recs(k), now=time.time())
-acc.clear(); cnt.clear()
-t = time.thread_time_ns(); n = 0
+
+
+for k in range(400):
+    pipe.process(records(k), now=time.time())
+acc.clear()
+cnt.clear()
+t = time.thread_time_ns()
+n = 0
 for k in range(400, 800):
-    rr = recs(k); n += len(rr); pipe.process(rr, now=time.time())
-tot = time.thread_time_ns() - t
-w = cnt['wave']
-print(src, 'events', n, 'waves', w, 'total us/batch', tot/400/1e3, 'us per wave:')
-for k, v in acc.items(): print(f'  {k:12s} {v/max(w,1)/1e3:8.1f} us/wave  calls {cnt[k]}')
+    recs = records(k)
+    n += len(recs)
+    pipe.process(recs, now=time.time())
+total = time.thread_time_ns() - t
+waves = cnt["wave"]
+print(src, "events", n, "waves", waves, "total us/batch", total / 400 / 1e3, "us per wave:")
+for key, v in acc.items():
+    print(f"  {key:12s} {v / max(waves, 1) / 1e3:8.1f} us/wave  calls {cnt[key]}")
