@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from models import NetConfig, RecurrentForecaster
 
@@ -70,3 +71,22 @@ def test_bad_config_is_a_clear_error() -> None:
         NetConfig(cell="rnn")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="hidden_size"):
         NetConfig(hidden_size=0)
+
+
+@pytest.mark.parametrize("proj", [0, 16])
+@pytest.mark.parametrize("residual", [False, True])
+def test_the_one_layer_gru_step_is_the_modules_math_bit_for_bit(proj: int, residual: bool) -> None:
+    """``step`` calls the linear maps as ``F.linear`` and returns the cell's output as the state (no
+    module dispatch, no copy): bit for bit what the modules and the CPU cell compute."""
+    from models.nets import _gru_cell_cpu
+
+    torch.manual_seed(0)
+    net = RecurrentForecaster(NetConfig(input_size=3, hidden_size=8, proj_size=proj, residual=residual)).eval()
+    nn.init.normal_(net.head.weight)  # a residual head starts at zero
+    x, state = torch.randn(5, 3), torch.randn(5, 1, 1, 8)  # [5, 3], [5, 1, 1, 8]
+    with torch.inference_mode():
+        y, new = net.step(x, state)  # [5, 3], [5, 1, 1, 8]
+        inp = torch.tanh(net.proj(x)) if proj else x  # [5, P]
+        h = _gru_cell_cpu(inp, state[:, 0, 0], *net._layers[0])  # [5, 8]
+        ref = net.head(h) + (x if residual else 0.0)  # [5, 3]
+    assert torch.equal(new, h.view(5, 1, 1, 8)) and torch.equal(y, ref)
