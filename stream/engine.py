@@ -333,8 +333,8 @@ class BatchEngine:
         """Latency histograms and counts of a batch whose outputs are acknowledged (or committed)."""
         now = time.time()
         for source, res in results:
-            observe_many(self.metrics.e2e_latency.labels(source=source), now - res.event_ts)
-            observe_many(self.metrics.processing_latency.labels(source=source), now - res.record_ts)
+            observe_many(self.metrics.of(self.metrics.e2e_latency, source), now - res.event_ts)
+            observe_many(self.metrics.of(self.metrics.processing_latency, source), now - res.record_ts)
             self.events += res.n_in
 
     async def _repair(self) -> None:

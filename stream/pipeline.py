@@ -223,7 +223,7 @@ class SourcePipeline:
         t0 = time.perf_counter()
         res = self.runner.process(Batch(ids, ts, x))
         if m is not None:
-            m.inference_step.labels(source=src).observe(time.perf_counter() - t0)
+            m.of(m.inference_step, src).observe(time.perf_counter() - t0)
         if self.explorer is not None:
             self.explorer.record(ids, ts, x, res, self.runner.slab, self.parked)
         preds, scores, anomalies = res.prediction, res.score, res.anomaly  # [n, F], [n], [n]
@@ -425,8 +425,8 @@ class SourcePipeline:
             if reason not in ("out_of_order", "late"):  # the input's doing, and frequent: counted, not logged
                 log.debug("dead letter %s:%s:%s %s: %s", rec.topic, rec.partition, rec.offset, reason, msg)
         if m is not None:
-            m.events_in.labels(source=src).inc(n)
-            m.batch_size.labels(source=src).observe(n)
+            m.of(m.events_in, src).inc(n)
+            m.of(m.batch_size, src).observe(n)
             self._count_out(m, n_pred, n_alerts, len(all_dead))
         if record_ts is None:
             record_ts = np.fromiter(map(_timestamp, records), np.float64, n) / 1000.0  # [n]
@@ -451,11 +451,11 @@ class SourcePipeline:
         """Count the outputs by topic in ``m`` and refresh the slab gauges."""
         s, src = self.settings, self.source
         if n_pred:
-            m.events_out.labels(source=src, topic=s.topic_predictions).inc(n_pred)
+            m.of(m.events_out, src, s.topic_predictions).inc(n_pred)
         if n_alerts:
-            m.events_out.labels(source=src, topic=s.topic_alerts).inc(n_alerts)
+            m.of(m.events_out, src, s.topic_alerts).inc(n_alerts)
         if n_dead:
-            m.events_out.labels(source=src, topic=s.topic_dead_letter).inc(n_dead)
+            m.of(m.events_out, src, s.topic_dead_letter).inc(n_dead)
         self._observe_slab()
 
     # -- durable state (used by stream.state.manager), kept by self.partitions ---------------------

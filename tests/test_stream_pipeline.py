@@ -109,3 +109,17 @@ def test_engine_freezes_the_heap_after_its_first_batch(freeze: bool) -> None:
         assert not engine._frozen and gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()  # the rest of the test session collects as before
+
+
+def test_metrics_children_are_looked_up_once_and_count() -> None:
+    from stream.metrics import Metrics
+
+    m = Metrics()
+    child = m.of(m.events_out, "sensors", "predictions")
+    assert (
+        m.of(m.events_out, "sensors", "predictions")
+        is child
+        is m.events_out.labels(source="sensors", topic="predictions")
+    )
+    child.inc(3)
+    assert b'seqstream_events_out_total{source="sensors",topic="predictions"} 3.0' in m.render()
