@@ -162,24 +162,22 @@ class RecurrentForecaster(nn.Module):
             inp = fn.linear(x, proj.weight, proj.bias).tanh_()  # [B, P]
         if self.config.cell == "gru" and len(self._layers) == 1:  # the common case: the new state is the cell's output
             cell = _gru_cell_cpu if inp.device.type == "cpu" else torch.gru_cell
-            h = cell(inp, state[:, 0, 0], *self._layers[0])  # [B, H]
-            y = fn.linear(h, self.head.weight, self.head.bias)  # [B, O]
-            if self.config.residual:
-                y = y + x[:, : y.shape[1]]  # [B, O]
-            return y, h.view(h.shape[0], 1, 1, h.shape[1])  # [B, 1, 1, H]
-        new = torch.empty_like(state)  # [B, L, K, H]
-        if self.config.cell == "gru":
+            inp = cell(inp, state[:, 0, 0], *self._layers[0])  # [B, H]
+            new = inp.view(inp.shape[0], 1, 1, inp.shape[1])  # [B, 1, 1, H]
+        elif self.config.cell == "gru":
+            new = torch.empty_like(state)  # [B, L, K, H]
             cell = _gru_cell_cpu if inp.device.type == "cpu" else torch.gru_cell
             for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self._layers):
                 inp = cell(inp, state[:, k, 0], w_ih, w_hh, b_ih, b_hh)  # [B, H]
                 new[:, k, 0] = inp  # [B, H]
         else:
+            new = torch.empty_like(state)  # [B, L, K, H]
             for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self._layers):
                 hc = (state[:, k, 0], state[:, k, 1])  # 2 x [B, H]
                 inp, c = torch.lstm_cell(inp, hc, w_ih, w_hh, b_ih, b_hh)  # [B, H], [B, H]
                 new[:, k, 0] = inp  # [B, H]
                 new[:, k, 1] = c  # [B, H]
-        y = self.head(inp)  # [B, O]
+        y = fn.linear(inp, self.head.weight, self.head.bias)  # [B, O]
         if self.config.residual:
             y = y + x[:, : y.shape[1]]  # [B, O]
         return y, new
