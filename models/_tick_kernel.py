@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ._jit import jit
-from .tick_alerts import TickConfig
+from .tick_alerts import _X_KSCORE, _X_RHAT, _X_SHAT, _X_TRANS, _X_Z, N_PACKED_EXTRA, RAW_TICK, TickConfig
 
 __all__ = ["TickKernel", "tick_pack_rows", "tick_rules_rows"]
 
@@ -33,10 +33,37 @@ _F = np.float32
 _ZERO, _HALF, _ONE, _TWO, _THREE, _ONE_AND_HALF = _F(0.0), _F(0.5), _F(1.0), _F(2.0), _F(3.0), _F(1.5)
 _EPS6, _EPS4, _EPS3, _EPS14 = _F(1e-6), _F(1e-4), _F(1e-3), _F(1e-14)
 
-# the state columns of models.ticks (asserted equal there)
-_N, _LP, _RV, _MNZ, _LSM, _LSV, _LSS, _DTM, _DTV, _SPM, _LB, _LA, _SAME, _PSAME = range(14)
-_PZ, _PR, _PS, _PLP, _RUN, _CUM, _CRS, _CRO, _CRL, _RSIG, _BIG = range(14, 25)
-_OPEN, _QUIET = 25, 30
+# the rules' own aux columns (after the scorer's), the torch function's (models.ticks) and these loops'
+(
+    _N,  # ticks seen
+    _LP,  # last log price
+    _RV,  # EWMA of squared returns (winsorised)
+    _MNZ,  # EWMA of non-zero |returns|
+    _LSM,  # slow mean of log1p(size)
+    _LSV,  # slow variance of log1p(size)
+    _LSS,  # short EWMA of log1p(size)
+    _DTM,  # mean of log dt
+    _DTV,  # variance of log dt
+    _SPM,  # mean relative spread (quoted ticks)
+    _LB,  # last bid
+    _LA,  # last ask
+    _SAME,  # run of unchanged quotes (price, bid, ask)
+    _PSAME,  # EWMA of "unchanged"
+    _PZ,  # pending jump: z of the previous tick (0: none)
+    _PR,  # its return
+    _PS,  # the volatility it was measured against
+    _PLP,  # log price before it
+    _RUN,  # consecutive large down ticks
+    _CUM,  # their cumulative return
+    _CRS,  # log price before the current down run
+    _CRO,  # log price before the open flash crash
+    _CRL,  # lowest log price since the flash crash opened
+    _RSIG,  # volatility when the current down run started
+    _BIG,  # ticks of the current down run more than run_z volatilities down
+) = range(25)
+_OPEN = 25  # [5] open per kind
+_QUIET = 30  # [5] ticks without the kind's condition while open
+_OWN = 35
 
 
 def _rules_rows(
@@ -214,6 +241,8 @@ def _rules_rows(
 
 
 _SQRT_HALF_PI = _F(math.sqrt(math.pi / 2.0))
+_SCORE = 2 * RAW_TICK  # then anomaly, transition (models.tick_alerts: the packed columns)
+_WIDTH = _SCORE + 3 + N_PACKED_EXTRA
 
 
 def _pack_rows(
@@ -227,7 +256,7 @@ def _pack_rows(
     trans: np.ndarray,  # [b, 5]
     ks: np.ndarray,  # [b, 5]
     open_new: np.ndarray,  # [b, 5] bool
-    out: np.ndarray,  # [b, 44] out: models.ticks.TickFeatures.pack_outputs's columns
+    out: np.ndarray,  # [b, W] out: models.ticks.TickFeatures.pack_outputs's columns (models.tick_alerts)
 ) -> None:
     for i in range(aux.shape[0]):
         price, spm, lsm = x[i, 0], aux[i, o + _SPM], aux[i, o + _LSM]
@@ -237,22 +266,23 @@ def _pack_rows(
         lo, hi = _ONE - _HALF * spm, _ONE + _HALF * spm
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = p_next, size, p_next * lo, p_next * hi
         p_exp = np.float32(np.nan) if first[i] else math.exp(lp_old[i] + sc[i, 2])
-        out[i, 4], out[i, 5], out[i, 6], out[i, 7] = p_exp, size, p_exp * lo, p_exp * hi
+        e = RAW_TICK  # expected[4] after prediction[4]
+        out[i, e], out[i, e + 1], out[i, e + 2], out[i, e + 3] = p_exp, size, p_exp * lo, p_exp * hi
         score, anomaly, opened, resolved = sc[i, 4], False, False, False
         for k in range(5):
             score = max(score, ks[i, k])
             anomaly = anomaly or open_new[i, k]
             opened = opened or trans[i, k] > _ZERO
             resolved = resolved or trans[i, k] < _ZERO
-            out[i, 34 + k] = trans[i, k]
-            out[i, 39 + k] = ks[i, k]
-        out[i, 8] = score
-        out[i, 9] = _ONE if anomaly else _ZERO
-        out[i, 10] = _ONE if opened else (-_ONE if resolved else _ZERO)
-        out[i, 11] = r_hat
-        out[i, 12] = _SQRT_HALF_PI * max(a_hat, _ZERO)
+            out[i, _X_TRANS + k] = trans[i, k]
+            out[i, _X_KSCORE + k] = ks[i, k]
+        out[i, _SCORE] = score
+        out[i, _SCORE + 1] = _ONE if anomaly else _ZERO
+        out[i, _SCORE + 2] = _ONE if opened else (-_ONE if resolved else _ZERO)
+        out[i, _X_RHAT] = r_hat
+        out[i, _X_SHAT] = _SQRT_HALF_PI * max(a_hat, _ZERO)
         for k in range(21):
-            out[i, 13 + k] = ev[i, k]
+            out[i, _X_Z + k] = ev[i, k]
 
 
 tick_rules_rows = jit(_rules_rows)
@@ -327,9 +357,9 @@ class TickKernel:
         return t(feats), t(quoted), (t(lp_old), t(first), t(evidence), t(trans), t(kscore), t(open_new))
 
     def pack(self, aux: Tensor, x: Tensor, sc: Tensor, ctx: tuple[Tensor, ...]) -> Tensor:
-        """:meth:`models.ticks.TickFeatures.pack_outputs` from the scorer's output ``sc[b, 7]``: ``[b, 44]``."""
+        """:meth:`models.ticks.TickFeatures.pack_outputs` from the scorer's output ``sc[b, 7]``: ``[b, W]``."""
         lp_old, first, evidence, trans, kscore, open_new = ctx
-        out = torch.empty((x.shape[0], 44))  # [b, 44]
+        out = torch.empty((x.shape[0], _WIDTH))  # [b, W]
         n = torch.Tensor.numpy
         tick_pack_rows(
             n(aux), self.o, n(x.contiguous()), n(sc.contiguous()), n(lp_old), n(first), n(evidence), n(trans),

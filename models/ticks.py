@@ -61,7 +61,37 @@ import torch
 from torch import Tensor
 
 from ._jit import AVAILABLE
-from ._tick_kernel import TickKernel
+from ._tick_kernel import (  # the rules' own aux columns (after the scorer's): one layout for both codes
+    _BIG,
+    _CRL,
+    _CRO,
+    _CRS,
+    _CUM,
+    _DTM,
+    _DTV,
+    _LA,
+    _LB,
+    _LP,
+    _LSM,
+    _LSS,
+    _LSV,
+    _MNZ,
+    _N,
+    _OPEN,
+    _OWN,
+    _PLP,
+    _PR,
+    _PS,
+    _PSAME,
+    _PZ,
+    _QUIET,
+    _RSIG,
+    _RUN,
+    _RV,
+    _SAME,
+    _SPM,
+    TickKernel,
+)
 from .errors import ConfigError
 from .features import Features
 from .nets import NetConfig
@@ -75,38 +105,6 @@ __all__ = ["N_TICK_FEATURES", "N_TICK_TARGETS", "RAW_TICK", "TickFeatures"]
 N_TICK_FEATURES = 7  # model input width (see the module docstring)
 N_TICK_TARGETS = 2  # ret, absret
 _SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
-
-# own aux columns (after the scorer's)
-(
-    _N,  # ticks seen
-    _LP,  # last log price
-    _RV,  # EWMA of squared returns (winsorised)
-    _MNZ,  # EWMA of non-zero |returns|
-    _LSM,  # slow mean of log1p(size)
-    _LSV,  # slow variance of log1p(size)
-    _LSS,  # short EWMA of log1p(size)
-    _DTM,  # mean of log dt
-    _DTV,  # variance of log dt
-    _SPM,  # mean relative spread (quoted ticks)
-    _LB,  # last bid
-    _LA,  # last ask
-    _SAME,  # run of unchanged quotes (price, bid, ask)
-    _PSAME,  # EWMA of "unchanged"
-    _PZ,  # pending jump: z of the previous tick (0: none)
-    _PR,  # its return
-    _PS,  # the volatility it was measured against
-    _PLP,  # log price before it
-    _RUN,  # consecutive large down ticks
-    _CUM,  # their cumulative return
-    _CRS,  # log price before the current down run
-    _CRO,  # log price before the open flash crash
-    _CRL,  # lowest log price since the flash crash opened
-    _RSIG,  # volatility when the current down run started
-    _BIG,  # ticks of the current down run more than run_z volatilities down
-) = range(25)
-_OPEN = 25  # [5] open per kind
-_QUIET = 30  # [5] ticks without the kind's condition while open
-_OWN = 35
 
 
 def _tick_rules(
@@ -423,7 +421,7 @@ class TickFeatures(Features):
         sc = self.scorer.post(aux, err, forecast)  # [b, 7]: pred[2], expected[2], score, anomaly, transition
         if self._on_kernel(aux, x):
             assert self._kernel is not None
-            return self._kernel.pack(aux, x, sc, ctx)  # [b, 44]
+            return self._kernel.pack(aux, x, sc, ctx)  # [b, 11 + 33]
         price = x[:, 0]  # [b]
         spm = s[:, _SPM]  # [b]
         r_hat, a_hat = sc[:, 0], sc[:, 1]  # [b] each

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-import models._tick_kernel as kern
 import models.ticks as ticks
 from models.nets import NetConfig
 from models.runner import Runner
@@ -25,25 +24,6 @@ from .conftest import tick_states, tick_wave
 def _features() -> ticks.TickFeatures:
     cfg = NetConfig(input_size=7, output_size=2, hidden_size=8, inputs="ticks", residual=False)
     return ticks.TickFeatures(cfg, ScoringConfig())
-
-
-def test_the_kernel_names_the_same_state_columns() -> None:
-    for name in (
-        "_N",
-        "_LP",
-        "_RV",
-        "_MNZ",
-        "_SAME",
-        "_PSAME",
-        "_PZ",
-        "_PLP",
-        "_RUN",
-        "_CRL",
-        "_BIG",
-        "_OPEN",
-        "_QUIET",
-    ):
-        assert getattr(kern, name) == getattr(ticks, name), name
 
 
 def test_the_compiled_rules_agree_with_the_torch_function() -> None:
