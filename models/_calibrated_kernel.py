@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 
 from ._jit import fma, jit, lerp
+from .scoring_config import EPS_P
 
 __all__ = ["calibrated_post", "calibrated_pre", "eligible", "layout", "warm_up"]
 
 _F = np.float32
 _ZERO, _HALF, _ONE, _TWO = _F(0.0), _F(0.5), _F(1.0), _F(2.0)
-_EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(1e-10)
+_EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(EPS_P)
 
 # lay: column offsets and sizes
 (
@@ -81,7 +82,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
         par[P_INV_SHIFT_SHORT], par[P_INV_SHIFT_LONG] = 1.0 / c.shift_short, 1.0 / c.shift_long
     par[P_SHIFT_LONG] = float(c.shift_long)
     par[P_INV_RAVG], par[P_RAVG_ON] = 1.0 / c.residual_avg, float(c.residual_avg != 1.0)
-    par[P_LOG_C], par[P_INV_LOG_EPS], par[P_INV_SQRT2] = cal._log_c, 1.0 / math.log(1e-10), 1.0 / math.sqrt(2.0)
+    par[P_LOG_C], par[P_INV_LOG_EPS], par[P_INV_SQRT2] = cal._log_c, 1.0 / math.log(EPS_P), 1.0 / math.sqrt(2.0)
     par[P_TAIL_Z], par[P_INV_Q0], par[P_N0], par[P_INV_ERR_W] = (
         c.tail_z,
         1.0 / cal._q0,

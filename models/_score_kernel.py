@@ -24,21 +24,23 @@ equal).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from ._jit import fma, jit, lerp
+from .scoring_config import EPS_P
 
-__all__ = ["post_rows", "pre_masked_rows", "pre_rows"]
+__all__ = ["eligible", "layout", "post_rows", "pre_masked_rows", "pre_rows", "warm_up"]
 
 _F = np.float32
 _ZERO, _ONE, _HALF, _FOUR = _F(0.0), _F(1.0), _F(0.5), _F(4.0)
 
 # the fixed aux columns of models.scoring.Scorer (asserted equal there)
 _COUNT, _STEPS, _OPEN, _BELOW, _SINCE = range(5)
-# the layout vector `lay` (built by Scorer): first columns of the blocks, then the widths
+# the layout vector `lay` (built by layout()): first columns of the blocks, then the widths
 L_SHORT, L_EMEAN, L_EVAR, L_MEAN, L_VAR, L_FCAST, L_SEEN, L_RSCALE, L_LAST, L_F, L_T, L_K = range(12)
-# the parameter vector `p` (float32, built by Scorer)
+# the parameter vector `p` (float32, built by layout())
 P_MIN_VAR, P_CLIP, P_INV_NORM_W, P_INV_ERR_W, P_N_T, P_EPS_RSCALE, P_EPS_VAR = range(7)
 P_INV_SQRT2, P_EPS_P, P_INV_LOG_EPS, P_FOLD, P_SUPPRESS, P_FACTOR, P_LEVEL = range(7, 14)
 P_OPEN, P_CLOSE, P_CLOSE_AFTER, P_WARMUP, P_STEPS_MAX = range(14, 19)
@@ -198,3 +200,74 @@ def post_rows(
             aux[i, fc0 + t] = forecast[i, t]
         out[i, 2 * nt] = score
         out[i, 2 * nt + 1] = _ONE if anomaly else _ZERO
+
+
+def eligible(sc: Any) -> bool:
+    """Whether the loops cover this :class:`~models.scoring.Scorer`'s configuration: the residual channel
+    alone (no calibration, context channels, adapter, per-channel suppression, peak novelty or k-of-n
+    opening); masked input with one forecast per feature."""
+    c = sc.config
+    extra = c.calibrated or c.n_phases or c.shift_short or c.adapter_lr or c.suppress_other or c.max_window
+    return not extra and c.open_n == 1 and (sc.n_targets == sc.n_features or not sc.masked)
+
+
+def layout(sc: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(lay, p, rates, flags)`` of an :func:`eligible` scorer: its column layout (``L_*``), its numbers
+    as float32 (``P_*``; torch casts a Python scalar to the tensor's dtype), its horizons' rates and
+    ``[fold_clip on, suppression on, suppression factor 0]``."""
+    c, f, t = sc.config, sc.n_features, sc.n_targets
+    masked = sc.masked
+    lay = np.array(
+        [
+            sc._short.start,
+            sc._emean.start,
+            sc._evar.start,
+            sc._mean.start,
+            sc._var.start,
+            sc._fcast.start,
+            sc._seen.start if masked else 0,
+            sc._rscale.start if masked else 0,
+            sc._last.start if masked else 0,
+            f,
+            t,
+            sc.n_scales,
+        ],
+        np.int64,
+    )  # [12]
+    p = np.zeros(N_PARAMS, np.float32)  # [P]
+    p[P_MIN_VAR] = c.min_std**2
+    p[P_CLIP] = c.clip
+    p[P_INV_NORM_W] = 1.0 / c.norm_window
+    p[P_INV_ERR_W] = 1.0 / c.err_window
+    p[P_N_T] = t
+    p[P_EPS_RSCALE] = 1e-3
+    p[P_EPS_VAR] = 1e-8
+    p[P_INV_SQRT2] = 1.0 / math.sqrt(2.0)
+    p[P_EPS_P] = EPS_P
+    p[P_INV_LOG_EPS] = 1.0 / math.log(EPS_P)
+    p[P_FOLD] = c.fold_clip
+    p[P_SUPPRESS] = c.suppress
+    p[P_FACTOR] = c.suppress_factor
+    p[P_LEVEL] = c.suppress_level
+    p[P_OPEN] = c.open_threshold
+    p[P_CLOSE] = c.close_threshold
+    p[P_CLOSE_AFTER] = c.close_after
+    p[P_WARMUP] = c.warmup
+    p[P_STEPS_MAX] = 1e7
+    rates = np.array([1.0 / k for k in c.scales], np.float32)  # [K]
+    flags = np.array([c.fold_clip > 0, c.suppress > 0, c.suppress_factor == 0.0], np.bool_)  # [3]
+    return lay, p, rates, flags
+
+
+def warm_up(
+    lay: np.ndarray, p: np.ndarray, rates: np.ndarray, flags: np.ndarray, width: int, out_size: int, masked: bool
+) -> None:
+    """Compile the loops a scorer uses (or load them from numba's cache) on a wave of no rows, in the
+    layouts a wave has (C-contiguous), so that the first batch does not wait for it."""
+    f, t = int(lay[L_F]), int(lay[L_T])
+    aux, x, e = np.zeros((0, width), np.float32), np.zeros((0, f), np.float32), np.zeros(0, np.float32)
+    if masked:
+        pre_masked_rows(aux, x, lay, p, x.copy(), x.copy(), e.copy(), np.zeros(0, np.int64), e.copy())
+    else:
+        pre_rows(aux, x, lay, p, x.copy(), e.copy())
+    post_rows(aux, e, np.zeros((0, t), np.float32), rates, lay, p, flags, np.zeros((0, out_size), np.float32))

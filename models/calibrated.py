@@ -56,11 +56,11 @@ import math
 import torch
 from torch import Tensor
 
-from .scoring_config import ScoringConfig
+from .scoring_config import EPS_P, ScoringConfig
 
 __all__ = ["CalibratedChannels"]
 
-_EPS_P = 1e-10
+_EPS_P = EPS_P
 
 
 class CalibratedChannels:

@@ -51,11 +51,11 @@ from . import _jit
 from . import _score_kernel as _sk
 from .calibrated import CalibratedChannels
 from .errors import ConfigError
-from .scoring_config import ScoringConfig
+from .scoring_config import EPS_P, ScoringConfig
 
 __all__ = ["Scorer"]
 
-_EPS_P = 1e-10
+_EPS_P = EPS_P
 MASKED_RSCALE_PRIOR = 0.5  # prior mean |residual| (normalised units) of a masked feature
 _LOG_EPS_P = math.log(_EPS_P)
 
@@ -199,107 +199,38 @@ class Scorer:
         self._kernel_setup()
 
     def _kernel_setup(self) -> None:
-        """Decide once whether pre/post run as the compiled CPU loops of :mod:`models._score_kernel`.
-
-        They cover the residual channel only (the default config and the bundled checkpoints but
-        the sensor one); any other option keeps the torch path, and so does CUDA (checked per call).
-        ``SEQSTREAM_SCORER_KERNEL=0`` keeps torch everywhere (A/B, debugging).
-        """
-        c, f, t = self.config, self.n_features, self.n_targets
-        plain = not (c.calibrated or c.n_phases or c.shift_short or c.adapter_lr or c.suppress_other or c.max_window)
-        self.kernel = (
-            plain
-            and c.open_n == 1
-            and (t == f or not self.masked)  # masked: one forecast per feature
-            and os.environ.get("SEQSTREAM_SCORER_KERNEL", "1") != "0"
-            and _jit.AVAILABLE
-        )
-        assert (self.COUNT, self.STEPS, self.OPEN, self.BELOW, self.SINCE) == (0, 1, 2, 3, 4)  # _score_kernel's
-        self._lay = np.array(
-            [
-                self._short.start,
-                self._emean.start,
-                self._evar.start,
-                self._mean.start,
-                self._var.start,
-                self._fcast.start,
-                self._seen.start if self.masked else 0,
-                self._rscale.start if self.masked else 0,
-                self._last.start if self.masked else 0,
-                f,
-                t,
-                self.n_scales,
-            ],
-            np.int64,
-        )  # [12] the L_* columns of models._score_kernel
-        p = np.zeros(_sk.N_PARAMS, np.float32)  # [P] float32 as torch casts a Python scalar to the tensor's dtype
-        p[_sk.P_MIN_VAR] = c.min_std**2
-        p[_sk.P_CLIP] = c.clip
-        p[_sk.P_INV_NORM_W] = 1.0 / c.norm_window
-        p[_sk.P_INV_ERR_W] = 1.0 / c.err_window
-        p[_sk.P_N_T] = t
-        p[_sk.P_EPS_RSCALE] = 1e-3
-        p[_sk.P_EPS_VAR] = 1e-8
-        p[_sk.P_INV_SQRT2] = 1.0 / math.sqrt(2.0)
-        p[_sk.P_EPS_P] = _EPS_P
-        p[_sk.P_INV_LOG_EPS] = 1.0 / _LOG_EPS_P
-        p[_sk.P_FOLD] = c.fold_clip
-        p[_sk.P_SUPPRESS] = c.suppress
-        p[_sk.P_FACTOR] = c.suppress_factor
-        p[_sk.P_LEVEL] = c.suppress_level
-        p[_sk.P_OPEN] = c.open_threshold
-        p[_sk.P_CLOSE] = c.close_threshold
-        p[_sk.P_CLOSE_AFTER] = c.close_after
-        p[_sk.P_WARMUP] = c.warmup
-        p[_sk.P_STEPS_MAX] = 1e7
-        self._p = p
-        self._rates_np = self._rates.numpy()  # [K] float32
-        self._flags = np.array([c.fold_clip > 0, c.suppress > 0, c.suppress_factor == 0.0], np.bool_)  # [3]
-        if self.kernel:  # compiled (or loaded from numba's cache) now, not in the first batch
-            self._warm_kernel()
-        # the calibrated scorer on the CPU: two compiled loops per wave instead of ~200 torch ops
-        # (models/_calibrated_kernel.py); decided once here, used for CPU rows
+        """Decide once whether ``pre``/``pre_masked``/``post`` run as compiled CPU loops: the plain
+        scorer's (:mod:`models._score_kernel`: the residual channel, the default config and every
+        bundled checkpoint but the sensor one) or the calibrated scorer's (:mod:`models._calibrated_kernel`);
+        every other option keeps the torch code, and so does CUDA (checked per call).
+        ``SEQSTREAM_SCORER_KERNEL=0`` keeps torch everywhere (A/B, debugging)."""
+        assert (self.COUNT, self.STEPS, self.OPEN, self.BELOW, self.SINCE) == (0, 1, 2, 3, 4)  # the loops'
+        on = os.environ.get("SEQSTREAM_SCORER_KERNEL", "1") != "0" and _jit.AVAILABLE
+        self.kernel = on and _sk.eligible(self)
+        # (lay, p, rates, flags) of the plain loops; (lay, par) of the calibrated ones. Both compiled (or
+        # loaded from numba's cache) now, not in the first batch
+        self._plain = _sk.layout(self) if self.kernel else None
         self._cal_kernel: tuple[np.ndarray, np.ndarray] | None = None
-        if os.environ.get("SEQSTREAM_SCORER_KERNEL", "1") != "0" and _jit.AVAILABLE and _ck.eligible(self):
+        if self._plain is not None:
+            _sk.warm_up(*self._plain, self.size, self.out_size, self.masked)
+        elif on and _ck.eligible(self):
             self._cal_kernel = _ck.layout(self)  # [L_N] int64, [P_N] float32
             _ck.warm_up(*self._cal_kernel, self.size)
 
-    def _warm_kernel(self) -> None:
-        """Call the plain loops on a wave of no rows, in the layouts a wave has (C-contiguous)."""
-        f, t = self.n_features, self.n_targets
-        aux, x, e = np.zeros((0, self.size), np.float32), np.zeros((0, f), np.float32), np.zeros(0, np.float32)
-        if self.masked:
-            ch = np.zeros(0, np.int64)
-            _sk.pre_masked_rows(aux, x, self._lay, self._p, x.copy(), x.copy(), e.copy(), ch, e.copy())
-        else:
-            _sk.pre_rows(aux, x, self._lay, self._p, x.copy(), e.copy())
-        out = np.zeros((0, self.out_size), np.float32)
-        _sk.post_rows(aux, e, np.zeros((0, t), np.float32), self._rates_np, self._lay, self._p, self._flags, out)
+    @staticmethod
+    def _cpu_f32(aux: Tensor, *xs: Tensor) -> bool:
+        """Float32 CPU tensors without grad, as the loops take them (``is_cpu``: ~60 ns against ~400 for
+        ``device.type``; this runs twice per wave)."""
+        f32 = torch.float32
+        return aux.is_cpu and aux.dtype == f32 and all(x.dtype == f32 and not x.requires_grad for x in xs)
+
+    def _on_kernel(self, aux: Tensor, *xs: Tensor) -> bool:
+        """Run this call as the plain scorer's loop (``kernel``: the switch, which tests turn off too)."""
+        return self.kernel and self._plain is not None and self._cpu_f32(aux, *xs)
 
     def _on_cal_kernel(self, aux: Tensor, x: Tensor) -> bool:
-        """Run this call as the calibrated scorer's compiled loop: an eligible config, contiguous float32
-        CPU rows (the slab's gather makes them so) and inputs without grad."""
-        return (
-            self._cal_kernel is not None
-            and aux.is_cpu
-            and aux.dtype == torch.float32
-            and aux.is_contiguous()
-            and x.dtype == torch.float32
-            and not x.requires_grad
-        )
-
-    def _on_kernel(self, aux: Tensor, x: Tensor, y: Tensor | None = None) -> bool:
-        """Run this call as the compiled loop: an eligible config and float32 CPU tensors without grad
-        (``is_cpu``: ~60 ns against ~400 for ``device.type``; this runs twice per wave)."""
-        f32 = torch.float32
-        return (
-            self.kernel
-            and aux.is_cpu
-            and aux.dtype == f32
-            and x.dtype == f32
-            and not x.requires_grad
-            and (y is None or (y.dtype == f32 and not y.requires_grad))
-        )
+        """Run this call as the calibrated scorer's loop: its rows contiguous (the slab's gather makes them so)."""
+        return self._cal_kernel is not None and self._cpu_f32(aux, x) and aux.is_contiguous()
 
     def init_row(self) -> Tensor:
         row = torch.zeros(self.size)  # [A]
@@ -357,10 +288,12 @@ class Scorer:
             )
         if self._on_cal_kernel(aux, x):
             return self._pre_kernel(aux, x, phase)
-        if self._on_kernel(aux, x):  # (phase: only with context channels, which keep torch)
+        if self._on_kernel(aux, x):  # (phase: only with context channels: torch)
             b = x.shape[0]
             x_norm_k, err_k = np.empty((b, self.n_features), np.float32), np.empty(b, np.float32)  # [B, F], [B]
-            _sk.pre_rows(aux.numpy(), x.numpy(), self._lay, self._p, x_norm_k, err_k)
+            assert self._plain is not None
+            lay, p, _, _ = self._plain
+            _sk.pre_rows(aux.numpy(), x.numpy(), lay, p, x_norm_k, err_k)
             return torch.from_numpy(x_norm_k), torch.from_numpy(err_k)
         cfg, one = self.config, self._one
         count = aux[:, self.COUNT]  # [B] view
@@ -522,7 +455,9 @@ class Scorer:
             x_norm_k, obs_k = np.empty((b, f), np.float32), np.empty((b, f), np.float32)  # [B, F], [B, F]
             err_k, chan_z = np.empty(b, np.float32), np.empty(b, np.float32)  # [B], [B]
             chan = np.empty(b, np.int64)  # [B]
-            _sk.pre_masked_rows(aux.numpy(), x.numpy(), self._lay, self._p, x_norm_k, obs_k, err_k, chan, chan_z)
+            assert self._plain is not None
+            lay, p, _, _ = self._plain
+            _sk.pre_masked_rows(aux.numpy(), x.numpy(), lay, p, x_norm_k, obs_k, err_k, chan, chan_z)
             t = torch.from_numpy
             return t(x_norm_k), t(obs_k), t(err_k), t(chan), t(chan_z)
         cfg, one = self.config, self._one
@@ -566,17 +501,17 @@ class Scorer:
         """
         if self._on_kernel(aux, err, forecast):
             out_k = np.empty((aux.shape[0], self.out_size), np.float32)  # [B, 2T+3]
-            _sk.post_rows(
-                aux.numpy(), err.numpy(), forecast.numpy(), self._rates_np, self._lay, self._p, self._flags, out_k
-            )
+            assert self._plain is not None
+            lay, p, rates, flags = self._plain
+            _sk.post_rows(aux.numpy(), err.numpy(), forecast.numpy(), rates, lay, p, flags, out_k)
             return torch.from_numpy(out_k)
-        cfg, k, one = self.config, self._k, self._one
-        steps, is_open, below, since = (aux[:, i] for i in (self.STEPS, self.OPEN, self.BELOW, self.SINCE))  # [B]
         if self._on_cal_kernel(aux, forecast):
             assert self._cal_kernel is not None
             out = aux.new_empty((aux.shape[0], self.out_size))  # [B, 2T+3]
             _ck.calibrated_post(aux.numpy(), forecast.contiguous().numpy(), *self._cal_kernel, out.numpy())
             return out
+        cfg, k, one = self.config, self._k, self._one
+        steps, is_open, below, since = (aux[:, i] for i in (self.STEPS, self.OPEN, self.BELOW, self.SINCE))  # [B]
         if self.calibrated is not None:  # channels already calibrated in pre(); the alert lifecycle
             score, now_open, below_new = self.calibrated.policy(aux, steps, is_open, below, since)  # [B] x3
             return self._outputs(aux, forecast, score, now_open, now_open, below_new)

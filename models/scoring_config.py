@@ -16,7 +16,11 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["CALIBRATED_SCORING", "CONTEXT_SCORING", "ScoringConfig", "detection_signal", "named_scoring"]
+__all__ = ["CALIBRATED_SCORING", "CONTEXT_SCORING", "EPS_P", "ScoringConfig", "detection_signal", "named_scoring"]
+
+# the floor of a tail probability p in a score log(p + EPS_P) / log(EPS_P) (0.5 is p = 1e-5): one value for the
+# scorers and their compiled loops
+EPS_P = 1e-10
 
 
 @dataclass(frozen=True)
