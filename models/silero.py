@@ -7,7 +7,9 @@ over time. Weights come from the state dict of the package's TorchScript file
 ``silero_vad/data/silero_vad.jit`` (the bundled ``.safetensors`` holds different weights).
 
 Each call takes 512 new samples per stream plus the last 64 samples of the previous call
-(the "context"), exactly like Silero's own ``forward``. :class:`VadRunner` (a
+(the "context"), exactly like Silero's own ``forward``. The front end (STFT, as an FFT since the
+packaged basis is a Hann-windowed DFT, and the convs, as matmuls) needs no recurrent state, so a
+batch's frames of every wave go through it in one call; only the LSTM runs wave by wave. :class:`VadRunner` (a
 :class:`~models.types.StreamRunner`, like the forecasting Runner) keeps, per stream,
 the LSTM ``(h, c)`` in a :class:`~models.state.StateSlab` (``hidden[C, 1, 2, 128]``) and the
 64-sample context plus the speech hysteresis in the slab's ``aux`` row, so thousands of
@@ -30,10 +32,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -62,6 +65,21 @@ FRAME = 512  # new samples per call
 CONTEXT = 64  # samples carried over from the previous call
 FRAME_SECONDS = FRAME / SAMPLE_RATE  # 0.032 s
 HIDDEN = 128
+
+_N_FFT, _HOP = 256, 128  # the STFT's window and hop (samples)
+_BINS = _N_FFT // 2 + 1  # 129
+
+
+def _is_hann_dft(basis: Tensor) -> bool:
+    """Whether ``basis[258, 1, 256]`` is the periodic-Hann-windowed DFT (real rows, then imaginary)."""
+    n = torch.arange(_N_FFT, dtype=torch.float64)  # [256]
+    k = torch.arange(_BINS, dtype=torch.float64)[:, None]  # [129, 1]
+    win = torch.hann_window(_N_FFT, periodic=True, dtype=torch.float64)  # [256]
+    ang = 2 * torch.pi * k * n / _N_FFT  # [129, 256]
+    dft = torch.cat([torch.cos(ang) * win, -torch.sin(ang) * win])  # [258, 256]
+    b = basis[:, 0].detach().to("cpu", torch.float64)  # [258, 256]
+    return b.shape == dft.shape and bool((b - dft).abs().max() < 1e-6)
+
 
 # aux row layout: [0:64] context samples, [64] speaking flag, [65] frames since tentative end (-1 = none)
 _A_TRIG = CONTEXT
@@ -111,6 +129,10 @@ class SileroVAD(nn.Module):
         )
         self.rnn = nn.LSTMCell(HIDDEN, HIDDEN)
         self.out = nn.Conv1d(HIDDEN, 1, 1)
+        # the packaged basis is a periodic-Hann-windowed DFT, so an FFT gives the same spectrum at ~1/3 of
+        # the matmul's cost; any other basis is applied as it is (decided once, at the first call)
+        self.register_buffer("window", torch.hann_window(_N_FFT, periodic=True), persistent=False)  # [256]
+        self._fft: bool | None = None
 
     # -- weights ------------------------------------------------------------------------
     @classmethod
@@ -147,16 +169,38 @@ class SileroVAD(nn.Module):
     # -- compute ------------------------------------------------------------------------
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``x[B, 576]`` (context + frame), ``h[B, 128]``, ``c[B, 128]`` -> ``prob[B]``, ``h'``, ``c'``."""
-        x = fn.pad(x.unsqueeze(1), (0, CONTEXT), mode="reflect")  # [B, 1, 640]
-        basis: Tensor = self.stft_basis  # type: ignore[assignment]
-        spec = fn.conv1d(x, basis, stride=128)  # [B, 258, 4]
-        re, im = spec[:, :129], spec[:, 129:]
-        z = torch.sqrt(re * re + im * im)  # [B, 129, 4]
-        for conv in self.encoder:
-            z = torch.relu(conv(z))  # -> [B, 128, 1]
-        h, c = self.rnn(z.squeeze(-1), (h, c))  # [B, 128] each
-        y = torch.sigmoid(self.out(torch.relu(h).unsqueeze(-1)))  # [B, 1, 1]
-        return y.mean(dim=(1, 2)), h, c
+        return self.decode(self.encode(x), h, c)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The stateless front end: ``x[B, 576]`` (context + frame) -> ``z[B, 128]``.
+
+        It needs no recurrent state, so a batch's frames of every wave go through it in one call.
+        The strided convs are written as one matmul each over the windows, channels last: the
+        sequences are 4, 4, 2, 1 and 1 steps long, far too short for a conv kernel to pay.
+        """
+        n = x.shape[0]
+        x = fn.pad(x.unsqueeze(1), (0, CONTEXT), mode="reflect").squeeze(1)  # [B, 640]
+        frames = x.unfold(1, _N_FFT, _HOP)  # [B, 4, 256]
+        basis: Tensor = self.stft_basis  # type: ignore[assignment]  # [258, 1, 256]
+        if self._fft is None:
+            self._fft = _is_hann_dft(basis)
+        if self._fft:
+            window: Tensor = self.window  # type: ignore[assignment]  # [256]
+            z = torch.fft.rfft(frames * window).abs()  # [B, 4, 129]
+        else:
+            spec = fn.linear(frames, basis[:, 0])  # [B, 4, 258]
+            z = torch.sqrt(spec[..., :_BINS] ** 2 + spec[..., _BINS:] ** 2)  # [B, 4, 129]
+        for conv in cast("Iterable[nn.Conv1d]", self.encoder):  # kernel 3, padding 1
+            win = fn.pad(z, (0, 0, 1, 1)).unfold(1, 3, conv.stride[0])  # [B, L', C, 3]
+            w = conv.weight.reshape(conv.out_channels, -1)  # [C', C * 3], the windows' order
+            z = torch.relu(fn.linear(win.reshape(n, win.shape[1], -1), w, conv.bias))  # [B, L', C']
+        return z[:, 0]  # [B, 128]: the last conv leaves one step
+
+    def decode(self, z: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The recurrent part: ``z[B, 128]``, ``h[B, 128]``, ``c[B, 128]`` -> ``prob[B]``, ``h'``, ``c'``."""
+        h, c = self.rnn(z, (h, c))  # [B, 128] each
+        y = torch.sigmoid(fn.linear(torch.relu(h), self.out.weight[:, :, 0], self.out.bias))  # [B, 1]
+        return y[:, 0], h, c
 
     @staticmethod
     def initial_state(batch: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
@@ -378,6 +422,7 @@ class VadRunner:
             newest[k[ok]] = t[ok]
         return keep
 
+    @torch.inference_mode()
     def _frames(
         self, stream_ids: Sequence[str], ts: np.ndarray, x_all: Tensor, slots: np.ndarray, rank: np.ndarray
     ) -> VadResults:
@@ -387,26 +432,38 @@ class VadRunner:
         if not n:
             return self._results(stream_ids, ts, np.zeros((0, 5), np.float32))
         one_wave = int(rank.max()) == 0
+        x_host = x_all.cpu().numpy()  # [n, FRAME]
+        # each row's input is its stream's context (64 samples) and its frame; a row whose stream had a
+        # frame earlier in this batch takes that frame's tail, the others the slab's (filled in below)
+        xin = np.empty((n, CONTEXT + FRAME), np.float32)  # [n, 576]
+        xin[:, CONTEXT:] = x_host
+        if not one_wave:
+            by_stream = np.argsort(slots, kind="stable")  # [n] a stream's rows together, in batch order
+            later = slots[by_stream[1:]] == slots[by_stream[:-1]]  # [n - 1]
+            xin[by_stream[1:][later], :CONTEXT] = x_host[by_stream[:-1][later], -CONTEXT:]
         if one_wave:  # rows in batch order, no reordering copy
             order, spans = None, [(0, n)]
-            x_host, wslots = x_all.cpu().numpy(), slots  # [n, FRAME], [n]
-        else:  # rows wave by wave: each wave a contiguous span
+            wslots = slots  # [n]
+        else:  # rows wave by wave: each wave a contiguous span; wave 0 holds every stream once
             order = np.argsort(rank, kind="stable")  # [n]
             ends = np.cumsum(np.bincount(rank)).tolist()
             spans = list(zip([0, *ends[:-1]], ends))
-            x_host, wslots = x_all.cpu().numpy()[order], slots[order]  # [n, FRAME], [n] in wave order
+            xin, wslots = xin[order], slots[order]  # [n, 576], [n] in wave order
         if self._staging is not None:
-            xd, idx, _ = self._staging.put(x_host, wslots, None)  # [n, FRAME], [n] on the device
+            xd, idx, _ = self._staging.put(xin, wslots, None)  # [n, 576], [n] on the device
         else:  # CPU: the arrays themselves
-            xd, idx = torch.from_numpy(x_host), torch.from_numpy(wslots)  # [n, FRAME], [n]
+            xd, idx = torch.from_numpy(xin), torch.from_numpy(wslots)  # [n, 576], [n]
+        first = spans[0][1]  # wave 0: the streams' first rows
+        xd[:first, :CONTEXT] = self.slab.aux.index_select(0, idx[:first])[:, :CONTEXT]  # [u, 64] the slab's context
+        z_all = self.model.encode(xd)  # [n, 128]: the front end of every wave at once
         parts = []
         for a, b in spans:  # a stream's frames in order: one wave per occurrence
             i = idx[a:b]  # [b] distinct slots
             hidden, aux = self.slab.gather(i)  # [b, 1, 2, 128], [b, A]
-            prob, (context, hc) = self.model.step(xd[a:b], (aux[:, :CONTEXT], hidden[:, 0]))  # [b], ([b, C], [b, 2, H])
+            prob, h, c = self.model.decode(z_all[a:b], hidden[:, 0, 0], hidden[:, 0, 1])  # [b], [b, H], [b, H]
             trig, since, started, ended, ago = self._hysteresis(prob, aux[:, _A_TRIG] > 0.5, aux[:, _A_SINCE])
-            aux = torch.cat([context, trig.float().unsqueeze(1), since.unsqueeze(1)], dim=1)  # [b, A]
-            self.slab.scatter(i, hc.unsqueeze(1), aux)
+            aux = torch.cat([xd[a:b, -CONTEXT:], trig.float().unsqueeze(1), since.unsqueeze(1)], dim=1)  # [b, A]
+            self.slab.scatter(i, torch.stack([h, c], dim=1).unsqueeze(1), aux)  # [b, 1, 2, H], [b, A]
             parts.append(torch.stack([prob, started.float(), ended.float(), ago, trig.float()], dim=1))  # [b, 5]
         packed = (parts[0] if one_wave else torch.cat(parts)).cpu().numpy()  # [n, 5]: the one device->host copy
         if order is None:

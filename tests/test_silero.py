@@ -225,6 +225,22 @@ def test_a_streams_frames_side_by_side_in_a_batch(ours, utterances) -> None:
     assert ev1 == ev2
 
 
+def test_fft_front_end_equals_the_stft_basis_and_any_other_basis_is_applied_as_given(ours) -> None:
+    """The packaged STFT basis is a Hann-windowed DFT, so the front end runs it as an FFT; the
+    basis applied as a matmul gives the same features, and a basis of other weights is never
+    replaced by the FFT."""
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.2, (16, 576)).astype(np.float32))
+    with torch.inference_mode():
+        fft = ours.encode(x)
+        assert ours._fft is True
+        plain = copy.deepcopy(ours)
+        plain._fft = False
+        assert float((fft - plain.encode(x)).abs().max()) < 1e-4 * float(fft.abs().max())
+        other = SileroVAD()  # random weights, a zero basis
+        other.encode(x)
+        assert other._fft is False
+
+
 def test_state_survives_slab_snapshot(ours, utterances) -> None:
     audio = _streams(utterances, seed=1)[:2]
     whole, _ = _ours(VadRunner(ours), audio)
