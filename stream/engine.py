@@ -96,6 +96,8 @@ class BatchEngine:
             PartitionTransactions(settings, metrics) if settings.exactly_once else None
         )
         self._frozen = False
+        self._flowing = False  # the last fetch returned records (_adapt_fetch)
+        self._fetch_warned = False
         self._restoring = False  # a rebalance's restore holds the lock (a stop abandons it at once)
 
     async def start(self) -> None:
@@ -134,7 +136,9 @@ class BatchEngine:
             client_id=f"{s.app_id}-consumer",
             enable_auto_commit=False,
             auto_offset_reset=s.auto_offset_reset,
-            fetch_max_wait_ms=s.fetch_wait_ms,
+            # idle until the first records come (then _adapt_fetch switches to the micro-batch deadline)
+            fetch_max_wait_ms=s.fetch_idle_wait,
+            fetch_min_bytes=1,
             max_partition_fetch_bytes=4 << 20,
             session_timeout_ms=int(s.broker_session_timeout * 1000),
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
@@ -147,13 +151,16 @@ class BatchEngine:
         self.metrics.up.set(1)
         self.metrics.broker_connected.set(1)
         log.info(
-            "consuming %s as group %r (%s, batch_max=%d, batch_wait=%.3fs, fetch_wait=%dms, session %.0fs)",
+            "consuming %s as group %r (%s, batch_max=%d, batch_wait=%.3fs, fetch %d bytes or %d ms, idle %d ms, "
+            "session %.0fs)",
             ", ".join(self.topic_source),
             s.group_id,
             s.guarantee,
             s.batch_max,
             s.batch_wait_s,
+            s.fetch_min,
             s.fetch_wait_ms,
+            s.fetch_idle_wait,
             s.broker_session_timeout,
         )
 
@@ -176,11 +183,36 @@ class BatchEngine:
         s = self.settings
         data: dict[Any, list[Any]] = await self.consumer.getmany(timeout_ms=200, max_records=s.batch_max)
         total = sum(len(v) for v in data.values())
+        self._adapt_fetch(total > 0)
         if 0 < total < s.batch_max and s.batch_wait_s > 0:
             more = await self.consumer.getmany(timeout_ms=int(s.batch_wait_s * 1000), max_records=s.batch_max - total)
             for tp, recs in more.items():
                 data.setdefault(tp, []).extend(recs)
         return data
+
+    def _adapt_fetch(self, flowing: bool) -> None:
+        """While records flow, fetches wait for ``fetch_min_bytes`` or ``fetch_max_wait_ms`` (the
+        micro-batch's size and deadline); after an empty one, for the first byte or the idle wait.
+
+        aiokafka reads both from its fetcher when it builds each request (private attributes; a
+        version without them keeps the idle settings, and a warning says so once).
+        """
+        if flowing == self._flowing:
+            return
+        self._flowing = flowing
+        fetcher = getattr(self.consumer, "_fetcher", None)
+        if not (hasattr(fetcher, "_fetch_min_bytes") and hasattr(fetcher, "_fetch_max_wait_ms")):
+            if flowing and not self._fetch_warned:
+                self._fetch_warned = True
+                log.warning(
+                    "this aiokafka has no fetcher settings to adapt: every fetch waits for the first byte "
+                    "(more, smaller micro-batches); pin aiokafka to a tested version (pyproject.toml)"
+                )
+            return
+        s = self.settings
+        fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = (  # type: ignore[union-attr]
+            (s.fetch_min, s.fetch_wait_ms) if flowing else (1, s.fetch_idle_wait)
+        )
 
     async def run(self) -> None:
         """The consume loop; returns after :meth:`stop`."""
@@ -329,9 +361,10 @@ class BatchEngine:
         self._observe(results)
         self.batches += 1
 
-    def _observe(self, results: list[tuple[str, BatchResult]]) -> None:
-        """Latency histograms and counts of a batch whose outputs are acknowledged (or committed)."""
-        now = time.time()
+    def _observe(self, results: list[tuple[str, BatchResult]], at: float | None = None) -> None:
+        """Latency histograms and counts of a batch whose outputs were acknowledged (or committed) at
+        ``at`` (default: now)."""
+        now = time.time() if at is None else at
         for source, res in results:
             observe_many(self.metrics.of(self.metrics.e2e_latency, source), now - res.event_ts)
             observe_many(self.metrics.of(self.metrics.processing_latency, source), now - res.record_ts)
@@ -380,7 +413,7 @@ class BatchEngine:
             if b.futures:
                 await asyncio.gather(*b.futures)
             q.popleft()
-            self._observe(b.results)
+            self._observe(b.results, b.acked)
             self.batches += 1
             self._to_commit.update(b.offsets)
         now = time.monotonic()
@@ -441,6 +474,25 @@ class _InFlight:
     futures: list[asyncio.Future[Any]]
     offsets: dict[Any, int]
     results: list[tuple[str, BatchResult]]
+    acked: float | None = None  # wall time of the last ack (None: not all arrived yet)
+
+    def __post_init__(self) -> None:
+        # the latency of an output ends at its ack, not when settle() next looks at the batch (that is
+        # after the next micro-batch, up to a fetch wait later)
+        pending = [f for f in self.futures if not f.done()]
+        if not pending:
+            self.acked = time.time()
+            return
+        left = len(pending)
+
+        def one_done(_: asyncio.Future[Any]) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                self.acked = time.time()
+
+        for f in pending:
+            f.add_done_callback(one_done)
 
 
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]

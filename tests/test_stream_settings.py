@@ -43,7 +43,10 @@ def test_profiles_keep_tansu_knobs_out_of_production() -> None:
     assert Settings(broker_url="kafka://k:9092", profile="embedded").profile == "tansu"  # the old name
     assert emb.broker_session_timeout == 6.0 and emb.broker_heartbeat_interval == 1.0 and emb.fetch_wait_ms == 20
     # Kafka's own client defaults (session.timeout.ms 45 s, heartbeat 3 s) on the production path
-    assert prod.broker_session_timeout == 45.0 and prod.broker_heartbeat_interval == 3.0 and prod.fetch_wait_ms == 100
+    assert prod.broker_session_timeout == 45.0 and prod.broker_heartbeat_interval == 3.0
+    # production fetches hold for 64 KiB or 30 ms while records flow, and poll every 100 ms when idle
+    assert (prod.fetch_min, prod.fetch_wait_ms, prod.fetch_idle_wait) == (64 << 10, 30, 100)
+    assert (emb.fetch_min, emb.fetch_idle_wait) == (1, 20)  # Tansu: every fetch answers at the first byte
     assert "producer_max_batch_size" not in prod.faust_kwargs()
     assert emb.faust_kwargs()["producer_max_batch_size"] == 1
     # changelog records: one per record batch only for Tansu's ListOffsets

@@ -108,9 +108,13 @@ async def _measure(
         "broker_cores": round((b1 - b0) / wall, 3) if b0 is not None and b1 is not None else None,
         "lag_end": metric_sum(m1, "seqstream_consumer_lag"),
     }
-    for q in (0.5, 0.99):
-        v = metric_quantile(m1, m0, lat, q)
-        out[f"p{int(q * 100)}_ms"] = None if v is None else (round(v * 1000, 1) if v != float("inf") else "inf")
+    # end to end (event time), and from the input record's broker timestamp (the worker's own share)
+    for prefix, name in (("", lat), ("record_", "seqstream_processing_latency_seconds")):
+        for q in (0.5, 0.99):
+            v = metric_quantile(m1, m0, name, q)
+            out[f"{prefix}p{int(q * 100)}_ms"] = (
+                None if v is None else (round(v * 1000, 1) if v != float("inf") else "inf")
+            )
     if errors:
         out["error"] = "; ".join(errors)
     with contextlib.suppress(Exception):
