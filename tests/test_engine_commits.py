@@ -1,16 +1,18 @@
 """``BatchEngine.settle``: acknowledged input offsets are committed in order, at most every
 ``commit_interval_s``, and all of them at once by ``settle(0)`` (a stop, a rebalance, an idle fetch, a
-snapshot)."""
+snapshot); a batch's latency ends at its last ack."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import numpy as np
 import pytest
 
 from stream.engine import BatchEngine, _InFlight
 from stream.metrics import Metrics
+from stream.pipeline import BatchResult
 from stream.settings import Settings
 
 
@@ -68,3 +70,29 @@ async def test_interval_zero_commits_after_every_batch() -> None:
         await engine.settle(1)
     await engine.settle(0)
     assert consumer.commits == [{"a": 1}, {"a": 2}, {"a": 3}]
+
+
+async def test_latency_ends_at_the_last_ack_not_when_settle_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's end-to-end latency is measured to the moment its last output was acknowledged: the
+    engine settles a batch only after the next one is processed (a fetch wait later), which is not
+    part of the latency a consumer of the outputs sees."""
+    engine, _ = _engine(0.25)
+    clock = [1000.0]
+    monkeypatch.setattr("stream.engine.time.time", lambda: clock[0])
+    loop = asyncio.get_running_loop()
+    first, last = loop.create_future(), loop.create_future()
+    res = BatchResult([], np.array([999.9]), np.array([999.95]), 1, 1, 0, 0)
+    batch = _InFlight([first, last], {"a": 1}, [("sensors", res)])
+    assert batch.acked is None
+    first.set_result(None)
+    await asyncio.sleep(0)
+    assert batch.acked is None
+    clock[0] = 1000.02
+    last.set_result(None)
+    await asyncio.sleep(0)
+    assert batch.acked == 1000.02
+    clock[0] = 1000.5  # settle() looks much later
+    engine._inflight.append(batch)
+    await engine.settle(0)
+    hist = engine.metrics.of(engine.metrics.e2e_latency, "sensors")
+    assert abs(hist._sum.get() - 0.12) < 1e-9  # 1000.02 - 999.9, not 1000.5 - 999.9
