@@ -7,13 +7,12 @@ over time. Weights come from the state dict of the package's TorchScript file
 ``silero_vad/data/silero_vad.jit`` (the bundled ``.safetensors`` holds different weights).
 
 Each call takes 512 new samples per stream plus the last 64 samples of the previous call
-(the "context"), exactly like Silero's own ``forward``. The front end (STFT, as an FFT since the
-packaged basis is a Hann-windowed DFT, and the convs, as matmuls) needs no recurrent state, so a
-batch's frames of every wave go through it in one call; only the LSTM runs wave by wave. :class:`VadRunner` (a
-:class:`~models.types.StreamRunner`, like the forecasting Runner) keeps, per stream,
-the LSTM ``(h, c)`` in a :class:`~models.state.StateSlab` (``hidden[C, 1, 2, 128]``) and the
-64-sample context plus the speech hysteresis in the slab's ``aux`` row, so thousands of
-streams are one batched step and a slab snapshot restores a stream mid-utterance.
+(the "context"), exactly like Silero's own ``forward``. The stateless front end runs once for a
+batch's frames of every wave (``encode``), only the LSTM wave by wave. :class:`VadRunner` (a
+:class:`~models.types.StreamRunner`, like the Runner) keeps, per stream, the LSTM ``(h, c)`` in a
+:class:`~models.state.StateSlab` (``hidden[C, 1, 2, 128]``) and the 64-sample context plus the
+speech hysteresis in the slab's ``aux`` row, so thousands of streams are one batched step and a
+slab snapshot restores a stream mid-utterance.
 
 Speech start/end follow Silero's ``VADIterator`` (with ``speech_pad_ms=0``): a frame with
 probability ``>= threshold`` starts speech; once speaking, the first frame below
@@ -66,16 +65,13 @@ CONTEXT = 64  # samples carried over from the previous call
 FRAME_SECONDS = FRAME / SAMPLE_RATE  # 0.032 s
 HIDDEN = 128
 
-_N_FFT, _HOP = 256, 128  # the STFT's window and hop (samples)
-_BINS = _N_FFT // 2 + 1  # 129
+_N_FFT, _HOP, _BINS = 256, 128, 129  # the STFT's window and hop (samples), its frequency bins
 
 
 def _is_hann_dft(basis: Tensor) -> bool:
     """Whether ``basis[258, 1, 256]`` is the periodic-Hann-windowed DFT (real rows, then imaginary)."""
-    n = torch.arange(_N_FFT, dtype=torch.float64)  # [256]
-    k = torch.arange(_BINS, dtype=torch.float64)[:, None]  # [129, 1]
+    ang = 2 * torch.pi * torch.arange(_BINS, dtype=torch.float64)[:, None] * torch.arange(_N_FFT) / _N_FFT  # [129, 256]
     win = torch.hann_window(_N_FFT, periodic=True, dtype=torch.float64)  # [256]
-    ang = 2 * torch.pi * k * n / _N_FFT  # [129, 256]
     dft = torch.cat([torch.cos(ang) * win, -torch.sin(ang) * win])  # [258, 256]
     b = basis[:, 0].detach().to("cpu", torch.float64)  # [258, 256]
     return b.shape == dft.shape and bool((b - dft).abs().max() < 1e-6)
@@ -175,8 +171,9 @@ class SileroVAD(nn.Module):
         """The stateless front end: ``x[B, 576]`` (context + frame) -> ``z[B, 128]``.
 
         It needs no recurrent state, so a batch's frames of every wave go through it in one call.
-        The strided convs are written as one matmul each over the windows, channels last: the
-        sequences are 4, 4, 2, 1 and 1 steps long, far too short for a conv kernel to pay.
+        The STFT runs as an FFT when the basis is the Hann-windowed DFT (the packaged one is). The
+        strided convs are one matmul each over the windows, channels last: the sequences are 4, 4,
+        2, 1 and 1 steps long, far too short for a conv kernel to pay.
         """
         n = x.shape[0]
         x = fn.pad(x.unsqueeze(1), (0, CONTEXT), mode="reflect").squeeze(1)  # [B, 640]
@@ -433,18 +430,15 @@ class VadRunner:
             return self._results(stream_ids, ts, np.zeros((0, 5), np.float32))
         one_wave = int(rank.max()) == 0
         x_host = x_all.cpu().numpy()  # [n, FRAME]
-        # each row's input is its stream's context (64 samples) and its frame; a row whose stream had a
-        # frame earlier in this batch takes that frame's tail, the others the slab's (filled in below)
+        # a row's input: the context (its stream's previous frame's tail in this batch, else the slab's), the frame
         xin = np.empty((n, CONTEXT + FRAME), np.float32)  # [n, 576]
         xin[:, CONTEXT:] = x_host
-        if not one_wave:
+        if one_wave:  # rows in batch order, no reordering copy
+            order, spans, wslots = None, [(0, n)], slots  # [n] slots
+        else:  # rows wave by wave: each wave a contiguous span; wave 0 holds every stream once
             by_stream = np.argsort(slots, kind="stable")  # [n] a stream's rows together, in batch order
             later = slots[by_stream[1:]] == slots[by_stream[:-1]]  # [n - 1]
             xin[by_stream[1:][later], :CONTEXT] = x_host[by_stream[:-1][later], -CONTEXT:]
-        if one_wave:  # rows in batch order, no reordering copy
-            order, spans = None, [(0, n)]
-            wslots = slots  # [n]
-        else:  # rows wave by wave: each wave a contiguous span; wave 0 holds every stream once
             order = np.argsort(rank, kind="stable")  # [n]
             ends = np.cumsum(np.bincount(rank)).tolist()
             spans = list(zip([0, *ends[:-1]], ends))

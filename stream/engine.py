@@ -32,33 +32,18 @@ from typing import Any
 import numpy as np
 from aiokafka.abc import ConsumerRebalanceListener
 
+from .input_consumer import BrokerWatch, FetchPacer
 from .kafka_logs import quiet_repeated_kafka_errors
-from .metrics import Metrics
+from .metrics import Metrics, observe_many
 from .pipeline import BatchResult, SourcePipeline
 from .producer import BulkProducer, Output
 from .settings import Settings
 from .state import StateManager
 from .transactions import PartitionTransactions, TxnWork
 
-__all__ = ["BatchEngine", "BulkProducer", "observe_many"]
+__all__ = ["BatchEngine", "BulkProducer"]
 
 log = logging.getLogger(__name__)
-
-
-def observe_many(hist: Any, values: np.ndarray) -> None:
-    """Observe many values into a prometheus ``Histogram`` child in O(buckets) Python calls."""
-    if len(values) == 0:
-        return
-    try:
-        bounds = np.asarray(hist._upper_bounds, dtype=np.float64)
-        counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-        for b, c in zip(hist._buckets, counts.tolist()):
-            if c:
-                b.inc(c)
-        hist._sum.inc(float(values.sum()))
-    except AttributeError:  # a prometheus_client without these internals
-        for v in values.tolist():
-            hist.observe(v)
 
 
 class BatchEngine:
@@ -88,16 +73,13 @@ class BatchEngine:
         self._commit_task: asyncio.Task[None] | None = None
         self._to_commit: dict[Any, int] = {}  # acknowledged offsets not committed yet (commit_interval_s)
         self._last_commit = 0.0  # monotonic time of the last commit request
-        self._down_since: float | None = None  # monotonic time the brokers became unreachable
-        self._down_checks = 0
-        self._down_logged = 0.0
+        self.watch = BrokerWatch(settings, metrics)
+        self.pacer = FetchPacer(settings)
         self.state = StateManager(settings, pipelines, metrics)
         self.txns: PartitionTransactions | None = (
             PartitionTransactions(settings, metrics) if settings.exactly_once else None
         )
         self._frozen = False
-        self._flowing = False  # the last fetch returned records (_adapt_fetch)
-        self._fetch_warned = False
         self._restoring = False  # a rebalance's restore holds the lock (a stop abandons it at once)
 
     async def start(self) -> None:
@@ -136,7 +118,7 @@ class BatchEngine:
             client_id=f"{s.app_id}-consumer",
             enable_auto_commit=False,
             auto_offset_reset=s.auto_offset_reset,
-            # idle until the first records come (then _adapt_fetch switches to the micro-batch deadline)
+            # idle until the first records come (then the pacer switches to the micro-batch's size and deadline)
             fetch_max_wait_ms=s.fetch_idle_wait,
             fetch_min_bytes=1,
             max_partition_fetch_bytes=4 << 20,
@@ -183,36 +165,12 @@ class BatchEngine:
         s = self.settings
         data: dict[Any, list[Any]] = await self.consumer.getmany(timeout_ms=200, max_records=s.batch_max)
         total = sum(len(v) for v in data.values())
-        self._adapt_fetch(total > 0)
+        self.pacer.adapt(self.consumer, total > 0)
         if 0 < total < s.batch_max and s.batch_wait_s > 0:
             more = await self.consumer.getmany(timeout_ms=int(s.batch_wait_s * 1000), max_records=s.batch_max - total)
             for tp, recs in more.items():
                 data.setdefault(tp, []).extend(recs)
         return data
-
-    def _adapt_fetch(self, flowing: bool) -> None:
-        """While records flow, fetches wait for ``fetch_min_bytes`` or ``fetch_max_wait_ms`` (the
-        micro-batch's size and deadline); after an empty one, for the first byte or the idle wait.
-
-        aiokafka reads both from its fetcher when it builds each request (private attributes; a
-        version without them keeps the idle settings, and a warning says so once).
-        """
-        if flowing == self._flowing:
-            return
-        self._flowing = flowing
-        fetcher = getattr(self.consumer, "_fetcher", None)
-        if not (hasattr(fetcher, "_fetch_min_bytes") and hasattr(fetcher, "_fetch_max_wait_ms")):
-            if flowing and not self._fetch_warned:
-                self._fetch_warned = True
-                log.warning(
-                    "this aiokafka has no fetcher settings to adapt: every fetch waits for the first byte "
-                    "(more, smaller micro-batches); pin aiokafka to a tested version (pyproject.toml)"
-                )
-            return
-        s = self.settings
-        fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = (  # type: ignore[union-attr]
-            (s.fetch_min, s.fetch_wait_ms) if flowing else (1, s.fetch_idle_wait)
-        )
 
     async def run(self) -> None:
         """The consume loop; returns after :meth:`stop`."""
@@ -247,7 +205,7 @@ class BatchEngine:
             now = time.monotonic()
             if now - self._last_lag > 1.0:
                 self._last_lag = now
-                self._check_broker(now)
+                self.watch.check(self.consumer, now)
                 await self._update_lag()
 
     def _freeze(self) -> None:
@@ -261,41 +219,6 @@ class BatchEngine:
         gc.freeze()
         self._frozen = True
         log.info("gc: %d long-lived objects frozen after the first batch", gc.get_freeze_count())
-
-    def _connected(self) -> bool:
-        """Whether the consumer's client holds at least one live broker connection.
-
-        aiokafka reconnects silently and ``getmany`` just returns nothing while the brokers are
-        gone, so the only signal is its connection table (private; unknown internals count as up).
-        """
-        conns = getattr(getattr(self.consumer, "_client", None), "_conns", None)
-        if not isinstance(conns, dict):
-            return True
-        return any(c.connected() for c in list(conns.values()))
-
-    def _check_broker(self, now: float) -> None:
-        """Track broker reachability once a second: a gauge, a counter and log lines on each change."""
-        if self._connected():
-            self._down_checks = 0
-            if self._down_since is not None:
-                log.warning("broker reachable again after %.1f s; consuming resumes", now - self._down_since)
-                self._down_since = None
-                self.metrics.broker_connected.set(1)
-            return
-        self._down_checks += 1
-        if self._down_since is None and self._down_checks >= 2:  # two checks a second apart: not a blip
-            self._down_since = now - 1.0
-            self._down_logged = now
-            self.metrics.broker_connected.set(0)
-            self.metrics.broker_disconnects.inc()
-            log.error(
-                "broker unreachable: no live connection to %s; the worker keeps retrying and resumes when it is "
-                "back (check the brokers, the network and SEQSTREAM_BROKER_URL)",
-                ",".join(self.settings.bootstrap_servers),
-            )
-        elif self._down_since is not None and now - self._down_logged >= 30.0:
-            self._down_logged = now
-            log.error("broker still unreachable after %.0f s; retrying", now - self._down_since)
 
     async def process(self, data: dict[Any, list[Any]]) -> list[BatchResult]:
         """Run one micro-batch: pipelines, produce; settle older batches (acks, commit); snapshot.

@@ -9,8 +9,8 @@ import pytest
 
 from models import NetConfig, RecurrentForecaster, Runner, ScoringConfig
 from stream.app import handle_control
-from stream.engine import BatchEngine, observe_many
-from stream.metrics import Metrics
+from stream.engine import BatchEngine
+from stream.metrics import Metrics, observe_many
 from stream.pipeline import SourcePipeline
 from stream.settings import Settings
 

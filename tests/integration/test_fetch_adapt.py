@@ -1,5 +1,5 @@
 """The engine's fetch settings on the real client and broker: aiokafka's fetcher has the two
-settings ``BatchEngine._adapt_fetch`` changes (a version without them would only warn, so this
+settings the engine's ``FetchPacer`` changes (a version without them would only warn, so this
 test is what notices), and a worker that consumed a backlog goes back to idle polling.
 
 Apache Kafka only (the production profile; Tansu's fetches answer at the first byte). Run:
@@ -53,15 +53,15 @@ def test_fetches_hold_while_records_flow_and_answer_at_the_first_byte_when_idle(
         await engine.start()
         fetcher = engine.consumer._fetcher
         assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (1, s.fetch_idle_wait)  # starts idle
-        adapt = engine._adapt_fetch
+        adapt = engine.pacer.adapt
 
-        def record(flowing: bool) -> None:
-            adapt(flowing)
+        def record(consumer: object, flowing: bool) -> None:
+            adapt(consumer, flowing)
             state = (flowing, fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms)
             if not seen or seen[-1] != state:
                 seen.append(state)
 
-        engine._adapt_fetch = record  # type: ignore[method-assign]
+        engine.pacer.adapt = record  # type: ignore[method-assign]
         task = asyncio.create_task(engine.run())
         try:
             deadline = time.monotonic() + 60
