@@ -62,7 +62,9 @@ def _raw_latency_child(bootstrap: str, topic: str, out_topic: str, profile: str,
             group_id=f"raw-lat-{uuid.uuid4().hex[:8]}",
             enable_auto_commit=False,
             auto_offset_reset="latest",
-            fetch_max_wait_ms=s.fetch_wait_ms,  # the engine's fetch wait, for a like-for-like floor
+            # answered at the first byte (the engine holds a fetch for 64 KiB or this wait while records
+            # flow): the lowest latency the client and broker give, the floor to compare with
+            fetch_max_wait_ms=s.fetch_wait_ms,
             session_timeout_ms=int(s.broker_session_timeout * 1000),
             heartbeat_interval_ms=int(s.broker_heartbeat_interval * 1000),
         )
