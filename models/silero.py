@@ -126,9 +126,10 @@ class SileroVAD(nn.Module):
         self.rnn = nn.LSTMCell(HIDDEN, HIDDEN)
         self.out = nn.Conv1d(HIDDEN, 1, 1)
         # the packaged basis is a periodic-Hann-windowed DFT, so an FFT gives the same spectrum at ~1/3 of
-        # the matmul's cost; any other basis is applied as it is (decided once, at the first call)
+        # the matmul's cost; any other basis is applied as it is (decided whenever weights are loaded)
         self.register_buffer("window", torch.hann_window(_N_FFT, periodic=True), persistent=False)  # [256]
-        self._fft: bool | None = None
+        self._fft = False
+        self.register_load_state_dict_post_hook(lambda m, _: setattr(m, "_fft", _is_hann_dft(m.stft_basis)))
 
     # -- weights ------------------------------------------------------------------------
     @classmethod
@@ -179,8 +180,6 @@ class SileroVAD(nn.Module):
         x = fn.pad(x.unsqueeze(1), (0, CONTEXT), mode="reflect").squeeze(1)  # [B, 640]
         frames = x.unfold(1, _N_FFT, _HOP)  # [B, 4, 256]
         basis: Tensor = self.stft_basis  # type: ignore[assignment]  # [258, 1, 256]
-        if self._fft is None:
-            self._fft = _is_hann_dft(basis)
         if self._fft:
             window: Tensor = self.window  # type: ignore[assignment]  # [256]
             z = torch.fft.rfft(frames * window).abs()  # [B, 4, 129]

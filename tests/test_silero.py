@@ -228,7 +228,7 @@ def test_a_streams_frames_side_by_side_in_a_batch(ours, utterances) -> None:
 def test_fft_front_end_equals_the_stft_basis_and_any_other_basis_is_applied_as_given(ours) -> None:
     """The packaged STFT basis is a Hann-windowed DFT, so the front end runs it as an FFT; the
     basis applied as a matmul gives the same features, and a basis of other weights is never
-    replaced by the FFT."""
+    replaced by the FFT (checked whenever weights are loaded)."""
     x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.2, (16, 576)).astype(np.float32))
     with torch.inference_mode():
         fft = ours.encode(x)
@@ -238,6 +238,10 @@ def test_fft_front_end_equals_the_stft_basis_and_any_other_basis_is_applied_as_g
         assert float((fft - plain.encode(x)).abs().max()) < 1e-4 * float(fft.abs().max())
         other = SileroVAD()  # random weights, a zero basis
         other.encode(x)
+        assert other._fft is False
+        other.load_state_dict(ours.state_dict())  # decided again whenever weights are loaded
+        assert other._fft is True
+        other.load_state_dict(plain.state_dict() | {"stft_basis": torch.randn(258, 1, 256)})
         assert other._fft is False
 
 
