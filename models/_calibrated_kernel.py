@@ -95,7 +95,8 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pre(
-    aux: np.ndarray,  # [b, A] float32 C-contiguous: the wave's aux rows, updated in place
+    aux: np.ndarray,  # [S, A] float32 C-contiguous: the slab's aux (or a wave's rows), updated in place
+    rows: np.ndarray,  # [b] int64: the wave's rows of aux (distinct)
     x: np.ndarray,  # [b, F] float32
     phase: np.ndarray,  # [b, P] float32: season bucket, profile bucket (those configured)
     lay: np.ndarray,  # [L_N] int64
@@ -113,8 +114,8 @@ def _pre(
     d_prof = np.empty(t, np.float32)  # [T]
     d_slow = np.empty(t, np.float32)  # [T]
     seen_p = False
-    for i in range(aux.shape[0]):
-        row = aux[i]  # [A] view
+    for i in range(rows.shape[0]):
+        row = aux[rows[i]]  # [A] view
         count = row[0]
         for k in range(f):
             if count == _ZERO:
@@ -231,7 +232,8 @@ def _pre(
 
 
 def _post(
-    aux: np.ndarray,  # [b, A] float32 C-contiguous, updated in place
+    aux: np.ndarray,  # [S, A] float32 C-contiguous: the slab's aux (or a wave's rows), updated in place
+    rows: np.ndarray,  # [b] int64: the wave's rows of aux (distinct)
     forecast: np.ndarray,  # [b, T] float32: the model's forecast (normalised)
     lay: np.ndarray,  # [L_N] int64
     par: np.ndarray,  # [P_N] float32
@@ -239,8 +241,8 @@ def _post(
 ) -> None:
     t, n_chan = lay[L_T], lay[L_C]
     m0, v0, fc0 = lay[L_MEAN], lay[L_VAR], lay[L_FCAST]
-    for i in range(aux.shape[0]):
-        row = aux[i]  # [A] view
+    for i in range(rows.shape[0]):
+        row = aux[rows[i]]  # [A] view
         steps, is_open, below, since = row[1], row[2], row[3], row[4]
         # the alert lifecycle (CalibratedChannels.policy)
         score, best, ch = _ZERO, _ZERO, 0
@@ -283,5 +285,8 @@ def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
     """Compile both loops (or load them from numba's cache) now, not in the first batch (~3 s without a cache)."""
     f32 = np.float32
     aux, f, t = np.zeros((0, width), f32), int(lay[L_F]), int(lay[L_T])
-    calibrated_pre(aux, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), np.zeros(0, f32))
-    calibrated_post(aux, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))
+    rows = np.zeros(0, np.int64)
+    calibrated_pre(
+        aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), np.zeros(0, f32)
+    )
+    calibrated_post(aux, rows, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))

@@ -49,7 +49,8 @@ N_PARAMS = 19
 
 @jit
 def pre_rows(
-    aux: np.ndarray,  # [b, A] float32, updated in place
+    aux: np.ndarray,  # [S, A] float32: the slab's aux (or a wave's rows), updated in place
+    rows: np.ndarray,  # [b] int64: the wave's rows of aux (distinct)
     x: np.ndarray,  # [b, F] float32
     lay: np.ndarray,  # [12] int64: the layout (L_*)
     p: np.ndarray,  # [N_PARAMS] float32 (P_*)
@@ -59,28 +60,30 @@ def pre_rows(
     """``Scorer.pre`` without context channels: normalise, residual, fold into the statistics."""
     mean0, var0, fc0, nf, nt = lay[L_MEAN], lay[L_VAR], lay[L_FCAST], lay[L_F], lay[L_T]
     min_var, clip, inv_nw, n_t = p[P_MIN_VAR], p[P_CLIP], p[P_INV_NORM_W], p[P_N_T]
-    for i in range(aux.shape[0]):
-        c = aux[i, _COUNT]
+    for i in range(rows.shape[0]):
+        j = rows[i]
+        c = aux[j, _COUNT]
         first = c == _ZERO  # the first event centres its stream
         alpha = max(_ONE / (c + _ONE), inv_nw)  # exact running mean/variance, then forgetting
         acc = _ZERO
         for f in range(nf):
-            m = x[i, f] if first else aux[i, mean0 + f]
-            v = aux[i, var0 + f]
+            m = x[i, f] if first else aux[j, mean0 + f]
+            v = aux[j, var0 + f]
             d = x[i, f] - m
             xn = min(max(d / math.sqrt(max(v, min_var)), -clip), clip)
             x_norm[i, f] = xn
             if f < nt:
-                acc += abs(xn - aux[i, fc0 + f])
-            aux[i, var0 + f] = fma(d, d * alpha, v) * (_ONE - alpha)
-            aux[i, mean0 + f] = fma(alpha, d, m)
+                acc += abs(xn - aux[j, fc0 + f])
+            aux[j, var0 + f] = fma(d, d * alpha, v) * (_ONE - alpha)
+            aux[j, mean0 + f] = fma(alpha, d, m)
         err[i] = acc / n_t
-        aux[i, _COUNT] = c + _ONE
+        aux[j, _COUNT] = c + _ONE
 
 
 @jit
 def pre_masked_rows(
-    aux: np.ndarray,  # [b, A] float32, updated in place
+    aux: np.ndarray,  # [S, A] float32: the slab's aux (or a wave's rows), updated in place
+    rows: np.ndarray,  # [b] int64: the wave's rows of aux (distinct)
     x: np.ndarray,  # [b, F] float32, NaN = missing
     lay: np.ndarray,  # [12] int64
     p: np.ndarray,  # [N_PARAMS] float32
@@ -94,24 +97,25 @@ def pre_masked_rows(
     mean0, var0, fc0, nf = lay[L_MEAN], lay[L_VAR], lay[L_FCAST], lay[L_F]
     seen0, rs0, last0 = lay[L_SEEN], lay[L_RSCALE], lay[L_LAST]
     min_var, clip, inv_nw, inv_ew, eps_rs = p[P_MIN_VAR], p[P_CLIP], p[P_INV_NORM_W], p[P_INV_ERR_W], p[P_EPS_RSCALE]
-    for i in range(aux.shape[0]):
+    for i in range(rows.shape[0]):
+        j = rows[i]
         n_obs = _ZERO
         acc = _ZERO
         best, best_z = -1, _ZERO
         for f in range(nf):
             o = math.isfinite(x[i, f])
             of = _ONE if o else _ZERO
-            s = aux[i, seen0 + f]
-            xi = x[i, f] if o else aux[i, last0 + f]  # imputed with the last observed value
-            m = xi if o and s == _ZERO else aux[i, mean0 + f]  # the first observed value centres it
-            v = aux[i, var0 + f]
+            s = aux[j, seen0 + f]
+            xi = x[i, f] if o else aux[j, last0 + f]  # imputed with the last observed value
+            m = xi if o and s == _ZERO else aux[j, mean0 + f]  # the first observed value centres it
+            v = aux[j, var0 + f]
             diff = xi - m
             d = diff * of  # 0 where missing: no statistics update
             xn = min(max(diff / math.sqrt(max(v, min_var)), -clip), clip)
             x_norm[i, f] = xn
             obs_f[i, f] = of
-            rs = aux[i, rs0 + f]
-            res = abs(xn - aux[i, fc0 + f])
+            rs = aux[j, rs0 + f]
+            res = abs(xn - aux[j, fc0 + f])
             z = res / max(rs, eps_rs)
             n_obs += of
             acc += z * of
@@ -119,22 +123,23 @@ def pre_masked_rows(
             if f == 0 or zm > best_z:  # torch's max: the first of equal maxima
                 best, best_z = f, zm
             alpha = max(_ONE / (s + _ONE), inv_nw) * of
-            aux[i, var0 + f] = fma(d, d * alpha, v) * (_ONE - alpha)
-            aux[i, mean0 + f] = fma(alpha, d, m)
+            aux[j, var0 + f] = fma(d, d * alpha, v) * (_ONE - alpha)
+            aux[j, mean0 + f] = fma(alpha, d, m)
             # residual scale: from the second observation, winsorised at 4x
             beta = max(_ONE / max(s, _ONE), inv_ew) * of * (_ONE if s > _ZERO else _ZERO)
-            aux[i, rs0 + f] = lerp(rs, min(res, rs * _FOUR), beta)
-            aux[i, last0 + f] = xi
-            aux[i, seen0 + f] = s + of
+            aux[j, rs0 + f] = lerp(rs, min(res, rs * _FOUR), beta)
+            aux[j, last0 + f] = xi
+            aux[j, seen0 + f] = s + of
         err[i] = acc / max(n_obs, _ONE)
         channel[i] = best if n_obs > _ZERO else -1
         channel_z[i] = best_z
-        aux[i, _COUNT] = aux[i, _COUNT] + _ONE
+        aux[j, _COUNT] = aux[j, _COUNT] + _ONE
 
 
 @jit
 def post_rows(
-    aux: np.ndarray,  # [b, A] float32, updated in place
+    aux: np.ndarray,  # [S, A] float32: the slab's aux (or a wave's rows), updated in place
+    rows: np.ndarray,  # [b] int64: the wave's rows of aux (distinct)
     err: np.ndarray,  # [b] float32
     forecast: np.ndarray,  # [b, T] float32 (normalised)
     rates: np.ndarray,  # [K] float32: 1 / horizon
@@ -152,17 +157,18 @@ def post_rows(
     open_t, close_t, close_after, warmup = p[P_OPEN], p[P_CLOSE], p[P_CLOSE_AFTER], p[P_WARMUP]
     fold_on, suppress_on, factor_zero = flags[0], flags[1], flags[2]
     two = _ONE + _ONE
-    for i in range(aux.shape[0]):
-        steps, is_open, below, since = aux[i, _STEPS], aux[i, _OPEN], aux[i, _BELOW], aux[i, _SINCE]
+    for i in range(rows.shape[0]):
+        j = rows[i]
+        steps, is_open, below, since = aux[j, _STEPS], aux[j, _OPEN], aux[j, _BELOW], aux[j, _SINCE]
         e = err[i]
         first = _ONE / (steps + _ONE)  # short means exact (1/n) until each horizon has filled
         a = _ZERO if steps < _ONE else max(first, inv_ew)  # fold rate, 0 before any residual
         score = _ZERO
         for k in range(nk):
-            short = lerp(aux[i, sh0 + k], e, max(rates[k], first))
-            aux[i, sh0 + k] = short
+            short = lerp(aux[j, sh0 + k], e, max(rates[k], first))
+            aux[j, sh0 + k] = short
             # compare with the short mean's history before this event, then fold this event in
-            ev, em = aux[i, ev0 + k], aux[i, em0 + k]
+            ev, em = aux[j, ev0 + k], aux[j, em0 + k]
             sd = math.sqrt(max(ev, eps_var))
             d = short - em
             tail = math.erfc((d / sd) * inv_sqrt2) * _HALF
@@ -170,15 +176,15 @@ def post_rows(
             score = sc if k == 0 else max(score, sc)
             if fold_on:
                 d = min(d, sd * fold)  # winsorise upward excursions
-            aux[i, ev0 + k] = fma(d, d * a, ev) * (_ONE - a)
-            aux[i, em0 + k] = fma(a, d, em)
+            aux[j, ev0 + k] = fma(d, d * a, ev) * (_ONE - a)
+            aux[j, em0 + k] = fma(a, d, em)
         if steps < two:  # needs two residuals of history
             score = _ZERO
         if suppress_on:  # scores shrink for `suppress` events after one reached suppress_level
             if since < suppress:
                 score = _ZERO if factor_zero else score * factor
             since = _ZERO if score >= level else since + _ONE
-            aux[i, _SINCE] = min(since, suppress)
+            aux[j, _SINCE] = min(since, suppress)
         # alert policy with hysteresis
         anomaly = score >= open_t and steps >= warmup
         was_open = is_open > _ZERO
@@ -188,16 +194,16 @@ def post_rows(
         now_open = (was_open or opens) and not resolves
         now = _ONE if now_open else _ZERO
         out[i, 2 * nt + 2] = now - is_open  # +1 opened, -1 resolved
-        aux[i, _OPEN] = now
-        aux[i, _BELOW] = below_new if now_open else _ZERO
-        aux[i, _STEPS] = min(steps + _ONE, steps_max)
+        aux[j, _OPEN] = now
+        aux[j, _BELOW] = below_new if now_open else _ZERO
+        aux[j, _STEPS] = min(steps + _ONE, steps_max)
         # forecasts back to input units with the updated statistics
         for t in range(nt):
-            m = aux[i, mean0 + t]
-            std = math.sqrt(max(aux[i, var0 + t], min_var))
-            out[i, nt + t] = fma(aux[i, fc0 + t], std, m)  # expected
+            m = aux[j, mean0 + t]
+            std = math.sqrt(max(aux[j, var0 + t], min_var))
+            out[i, nt + t] = fma(aux[j, fc0 + t], std, m)  # expected
             out[i, t] = fma(forecast[i, t], std, m)  # prediction
-            aux[i, fc0 + t] = forecast[i, t]
+            aux[j, fc0 + t] = forecast[i, t]
         out[i, 2 * nt] = score
         out[i, 2 * nt + 1] = _ONE if anomaly else _ZERO
 
@@ -266,8 +272,9 @@ def warm_up(
     layouts a wave has (C-contiguous), so that the first batch does not wait for it."""
     f, t = int(lay[L_F]), int(lay[L_T])
     aux, x, e = np.zeros((0, width), np.float32), np.zeros((0, f), np.float32), np.zeros(0, np.float32)
+    rows = np.zeros(0, np.int64)
     if masked:
-        pre_masked_rows(aux, x, lay, p, x.copy(), x.copy(), e.copy(), np.zeros(0, np.int64), e.copy())
+        pre_masked_rows(aux, rows, x, lay, p, x.copy(), x.copy(), e.copy(), rows.copy(), e.copy())
     else:
-        pre_rows(aux, x, lay, p, x.copy(), e.copy())
-    post_rows(aux, e, np.zeros((0, t), np.float32), rates, lay, p, flags, np.zeros((0, out_size), np.float32))
+        pre_rows(aux, rows, x, lay, p, x.copy(), e.copy())
+    post_rows(aux, rows, e, np.zeros((0, t), np.float32), rates, lay, p, flags, np.zeros((0, out_size), np.float32))

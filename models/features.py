@@ -70,6 +70,12 @@ class Features:
     def init_row(self) -> Tensor:
         return self.scorer.init_row()  # [A]
 
+    @property
+    def in_place(self) -> bool:
+        """Whether :meth:`step` takes ``rows=``: the slab's whole ``aux`` and the wave's rows of it, updated
+        where they are (:attr:`models.scoring.Scorer.in_place`) instead of gathered and scattered."""
+        return self.scorer.in_place
+
     def channel_name(self, i: int) -> str:
         names = self.config.channels
         return names[i] if 0 <= i < len(names) else f"value[{i}]"
@@ -80,7 +86,9 @@ class Features:
         return np.isfinite(x).all(1)  # type: ignore[no-any-return]
 
     # -- device work -----------------------------------------------------------------------
-    def to_inputs(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
+    def to_inputs(
+        self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Any]:
         """Featurise and normalise one wave: ``(model_input[b, I], err[b], target[b, O], ctx)``.
 
         ``target`` is what the forecast of the previous step is compared with (normalised), NaN
@@ -90,20 +98,31 @@ class Features:
         phase = None
         if p:  # the Runner appended the event-time phase columns (Scorer.phases)
             x, phase = x[:, :-p], x[:, -p:]  # [b, F], [b, P]
-        x_norm, err = self.scorer.pre(aux, x, phase)  # [b, F], [b]
+        x_norm, err = self.scorer.pre(aux, x, phase, rows)  # [b, F], [b]
         return x_norm, err, x_norm, None
 
-    def pack_outputs(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
+    def pack_outputs(
+        self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any, rows: Tensor | None = None
+    ) -> Tensor:
         """The packed output ``[b, out_width]`` of one wave from the model's ``forecast[b, O]``."""
-        return self.scorer.post(aux, err, forecast)  # [b, 2F+3]
+        return self.scorer.post(aux, err, forecast, rows)  # [b, 2F+3]
 
     def step(
-        self, model: RecurrentForecaster, aux: Tensor, x: Tensor, h: Tensor, dt: Tensor | None
+        self,
+        model: RecurrentForecaster,
+        aux: Tensor,
+        x: Tensor,
+        h: Tensor,
+        dt: Tensor | None,
+        rows: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Model inputs, one model step, packed outputs; updates ``aux`` in place and returns ``(out, h)``."""
-        inp, err, _, ctx = self.to_inputs(aux, x, dt)  # [b, I], [b]
+        """Model inputs, one model step, packed outputs; updates ``aux`` in place and returns ``(out, h)``.
+
+        ``rows[b]`` (only where :attr:`in_place`): ``aux`` is the slab's whole aux and these are the wave's rows.
+        """
+        inp, err, _, ctx = self.to_inputs(aux, x, dt, rows)  # [b, I], [b]
         forecast, h = model.step(inp, h)  # [b, O], [b, L, K, H]
-        return self.pack_outputs(aux, err, forecast, x, ctx), h
+        return self.pack_outputs(aux, err, forecast, x, ctx, rows), h
 
     # -- alerts ----------------------------------------------------------------------------
     def alerts(
@@ -169,15 +188,19 @@ class MaskedFeatures(Features):
     def valid(self, x: np.ndarray) -> np.ndarray:
         return ~np.isinf(x).any(1) & np.isfinite(x).any(1)  # type: ignore[no-any-return]
 
-    def to_inputs(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
-        x_norm, obs, err, chan, chan_z = self.scorer.pre_masked(aux, x)  # [b, F], [b, F], [b], [b], [b]
+    def to_inputs(
+        self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Any]:
+        x_norm, obs, err, chan, chan_z = self.scorer.pre_masked(aux, x, rows)  # [b, F], [b, F], [b], [b], [b]
         inp = torch.cat((x_norm, obs), 1)  # [b, 2F]
         target = x_norm.masked_fill(obs == 0, float("nan"))  # [b, F]
         return inp, err, target, (chan, chan_z)
 
-    def pack_outputs(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
+    def pack_outputs(
+        self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any, rows: Tensor | None = None
+    ) -> Tensor:
         chan, chan_z = ctx  # [b], [b]
-        out = self.scorer.post(aux, err, forecast)  # [b, 2F+3]
+        out = self.scorer.post(aux, err, forecast, rows)  # [b, 2F+3]
         return torch.cat((out, chan.to(out.dtype).unsqueeze(1), chan_z.unsqueeze(1)), 1)  # [b, 2F+5]
 
     def alerts(

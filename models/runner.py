@@ -171,6 +171,10 @@ class Runner:
         # CPU: step very large waves in chunks of this many rows; the gate temporaries of a chunk
         # stay in the core's L2 (B x 3H floats), which holds the best per-row rate at every batch size
         self.cpu_chunk = CPU_CHUNK
+        # CPU: where the featuriser's scorer runs as compiled loops (Features.in_place), a wave's aux rows
+        # are updated where they are in the slab instead of gathered and scattered: the shipped sensor
+        # detector keeps 845 floats per stream, of which a step touches a few dozen (docs/benchmarks.md)
+        self.aux_in_place = self.device.type == "cpu"
         self.events = 0
         self.rejected = 0
         self._last_sweep = -np.inf
@@ -322,6 +326,12 @@ class Runner:
 
     def _wave(self, idx: torch.Tensor, x: torch.Tensor, dt: torch.Tensor | None = None) -> torch.Tensor:
         """Rows of distinct streams: gather, featurise + normalise, step, score, scatter."""
+        if self.aux_in_place and self.features.in_place:
+            slab = self.slab
+            h = slab.hidden.index_select(0, idx)  # [b, L, K, H]
+            out, h = self.features.step(self._step_model, slab.aux, x, h, dt, rows=idx)  # [b, W], [b, L, K, H]
+            slab.hidden.index_copy_(0, idx, h.to(slab.dtype))  # [C, L, K, H]
+            return out
         h, aux = self.slab.gather(idx)  # [b, L, K, H], [b, A]
         out, h = self.features.step(self._step_model, aux, x, h, dt)  # [b, W], [b, L, K, H]
         self.slab.scatter(idx, h, aux)

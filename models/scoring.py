@@ -232,6 +232,23 @@ class Scorer:
         """Run this call as the calibrated scorer's loop: its rows contiguous (the slab's gather makes them so)."""
         return self._cal_kernel is not None and self._cpu_f32(aux, x) and aux.is_contiguous()
 
+    @property
+    def in_place(self) -> bool:
+        """Whether ``pre``/``pre_masked``/``post`` take ``rows=``: the slab's whole ``aux`` and the wave's rows
+        of it, updated where they are instead of gathered and scattered (the compiled loops run them; the
+        torch code needs the rows gathered). For float32 CPU tensors only, as the loops are."""
+        return (self.kernel and self._plain is not None) or self._cal_kernel is not None
+
+    @staticmethod
+    def _rows(rows: Tensor | None, b: int) -> np.ndarray:
+        """The loops' row indices: the caller's (into the slab's ``aux``) or the wave's own ``0..b-1``."""
+        return rows.numpy() if rows is not None else np.arange(b)
+
+    @staticmethod
+    def _torch_rows(rows: Tensor | None) -> None:
+        if rows is not None:  # the caller checked in_place; a torch fallback here would score the whole slab
+            raise ConfigError("rows= needs the compiled loops (Scorer.in_place) and float32 CPU tensors")
+
     def init_row(self) -> Tensor:
         row = torch.zeros(self.size)  # [A]
         row[self._evar] = self.config.err_var_prior  # a prior worth one residual
@@ -273,13 +290,16 @@ class Scorer:
             r = self._rates_on[dev] = self._rates.to(dev)
         return r
 
-    def pre(self, aux: Tensor, x: Tensor, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def pre(
+        self, aux: Tensor, x: Tensor, phase: Tensor | None = None, rows: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Normalise ``x[B, F]`` with the stats so far, measure the residual, update the stats.
 
         ``phase[B, P]`` holds the event-time buckets of :meth:`phases` when the config has season or
         profile channels; calling without it then raises :class:`ConfigError` rather than silently
         scoring without those channels.
-        Returns the model input ``x_norm[B, F]`` and the residual ``err[B]``; updates ``aux`` in place.
+        Returns the model input ``x_norm[B, F]`` and the residual ``err[B]``; updates ``aux`` in place
+        (``rows[B]``: those rows of it, see :attr:`in_place`).
         """
         if self.n_phases and (phase is None or phase.shape[1] != self.n_phases):
             raise ConfigError(
@@ -287,14 +307,15 @@ class Scorer:
                 "pass phase=Tensor(Scorer.phases(ts)) or turn those channels off"
             )
         if self._on_cal_kernel(aux, x):
-            return self._pre_kernel(aux, x, phase)
+            return self._pre_kernel(aux, x, phase, rows)
         if self._on_kernel(aux, x):  # (phase: only with context channels: torch)
             b = x.shape[0]
             x_norm_k, err_k = np.empty((b, self.n_features), np.float32), np.empty(b, np.float32)  # [B, F], [B]
             assert self._plain is not None
             lay, p, _, _ = self._plain
-            _sk.pre_rows(aux.numpy(), x.numpy(), lay, p, x_norm_k, err_k)
+            _sk.pre_rows(aux.numpy(), self._rows(rows, b), x.numpy(), lay, p, x_norm_k, err_k)
             return torch.from_numpy(x_norm_k), torch.from_numpy(err_k)
+        self._torch_rows(rows)
         cfg, one = self.config, self._one
         count = aux[:, self.COUNT]  # [B] view
         mean, var = aux[:, self._mean], aux[:, self._var]  # [B, F] views
@@ -316,14 +337,20 @@ class Scorer:
         count.add_(one)
         return x_norm, err
 
-    def _pre_kernel(self, aux: Tensor, x: Tensor, phase: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _pre_kernel(self, aux: Tensor, x: Tensor, phase: Tensor | None, rows: Tensor | None) -> tuple[Tensor, Tensor]:
         """:meth:`pre` of the calibrated scorer as the compiled loop (CPU, ``aux`` contiguous)."""
         assert self._cal_kernel is not None
         b = x.shape[0]
         x_norm, err = torch.empty((b, self.n_features)), torch.empty(b)  # [b, F], [b]
         ph = phase.contiguous() if phase is not None else torch.zeros((b, 2))  # [b, P]
         _ck.calibrated_pre(
-            aux.numpy(), x.contiguous().numpy(), ph.numpy(), *self._cal_kernel, x_norm.numpy(), err.numpy()
+            aux.numpy(),
+            self._rows(rows, b),
+            x.contiguous().numpy(),
+            ph.numpy(),
+            *self._cal_kernel,
+            x_norm.numpy(),
+            err.numpy(),
         )
         return x_norm, err
 
@@ -438,7 +465,9 @@ class Scorer:
         aux[:, self._cscore] = sc * weights
         return err
 
-    def pre_masked(self, aux: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def pre_masked(
+        self, aux: Tensor, x: Tensor, rows: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """:meth:`pre` for ``x[B, F]`` where NaN means missing (a scorer built with ``masked=True``).
 
         A missing value is imputed with the feature's last observed value (the model also gets the
@@ -457,9 +486,12 @@ class Scorer:
             chan = np.empty(b, np.int64)  # [B]
             assert self._plain is not None
             lay, p, _, _ = self._plain
-            _sk.pre_masked_rows(aux.numpy(), x.numpy(), lay, p, x_norm_k, obs_k, err_k, chan, chan_z)
+            _sk.pre_masked_rows(
+                aux.numpy(), self._rows(rows, b), x.numpy(), lay, p, x_norm_k, obs_k, err_k, chan, chan_z
+            )
             t = torch.from_numpy
             return t(x_norm_k), t(obs_k), t(err_k), t(chan), t(chan_z)
+        self._torch_rows(rows)
         cfg, one = self.config, self._one
         obs = torch.isfinite(x)  # [B, F] bool
         obs_f = obs.float()  # [B, F]
@@ -493,23 +525,27 @@ class Scorer:
         aux[:, self.COUNT].add_(one)
         return x_norm, obs_f, err, channel, channel_z
 
-    def post(self, aux: Tensor, err: Tensor, forecast: Tensor) -> Tensor:
+    def post(self, aux: Tensor, err: Tensor, forecast: Tensor, rows: Tensor | None = None) -> Tensor:
         """Score ``err[B]``, keep the model's ``forecast[B, F]`` (normalised), run the alert policy.
 
         Returns ``[B, 2T+3]``: prediction (input units), expected, score, anomaly, transition
         (+1 opened, -1 resolved); see the column attributes. ``T`` is ``n_targets`` (= ``F`` by default).
         """
+        b = forecast.shape[0]
         if self._on_kernel(aux, err, forecast):
-            out_k = np.empty((aux.shape[0], self.out_size), np.float32)  # [B, 2T+3]
+            out_k = np.empty((b, self.out_size), np.float32)  # [B, 2T+3]
             assert self._plain is not None
             lay, p, rates, flags = self._plain
-            _sk.post_rows(aux.numpy(), err.numpy(), forecast.numpy(), rates, lay, p, flags, out_k)
+            _sk.post_rows(aux.numpy(), self._rows(rows, b), err.numpy(), forecast.numpy(), rates, lay, p, flags, out_k)
             return torch.from_numpy(out_k)
         if self._on_cal_kernel(aux, forecast):
             assert self._cal_kernel is not None
-            out = aux.new_empty((aux.shape[0], self.out_size))  # [B, 2T+3]
-            _ck.calibrated_post(aux.numpy(), forecast.contiguous().numpy(), *self._cal_kernel, out.numpy())
+            out = aux.new_empty((b, self.out_size))  # [B, 2T+3]
+            _ck.calibrated_post(
+                aux.numpy(), self._rows(rows, b), forecast.contiguous().numpy(), *self._cal_kernel, out.numpy()
+            )
             return out
+        self._torch_rows(rows)
         cfg, k, one = self.config, self._k, self._one
         steps, is_open, below, since = (aux[:, i] for i in (self.STEPS, self.OPEN, self.BELOW, self.SINCE))  # [B]
         if self.calibrated is not None:  # channels already calibrated in pre(); the alert lifecycle

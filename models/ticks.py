@@ -367,6 +367,10 @@ class TickFeatures(Features):
             c = self._close[dev] = self._close[torch.device("cpu")].to(dev)
         return c
 
+    @property
+    def in_place(self) -> bool:
+        return False  # the rules read and write the symbol's own columns through torch views of gathered rows
+
     def init_row(self) -> Tensor:
         own = torch.zeros(_OWN)  # [S]
         own[_RV] = 1e-6  # (0.1 % per tick)^2 until the first return
@@ -378,7 +382,10 @@ class TickFeatures(Features):
         return ok & ~np.isinf(x[:, 2:]).any(1)  # type: ignore[no-any-return]
 
     # -- device work -----------------------------------------------------------------------
-    def to_inputs(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Any]:
+    def to_inputs(
+        self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Any]:
+        self._gathered(rows)
         feats, quoted, ctx = self.featurise(aux, x, dt)  # [b, 6], [b]
         x_norm, err = self.scorer.pre(aux, feats)  # [b, 6], [b]
         inp = torch.cat((x_norm, quoted.float().unsqueeze(1)), 1)  # [b, 7]
@@ -415,7 +422,15 @@ class TickFeatures(Features):
         """Whether this wave runs the compiled CPU loops (models/_tick_kernel.py)."""
         return self._kernel is not None and _KERNEL and x.device.type == "cpu" and aux.is_contiguous()
 
-    def pack_outputs(self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any) -> Tensor:
+    @staticmethod
+    def _gathered(rows: Tensor | None) -> None:
+        if rows is not None:  # not in_place: the Runner gathers a ticks wave's rows
+            raise ConfigError("ticks features work on a wave's gathered aux rows, not rows= of the slab")
+
+    def pack_outputs(
+        self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any, rows: Tensor | None = None
+    ) -> Tensor:
+        self._gathered(rows)
         lp_old, first, evidence, trans, kscore, open_new = ctx
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view
         sc = self.scorer.post(aux, err, forecast)  # [b, 7]: pred[2], expected[2], score, anomaly, transition
