@@ -171,10 +171,6 @@ class Runner:
         # CPU: step very large waves in chunks of this many rows; the gate temporaries of a chunk
         # stay in the core's L2 (B x 3H floats), which holds the best per-row rate at every batch size
         self.cpu_chunk = CPU_CHUNK
-        # CPU: where the featuriser's scorer runs as compiled loops (Features.in_place), a wave's aux rows
-        # are updated where they are in the slab instead of gathered and scattered: the shipped sensor
-        # detector keeps 845 floats per stream, of which a step touches a few dozen (docs/benchmarks.md)
-        self.aux_in_place = self.device.type == "cpu"
         self.events = 0
         self.rejected = 0
         self._last_sweep = -np.inf
@@ -190,6 +186,11 @@ class Runner:
                 device=self.device,
             )
             self._wave = self.graphs  # type: ignore[method-assign]
+        # CPU: where the featuriser's scorer runs as compiled loops (Features.in_place), a wave's aux rows
+        # are updated where they are in the slab instead of gathered and scattered: the shipped sensor
+        # detector keeps 845 floats per stream, of which a step touches a few dozen (docs/benchmarks.md).
+        # Never under wave graphs: their padding repeats a wave's last slot, harmless only on gathered rows
+        self.aux_in_place = self.device.type == "cpu" and self.graphs is None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kwargs: object) -> Runner:

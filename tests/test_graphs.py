@@ -65,6 +65,9 @@ def _runners(cell: str, device: str = "cpu", graphs: type[WaveGraphs] = _CpuGrap
         min_bucket=8,
     )
     graphed._wave = g  # type: ignore[method-assign]
+    # as the Runner does whenever it builds wave graphs: the padding repeats a wave's last slot, which only
+    # gathered rows (each copy scattered back with the same values) tolerate, not rows updated in place
+    graphed.aux_in_place = False
     return eager, graphed, g
 
 
