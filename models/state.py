@@ -3,7 +3,8 @@
 The slab holds two tensors with one row ("slot") per resident stream: ``hidden`` for the
 recurrent state and ``aux`` for normaliser/scorer state. Bookkeeping (stream id -> slot, step
 counts, last event time, recency) lives on the host in numpy arrays, so a batch costs one
-gather and one scatter per tensor however many streams it touches.
+gather and one scatter per tensor however many streams it touches. On the CPU, a source whose scorer
+runs as compiled loops has its ``aux`` rows updated in place instead (``Runner.aux_in_place``).
 """
 
 from __future__ import annotations
