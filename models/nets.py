@@ -24,22 +24,6 @@ CellKind = Literal["gru", "lstm"]
 InputKind = Literal["raw", "masked", "ticks"]
 
 
-def _gru_cell_cpu(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
-    """``torch.gru_cell`` for CPU inference, ~2x faster there (same math, max difference ~2e-7).
-
-    Why: on CPU builds ``gru_cell`` spends most of its time in ``tanh`` (several times the cost of
-    ``sigmoid`` on the same floats); here r and z share one in-place ``sigmoid_``, ``tanh(v)`` is
-    ``2 sigmoid(2v) - 1`` and the update is one ``lerp``. Not for autograd (in-place on temporaries).
-    """
-    hd = h.shape[1]
-    gi = torch.addmm(b_ih, x, w_ih.t())  # [B, 3H]
-    gh = torch.addmm(b_hh, h, w_hh.t())  # [B, 3H]
-    rz = gi[:, : 2 * hd].add_(gh[:, : 2 * hd]).sigmoid_()  # [B, 2H] reset and update gates
-    n = gh[:, 2 * hd :].mul_(rz[:, :hd]).add_(gi[:, 2 * hd :])  # [B, H] i_n + r * h_n
-    n = n.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)  # [B, H] tanh
-    return torch.lerp(n, h, rz[:, hd:])  # [B, H] (1 - z) * n + z * h
-
-
 @dataclass(frozen=True)
 class NetConfig:
     """Shape of a forecaster; stored verbatim in checkpoints.
@@ -161,14 +145,14 @@ class RecurrentForecaster(nn.Module):
             proj = cast(nn.Linear, self.proj)
             inp = fn.linear(x, proj.weight, proj.bias).tanh_()  # [B, P]
         if self.config.cell == "gru" and len(self._layers) == 1:  # the common case: the new state is the cell's output
-            cell = _gru_cell_cpu if inp.device.type == "cpu" else torch.gru_cell
-            inp = cell(inp, state[:, 0, 0], *self._layers[0])  # [B, H]
+            # torch's fused cell: on the CPU faster than the gates as separate ops at every batch size
+            # measured (docs/benchmarks.md, "The GRU cell, again"), and the same numbers at any batch size
+            inp = torch.gru_cell(inp, state[:, 0, 0], *self._layers[0])  # [B, H]
             new = inp.view(inp.shape[0], 1, 1, inp.shape[1])  # [B, 1, 1, H]
         elif self.config.cell == "gru":
             new = torch.empty_like(state)  # [B, L, K, H]
-            cell = _gru_cell_cpu if inp.device.type == "cpu" else torch.gru_cell
             for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self._layers):
-                inp = cell(inp, state[:, k, 0], w_ih, w_hh, b_ih, b_hh)  # [B, H]
+                inp = torch.gru_cell(inp, state[:, k, 0], w_ih, w_hh, b_ih, b_hh)  # [B, H]
                 new[:, k, 0] = inp  # [B, H]
         else:
             new = torch.empty_like(state)  # [B, L, K, H]

@@ -77,9 +77,7 @@ def test_bad_config_is_a_clear_error() -> None:
 @pytest.mark.parametrize("residual", [False, True])
 def test_the_one_layer_gru_step_is_the_modules_math_bit_for_bit(proj: int, residual: bool) -> None:
     """``step`` calls the linear maps as ``F.linear`` and returns the cell's output as the state (no
-    module dispatch, no copy): bit for bit what the modules and the CPU cell compute."""
-    from models.nets import _gru_cell_cpu
-
+    module dispatch, no copy): bit for bit what the modules and ``torch.gru_cell`` compute."""
     torch.manual_seed(0)
     net = RecurrentForecaster(NetConfig(input_size=3, hidden_size=8, proj_size=proj, residual=residual)).eval()
     nn.init.normal_(net.head.weight)  # a residual head starts at zero
@@ -87,6 +85,6 @@ def test_the_one_layer_gru_step_is_the_modules_math_bit_for_bit(proj: int, resid
     with torch.inference_mode():
         y, new = net.step(x, state)  # [5, 3], [5, 1, 1, 8]
         inp = torch.tanh(net.proj(x)) if proj else x  # [5, P]
-        h = _gru_cell_cpu(inp, state[:, 0, 0], *net._layers[0])  # [5, 8]
+        h = torch.gru_cell(inp, state[:, 0, 0], *net._layers[0])  # [5, 8]
         ref = net.head(h) + (x if residual else 0.0)  # [5, 3]
     assert torch.equal(new, h.view(5, 1, 1, 8)) and torch.equal(y, ref)
