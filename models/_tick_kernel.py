@@ -67,7 +67,8 @@ _OWN = 35
 
 
 def _rules_rows(
-    aux: np.ndarray,  # [b, A] float32 C-contiguous: the wave's aux rows, updated in place
+    aux: np.ndarray,  # [S, A] float32 C-contiguous: the slab's aux (or a wave's rows), updated in place
+    rows: np.ndarray,  # [b] int64: the wave's rows of aux (distinct)
     o: int,  # first column of the rules' own state in a row
     x: np.ndarray,  # [b, 4] float32
     dt: np.ndarray,  # [b] float32 (inf: no previous tick)
@@ -88,14 +89,14 @@ def _rules_rows(
     burst_scale, burst_z, winsor = p[12], p[13], p[14]
     fires = np.empty(5, np.bool_)
     open_old = np.empty(5, np.bool_)
-    s = aux[:, o:]  # [b, S] view
-    for i in range(s.shape[0]):
+    for i in range(rows.shape[0]):
+        s = aux[rows[i], o:]  # [S] view: this symbol's own columns
         bid, ask, dti = x[i, 2], x[i, 3], dt[i]  # price and size enter as their logs
-        n = s[i, _N]
+        n = s[_N]
         first = n == _ZERO
         ready = n >= warmup
         lp = logs[0, i]
-        lp_old = s[i, _LP]
+        lp_old = s[_LP]
         r = _ZERO if first else lp - lp_old
         absr = abs(r)
         quoted = math.isfinite(bid) and math.isfinite(ask)
@@ -103,55 +104,55 @@ def _rules_rows(
         spread = (ask - bid) / mid if quoted else _ZERO
         lsize = logs[1, i]
         has_dt = math.isfinite(dti) and not first
-        ldt = logs[2, i] if has_dt else s[i, _DTM]
+        ldt = logs[2, i] if has_dt else s[_DTM]
 
-        sig = max(max(math.sqrt(s[i, _RV]), _HALF * s[i, _MNZ]), _EPS6)
+        sig = max(max(math.sqrt(s[_RV]), _HALF * s[_MNZ]), _EPS6)
         z = r / sig
 
-        run_old = s[i, _RUN]
+        run_old = s[_RUN]
         starts = z < -run_z and not first and run_old == _ZERO
         down = starts or (run_old > _ZERO and r < _ZERO)
         if starts:
-            s[i, _CRS] = lp_old
-            s[i, _RSIG] = sig
-        s[i, _RUN] = run_old + _ONE if down else _ZERO
-        s[i, _CUM] = s[i, _CUM] + r if down else _ZERO
+            s[_CRS] = lp_old
+            s[_RSIG] = sig
+        s[_RUN] = run_old + _ONE if down else _ZERO
+        s[_CUM] = s[_CUM] + r if down else _ZERO
         big = _ONE if z < -run_z else _ZERO
-        s[i, _BIG] = s[i, _BIG] + big if down else _ZERO
-        run, n_big = s[i, _RUN], s[i, _BIG]
-        cstat = -s[i, _CUM] / (max(s[i, _RSIG], _EPS6) * math.sqrt(max(run, _ONE)))
+        s[_BIG] = s[_BIG] + big if down else _ZERO
+        run, n_big = s[_RUN], s[_BIG]
+        cstat = -s[_CUM] / (max(s[_RSIG], _EPS6) * math.sqrt(max(run, _ONE)))
         for k in range(5):
-            open_old[k] = s[i, _OPEN + k] > _ZERO
+            open_old[k] = s[_OPEN + k] > _ZERO
         fire_crash = ready and n_big >= _TWO and cstat > crash_z
 
-        pz = s[i, _PZ]
+        pz = s[_PZ]
         fire_jump = ready and pz != _ZERO and n_big < _TWO and not open_old[1]
-        ev_pr, ev_ps, ev_plp = s[i, _PR], s[i, _PS], s[i, _PLP]
+        ev_pr, ev_ps, ev_plp = s[_PR], s[_PS], s[_PLP]
         pend = abs(z) > jump_z and not first and n_big < _TWO
-        s[i, _PZ] = z if pend else _ZERO
+        s[_PZ] = z if pend else _ZERO
         if pend:
-            s[i, _PR] = r
-            s[i, _PS] = sig
-            s[i, _PLP] = lp_old
+            s[_PR] = r
+            s[_PS] = sig
+            s[_PLP] = lp_old
 
-        lb, la = s[i, _LB], s[i, _LA]
+        lb, la = s[_LB], s[_LA]
         same_b = bid == lb or (math.isnan(bid) and math.isnan(lb))
         same_a = ask == la or (math.isnan(ask) and math.isnan(la))
         unchanged = not first and lp == lp_old and same_b and same_a
-        s[i, _SAME] = s[i, _SAME] + _ONE if unchanged else _ZERO
-        p_same = min(max(s[i, _PSAME], _EPS3), same_max_p)
+        s[_SAME] = s[_SAME] + _ONE if unchanged else _ZERO
+        p_same = min(max(s[_PSAME], _EPS3), same_max_p)
         limit = max((_ONE / math.log(p_same)) * log_stale_p, stale_min)
-        dt_sd = math.sqrt(max(s[i, _DTV], _EPS4))
-        gap_z = (ldt - s[i, _DTM]) / dt_sd if has_dt else _ZERO
-        usual_dt = math.exp(s[i, _DTM])
+        dt_sd = math.sqrt(max(s[_DTV], _EPS4))
+        gap_z = (ldt - s[_DTM]) / dt_sd if has_dt else _ZERO
+        usual_dt = math.exp(s[_DTM])
         gap = has_dt and gap_z > gap_zt and dti > gap_factor * usual_dt
-        fires[2] = ready and (s[i, _SAME] >= limit or gap)
+        fires[2] = ready and (s[_SAME] >= limit or gap)
         fires[3] = quoted and bid > ask
 
-        lss = lsize if first else s[i, _LSS] + a_b * (lsize - s[i, _LSS])
-        s[i, _LSS] = lss
-        lsd = math.sqrt(max(s[i, _LSV], _EPS4))
-        bz = (lss - s[i, _LSM]) / (lsd * burst_scale)
+        lss = lsize if first else s[_LSS] + a_b * (lsize - s[_LSS])
+        s[_LSS] = lss
+        lsd = math.sqrt(max(s[_LSV], _EPS4))
+        bz = (lss - s[_LSM]) / (lsd * burst_scale)
         fires[4] = ready and bz > burst_z
         fires[0] = fire_jump
         fires[1] = fire_crash
@@ -159,61 +160,61 @@ def _rules_rows(
         kraw = (
             abs(pz) / jump_z,
             cstat / crash_z,
-            max(s[i, _SAME] / limit, gap_z / gap_zt),
+            max(s[_SAME] / limit, gap_z / gap_zt),
             _ONE_AND_HALF,
             bz / burst_z,
         )
         for k in range(5):
-            quiet = _ZERO if fires[k] else s[i, _QUIET + k] + _ONE
+            quiet = _ZERO if fires[k] else s[_QUIET + k] + _ONE
             opens = fires[k] and not open_old[k]
             resolves = open_old[k] and not fires[k] and quiet >= close[k]
             now = (open_old[k] or opens) and not resolves
             open_o[i, k] = now
-            s[i, _OPEN + k] = _ONE if now else _ZERO
-            s[i, _QUIET + k] = quiet if now else _ZERO
+            s[_OPEN + k] = _ONE if now else _ZERO
+            s[_QUIET + k] = quiet if now else _ZERO
             trans[i, k] = (_ONE if opens else _ZERO) - (_ONE if resolves else _ZERO)
             if k == 1:
                 if opens:
-                    s[i, _CRO] = s[i, _CRS]
-                s[i, _CRL] = lp if opens else min(s[i, _CRL], lp)
+                    s[_CRO] = s[_CRS]
+                s[_CRL] = lp if opens else min(s[_CRL], lp)
             ks[i, k] = min(max(kraw[k] * _HALF, _ZERO), _ONE) if fires[k] else _ZERO
 
         # statistics, after the rules saw this tick
         a_v = max(_ONE / max(n, _ONE), inv_vol_w)
         r_w = min(max(r, -winsor * sig), winsor * sig) if ready else r
-        frozen = s[i, _SAME] >= stale_min
+        frozen = s[_SAME] >= stale_min
         if not first and not frozen:
-            s[i, _RV] = s[i, _RV] + a_v * (r_w * r_w - s[i, _RV])
+            s[_RV] = s[_RV] + a_v * (r_w * r_w - s[_RV])
         if not first and absr > _ZERO:
-            a_nz = _ONE if s[i, _MNZ] == _ZERO else a_v
-            s[i, _MNZ] = s[i, _MNZ] + a_nz * (min(absr, winsor * sig) - s[i, _MNZ])
+            a_nz = _ONE if s[_MNZ] == _ZERO else a_v
+            s[_MNZ] = s[_MNZ] + a_nz * (min(absr, winsor * sig) - s[_MNZ])
         a_l = max(_ONE / (n + _ONE), inv_lev_w)
-        d = lsize - s[i, _LSM]
+        d = lsize - s[_LSM]
         if ready:
             d = min(d, _THREE * lsd)
-        s[i, _LSV] = (s[i, _LSV] + a_l * d * d) * (_ONE - a_l)
-        s[i, _LSM] = s[i, _LSM] + a_l * d
+        s[_LSV] = (s[_LSV] + a_l * d * d) * (_ONE - a_l)
+        s[_LSM] = s[_LSM] + a_l * d
         a_t = max(_ONE / max(n, _ONE), inv_lev_w) if has_dt else _ZERO
-        dd = ldt - s[i, _DTM]
+        dd = ldt - s[_DTM]
         if ready:
             dd = min(dd, _THREE * dt_sd)
-        s[i, _DTV] = (s[i, _DTV] + a_t * dd * dd) * (_ONE - a_t)
-        s[i, _DTM] = s[i, _DTM] + a_t * dd
+        s[_DTV] = (s[_DTV] + a_t * dd * dd) * (_ONE - a_t)
+        s[_DTM] = s[_DTM] + a_t * dd
         a_s = a_l if quoted and spread > _ZERO else _ZERO
-        s[i, _SPM] = s[i, _SPM] + a_s * (spread - s[i, _SPM])
-        a_p = a_l if not first and s[i, _SAME] < limit else _ZERO
-        s[i, _PSAME] = s[i, _PSAME] + a_p * ((_ONE if unchanged else _ZERO) - s[i, _PSAME])
-        s[i, _LP] = lp
-        s[i, _LB] = bid
-        s[i, _LA] = ask
-        s[i, _N] = n + _ONE
+        s[_SPM] = s[_SPM] + a_s * (spread - s[_SPM])
+        a_p = a_l if not first and s[_SAME] < limit else _ZERO
+        s[_PSAME] = s[_PSAME] + a_p * ((_ONE if unchanged else _ZERO) - s[_PSAME])
+        s[_LP] = lp
+        s[_LB] = bid
+        s[_LA] = ask
+        s[_N] = n + _ONE
 
         feats[i, 0] = r
         feats[i, 1] = absr
         feats[i, 2] = spread
         feats[i, 3] = lsize
         feats[i, 4] = ldt
-        feats[i, 5] = _HALF * math.log(max(s[i, _RV], _EPS14))
+        feats[i, 5] = _HALF * math.log(max(s[_RV], _EPS14))
         quoted_o[i] = quoted
         lp_old_o[i] = lp_old
         first_o[i] = first
@@ -225,19 +226,19 @@ def _rules_rows(
         ev[i, 5] = ev_plp
         ev[i, 6] = cstat
         ev[i, 7] = run
-        ev[i, 8] = s[i, _CUM]
-        ev[i, 9] = s[i, _CRS]
-        ev[i, 10] = s[i, _CRO]
-        ev[i, 11] = s[i, _CRL]
-        ev[i, 12] = s[i, _SAME]
+        ev[i, 8] = s[_CUM]
+        ev[i, 9] = s[_CRS]
+        ev[i, 10] = s[_CRO]
+        ev[i, 11] = s[_CRL]
+        ev[i, 12] = s[_SAME]
         ev[i, 13] = limit
         ev[i, 14] = dti if has_dt else _ZERO
         ev[i, 15] = usual_dt
         ev[i, 16] = gap_z
         ev[i, 17] = math.expm1(lss)
-        ev[i, 18] = math.expm1(s[i, _LSM])
+        ev[i, 18] = math.expm1(s[_LSM])
         ev[i, 19] = bz
-        ev[i, 20] = s[i, _SPM]
+        ev[i, 20] = s[_SPM]
 
 
 _SQRT_HALF_PI = _F(math.sqrt(math.pi / 2.0))
@@ -246,7 +247,8 @@ _WIDTH = _SCORE + 3 + N_PACKED_EXTRA
 
 
 def _pack_rows(
-    aux: np.ndarray,  # [b, A] float32: the wave's aux rows (after the rules and the scorer)
+    aux: np.ndarray,  # [S, A] float32: the slab's aux (or a wave's rows), after the rules and the scorer
+    rows: np.ndarray,  # [b] int64: the wave's rows of aux
     o: int,  # first column of the rules' own state in a row
     x: np.ndarray,  # [b, 4] float32
     sc: np.ndarray,  # [b, 7] the scorer's packed output: pred[2], expected[2], score, anomaly, transition
@@ -258,8 +260,8 @@ def _pack_rows(
     open_new: np.ndarray,  # [b, 5] bool
     out: np.ndarray,  # [b, W] out: models.ticks.TickFeatures.pack_outputs's columns (models.tick_alerts)
 ) -> None:
-    for i in range(aux.shape[0]):
-        price, spm, lsm = x[i, 0], aux[i, o + _SPM], aux[i, o + _LSM]
+    for i in range(rows.shape[0]):
+        price, spm, lsm = x[i, 0], aux[rows[i], o + _SPM], aux[rows[i], o + _LSM]
         r_hat, a_hat = sc[i, 0], sc[i, 1]
         p_next = price * math.exp(r_hat)
         size = math.expm1(lsm)
@@ -286,6 +288,13 @@ def _pack_rows(
 
 
 tick_rules_rows = jit(_rules_rows)
+
+
+def _rows(rows: Tensor | None, b: int) -> np.ndarray:
+    """The loops' row indices: the caller's (into the slab's ``aux``) or the wave's own ``0..b-1``."""
+    return rows.numpy() if rows is not None else np.arange(b)
+
+
 tick_pack_rows = jit(_pack_rows)
 
 
@@ -332,10 +341,11 @@ class TickKernel:
         self.pack(empty, torch.zeros((0, 4)), torch.zeros((0, 7)), ctx)
 
     def featurise(
-        self, aux: Tensor, x: Tensor, dt: Tensor | None, o: int | None = None
+        self, aux: Tensor, x: Tensor, dt: Tensor | None, o: int | None = None, rows: Tensor | None = None
     ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
         """:meth:`models.ticks.TickFeatures.featurise` over the rows ``aux[b, A]`` (contiguous: the slab's
-        gather makes it so; updated in place), whose own columns start at ``o`` (default: the layout's)."""
+        gather makes it so; updated in place), whose own columns start at ``o`` (default: the layout's);
+        ``rows[b]``: those rows of a larger ``aux`` instead (the slab's own)."""
         b = x.shape[0]
         x = x.contiguous()  # [b, 4] every array C-contiguous: the loop is compiled for one layout only
         dt = torch.full((b,), float("inf")) if dt is None else dt.contiguous()  # [b]
@@ -350,19 +360,20 @@ class TickKernel:
         trans, kscore = np.empty((b, 5), np.float32), np.empty((b, 5), np.float32)  # [b, 5], [b, 5]
         open_new = np.empty((b, 5), np.bool_)  # [b, 5]
         tick_rules_rows(
-            aux.numpy(), self.o if o is None else o, x.numpy(), dt.numpy(), logs.numpy(), self.close, self.params,
+            aux.numpy(), _rows(rows, b), self.o if o is None else o, x.numpy(), dt.numpy(), logs.numpy(), self.close,
+            self.params,
             feats, quoted, lp_old, first, evidence, trans, kscore, open_new,
         )  # fmt: skip
         t = torch.from_numpy
         return t(feats), t(quoted), (t(lp_old), t(first), t(evidence), t(trans), t(kscore), t(open_new))
 
-    def pack(self, aux: Tensor, x: Tensor, sc: Tensor, ctx: tuple[Tensor, ...]) -> Tensor:
+    def pack(self, aux: Tensor, x: Tensor, sc: Tensor, ctx: tuple[Tensor, ...], rows: Tensor | None = None) -> Tensor:
         """:meth:`models.ticks.TickFeatures.pack_outputs` from the scorer's output ``sc[b, 7]``: ``[b, W]``."""
         lp_old, first, evidence, trans, kscore, open_new = ctx
         out = torch.empty((x.shape[0], _WIDTH))  # [b, W]
         n = torch.Tensor.numpy
         tick_pack_rows(
-            n(aux), self.o, n(x.contiguous()), n(sc.contiguous()), n(lp_old), n(first), n(evidence), n(trans),
-            n(kscore), n(open_new), n(out),
+            n(aux), _rows(rows, x.shape[0]), self.o, n(x.contiguous()), n(sc.contiguous()), n(lp_old), n(first),
+            n(evidence), n(trans), n(kscore), n(open_new), n(out),
         )  # fmt: skip
         return out

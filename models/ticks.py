@@ -369,7 +369,8 @@ class TickFeatures(Features):
 
     @property
     def in_place(self) -> bool:
-        return False  # the rules read and write the symbol's own columns through torch views of gathered rows
+        # the compiled rules and scorer take the slab's rows; the torch rules work on views of gathered rows
+        return self._kernel is not None and _KERNEL and self.scorer.in_place
 
     def init_row(self) -> Tensor:
         own = torch.zeros(_OWN)  # [S]
@@ -385,16 +386,18 @@ class TickFeatures(Features):
     def to_inputs(
         self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor, Any]:
-        self._gathered(rows)
-        feats, quoted, ctx = self.featurise(aux, x, dt)  # [b, 6], [b]
-        x_norm, err = self.scorer.pre(aux, feats)  # [b, 6], [b]
+        feats, quoted, ctx = self.featurise(aux, x, dt, rows)  # [b, 6], [b]
+        x_norm, err = self.scorer.pre(aux, feats, rows=rows)  # [b, 6], [b]
         inp = torch.cat((x_norm, quoted.float().unsqueeze(1)), 1)  # [b, 7]
         target = x_norm[:, :N_TICK_TARGETS]  # [b, 2]
         return inp, err, target, ctx
 
-    def featurise(self, aux: Tensor, x: Tensor, dt: Tensor | None) -> tuple[Tensor, Tensor, Any]:
+    def featurise(
+        self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Any]:
         """Raw features ``[b, 6]`` (columns 0-5 of the module docstring), ``quoted[b]`` and the rules'
-        context; runs the rules and updates the symbols' own ``aux`` columns in place.
+        context; runs the rules and updates the symbols' own ``aux`` columns in place (``rows[b]``: the
+        wave's rows of the slab's whole ``aux``, where :attr:`in_place`).
 
         Example:
             >>> cfg = NetConfig(input_size=7, output_size=2, inputs="ticks", residual=False)
@@ -406,10 +409,11 @@ class TickFeatures(Features):
             >>> [round(v, 4) for v in feats[0].tolist()], quoted.tolist()
             ([0.01, 0.01, 0.0, 4.6052, 0.6931, -4.6102], [False])
         """
-        s = aux[:, self._o : self._o + _OWN]  # [b, S] view: the rules update it in place
         if self._on_kernel(aux, x):
             assert self._kernel is not None
-            return self._kernel.featurise(aux, x, dt)
+            return self._kernel.featurise(aux, x, dt, rows=rows)
+        self._gathered(rows)
+        s = aux[:, self._o : self._o + _OWN]  # [b, S] view: the rules update it in place
         # the executor's optimising pass specialises on shapes, and every wave has another size
         with torch.jit.optimized_execution(False):
             feats, quoted, lp_old, first, evidence, trans, kscore, open_new = _RULES(
@@ -424,19 +428,19 @@ class TickFeatures(Features):
 
     @staticmethod
     def _gathered(rows: Tensor | None) -> None:
-        if rows is not None:  # not in_place: the Runner gathers a ticks wave's rows
-            raise ConfigError("ticks features work on a wave's gathered aux rows, not rows= of the slab")
+        if rows is not None:  # the torch rules: the Runner gathers a ticks wave's rows (in_place is False)
+            raise ConfigError("the ticks rules in torch work on a wave's gathered aux rows, not rows= of the slab")
 
     def pack_outputs(
         self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any, rows: Tensor | None = None
     ) -> Tensor:
-        self._gathered(rows)
         lp_old, first, evidence, trans, kscore, open_new = ctx
-        s = aux[:, self._o : self._o + _OWN]  # [b, S] view
-        sc = self.scorer.post(aux, err, forecast)  # [b, 7]: pred[2], expected[2], score, anomaly, transition
+        sc = self.scorer.post(aux, err, forecast, rows)  # [b, 7]: pred[2], expected[2], score, anomaly, transition
         if self._on_kernel(aux, x):
             assert self._kernel is not None
-            return self._kernel.pack(aux, x, sc, ctx)  # [b, 11 + 33]
+            return self._kernel.pack(aux, x, sc, ctx, rows)  # [b, 11 + 33]
+        self._gathered(rows)
+        s = aux[:, self._o : self._o + _OWN]  # [b, S] view
         price = x[:, 0]  # [b]
         spm = s[:, _SPM]  # [b]
         r_hat, a_hat = sc[:, 0], sc[:, 1]  # [b] each

@@ -4,7 +4,7 @@ exactly what gathering them, scoring the copy and scattering it back gives.
 The compiled scorer loops do the same arithmetic on the same floats either way, so outputs and the
 whole slab (hidden state and aux) must be bitwise equal, over batches with several waves (a stream
 more than once), rejected rows (non-finite, out of order), new streams that grow the slab, and
-alerts that open and resolve. Ticks keep the gathered path (their rules work on torch views).
+alerts that open and resolve; the ticks rules included.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def _same(on: Runner, off: Runner, batches: list[Batch]) -> int:
         opened += int((r1.transition > 0).sum())
     n = len(on.slab)
     assert n == len(off.slab)
-    assert torch.equal(on.slab.aux[:n], off.slab.aux[:n]) and torch.equal(on.slab.hidden[:n], off.slab.hidden[:n])
+    np.testing.assert_array_equal(on.slab.aux[:n].numpy(), off.slab.aux[:n].numpy())  # (NaN == NaN here)
+    np.testing.assert_array_equal(on.slab.hidden[:n].numpy(), off.slab.hidden[:n].numpy())
     return opened
 
 
@@ -93,9 +94,37 @@ def test_plain_scorer_in_place_opens_the_same_alerts() -> None:
     assert _same(on, off, _batches(2, 2, masked=False)) > 0  # the runs open alerts
 
 
-def test_ticks_keep_the_gathered_rows() -> None:
+def test_ticks_in_place_equal_gathered() -> None:
+    """The ticks rules' loops take the slab's rows too: quotes, trades, gaps and bursts give the same bits."""
     ck = load_checkpoint(str(_DIR / "ticks_gru.pt"))
-    r = Runner(ck.model, ck.scoring, device="cpu")
-    assert not r.features.in_place  # the Runner gathers a ticks wave's rows, whatever aux_in_place says
-    res = r.process(Batch(["a", "a", "b"], np.array([1.0, 2.0, 1.0]), np.array([[100, 1, 99, 101]] * 3, np.float32)))
-    assert res.accepted.all()
+
+    def make() -> Runner:
+        return Runner(ck.model, ck.scoring, device="cpu", capacity=4, model_id="ticks")
+
+    on, off = _pair(make)
+    assert on.features.in_place
+    rng = np.random.default_rng(3)
+    batches, t, price = [], 1_700_000_000.0, np.full(12, 100.0)
+    for k in range(80):
+        n = int(rng.integers(1, 40))
+        sym = rng.integers(0, 12, n)
+        price[sym] *= np.exp(rng.normal(0, 0.002, n) + (rng.random(n) < 0.02) * rng.choice([-0.05, 0.05], n))
+        p = price[sym].astype(np.float32)
+        size = rng.integers(1, 500, n).astype(np.float32)
+        quoted = rng.random(n) < 0.7
+        bid = np.where(quoted, p * 0.999, np.nan).astype(np.float32)
+        ask = np.where(quoted, p * 1.001, np.nan).astype(np.float32)
+        ts = np.sort(t + k * 5.0 + rng.uniform(0, 5.0, n))
+        batches.append(Batch([f"S{int(i)}" for i in sym], ts, np.stack([p, size, bid, ask], 1)))
+    opened = 0
+    for b in batches:
+        r1, r2 = on.process(b), off.process(b)
+        assert r1.accepted.tolist() == r2.accepted.tolist()
+        np.testing.assert_array_equal(r1.prediction, r2.prediction)
+        np.testing.assert_array_equal(r1.score, r2.score)
+        assert r1.alerts == r2.alerts  # (dataclasses: every field, the kind and evidence included)
+        opened += sum(a.state == "open" for a in r1.alerts)
+    assert opened > 0  # the runs open rule alerts
+    n = len(on.slab)
+    np.testing.assert_array_equal(on.slab.aux[:n].numpy(), off.slab.aux[:n].numpy())  # (NaN == NaN here)
+    np.testing.assert_array_equal(on.slab.hidden[:n].numpy(), off.slab.hidden[:n].numpy())
