@@ -8,7 +8,11 @@ The process and platform collectors of a plain ``prometheus_client`` setup are r
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -180,6 +184,7 @@ class Metrics:
         )
         self._evictions_seen: dict[str, int] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._scrape_hooks: list[Callable[[], Callable[[], None] | None]] = []
 
     def of(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)`` (label values in the metric's label order), looked up once per label
@@ -210,9 +215,29 @@ class Metrics:
             self.gpu_memory.labels(kind="allocated").set(torch.cuda.memory_allocated())
             self.gpu_memory.labels(kind="reserved").set(torch.cuda.memory_reserved())
 
+    def on_scrape(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` at every :meth:`render`, before the text is made: for gauges that describe a state
+        (a slab's size) rather than count events, set when someone looks instead of after every micro-batch.
+        A bound method is held weakly: a pipeline that is gone stops being asked."""
+        if inspect.ismethod(hook):
+            self._scrape_hooks.append(weakref.WeakMethod(hook))
+        else:
+            self._scrape_hooks.append(functools.partial(_same, hook))
+
     def render(self) -> bytes:
+        alive = []
+        for ref in self._scrape_hooks:
+            hook = ref()
+            if hook is not None:
+                hook()
+                alive.append(ref)
+        self._scrape_hooks = alive
         self._observe_gpu()
         return generate_latest(self.registry)
+
+
+def _same(hook: Callable[[], None]) -> Callable[[], None]:
+    return hook
 
 
 def observe_many(hist: Any, values: np.ndarray) -> None:

@@ -43,6 +43,25 @@ def test_every_input_gets_exactly_one_primary_output() -> None:
     assert 'seqstream_active_streams{source="sensors"} 1.0' in text
 
 
+def test_slab_gauges_are_set_when_scraped_and_forget_a_pipeline_that_is_gone() -> None:
+    """The slab's gauges describe a state: a scrape (``render``) sets them, not every micro-batch."""
+    import gc
+
+    pipe, m = _pipe()
+    recs = [
+        _rec(i, orjson.dumps({"stream": f"s{i}", "ts": 100.0, "values": [1.0]}), key=f"s{i}".encode()) for i in range(3)
+    ]
+    pipe.process(recs, now=200.0)
+    gauge = m.of(m.active_streams, "sensors")
+    assert gauge._value.get() == 0.0  # set at construction, not by the batch
+    assert 'seqstream_active_streams{source="sensors"} 3.0' in m.render().decode()
+    assert gauge._value.get() == 3.0
+    del pipe
+    gc.collect()
+    m.render()  # the hook of a pipeline that is gone is dropped, not called
+    assert m._scrape_hooks == []
+
+
 def test_internal_error_dead_letters_the_batch() -> None:
     pipe, m = _pipe()
     engine = BatchEngine(Settings(), {"sensors": pipe}, m)
