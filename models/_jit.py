@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ConfigError
+
 try:
     from numba import njit, types
     from numba.extending import intrinsic
@@ -23,7 +25,7 @@ try:
 except ImportError:  # e.g. a GPU host's own Python stack without numba: the torch code runs everywhere
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "fma", "jit", "lerp"]
+__all__ = ["AVAILABLE", "fma", "jit", "lerp", "loop_rows", "torch_path_rows"]
 
 _HALF, _ONE = np.float32(0.5), np.float32(1.0)
 
@@ -63,3 +65,16 @@ def lerp(start: Any, end: Any, weight: Any) -> Any:
     if abs(weight) < _HALF:
         return fma(weight, diff, start)
     return fma(weight - _ONE, diff, end)
+
+
+def loop_rows(rows: Any, b: int) -> np.ndarray:
+    """The row indices a loop takes: the caller's ``rows`` (a CPU int64 tensor of slots: the Runner's waves
+    updated in place in the slab's ``aux``), or a wave's own ``0..b-1`` (its gathered rows)."""
+    return rows.numpy() if rows is not None else np.arange(b)  # type: ignore[no-any-return]
+
+
+def torch_path_rows(rows: Any, what: str) -> None:
+    """Refuse ``rows=`` on a torch path: it works on a wave's gathered rows, and given the slab's whole
+    ``aux`` it would update every stream (the Runner checks ``Features.in_place`` before it passes rows)."""
+    if rows is not None:
+        raise ConfigError(f"{what} works on a wave's gathered aux rows; rows= of the slab needs the compiled loops")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._jit import jit
+from ._jit import jit, loop_rows
 from .tick_alerts import _X_KSCORE, _X_RHAT, _X_SHAT, _X_TRANS, _X_Z, N_PACKED_EXTRA, RAW_TICK, TickConfig
 
 __all__ = ["TickKernel", "tick_pack_rows", "tick_rules_rows"]
@@ -288,13 +288,6 @@ def _pack_rows(
 
 
 tick_rules_rows = jit(_rules_rows)
-
-
-def _rows(rows: Tensor | None, b: int) -> np.ndarray:
-    """The loops' row indices: the caller's (into the slab's ``aux``) or the wave's own ``0..b-1``."""
-    return rows.numpy() if rows is not None else np.arange(b)
-
-
 tick_pack_rows = jit(_pack_rows)
 
 
@@ -360,8 +353,8 @@ class TickKernel:
         trans, kscore = np.empty((b, 5), np.float32), np.empty((b, 5), np.float32)  # [b, 5], [b, 5]
         open_new = np.empty((b, 5), np.bool_)  # [b, 5]
         tick_rules_rows(
-            aux.numpy(), _rows(rows, b), self.o if o is None else o, x.numpy(), dt.numpy(), logs.numpy(), self.close,
-            self.params,
+            aux.numpy(), loop_rows(rows, b), self.o if o is None else o, x.numpy(), dt.numpy(), logs.numpy(),
+            self.close, self.params,
             feats, quoted, lp_old, first, evidence, trans, kscore, open_new,
         )  # fmt: skip
         t = torch.from_numpy
@@ -373,7 +366,7 @@ class TickKernel:
         out = torch.empty((x.shape[0], _WIDTH))  # [b, W]
         n = torch.Tensor.numpy
         tick_pack_rows(
-            n(aux), _rows(rows, x.shape[0]), self.o, n(x.contiguous()), n(sc.contiguous()), n(lp_old), n(first),
+            n(aux), loop_rows(rows, x.shape[0]), self.o, n(x.contiguous()), n(sc.contiguous()), n(lp_old), n(first),
             n(evidence), n(trans), n(kscore), n(open_new), n(out),
         )  # fmt: skip
         return out

@@ -239,16 +239,6 @@ class Scorer:
         torch code needs the rows gathered). For float32 CPU tensors only, as the loops are."""
         return (self.kernel and self._plain is not None) or self._cal_kernel is not None
 
-    @staticmethod
-    def _rows(rows: Tensor | None, b: int) -> np.ndarray:
-        """The loops' row indices: the caller's (into the slab's ``aux``) or the wave's own ``0..b-1``."""
-        return rows.numpy() if rows is not None else np.arange(b)
-
-    @staticmethod
-    def _torch_rows(rows: Tensor | None) -> None:
-        if rows is not None:  # the caller checked in_place; a torch fallback here would score the whole slab
-            raise ConfigError("rows= needs the compiled loops (Scorer.in_place) and float32 CPU tensors")
-
     def init_row(self) -> Tensor:
         row = torch.zeros(self.size)  # [A]
         row[self._evar] = self.config.err_var_prior  # a prior worth one residual
@@ -313,9 +303,9 @@ class Scorer:
             x_norm_k, err_k = np.empty((b, self.n_features), np.float32), np.empty(b, np.float32)  # [B, F], [B]
             assert self._plain is not None
             lay, p, _, _ = self._plain
-            _sk.pre_rows(aux.numpy(), self._rows(rows, b), x.numpy(), lay, p, x_norm_k, err_k)
+            _sk.pre_rows(aux.numpy(), _jit.loop_rows(rows, b), x.numpy(), lay, p, x_norm_k, err_k)
             return torch.from_numpy(x_norm_k), torch.from_numpy(err_k)
-        self._torch_rows(rows)
+        _jit.torch_path_rows(rows, "the torch scorer")
         cfg, one = self.config, self._one
         count = aux[:, self.COUNT]  # [B] view
         mean, var = aux[:, self._mean], aux[:, self._var]  # [B, F] views
@@ -345,7 +335,7 @@ class Scorer:
         ph = phase.contiguous() if phase is not None else torch.zeros((b, 2))  # [b, P]
         _ck.calibrated_pre(
             aux.numpy(),
-            self._rows(rows, b),
+            _jit.loop_rows(rows, b),
             x.contiguous().numpy(),
             ph.numpy(),
             *self._cal_kernel,
@@ -487,11 +477,11 @@ class Scorer:
             assert self._plain is not None
             lay, p, _, _ = self._plain
             _sk.pre_masked_rows(
-                aux.numpy(), self._rows(rows, b), x.numpy(), lay, p, x_norm_k, obs_k, err_k, chan, chan_z
+                aux.numpy(), _jit.loop_rows(rows, b), x.numpy(), lay, p, x_norm_k, obs_k, err_k, chan, chan_z
             )
             t = torch.from_numpy
             return t(x_norm_k), t(obs_k), t(err_k), t(chan), t(chan_z)
-        self._torch_rows(rows)
+        _jit.torch_path_rows(rows, "the torch scorer")
         cfg, one = self.config, self._one
         obs = torch.isfinite(x)  # [B, F] bool
         obs_f = obs.float()  # [B, F]
@@ -536,16 +526,18 @@ class Scorer:
             out_k = np.empty((b, self.out_size), np.float32)  # [B, 2T+3]
             assert self._plain is not None
             lay, p, rates, flags = self._plain
-            _sk.post_rows(aux.numpy(), self._rows(rows, b), err.numpy(), forecast.numpy(), rates, lay, p, flags, out_k)
+            _sk.post_rows(
+                aux.numpy(), _jit.loop_rows(rows, b), err.numpy(), forecast.numpy(), rates, lay, p, flags, out_k
+            )
             return torch.from_numpy(out_k)
         if self._on_cal_kernel(aux, forecast):
             assert self._cal_kernel is not None
             out = aux.new_empty((b, self.out_size))  # [B, 2T+3]
             _ck.calibrated_post(
-                aux.numpy(), self._rows(rows, b), forecast.contiguous().numpy(), *self._cal_kernel, out.numpy()
+                aux.numpy(), _jit.loop_rows(rows, b), forecast.contiguous().numpy(), *self._cal_kernel, out.numpy()
             )
             return out
-        self._torch_rows(rows)
+        _jit.torch_path_rows(rows, "the torch scorer")
         cfg, k, one = self.config, self._k, self._one
         steps, is_open, below, since = (aux[:, i] for i in (self.STEPS, self.OPEN, self.BELOW, self.SINCE))  # [B]
         if self.calibrated is not None:  # channels already calibrated in pre(); the alert lifecycle

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._jit import AVAILABLE
+from ._jit import AVAILABLE, torch_path_rows
 from ._tick_kernel import (  # the rules' own aux columns (after the scorer's): one layout for both codes
     _BIG,
     _CRL,
@@ -412,7 +412,7 @@ class TickFeatures(Features):
         if self._on_kernel(aux, x):
             assert self._kernel is not None
             return self._kernel.featurise(aux, x, dt, rows=rows)
-        self._gathered(rows)
+        torch_path_rows(rows, "the ticks rules in torch")
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view: the rules update it in place
         # the executor's optimising pass specialises on shapes, and every wave has another size
         with torch.jit.optimized_execution(False):
@@ -426,11 +426,6 @@ class TickFeatures(Features):
         """Whether this wave runs the compiled CPU loops (models/_tick_kernel.py)."""
         return self._kernel is not None and _KERNEL and x.device.type == "cpu" and aux.is_contiguous()
 
-    @staticmethod
-    def _gathered(rows: Tensor | None) -> None:
-        if rows is not None:  # the torch rules: the Runner gathers a ticks wave's rows (in_place is False)
-            raise ConfigError("the ticks rules in torch work on a wave's gathered aux rows, not rows= of the slab")
-
     def pack_outputs(
         self, aux: Tensor, err: Tensor, forecast: Tensor, x: Tensor, ctx: Any, rows: Tensor | None = None
     ) -> Tensor:
@@ -439,7 +434,7 @@ class TickFeatures(Features):
         if self._on_kernel(aux, x):
             assert self._kernel is not None
             return self._kernel.pack(aux, x, sc, ctx, rows)  # [b, 11 + 33]
-        self._gathered(rows)
+        torch_path_rows(rows, "the ticks rules in torch")
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view
         price = x[:, 0]  # [b]
         spm = s[:, _SPM]  # [b]

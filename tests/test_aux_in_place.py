@@ -128,3 +128,23 @@ def test_ticks_in_place_equal_gathered() -> None:
     n = len(on.slab)
     np.testing.assert_array_equal(on.slab.aux[:n].numpy(), off.slab.aux[:n].numpy())  # (NaN == NaN here)
     np.testing.assert_array_equal(on.slab.hidden[:n].numpy(), off.slab.hidden[:n].numpy())
+
+
+def test_a_torch_path_refuses_the_slabs_rows() -> None:
+    """Given rows= of the slab, the torch code (the loops switched off) raises: it would update every stream."""
+    from models.errors import ConfigError
+    from models.scoring import Scorer
+
+    sc = Scorer(ScoringConfig(), 1)
+    sc.kernel = False  # the switch the loops' own tests turn off
+    assert not sc.in_place
+    aux = sc.init_row().expand(4, -1).clone()  # [4, A]
+    with pytest.raises(ConfigError, match="rows= of the slab"):
+        sc.pre(aux, torch.zeros(2, 1), rows=torch.tensor([0, 2]))
+    ck = load_checkpoint(str(_DIR / "ticks_gru.pt"))
+    r = Runner(ck.model, ck.scoring, device="cpu")
+    r.features._kernel = None  # type: ignore[attr-defined]  # the torch rules
+    assert not r.features.in_place
+    with pytest.raises(ConfigError, match="rows= of the slab"):
+        r.features.featurise(r.slab.aux, torch.tensor([[100.0, 1.0, 99.0, 101.0]]), None, rows=torch.tensor([0]))
+    assert r.process(Batch(["a"], np.array([1.0]), np.array([[100, 1, 99, 101]], np.float32))).accepted.all()
