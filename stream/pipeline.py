@@ -142,7 +142,6 @@ class SourcePipeline:
         self.clock: Callable[[], float] = time.monotonic  # processing time of arrivals and max hold
         if metrics is not None:
             metrics.model_info.labels(source=source, model=self.model_id).set(1)
-            self._observe_slab()
             # the slab's gauges describe a state: set when Prometheus scrapes, not after every micro-batch
             # (five gauge writes per source and batch were ~5 % of a small batch's CPU)
             metrics.on_scrape(self._observe_slab)
@@ -481,7 +480,6 @@ class SourcePipeline:
             self.reorder.drop(ids)
             if self.metrics is not None:
                 self.metrics.reorder_held.labels(source=self.source).set(self.n_held)
-        self._observe_slab()
         return n
 
     def load_partition(self, partition: int, snap: SlabSnapshot, held: Sequence[HeldEvent] = ()) -> None:
@@ -490,7 +488,6 @@ class SourcePipeline:
         self.drop_partition(partition)
         self.partitions.load(partition, snap)
         self._load_held(partition, held)
-        self._observe_slab()
 
     def close(self) -> None:
         """Release the parked store's file (the state itself lives in the changelog)."""

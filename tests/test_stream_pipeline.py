@@ -53,7 +53,7 @@ def test_slab_gauges_are_set_when_scraped_and_forget_a_pipeline_that_is_gone() -
     ]
     pipe.process(recs, now=200.0)
     gauge = m.of(m.active_streams, "sensors")
-    assert gauge._value.get() == 0.0  # set at construction, not by the batch
+    assert gauge._value.get() == 0.0  # not set by the batch
     assert 'seqstream_active_streams{source="sensors"} 3.0' in m.render().decode()
     assert gauge._value.get() == 3.0
     del pipe
