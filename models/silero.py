@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as fn
 
+from . import _jit, _vad_waves
 from .errors import CheckpointError, ConfigError, InputError
 from .fingerprint import fingerprint
 from .runner import _Staging
@@ -77,8 +78,8 @@ def _is_hann_dft(basis: Tensor) -> bool:
     return b.shape == dft.shape and bool((b - dft).abs().max() < 1e-6)
 
 
-# aux row layout: [0:64] context samples, [64] speaking flag, [65] frames since tentative end (-1 = none)
-_A_TRIG = CONTEXT
+# aux row layout (models/_vad_waves.py): [0:64] context samples, [64] speaking flag, [65] frames since
+# tentative end (-1 = none)
 _A_SINCE = CONTEXT + 1
 AUX_SIZE = CONTEXT + 2
 
@@ -303,6 +304,10 @@ class VadRunner:
             device=self.device,
         )
         self._staging = _Staging(self.device) if self.device.type != "cpu" else None
+        # on the CPU a wave's hysteresis and state rows are one compiled loop (models/_vad_waves.py)
+        self.kernel = _jit.AVAILABLE and self.device.type == "cpu"
+        if self.kernel:
+            _vad_waves.warm_up()
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -442,23 +447,8 @@ class VadRunner:
             ends = np.cumsum(np.bincount(rank)).tolist()
             spans = list(zip([0, *ends[:-1]], ends))
             xin, wslots = xin[order], slots[order]  # [n, 576], [n] in wave order
-        if self._staging is not None:
-            xd, idx, _ = self._staging.put(xin, wslots, None)  # [n, 576], [n] on the device
-        else:  # CPU: the arrays themselves
-            xd, idx = torch.from_numpy(xin), torch.from_numpy(wslots)  # [n, 576], [n]
-        first = spans[0][1]  # wave 0: the streams' first rows
-        xd[:first, :CONTEXT] = self.slab.aux.index_select(0, idx[:first])[:, :CONTEXT]  # [u, 64] the slab's context
-        z_all = self.model.encode(xd)  # [n, 128]: the front end of every wave at once
-        parts = []
-        for a, b in spans:  # a stream's frames in order: one wave per occurrence
-            i = idx[a:b]  # [b] distinct slots
-            hidden, aux = self.slab.gather(i)  # [b, 1, 2, 128], [b, A]
-            prob, h, c = self.model.decode(z_all[a:b], hidden[:, 0, 0], hidden[:, 0, 1])  # [b], [b, H], [b, H]
-            trig, since, started, ended, ago = self._hysteresis(prob, aux[:, _A_TRIG] > 0.5, aux[:, _A_SINCE])
-            aux = torch.cat([xd[a:b, -CONTEXT:], trig.float().unsqueeze(1), since.unsqueeze(1)], dim=1)  # [b, A]
-            self.slab.scatter(i, torch.stack([h, c], dim=1).unsqueeze(1), aux)  # [b, 1, 2, H], [b, A]
-            parts.append(torch.stack([prob, started.float(), ended.float(), ago, trig.float()], dim=1))  # [b, 5]
-        packed = (parts[0] if one_wave else torch.cat(parts)).cpu().numpy()  # [n, 5]: the one device->host copy
+        waves = _vad_waves.waves_compiled if self.kernel and self._staging is None else _vad_waves.waves_torch
+        packed = waves(self, xin, wslots, spans)  # [n, 5] in wave order; the slab updated
         if order is None:
             out = packed  # prob, started, ended, frames since tentative end, speaking
             steps, last = self.slab.steps, self.slab.last_ts
@@ -470,21 +460,6 @@ class VadRunner:
             np.add.at(self.slab.steps, slots, 1)
             np.maximum.at(self.slab.last_ts, slots, ts)
         return self._results(stream_ids, ts, out)
-
-    def _hysteresis(self, prob: Tensor, trig: Tensor, since: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """VADIterator's rules, vectorised; ``since`` = frames since the tentative end (-1 none)."""
-        since = torch.where(since >= 0, since + 1, since)
-        speech = prob >= self.threshold
-        since = torch.where(speech, torch.full_like(since, -1.0), since)
-        started = speech & ~trig
-        trig = trig | started
-        low = (prob < self.neg_threshold) & trig
-        since = torch.where(low & (since < 0), torch.zeros_like(since), since)
-        ended = low & (since * FRAME >= self.min_silence_samples)
-        ago = torch.where(ended, since, torch.zeros_like(since))
-        trig = trig & ~ended
-        since = torch.where(ended, torch.full_like(since, -1.0), since)
-        return trig, since, started, ended, ago
 
     def _results(self, stream_ids: Sequence[str], ts: np.ndarray, out: np.ndarray) -> VadResults:
         events: list[VadEvent] = []

@@ -22,7 +22,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import Alert, Batch, Results
+from models import Alert, Batch, Results, _vad_waves
 from models.silero import FRAME, FRAME_SECONDS, SAMPLE_RATE, SileroVAD, VadEvent, VadResults, VadRunner
 from stream.sources.audio import resample
 
@@ -199,6 +199,29 @@ def test_staging_buffer_equals_direct_inputs(ours, utterances) -> None:
         assert a.numpy().tobytes() == b.numpy().tobytes()
     assert direct.slab.steps.tolist() == staged.slab.steps.tolist()
     assert direct.slab.last_ts.tolist() == staged.slab.last_ts.tolist()
+
+
+def test_compiled_waves_equal_the_torch_ops(ours, utterances, monkeypatch) -> None:
+    """The CPU's compiled per-wave loop (models/_vad_kernel.py) gives the torch ops' probabilities,
+    speech events and slab state bit for bit: one frame per stream and call, several frames of a
+    stream per call (waves), in stream order, with the slab growing meanwhile."""
+    audio = _streams(utterances, seed=5)
+    compiled, ops = VadRunner(ours, capacity=2, max_capacity=64), VadRunner(ours, capacity=2, max_capacity=64)
+    assert compiled.kernel  # numba is part of the project's dependencies
+    ops.kernel = False
+    calls: list[int] = []
+    real = _vad_waves.waves_torch
+    monkeypatch.setattr(_vad_waves, "waves_torch", lambda *a: calls.append(1) or real(*a))
+    events = 0
+    for per_call, major in ((1, False), (4, False), (3, True)):
+        p1, ev1 = _ours(compiled, audio, per_call, major)
+        p2, ev2 = _ours(ops, audio, per_call, major)
+        assert p1.tobytes() == p2.tobytes() and ev1 == ev2
+        events += sum(map(len, ev1))
+    assert calls and events > 0  # the reference ran, and speech started and ended
+    for a, b in ((compiled.slab.hidden, ops.slab.hidden), (compiled.slab.aux, ops.slab.aux)):
+        assert a.numpy().tobytes() == b.numpy().tobytes()
+    assert compiled.slab.steps.tolist() == ops.slab.steps.tolist()
 
 
 @pytest.mark.gpu
