@@ -93,8 +93,12 @@ def _measure(
         if pipe.explorer is not None:
             pipe.explorer.record = _timed(acc, "explorer", pipe.explorer.record)
     t0 = time.time() - 3600.0
-    rounds = _records(source, batch, warm + repeats, t0)
-    flat = [r for rr in rounds for r in rr]
+    n_rounds = warm + repeats
+    while True:  # a round of a few ticks symbols can hold fewer events than symbols: make enough rounds
+        flat = [r for rr in _records(source, batch, n_rounds, t0) for r in rr]
+        if len(flat) >= (warm + repeats) * batch or n_rounds >= 64 * (warm + repeats):
+            break
+        n_rounds *= 2
     i = 0
     for _ in range(warm):  # every stream warm (scorer past its warm-up), slab grown
         pipe.process(flat[i : i + batch], now=time.time())
@@ -111,6 +115,8 @@ def _measure(
         pipe.process(chunk, now=time.time())
         times.append(time.thread_time() - t)
         i += batch
+    if not times:
+        raise SystemExit(f"{source}: the simulation gave too few events for one timed batch of {batch}")
     med = statistics.median(times)
     us = med * 1e6
     out: dict[str, Any] = {
