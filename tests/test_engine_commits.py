@@ -96,3 +96,26 @@ async def test_latency_ends_at_the_last_ack_not_when_settle_looks(monkeypatch: p
     await engine.settle(0)
     hist = engine.metrics.of(engine.metrics.e2e_latency, "sensors")
     assert abs(hist._sum.get() - 0.12) < 1e-9  # 1000.02 - 999.9, not 1000.5 - 999.9
+
+
+async def test_a_failed_send_fails_settle_whether_or_not_it_was_awaited() -> None:
+    """A batch whose send failed is not settled (its offsets stay uncommitted): the error comes out of
+    ``settle`` both when the acks are awaited there and when they had all arrived before, and every
+    failed send's error is retrieved (no "exception was never retrieved" at garbage collection)."""
+    loop = asyncio.get_running_loop()
+    for already_done in (True, False):
+        engine, consumer = _engine(0.0)
+        ok, bad, bad2 = loop.create_future(), loop.create_future(), loop.create_future()
+        engine._inflight.append(_InFlight([ok, bad, bad2], {"a": 1}, []))
+        if already_done:
+            ok.set_result(None)
+            bad.set_exception(RuntimeError("broker said no"))
+            bad2.set_exception(RuntimeError("and no again"))
+        else:
+            loop.call_soon(ok.set_result, None)
+            loop.call_soon(bad.set_exception, RuntimeError("broker said no"))
+            loop.call_soon(bad2.set_exception, RuntimeError("and no again"))
+        with pytest.raises(RuntimeError, match="broker said no"):
+            await engine.settle(0)
+        assert len(engine._inflight) == 1 and consumer.commits == []
+        assert bad2.exception() is not None  # looked at, so retrieved
