@@ -12,9 +12,10 @@ product's code. Prints the all-dev standard score (fixed threshold), windows and
 -25 %, base and +25 %, with and without the rule.
 """
 
+import importlib.util
 from dataclasses import replace
+from pathlib import Path
 
-import numpy as np
 import torch
 
 from models import calibrated
@@ -24,6 +25,14 @@ from models.protocol import DevSet
 
 DATA = "../shared/data/nab-dev/data"
 LABELS = "../shared/data/nab-dev/combined_windows.json"
+
+# the seventh session's window count (windows an alert opened in, FP rows, standard score), not a copy
+_spec = importlib.util.spec_from_file_location(
+    "window_flips", Path(__file__).parents[1] / "devvm-2026-12-06-session7" / "window_flips.py"
+)
+assert _spec is not None and _spec.loader is not None
+window_flips = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(window_flips)
 
 state: dict[str, object] = {"live": None, "level": None, "on": False}
 _orig_policy = calibrated.CalibratedChannels.policy
@@ -35,7 +44,8 @@ def policy(self, aux, steps, is_open, below, since):  # type: ignore[no-untyped-
         return _orig_policy(self, aux, steps, is_open, below, since)
     live = state["live"]
     level = state["level"]
-    assert isinstance(level, torch.Tensor)
+    assert isinstance(level, torch.Tensor) and isinstance(live, torch.Tensor)
+    assert len(live) == aux.shape[0]  # the rows are the loop's live files, in order
     k = self._k(aux.device)
     sc = aux[:, self._score].masked_fill((steps < 2.0).unsqueeze(1), 0.0)  # [B, C]
     score = sc.amax(1)  # [B]
@@ -100,17 +110,9 @@ def main() -> None:
         state["on"] = on
         for r in (150, 200, 250):
             sc = replace(base, suppress=r, suppress_other=round(r * base.suppress_other / base.suppress))
-            det = dev.detections(sc)
-            hit, fp = 0, 0
-            for f in dev.files:
-                win, mask = corpus._win[f], corpus._mask[f]
-                d = det[f] >= sc.open_threshold
-                hit += sum(bool((d & (win == w) & mask).any()) for w in np.unique(win[win >= 0]))
-                fp += int((d & (win < 0) & mask).sum())
-            s = corpus.score({f: det[f] for f in dev.files}, threshold=sc.open_threshold)["standard"].normalized
-            print(
-                f"escalation {'on ' if on else 'off'} R {r}: standard {s:.2f}, {hit} windows, {fp} FP rows", flush=True
-            )
+            hit, fp, s = window_flips.windows_hit(dev, corpus, sc)
+            rule = "on " if on else "off"
+            print(f"escalation {rule} R {r}: standard {s:.2f}, {sum(hit.values())} windows, {fp} FP rows", flush=True)
 
 
 if __name__ == "__main__":
