@@ -72,6 +72,9 @@ def _run_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (mix,) = by["demo_mix"]  # the demo's five sources at its rates: every source's events counted, CPU per event
     assert mix["events"] > 0 and mix["worker_cpu_us_per_event"] > 0 and mix["streams_total"] == 188
     assert mix["p99_ms"] is not None and "error" not in mix
+    # its floor on the same broker: a raw pass-through at the same rates, every event forwarded and timed
+    assert mix["raw_events"] > 0 and mix["raw_cpu_us_per_event"] > 0 and "raw_error" not in mix
+    assert mix["worker_vs_raw"] == round(mix["worker_cpu_us_per_event"] / mix["raw_cpu_us_per_event"], 2)
     (mem,) = by["memory"]
     assert mem["resident_streams"] == 2000 and mem["slab_vs_raw"] <= 1.25
     assert {r["mode"] for r in by["model_step"]} == {"model_step", "batched"}

@@ -116,14 +116,15 @@ def markdown(records: list[dict[str, Any]], seconds: float) -> str:
         lines += [
             "",
             "| demo mix (5 sources, real-time rates) | events/s | worker CPU µs/event | worker cores | broker cores "
-            "| p50 ms | p99 ms | lag at end |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| p50 ms | p99 ms | lag at end | raw pass-through at these rates: CPU µs/event (cores) | worker / raw |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in by["demo_mix"]:
+            raw = f"{r['raw_cpu_us_per_event']} ({r.get('raw_cores')})" if r.get("raw_cpu_us_per_event") else "–"
             lines.append(
                 f"| {r['broker']} ({r['streams_total']} streams, target {r['target_rate']}/s) | {r['events_per_s']} | "
                 f"{r['worker_cpu_us_per_event']} | {r['worker_cores']} | {r['broker_cores']} | {r['p50_ms']} | "
-                f"{r['p99_ms']} | {r['lag_end']:.0f} |"
+                f"{r['p99_ms']} | {r['lag_end']:.0f} | {raw} | {r.get('worker_vs_raw') or '–'} |"
             )
     if by["model_step"]:
         lines += ["", "| mode | batch | stream-steps/s |", "|---|---:|---:|"]

@@ -30,7 +30,9 @@ cell and hidden size of the matrix instead. Scenarios (all measured in the same 
   the paths apart).
 * ``--rounds``: more (raw pass-through, primary drain) pairs, alternating; the ratio is their median.
 * ``demo_mix``: a worker child serving the demo's five sources (shipped models) fed at the demo's
-  real-time rates (:mod:`.demo_mix`): worker CPU µs per event, cores of worker and broker, p50/p99.
+  real-time rates (:mod:`.demo_mix`): worker CPU µs per event, cores of worker and broker, p50/p99;
+  then its floor on the same broker: a raw aiokafka pass-through with the worker's fetch hold, fed the
+  same way (``raw_cpu_us_per_event``, ``worker_vs_raw``).
 * ``model_step``: the ``model_step`` and ``batched`` cells (:mod:`.step`, also ``bench/step_bench.py``'s)
   by batch size.
 * ``memory``: a CPU Runner with N resident streams in a child process: slab bytes per stream vs
