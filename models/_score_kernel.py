@@ -56,10 +56,16 @@ def pre_rows(
     p: np.ndarray,  # [N_PARAMS] float32 (P_*)
     x_norm: np.ndarray,  # [b, F] out
     err: np.ndarray,  # [b] out
+    mv: np.ndarray,  # [b, 2T] out, or [0, 2T]: each row's target means and variances after this event
 ) -> None:
-    """``Scorer.pre`` without context channels: normalise, residual, fold into the statistics."""
+    """``Scorer.pre`` without context channels: normalise, residual, fold into the statistics.
+
+    ``mv`` (a sequence step, :meth:`models.scoring.Scorer.pre_seq`): the statistics :func:`post_rows` turns
+    this row's forecast back into input units with, kept per row because a stream's later rows of the
+    same call move them on before its post runs."""
     mean0, var0, fc0, nf, nt = lay[L_MEAN], lay[L_VAR], lay[L_FCAST], lay[L_F], lay[L_T]
     min_var, clip, inv_nw, n_t = p[P_MIN_VAR], p[P_CLIP], p[P_INV_NORM_W], p[P_N_T]
+    keep = mv.shape[0] > 0
     for i in range(rows.shape[0]):
         j = rows[i]
         c = aux[j, _COUNT]
@@ -76,6 +82,9 @@ def pre_rows(
                 acc += abs(xn - aux[j, fc0 + f])
             aux[j, var0 + f] = fma(d, d * alpha, v) * (_ONE - alpha)
             aux[j, mean0 + f] = fma(alpha, d, m)
+            if keep and f < nt:
+                mv[i, f] = aux[j, mean0 + f]
+                mv[i, nt + f] = aux[j, var0 + f]
         err[i] = acc / n_t
         aux[j, _COUNT] = c + _ONE
 
@@ -147,8 +156,14 @@ def post_rows(
     p: np.ndarray,  # [N_PARAMS] float32
     flags: np.ndarray,  # [3] bool: fold_clip on, suppress on, suppress_factor 0
     out: np.ndarray,  # [b, 2T+3] out: prediction[T], expected[T], score, anomaly, transition
+    x_norm: np.ndarray,  # [b, F] float32, or [0, F]: a sequence step's normalised rows (pre_rows's)
+    mv: np.ndarray,  # [b, 2T] float32, or [0, 2T]: their statistics (pre_rows's)
 ) -> None:
-    """``Scorer.post`` and ``Scorer._outputs`` without context channels, calibration or adapter."""
+    """``Scorer.post`` and ``Scorer._outputs`` without context channels, calibration or adapter.
+
+    A sequence step (``mv`` has rows; :meth:`models.scoring.Scorer.post_seq`): ``pre_rows`` ran for every
+    row first, so a row's residual is measured here, against the forecast its stream's previous row left
+    (as ``pre_rows`` measures it: the same sum in the same order), and its statistics come from ``mv``."""
     sh0, em0, ev0, mean0, var0, fc0 = lay[L_SHORT], lay[L_EMEAN], lay[L_EVAR], lay[L_MEAN], lay[L_VAR], lay[L_FCAST]
     nt, nk = lay[L_T], lay[L_K]
     min_var, inv_ew, eps_var, inv_sqrt2 = p[P_MIN_VAR], p[P_INV_ERR_W], p[P_EPS_VAR], p[P_INV_SQRT2]
@@ -157,10 +172,17 @@ def post_rows(
     open_t, close_t, close_after, warmup = p[P_OPEN], p[P_CLOSE], p[P_CLOSE_AFTER], p[P_WARMUP]
     fold_on, suppress_on, factor_zero = flags[0], flags[1], flags[2]
     two = _ONE + _ONE
+    seq, n_t = mv.shape[0] > 0, p[P_N_T]
     for i in range(rows.shape[0]):
         j = rows[i]
         steps, is_open, below, since = aux[j, _STEPS], aux[j, _OPEN], aux[j, _BELOW], aux[j, _SINCE]
-        e = err[i]
+        if seq:
+            acc = _ZERO
+            for t in range(nt):
+                acc += abs(x_norm[i, t] - aux[j, fc0 + t])
+            e = acc / n_t
+        else:
+            e = err[i]
         first = _ONE / (steps + _ONE)  # short means exact (1/n) until each horizon has filled
         a = _ZERO if steps < _ONE else max(first, inv_ew)  # fold rate, 0 before any residual
         score = _ZERO
@@ -199,8 +221,8 @@ def post_rows(
         aux[j, _STEPS] = min(steps + _ONE, steps_max)
         # forecasts back to input units with the updated statistics
         for t in range(nt):
-            m = aux[j, mean0 + t]
-            std = math.sqrt(max(aux[j, var0 + t], min_var))
+            m = mv[i, t] if seq else aux[j, mean0 + t]
+            std = math.sqrt(max(mv[i, nt + t] if seq else aux[j, var0 + t], min_var))
             out[i, nt + t] = fma(aux[j, fc0 + t], std, m)  # expected
             out[i, t] = fma(forecast[i, t], std, m)  # prediction
             aux[j, fc0 + t] = forecast[i, t]
@@ -276,5 +298,6 @@ def warm_up(
     if masked:
         pre_masked_rows(aux, rows, x, lay, p, x.copy(), x.copy(), e.copy(), rows.copy(), e.copy())
     else:
-        pre_rows(aux, rows, x, lay, p, x.copy(), e.copy())
-    post_rows(aux, rows, e, np.zeros((0, t), np.float32), rates, lay, p, flags, np.zeros((0, out_size), np.float32))
+        pre_rows(aux, rows, x, lay, p, x.copy(), e.copy(), np.zeros((0, 2 * t), np.float32))
+    fc, mv = np.zeros((0, t), np.float32), np.zeros((0, 2 * t), np.float32)
+    post_rows(aux, rows, e, fc, rates, lay, p, flags, np.zeros((0, out_size), np.float32), x.copy(), mv)

@@ -247,9 +247,6 @@ _WIDTH = _SCORE + 3 + N_PACKED_EXTRA
 
 
 def _pack_rows(
-    aux: np.ndarray,  # [S, A] float32: the slab's aux (or a wave's rows), after the rules and the scorer
-    rows: np.ndarray,  # [b] int64: the wave's rows of aux
-    o: int,  # first column of the rules' own state in a row
     x: np.ndarray,  # [b, 4] float32
     sc: np.ndarray,  # [b, 7] the scorer's packed output: pred[2], expected[2], score, anomaly, transition
     lp_old: np.ndarray,  # [b]
@@ -260,11 +257,12 @@ def _pack_rows(
     open_new: np.ndarray,  # [b, 5] bool
     out: np.ndarray,  # [b, W] out: models.ticks.TickFeatures.pack_outputs's columns (models.tick_alerts)
 ) -> None:
-    for i in range(rows.shape[0]):
-        price, spm, lsm = x[i, 0], aux[rows[i], o + _SPM], aux[rows[i], o + _LSM]
+    # the symbol's mean spread and usual size as the rules left them at this tick (evidence 20 and 18),
+    # not read from its state: in a sequence step its later ticks have moved the state on by now
+    for i in range(x.shape[0]):
+        price, spm, size = x[i, 0], ev[i, 20], ev[i, 18]
         r_hat, a_hat = sc[i, 0], sc[i, 1]
         p_next = price * math.exp(r_hat)
-        size = math.expm1(lsm)
         lo, hi = _ONE - _HALF * spm, _ONE + _HALF * spm
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = p_next, size, p_next * lo, p_next * hi
         p_exp = np.float32(np.nan) if first[i] else math.exp(lp_old[i] + sc[i, 2])
@@ -331,7 +329,7 @@ class TickKernel:
         self.close = np.asarray(rules.close_after, np.float32)  # [5]
         empty = torch.zeros((0, width))  # [0, A]
         ctx = self.featurise(empty, torch.zeros((0, 4)), None)[2]
-        self.pack(empty, torch.zeros((0, 4)), torch.zeros((0, 7)), ctx)
+        self.pack(torch.zeros((0, 4)), torch.zeros((0, 7)), ctx)
 
     def featurise(
         self, aux: Tensor, x: Tensor, dt: Tensor | None, o: int | None = None, rows: Tensor | None = None
@@ -360,13 +358,15 @@ class TickKernel:
         t = torch.from_numpy
         return t(feats), t(quoted), (t(lp_old), t(first), t(evidence), t(trans), t(kscore), t(open_new))
 
-    def pack(self, aux: Tensor, x: Tensor, sc: Tensor, ctx: tuple[Tensor, ...], rows: Tensor | None = None) -> Tensor:
-        """:meth:`models.ticks.TickFeatures.pack_outputs` from the scorer's output ``sc[b, 7]``: ``[b, W]``."""
+    def pack(self, x: Tensor, sc: Tensor, ctx: tuple[Tensor, ...]) -> Tensor:
+        """:meth:`models.ticks.TickFeatures.pack_outputs` from the scorer's output ``sc[b, 7]`` and the rules'
+        context ``ctx`` (:meth:`featurise`'s): ``[b, W]``. It reads no state, so it may run after the rules
+        of a stream's later ticks (a sequence step)."""
         lp_old, first, evidence, trans, kscore, open_new = ctx
         out = torch.empty((x.shape[0], _WIDTH))  # [b, W]
         n = torch.Tensor.numpy
         tick_pack_rows(
-            n(aux), loop_rows(rows, x.shape[0]), self.o, n(x.contiguous()), n(sc.contiguous()), n(lp_old), n(first),
-            n(evidence), n(trans), n(kscore), n(open_new), n(out),
+            n(x.contiguous()), n(sc.contiguous()), n(lp_old), n(first), n(evidence), n(trans), n(kscore), n(open_new),
+            n(out),
         )  # fmt: skip
         return out

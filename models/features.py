@@ -76,6 +76,14 @@ class Features:
         where they are (:attr:`models.scoring.Scorer.in_place`) instead of gathered and scattered."""
         return self.scorer.in_place
 
+    @property
+    def sequence(self) -> bool:
+        """Whether a micro-batch's waves may run as one sequence step: :meth:`step_pre` over every row, the
+        model once per wave, :meth:`step_post` over every row. Only where the model's inputs never depend
+        on its forecasts (raw values, ticks) and the compiled loops run in place; a masked stream's
+        imputation and residual scales do, so ``masked`` keeps its waves."""
+        return self.kind == "raw" and self.scorer.sequence and not self.scorer.n_phases
+
     def channel_name(self, i: int) -> str:
         names = self.config.channels
         return names[i] if 0 <= i < len(names) else f"value[{i}]"
@@ -106,6 +114,19 @@ class Features:
     ) -> Tensor:
         """The packed output ``[b, out_width]`` of one wave from the model's ``forecast[b, O]``."""
         return self.scorer.post(aux, err, forecast, rows)  # [b, 2F+3]
+
+    def step_pre(self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor) -> tuple[Tensor, Any]:
+        """:meth:`to_inputs` of a sequence step (see :attr:`sequence`): every row of a micro-batch in one call,
+        a stream's rows in their order (``rows[N]``: their slots in the slab's whole ``aux``). Returns the
+        model inputs ``[N, I]`` and what :meth:`step_post` needs."""
+        x_norm, mv = self.scorer.pre_seq(aux, x, rows)  # [N, F], [N, 2F]
+        return x_norm, (x_norm, mv)
+
+    def step_post(self, aux: Tensor, x: Tensor, forecast: Tensor, ctx: Any, rows: Tensor) -> Tensor:
+        """:meth:`pack_outputs` of a sequence step, from every row's ``forecast[N, O]``: ``[N, out_width]``, the
+        same rows, state and outputs as one wave per event of a stream."""
+        x_norm, mv = ctx
+        return self.scorer.post_seq(aux, x_norm, mv, forecast, rows)  # [N, 2F+3]
 
     def step(
         self,

@@ -191,6 +191,11 @@ class Runner:
         # detector keeps 845 floats per stream, of which a step touches a few dozen (docs/benchmarks.md).
         # Never under wave graphs: their padding repeats a wave's last slot, harmless only on gathered rows
         self.aux_in_place = self.device.type == "cpu" and self.graphs is None
+        # CPU: a micro-batch with several events of a stream runs them as one sequence step where the
+        # features allow it (Features.sequence): one featurise/normalise call over every row, the model
+        # once per wave, one scoring call. Waves otherwise, each paying the per-call costs again (a busy
+        # ticks symbol has ~10 ticks in a batch: docs/benchmarks.md). The same outputs and state either way
+        self.sequence = self.aux_in_place
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kwargs: object) -> Runner:
@@ -322,8 +327,26 @@ class Runner:
         spans: Iterable[tuple[int, int]] = itertools.pairwise(bounds)
         if chunk:  # rows of one wave are distinct streams, so any split of it gives the same results
             spans = ((c, min(b, c + chunk)) for a, b in spans for c in range(a, b, chunk))
+        if len(bounds) > 2 and self.sequence and self.features.in_place and self.features.sequence:
+            return self._sequence(idx, xd, dtd, [(a, b) for a, b in spans if a < b]).numpy()  # [N, W]
         parts = [self._wave(idx[a:b], xd[a:b], dtd[a:b] if dtd is not None else None) for a, b in spans if a < b]
         return torch.cat(parts).cpu().numpy()  # [N, W]
+
+    def _sequence(
+        self, idx: torch.Tensor, x: torch.Tensor, dt: torch.Tensor | None, spans: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        """Every wave of a micro-batch as one sequence step (CPU, aux in place): the features' pre-forecast
+        part over all rows (a stream's rows in wave order, so in its event order), the model per span of
+        distinct streams, the post-forecast part over all rows."""
+        slab, feats = self.slab, self.features
+        inp, ctx = feats.step_pre(slab.aux, x, dt, idx)  # [N, I]
+        forecasts = []
+        for a, b in spans:
+            h = slab.hidden.index_select(0, idx[a:b])  # [b, L, K, H]
+            fc, h = self._step_model.step(inp[a:b], h)  # [b, O], [b, L, K, H]
+            slab.hidden.index_copy_(0, idx[a:b], h.to(slab.dtype))  # [C, L, K, H]
+            forecasts.append(fc)
+        return feats.step_post(slab.aux, x, torch.cat(forecasts), ctx, idx)  # [N, W]
 
     def _wave(self, idx: torch.Tensor, x: torch.Tensor, dt: torch.Tensor | None = None) -> torch.Tensor:
         """Rows of distinct streams: gather, featurise + normalise, step, score, scatter."""

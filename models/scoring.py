@@ -211,6 +211,8 @@ class Scorer:
         # loaded from numba's cache) now, not in the first batch
         self._plain = _sk.layout(self) if self.kernel else None
         self._cal_kernel: tuple[np.ndarray, np.ndarray] | None = None
+        # what the plain loops take in place of a sequence step's arrays in a wave's call (none)
+        self._no_seq = (np.zeros((0, self.n_features), np.float32), np.zeros((0, 2 * self.n_targets), np.float32))
         if self._plain is not None:
             _sk.warm_up(*self._plain, self.size, self.out_size, self.masked)
         elif on and _ck.eligible(self):
@@ -238,6 +240,41 @@ class Scorer:
         of it, updated where they are instead of gathered and scattered (the compiled loops run them; the
         torch code needs the rows gathered). For float32 CPU tensors only, as the loops are."""
         return (self.kernel and self._plain is not None) or self._cal_kernel is not None
+
+    @property
+    def sequence(self) -> bool:
+        """Whether :meth:`pre_seq` and :meth:`post_seq` run: the plain loops on raw input (CPU, float32)."""
+        return self.kernel and self._plain is not None and not self.masked
+
+    def pre_seq(self, aux: Tensor, x: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`pre` of a sequence step: every row of a micro-batch in one call, a stream's rows in their
+        order (``rows[B]``: their slots in the slab's whole ``aux``; see :attr:`sequence`).
+
+        Returns ``x_norm[B, F]`` and each row's target statistics ``mv[B, 2T]`` as its own event left them:
+        :meth:`post_seq` needs both, because a stream's later rows move the statistics on before the
+        forecasts exist. The residuals are measured in :meth:`post_seq`, against those forecasts.
+        """
+        assert self._plain is not None
+        lay, p, _, _ = self._plain
+        b = x.shape[0]
+        x_norm = np.empty((b, self.n_features), np.float32)  # [B, F]
+        mv = np.empty((b, 2 * self.n_targets), np.float32)  # [B, 2T]
+        err = np.empty(b, np.float32)  # [B] (against forecasts not made yet: unused)
+        _sk.pre_rows(aux.numpy(), rows.numpy(), x.contiguous().numpy(), lay, p, x_norm, err, mv)
+        return torch.from_numpy(x_norm), torch.from_numpy(mv)
+
+    def post_seq(self, aux: Tensor, x_norm: Tensor, mv: Tensor, forecast: Tensor, rows: Tensor) -> Tensor:
+        """:meth:`post` of a sequence step over :meth:`pre_seq`'s rows with their ``forecast[B, T]``: the same
+        ``[B, 2T+3]``, row by row as the waves would have made it."""
+        assert self._plain is not None
+        lay, p, rates, flags = self._plain
+        out = np.empty((forecast.shape[0], self.out_size), np.float32)  # [B, 2T+3]
+        no_err = np.empty(0, np.float32)  # [0] (measured in the loop)
+        _sk.post_rows(
+            aux.numpy(), rows.numpy(), no_err, forecast.contiguous().numpy(), rates, lay, p, flags, out,
+            x_norm.numpy(), mv.numpy(),
+        )  # fmt: skip
+        return torch.from_numpy(out)
 
     def init_row(self) -> Tensor:
         row = torch.zeros(self.size)  # [A]
@@ -303,7 +340,7 @@ class Scorer:
             x_norm_k, err_k = np.empty((b, self.n_features), np.float32), np.empty(b, np.float32)  # [B, F], [B]
             assert self._plain is not None
             lay, p, _, _ = self._plain
-            _sk.pre_rows(aux.numpy(), _jit.loop_rows(rows, b), x.numpy(), lay, p, x_norm_k, err_k)
+            _sk.pre_rows(aux.numpy(), _jit.loop_rows(rows, b), x.numpy(), lay, p, x_norm_k, err_k, self._no_seq[1])
             return torch.from_numpy(x_norm_k), torch.from_numpy(err_k)
         _jit.torch_path_rows(rows, "the torch scorer")
         cfg, one = self.config, self._one
@@ -527,8 +564,9 @@ class Scorer:
             assert self._plain is not None
             lay, p, rates, flags = self._plain
             _sk.post_rows(
-                aux.numpy(), _jit.loop_rows(rows, b), err.numpy(), forecast.numpy(), rates, lay, p, flags, out_k
-            )
+                aux.numpy(), _jit.loop_rows(rows, b), err.numpy(), forecast.numpy(), rates, lay, p, flags, out_k,
+                *self._no_seq,
+            )  # fmt: skip
             return torch.from_numpy(out_k)
         if self._on_cal_kernel(aux, forecast):
             assert self._cal_kernel is not None

@@ -392,6 +392,24 @@ class TickFeatures(Features):
         target = x_norm[:, :N_TICK_TARGETS]  # [b, 2]
         return inp, err, target, ctx
 
+    @property
+    def sequence(self) -> bool:
+        # the rules' inputs are the ticks themselves, never the forecasts: a symbol's ticks of one batch
+        # run the rules and the normaliser in one call, the model per tick, then the scoring in one call
+        return self.in_place and self.scorer.sequence
+
+    def step_pre(self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor) -> tuple[Tensor, Any]:
+        feats, quoted, ctx = self.featurise(aux, x, dt, rows)  # [N, 6], [N]: the rules, every tick in order
+        x_norm, mv = self.scorer.pre_seq(aux, feats, rows)  # [N, 6], [N, 4]
+        inp = torch.cat((x_norm, quoted.float().unsqueeze(1)), 1)  # [N, 7]
+        return inp, (x_norm, mv, ctx)
+
+    def step_post(self, aux: Tensor, x: Tensor, forecast: Tensor, ctx: Any, rows: Tensor) -> Tensor:
+        x_norm, mv, rules = ctx
+        sc = self.scorer.post_seq(aux, x_norm, mv, forecast, rows)  # [N, 7]
+        assert self._kernel is not None
+        return self._kernel.pack(x, sc, rules)  # [N, 11 + 33]
+
     def featurise(
         self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Any]:
@@ -433,7 +451,7 @@ class TickFeatures(Features):
         sc = self.scorer.post(aux, err, forecast, rows)  # [b, 7]: pred[2], expected[2], score, anomaly, transition
         if self._on_kernel(aux, x):
             assert self._kernel is not None
-            return self._kernel.pack(aux, x, sc, ctx, rows)  # [b, 11 + 33]
+            return self._kernel.pack(x, sc, ctx)  # [b, 11 + 33]
         torch_path_rows(rows, "the ticks rules in torch")
         s = aux[:, self._o : self._o + _OWN]  # [b, S] view
         price = x[:, 0]  # [b]
