@@ -31,7 +31,15 @@ import numpy as np
 from ._jit import fma, jit, lerp
 from .scoring_config import EPS_P
 
-__all__ = ["calibrated_post", "calibrated_pre", "eligible", "layout", "warm_up"]
+__all__ = [
+    "calibrated_post",
+    "calibrated_post_seq",
+    "calibrated_pre",
+    "calibrated_pre_seq",
+    "eligible",
+    "layout",
+    "warm_up",
+]
 
 _F = np.float32
 _ZERO, _HALF, _ONE, _TWO = _F(0.0), _F(0.5), _F(1.0), _F(2.0)
@@ -95,6 +103,148 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     return lay, par
 
 
+@jit(inline="always")
+def _normalise(row: Any, xi: Any, lay: Any, par: Any, xn: Any, std: Any, d: Any) -> None:
+    """The event against its stream's normaliser so far: ``std``, ``d`` and ``xn`` (its model input)."""
+    m0, v0 = lay[L_MEAN], lay[L_VAR]
+    for k in range(lay[L_F]):
+        if row[0] == _ZERO:
+            row[m0 + k] = xi[k]  # the first event centres its stream
+        std[k] = math.sqrt(max(row[v0 + k], par[P_MIN_VAR]))
+        d[k] = xi[k] - row[m0 + k]
+        xn[k] = min(max(d[k] / std[k], -par[P_CLIP]), par[P_CLIP])
+
+
+@jit(inline="always")
+def _residual(row: Any, xn: Any, lay: Any) -> Any:
+    """The mean absolute residual of the normalised targets against the stream's last forecast."""
+    t, fc0 = lay[L_T], lay[L_FCAST]
+    err = _ZERO
+    for k in range(t):
+        err += abs(xn[k] - row[fc0 + k])
+    return err / _F(t)
+
+
+@jit(inline="always")
+def _season(row: Any, err: Any, ph: Any, lay: Any, par: Any) -> Any:
+    """The residual less its running mean in the event's season bucket (that mean moves on)."""
+    if not lay[L_NS]:
+        return err
+    im = lay[L_SEASON] + np.int64(ph[0])
+    m, cn = row[im], row[im + lay[L_NS]]
+    rate = max(_ONE / (cn + _ONE), par[P_SEASON_RATE])
+    row[im] = m + rate * (err - m)
+    row[im + lay[L_NS]] = cn + _ONE
+    return err - m
+
+
+@jit(inline="always")
+def _channels(row: Any, xi: Any, ph: Any, std: Any, lay: Any, par: Any, r: Any, ok: Any, dp: Any, ds: Any) -> None:
+    """The profile and shift channels (``r[1:]``, ``ok[1:]``) and the gate, which need no forecast."""
+    t, count = lay[L_T], row[0]
+    ready = count > _ONE
+    p = 1 if lay[L_NS] else 0
+    seen_p = False
+    c = 1
+    if lay[L_NP]:
+        col = np.int64(ph[p])
+        base, ic = lay[L_PROFILE] + col * t, lay[L_PROFILE] + lay[L_NP] * t + col
+        cn = row[ic]
+        seen_p = cn > _ZERO
+        acc = _ZERO
+        rate = max(_ONE / (cn + _ONE), par[P_PROFILE_RATE])
+        for k in range(t):
+            m = row[base + k]
+            acc += abs(xi[k] - m) / std[k]
+            dp[k] = xi[k] - m
+            row[base + k] = m + rate * (xi[k] - m)
+        row[ic] = cn + _ONE
+        r[c] = acc / _F(t) if ready and seen_p else _ZERO
+        ok[c] = ready and seen_p
+        c += 1
+    if lay[L_SHIFT] >= 0:
+        s0 = lay[L_SHIFT]
+        first = _ONE / (count + _ONE)
+        ws, wl = max(first, par[P_INV_SHIFT_SHORT]), max(first, par[P_INV_SHIFT_LONG])
+        acc = _ZERO
+        for k in range(t):
+            ms = lerp(row[s0 + k], xi[k], ws)
+            row[s0 + k] = ms
+            ml = row[s0 + t + k]
+            acc += abs(ms - ml) / std[k]
+            ds[k] = xi[k] - ml
+            row[s0 + t + k] = lerp(ml, xi[k], wl)
+        r[c] = acc / _F(t) if ready else _ZERO
+        ok[c] = ready
+    if lay[L_GATE] >= 0:  # the profile counts only while it explained the value better than the slow mean
+        g0 = lay[L_GATE]
+        q = _ZERO
+        for k in range(t):
+            q += row[g0 + k] / max(row[g0 + t + k], _EPS12)
+        q = q / _F(t)
+        on = q < _ONE and row[g0 + 2 * t] > _ZERO
+        sf = _ONE if seen_p else _ZERO
+        nq = min(row[g0 + 2 * t] + sf, par[P_SHIFT_LONG])
+        row[g0 + 2 * t] = nq
+        av = (_ONE / max(nq, _ONE)) * sf
+        for k in range(t):
+            row[g0 + k] = lerp(row[g0 + k], dp[k] * dp[k], av)
+            row[g0 + t + k] = lerp(row[g0 + t + k], ds[k] * ds[k], av)
+        ok[1] = ok[1] and on
+
+
+@jit(inline="always")
+def _averaged(row: Any, r0: Any, count: Any, lay: Any, par: Any) -> Any:
+    """The residual channel's statistic after its averaging (an EMA, exact from the first event)."""
+    if par[P_RAVG_ON] > _ZERO:
+        ra = lerp(row[lay[L_RAVG]], r0, max(_ONE / (count + _ONE), par[P_INV_RAVG]))
+        row[lay[L_RAVG]] = ra
+        return ra
+    return r0
+
+
+@jit(inline="always")
+def _calibrate(row: Any, k: Any, rk: Any, okk: Any, count: Any, bucket: Any, bc: Any, lay: Any, par: Any) -> None:
+    """Channel ``k``'s tail score of ``rk`` (CalibratedChannels.calibrate), then its statistics fold ``rk`` in.
+    ``count`` and ``bc`` as they were before this event (a stream's and its time-of-day bucket's)."""
+    h = lay[L_H]
+    a = max(_ONE / (count + _ONE), par[P_INV_ERR_W]) * (_ONE if count > _ZERO else _ZERO)
+    mean_c, var_c = row[lay[L_CMEAN] + k], row[lay[L_CVAR] + k]
+    dc = rk - mean_c
+    v = max(var_c, _EPS4)
+    if k < h:
+        ib = lay[L_BVAR] + bucket * h + k
+        bv = row[ib]
+        if bc > _ZERO:
+            v = max(v, bv)
+        ab = max(_ONE / (bc + _ONE), par[P_SEASON_RATE])
+        row[ib] = bv + ab * (dc * dc - bv)
+    z = dc / math.sqrt(v)
+    tail = math.erfc(z * par[P_INV_SQRT2]) * _HALF
+    logp = math.log(tail + _EPS_P) + par[P_LOG_C]
+    if lay[L_EXC] >= 0:
+        ie = lay[L_EXC] + k
+        exc = row[ie]
+        logp = logp + math.log(max(exc * par[P_INV_Q0], _ONE))
+        re = max(_ONE / (count + par[P_N0]), par[P_INV_ERR_W]) * (_ONE if okk else _ZERO)
+        row[ie] = lerp(exc, _ONE if z > par[P_TAIL_Z] else _ZERO, re)
+    logp = min(logp, _ZERO)
+    row[lay[L_SCORE] + k] = min(max(logp * par[P_INV_LOG_EPS], _ZERO), _ONE) * (_ONE if okk else _ZERO)
+    row[lay[L_CVAR] + k] = fma(dc, dc * a, var_c) * (_ONE - a)
+    row[lay[L_CMEAN] + k] = fma(a, dc, mean_c)
+
+
+@jit(inline="always")
+def _fold(row: Any, d: Any, lay: Any, par: Any) -> None:
+    """The normaliser folds the event in (an exact running mean/variance, then forgetting); count + 1."""
+    m0, v0, count = lay[L_MEAN], lay[L_VAR], row[0]
+    alpha = max(_ONE / (count + _ONE), par[P_INV_NORM_W])
+    for k in range(lay[L_F]):
+        row[v0 + k] = fma(d[k], d[k] * alpha, row[v0 + k]) * (_ONE - alpha)
+        row[m0 + k] = fma(alpha, d[k], row[m0 + k])
+    row[0] = count + _ONE
+
+
 def _pre(
     aux: np.ndarray,  # [S, A] float32 C-contiguous: the slab's aux (or a wave's rows), updated in place
     rows: np.ndarray,  # [b] int64: the wave's rows of aux (distinct)
@@ -105,131 +255,103 @@ def _pre(
     x_norm: np.ndarray,  # [b, F] out
     err_o: np.ndarray,  # [b] out
 ) -> None:
-    f, t = lay[L_F], lay[L_T]
-    m0, v0, fc0 = lay[L_MEAN], lay[L_VAR], lay[L_FCAST]
-    n_chan, h = lay[L_C], lay[L_H]
+    f, t, n_chan, h = lay[L_F], lay[L_T], lay[L_C], lay[L_H]
     r = np.empty(3, np.float32)  # [C] this event's channel statistics
     ok = np.empty(3, np.bool_)  # [C]
-    std = np.empty(f, np.float32)  # [F]
-    d = np.empty(f, np.float32)  # [F]
-    d_prof = np.empty(t, np.float32)  # [T]
-    d_slow = np.empty(t, np.float32)  # [T]
-    seen_p = False
+    std, d = np.empty(f, np.float32), np.empty(f, np.float32)  # [F], [F]
+    dp, ds = np.empty(t, np.float32), np.empty(t, np.float32)  # [T], [T]
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count = row[0]
-        for k in range(f):
-            if count == _ZERO:
-                row[m0 + k] = x[i, k]  # the first event centres its stream
-            std[k] = math.sqrt(max(row[v0 + k], par[P_MIN_VAR]))
-            d[k] = x[i, k] - row[m0 + k]
-            x_norm[i, k] = min(max(d[k] / std[k], -par[P_CLIP]), par[P_CLIP])
-        err = _ZERO
-        for k in range(t):
-            err += abs(x_norm[i, k] - row[fc0 + k])
-        err = err / _F(t)
-
+        _normalise(row, x[i], lay, par, x_norm[i], std, d)
         # context channels (Scorer._context), before the normaliser folds the event in
-        ready = count > _ONE
-        p = 0
-        if lay[L_NS]:
-            im = lay[L_SEASON] + np.int64(phase[i, p])
-            m, cn = row[im], row[im + lay[L_NS]]
-            rate = max(_ONE / (cn + _ONE), par[P_SEASON_RATE])
-            row[im] = m + rate * (err - m)
-            row[im + lay[L_NS]] = cn + _ONE
-            err = err - m
-            p += 1
-        c = 1
+        err = _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par)
         r[0], ok[0] = err, True
-        if lay[L_NP]:
-            col = np.int64(phase[i, p])
-            base, ic = lay[L_PROFILE] + col * t, lay[L_PROFILE] + lay[L_NP] * t + col
-            cn = row[ic]
-            seen_p = cn > _ZERO
-            acc = _ZERO
-            rate = max(_ONE / (cn + _ONE), par[P_PROFILE_RATE])
-            for k in range(t):
-                m = row[base + k]
-                acc += abs(x[i, k] - m) / std[k]
-                d_prof[k] = x[i, k] - m
-                row[base + k] = m + rate * (x[i, k] - m)
-            row[ic] = cn + _ONE
-            r[c] = acc / _F(t) if ready and seen_p else _ZERO
-            ok[c] = ready and seen_p
-            c += 1
-        if lay[L_SHIFT] >= 0:
-            s0 = lay[L_SHIFT]
-            first = _ONE / (count + _ONE)
-            ws, wl = max(first, par[P_INV_SHIFT_SHORT]), max(first, par[P_INV_SHIFT_LONG])
-            acc = _ZERO
-            for k in range(t):
-                ms = lerp(row[s0 + k], x[i, k], ws)
-                row[s0 + k] = ms
-                ml = row[s0 + t + k]
-                acc += abs(ms - ml) / std[k]
-                d_slow[k] = x[i, k] - ml
-                row[s0 + t + k] = lerp(ml, x[i, k], wl)
-            r[c] = acc / _F(t) if ready else _ZERO
-            ok[c] = ready
-        if lay[L_GATE] >= 0:  # the profile counts only while it explained the value better than the slow mean
-            g0 = lay[L_GATE]
-            q = _ZERO
-            for k in range(t):
-                q += row[g0 + k] / max(row[g0 + t + k], _EPS12)
-            q = q / _F(t)
-            on = q < _ONE and row[g0 + 2 * t] > _ZERO
-            sf = _ONE if seen_p else _ZERO
-            nq = min(row[g0 + 2 * t] + sf, par[P_SHIFT_LONG])
-            row[g0 + 2 * t] = nq
-            av = (_ONE / max(nq, _ONE)) * sf
-            for k in range(t):
-                row[g0 + k] = lerp(row[g0 + k], d_prof[k] * d_prof[k], av)
-                row[g0 + t + k] = lerp(row[g0 + t + k], d_slow[k] * d_slow[k], av)
-            ok[1] = ok[1] and on
-
+        _channels(row, x[i], phase[i], std, lay, par, r, ok, dp, ds)
         # calibration of the channels (CalibratedChannels.calibrate)
-        if par[P_RAVG_ON] > _ZERO:
-            ra = lerp(row[lay[L_RAVG]], r[0], max(_ONE / (count + _ONE), par[P_INV_RAVG]))
-            row[lay[L_RAVG]] = ra
-            r[0] = ra
-        a = max(_ONE / (count + _ONE), par[P_INV_ERR_W]) * (_ONE if count > _ZERO else _ZERO)
+        r[0] = _averaged(row, r[0], count, lay, par)
         bucket = np.int64(phase[i, 0]) if h else 0
         bc = row[lay[L_BCOUNT] + bucket] if h else _ZERO
         for k in range(n_chan):
-            mean_c, var_c = row[lay[L_CMEAN] + k], row[lay[L_CVAR] + k]
-            dc = r[k] - mean_c
-            v = max(var_c, _EPS4)
-            if k < h:
-                ib = lay[L_BVAR] + bucket * h + k
-                bv = row[ib]
-                if bc > _ZERO:
-                    v = max(v, bv)
-                ab = max(_ONE / (bc + _ONE), par[P_SEASON_RATE])
-                row[ib] = bv + ab * (dc * dc - bv)
-            z = dc / math.sqrt(v)
-            tail = math.erfc(z * par[P_INV_SQRT2]) * _HALF
-            logp = math.log(tail + _EPS_P) + par[P_LOG_C]
-            if lay[L_EXC] >= 0:
-                ie = lay[L_EXC] + k
-                exc = row[ie]
-                logp = logp + math.log(max(exc * par[P_INV_Q0], _ONE))
-                re = max(_ONE / (count + par[P_N0]), par[P_INV_ERR_W]) * (_ONE if ok[k] else _ZERO)
-                row[ie] = lerp(exc, _ONE if z > par[P_TAIL_Z] else _ZERO, re)
-            logp = min(logp, _ZERO)
-            row[lay[L_SCORE] + k] = min(max(logp * par[P_INV_LOG_EPS], _ZERO), _ONE) * (_ONE if ok[k] else _ZERO)
-            row[lay[L_CVAR] + k] = fma(dc, dc * a, var_c) * (_ONE - a)
-            row[lay[L_CMEAN] + k] = fma(a, dc, mean_c)
+            _calibrate(row, k, r[k], ok[k], count, bucket, bc, lay, par)
         if h:
             row[lay[L_BCOUNT] + bucket] = bc + _ONE
         err_o[i] = err
+        _fold(row, d, lay, par)
 
-        # the normaliser folds the event in: an exact running mean/variance, then forgetting
-        alpha = max(_ONE / (count + _ONE), par[P_INV_NORM_W])
-        for k in range(f):
-            row[v0 + k] = fma(d[k], d[k] * alpha, row[v0 + k]) * (_ONE - alpha)
-            row[m0 + k] = fma(alpha, d[k], row[m0 + k])
-        row[0] = count + _ONE
+
+def _pre_seq(
+    aux: np.ndarray,  # [S, A] float32 C-contiguous: the slab's aux, updated in place
+    rows: np.ndarray,  # [N] int64: a micro-batch's rows of aux, a stream's rows in its event order
+    x: np.ndarray,  # [N, F] float32
+    phase: np.ndarray,  # [N, P] float32
+    lay: np.ndarray,  # [L_N] int64
+    par: np.ndarray,  # [P_N] float32
+    x_norm: np.ndarray,  # [N, F] out
+    keep: np.ndarray,  # [N, 2 + C + 2T] out: count, bucket count, channel scores, target means, variances
+) -> None:
+    """:func:`_pre` of a sequence step: everything but what needs the forecast (the residual, its season
+    bucket and averaging, its channel's calibration: :func:`_post_seq`), and per row what its event saw."""
+    f, t, n_chan, h = lay[L_F], lay[L_T], lay[L_C], lay[L_H]
+    r = np.empty(3, np.float32)  # [C]
+    ok = np.empty(3, np.bool_)  # [C]
+    std, d = np.empty(f, np.float32), np.empty(f, np.float32)  # [F], [F]
+    dp, ds = np.empty(t, np.float32), np.empty(t, np.float32)  # [T], [T]
+    for i in range(rows.shape[0]):
+        row = aux[rows[i]]  # [A] view
+        count = row[0]
+        _normalise(row, x[i], lay, par, x_norm[i], std, d)
+        ok[0] = True
+        _channels(row, x[i], phase[i], std, lay, par, r, ok, dp, ds)
+        bucket = np.int64(phase[i, 0]) if h else 0
+        bc = row[lay[L_BCOUNT] + bucket] if h else _ZERO
+        for k in range(1, n_chan):
+            _calibrate(row, k, r[k], ok[k], count, bucket, bc, lay, par)
+            keep[i, 2 + k] = row[lay[L_SCORE] + k]
+        if h:
+            row[lay[L_BCOUNT] + bucket] = bc + _ONE
+        keep[i, 0], keep[i, 1] = count, bc
+        _fold(row, d, lay, par)
+        for k in range(t):
+            keep[i, 2 + n_chan + k] = row[lay[L_MEAN] + k]
+            keep[i, 2 + n_chan + t + k] = row[lay[L_VAR] + k]
+
+
+@jit(inline="always")
+def _lifecycle(row: Any, i: Any, forecast: Any, lay: Any, par: Any, out: Any, mean: Any, var: Any) -> None:
+    """The alert lifecycle (CalibratedChannels.policy) and the outputs (Scorer._outputs) of one row, its
+    forecast back in input units with the normaliser's ``mean[T]`` and ``var[T]`` after its event."""
+    t, n_chan, fc0 = lay[L_T], lay[L_C], lay[L_FCAST]
+    steps, is_open, below, since = row[1], row[2], row[3], row[4]
+    score, best, ch = _ZERO, _ZERO, 0
+    for k in range(n_chan):
+        sc = _ZERO if steps < _TWO else row[lay[L_SCORE] + k]
+        score = max(score, sc)
+        blocked = row[lay[L_CSINCE] + k] < par[P_SUPPRESS] or since < par[P_SUPPRESS_OTHER]
+        if not blocked and sc > best:  # the first strongest channel, as torch's max
+            best, ch = sc, k
+    was_open = is_open > _ZERO
+    fire = best >= par[P_OPEN] and not was_open
+    below_new = _ZERO if score >= par[P_CLOSE] else below + _ONE
+    resolves = was_open and below_new >= par[P_CLOSE_AFTER]
+    opens = fire and steps >= par[P_WARMUP]
+    now_open = (was_open or opens) and not resolves
+    for k in range(n_chan):
+        cs = min(row[lay[L_CSINCE] + k] + _ONE, par[P_SUPPRESS])
+        row[lay[L_CSINCE] + k] = _ZERO if fire and k == ch else cs
+    row[4] = min(_ZERO if fire else since + _ONE, par[P_SUPPRESS])
+    now = _ONE if now_open else _ZERO
+    out[i, 2 * t + 2] = now - is_open
+    row[2] = now
+    row[3] = below_new if now_open else _ZERO
+    row[1] = min(steps + _ONE, _F(1e7))
+    for k in range(t):
+        std = math.sqrt(max(var[k], par[P_MIN_VAR]))
+        out[i, t + k] = fma(row[fc0 + k], std, mean[k])
+        out[i, k] = fma(forecast[i, k], std, mean[k])
+        row[fc0 + k] = forecast[i, k]
+    out[i, 2 * t] = score
+    out[i, 2 * t + 1] = now
 
 
 def _post(
@@ -240,46 +362,43 @@ def _post(
     par: np.ndarray,  # [P_N] float32
     out: np.ndarray,  # [b, 2T+3] out: prediction[T], expected[T], score, anomaly, transition
 ) -> None:
-    t, n_chan = lay[L_T], lay[L_C]
-    m0, v0, fc0 = lay[L_MEAN], lay[L_VAR], lay[L_FCAST]
+    t, m0, v0 = lay[L_T], lay[L_MEAN], lay[L_VAR]
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
-        steps, is_open, below, since = row[1], row[2], row[3], row[4]
-        # the alert lifecycle (CalibratedChannels.policy)
-        score, best, ch = _ZERO, _ZERO, 0
-        for k in range(n_chan):
-            sc = _ZERO if steps < _TWO else row[lay[L_SCORE] + k]
-            score = max(score, sc)
-            blocked = row[lay[L_CSINCE] + k] < par[P_SUPPRESS] or since < par[P_SUPPRESS_OTHER]
-            if not blocked and sc > best:  # the first strongest channel, as torch's max
-                best, ch = sc, k
-        was_open = is_open > _ZERO
-        fire = best >= par[P_OPEN] and not was_open
-        below_new = _ZERO if score >= par[P_CLOSE] else below + _ONE
-        resolves = was_open and below_new >= par[P_CLOSE_AFTER]
-        opens = fire and steps >= par[P_WARMUP]
-        now_open = (was_open or opens) and not resolves
-        for k in range(n_chan):
-            cs = min(row[lay[L_CSINCE] + k] + _ONE, par[P_SUPPRESS])
-            row[lay[L_CSINCE] + k] = _ZERO if fire and k == ch else cs
-        row[4] = min(_ZERO if fire else since + _ONE, par[P_SUPPRESS])
-        now = _ONE if now_open else _ZERO
-        # outputs (Scorer._outputs)
-        out[i, 2 * t + 2] = now - is_open
-        row[2] = now
-        row[3] = below_new if now_open else _ZERO
-        row[1] = min(steps + _ONE, _F(1e7))
-        for k in range(t):
-            mean, std = row[m0 + k], math.sqrt(max(row[v0 + k], par[P_MIN_VAR]))
-            out[i, t + k] = fma(row[fc0 + k], std, mean)
-            out[i, k] = fma(forecast[i, k], std, mean)
-            row[fc0 + k] = forecast[i, k]
-        out[i, 2 * t] = score
-        out[i, 2 * t + 1] = now
+        _lifecycle(row, i, forecast, lay, par, out, row[m0 : m0 + t], row[v0 : v0 + t])
+
+
+def _post_seq(
+    aux: np.ndarray,  # [S, A] float32 C-contiguous: the slab's aux, updated in place
+    rows: np.ndarray,  # [N] int64: :func:`_pre_seq`'s rows
+    x_norm: np.ndarray,  # [N, F] float32: :func:`_pre_seq`'s
+    phase: np.ndarray,  # [N, P] float32
+    keep: np.ndarray,  # [N, 2 + C + 2T] float32: :func:`_pre_seq`'s
+    forecast: np.ndarray,  # [N, T] float32: the model's forecasts (normalised)
+    lay: np.ndarray,  # [L_N] int64
+    par: np.ndarray,  # [P_N] float32
+    out: np.ndarray,  # [N, 2T+3] out
+) -> None:
+    """:func:`_post` of a sequence step, row by row: the residual against the forecast the stream's previous
+    row left, its channel's calibration, the other channels' scores as the row's event left them, then
+    the lifecycle and the outputs."""
+    t, n_chan, h = lay[L_T], lay[L_C], lay[L_H]
+    for i in range(rows.shape[0]):
+        row = aux[rows[i]]  # [A] view
+        count, bc = keep[i, 0], keep[i, 1]
+        r0 = _averaged(row, _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par), count, lay, par)
+        bucket = np.int64(phase[i, 0]) if h else 0
+        _calibrate(row, 0, r0, True, count, bucket, bc, lay, par)
+        for k in range(1, n_chan):
+            row[lay[L_SCORE] + k] = keep[i, 2 + k]
+        mv = keep[i, 2 + n_chan :]  # [2T]
+        _lifecycle(row, i, forecast, lay, par, out, mv[:t], mv[t:])
 
 
 calibrated_pre = jit(_pre)
 calibrated_post = jit(_post)
+calibrated_pre_seq = jit(_pre_seq)
+calibrated_post_seq = jit(_post_seq)
 
 
 def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
@@ -291,3 +410,9 @@ def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
         aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), np.zeros(0, f32)
     )
     calibrated_post(aux, rows, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))
+    keep = np.zeros((0, 2 + int(lay[L_C]) + 2 * t), f32)
+    calibrated_pre_seq(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), keep)
+    calibrated_post_seq(
+        aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), keep, np.zeros((0, t), f32), lay, par,
+        np.zeros((0, 2 * t + 3), f32),
+    )  # fmt: skip

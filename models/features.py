@@ -80,9 +80,10 @@ class Features:
     def sequence(self) -> bool:
         """Whether a micro-batch's waves may run as one sequence step: :meth:`step_pre` over every row, the
         model once per wave, :meth:`step_post` over every row. Only where the model's inputs never depend
-        on its forecasts (raw values, ticks) and the compiled loops run in place; a masked stream's
-        imputation and residual scales do, so ``masked`` keeps its waves."""
-        return self.kind == "raw" and self.scorer.sequence and not self.scorer.n_phases
+        on its forecasts (raw values, ticks) and the compiled loops, run in place, have a sequence form;
+        the masked loop has none yet (it measures the residuals against per-feature scales before the
+        forecast), so ``masked`` keeps its waves."""
+        return self.kind == "raw" and self.scorer.sequence
 
     def channel_name(self, i: int) -> str:
         names = self.config.channels
@@ -119,14 +120,18 @@ class Features:
         """:meth:`to_inputs` of a sequence step (see :attr:`sequence`): every row of a micro-batch in one call,
         a stream's rows in their order (``rows[N]``: their slots in the slab's whole ``aux``). Returns the
         model inputs ``[N, I]`` and what :meth:`step_post` needs."""
-        x_norm, mv = self.scorer.pre_seq(aux, x, rows)  # [N, F], [N, 2F]
-        return x_norm, (x_norm, mv)
+        p = self.scorer.n_phases
+        phase = None
+        if p:  # the Runner appended the event-time phase columns (Scorer.phases)
+            x, phase = x[:, :-p], x[:, -p:]  # [N, F], [N, P]
+        x_norm, keep = self.scorer.pre_seq(aux, x, rows, phase)  # [N, F], [N, K]
+        return x_norm, (x_norm, keep, phase)
 
     def step_post(self, aux: Tensor, x: Tensor, forecast: Tensor, ctx: Any, rows: Tensor) -> Tensor:
         """:meth:`pack_outputs` of a sequence step, from every row's ``forecast[N, O]``: ``[N, out_width]``, the
         same rows, state and outputs as one wave per event of a stream."""
-        x_norm, mv = ctx
-        return self.scorer.post_seq(aux, x_norm, mv, forecast, rows)  # [N, 2F+3]
+        x_norm, keep, phase = ctx
+        return self.scorer.post_seq(aux, x_norm, keep, forecast, rows, phase)  # [N, 2F+3]
 
     def step(
         self,

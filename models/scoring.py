@@ -243,37 +243,54 @@ class Scorer:
 
     @property
     def sequence(self) -> bool:
-        """Whether :meth:`pre_seq` and :meth:`post_seq` run: the plain loops on raw input (CPU, float32)."""
-        return self.kernel and self._plain is not None and not self.masked
+        """Whether :meth:`pre_seq` and :meth:`post_seq` run: the plain loops on raw input, or the calibrated
+        loops (CPU, float32)."""
+        return (self.kernel and self._plain is not None and not self.masked) or self._cal_kernel is not None
 
-    def pre_seq(self, aux: Tensor, x: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    def pre_seq(self, aux: Tensor, x: Tensor, rows: Tensor, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """:meth:`pre` of a sequence step: every row of a micro-batch in one call, a stream's rows in their
         order (``rows[B]``: their slots in the slab's whole ``aux``; see :attr:`sequence`).
 
-        Returns ``x_norm[B, F]`` and each row's target statistics ``mv[B, 2T]`` as its own event left them:
-        :meth:`post_seq` needs both, because a stream's later rows move the statistics on before the
-        forecasts exist. The residuals are measured in :meth:`post_seq`, against those forecasts.
+        Returns ``x_norm[B, F]`` and what each row's event saw, ``keep[B, K]``: the target statistics after
+        it (and, calibrated, its count, its time-of-day bucket's count and the other channels' scores).
+        :meth:`post_seq` needs both, because a stream's later rows move the state on before the forecasts
+        exist. The residuals are measured in :meth:`post_seq`, against those forecasts.
         """
+        b, t = x.shape[0], self.n_targets
+        x_norm = np.empty((b, self.n_features), np.float32)  # [B, F]
+        if self._cal_kernel is not None:
+            lay, par = self._cal_kernel
+            keep = np.empty((b, 2 + int(lay[_ck.L_C]) + 2 * t), np.float32)  # [B, 2 + C + 2T]
+            ph = phase.contiguous() if phase is not None else torch.zeros((b, 2))  # [B, P]
+            _ck.calibrated_pre_seq(
+                aux.numpy(), rows.numpy(), x.contiguous().numpy(), ph.numpy(), lay, par, x_norm, keep
+            )
+            return torch.from_numpy(x_norm), torch.from_numpy(keep)
         assert self._plain is not None
         lay, p, _, _ = self._plain
-        b = x.shape[0]
-        x_norm = np.empty((b, self.n_features), np.float32)  # [B, F]
-        mv = np.empty((b, 2 * self.n_targets), np.float32)  # [B, 2T]
+        mv = np.empty((b, 2 * t), np.float32)  # [B, 2T]
         err = np.empty(b, np.float32)  # [B] (against forecasts not made yet: unused)
         _sk.pre_rows(aux.numpy(), rows.numpy(), x.contiguous().numpy(), lay, p, x_norm, err, mv)
         return torch.from_numpy(x_norm), torch.from_numpy(mv)
 
-    def post_seq(self, aux: Tensor, x_norm: Tensor, mv: Tensor, forecast: Tensor, rows: Tensor) -> Tensor:
+    def post_seq(
+        self, aux: Tensor, x_norm: Tensor, keep: Tensor, forecast: Tensor, rows: Tensor, phase: Tensor | None = None
+    ) -> Tensor:
         """:meth:`post` of a sequence step over :meth:`pre_seq`'s rows with their ``forecast[B, T]``: the same
         ``[B, 2T+3]``, row by row as the waves would have made it."""
+        b = forecast.shape[0]
+        out = np.empty((b, self.out_size), np.float32)  # [B, 2T+3]
+        fc = forecast.contiguous().numpy()  # [B, T]
+        if self._cal_kernel is not None:
+            ph = phase.contiguous() if phase is not None else torch.zeros((b, 2))  # [B, P]
+            _ck.calibrated_post_seq(
+                aux.numpy(), rows.numpy(), x_norm.numpy(), ph.numpy(), keep.numpy(), fc, *self._cal_kernel, out
+            )
+            return torch.from_numpy(out)
         assert self._plain is not None
         lay, p, rates, flags = self._plain
-        out = np.empty((forecast.shape[0], self.out_size), np.float32)  # [B, 2T+3]
         no_err = np.empty(0, np.float32)  # [0] (measured in the loop)
-        _sk.post_rows(
-            aux.numpy(), rows.numpy(), no_err, forecast.contiguous().numpy(), rates, lay, p, flags, out,
-            x_norm.numpy(), mv.numpy(),
-        )  # fmt: skip
+        _sk.post_rows(aux.numpy(), rows.numpy(), no_err, fc, rates, lay, p, flags, out, x_norm.numpy(), keep.numpy())
         return torch.from_numpy(out)
 
     def init_row(self) -> Tensor:

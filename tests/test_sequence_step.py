@@ -1,8 +1,8 @@
 """A micro-batch with several events of a stream runs them as one sequence step on the CPU
 (``Runner.sequence``): the features' pre-forecast part over every row in one call, the model once per
 wave, the scoring in one call. It must give exactly what one wave per event gives: the same outputs,
-alerts and slab (hidden state and aux), bit for bit, for the plain scorer (raw values) and the ticks
-rules; the calibrated and masked features keep their waves.
+alerts and slab (hidden state and aux), bit for bit, for the plain and calibrated scorers (raw values)
+and the ticks rules; the masked features keep their waves.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 
 from models import NetConfig, RecurrentForecaster, Runner, ScoringConfig
 from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
@@ -120,11 +119,20 @@ def test_bundled_ticks_sequence_equals_waves() -> None:
     assert len(taken) >= 60 and max(taken) >= 8
 
 
-@pytest.mark.parametrize("name", ["sensor_gru.pt", "machine_gru.pt"])
-def test_calibrated_and_masked_features_keep_their_waves(name: str) -> None:
-    """Their model inputs depend on the forecasts (the masked imputation and residual scales) or their
-    loops have no sequence form yet (calibrated): never a sequence step, the same results."""
-    ck = load_checkpoint(str(_DIR / name))
+def test_bundled_sensor_detector_sequence_equals_waves() -> None:
+    """The calibrated scorer: the residual, its season bucket, its averaging and its channel's calibration
+    wait for the forecast; the profile and shift channels, the time-of-day bucket counts and the
+    normaliser run ahead, and each row keeps what its own event saw."""
+    ck = load_checkpoint(str(_DIR / "sensor_gru.pt"))
+    seq, waves, taken = _pair(lambda: Runner(ck.model, ck.scoring, device="cpu", capacity=4, model_id="sensor"))
+    assert seq.features.sequence and seq.scorer.n_phases  # event-time buckets travel with the values
+    assert _same(seq, waves, _raw_batches(1, 5, streams=8)) > 0  # alerts opened after the warm-up
+    assert len(taken) >= 40
+
+
+def test_masked_features_keep_their_waves() -> None:
+    """The masked loop has no sequence form: never a sequence step, the same results."""
+    ck = load_checkpoint(str(_DIR / "machine_gru.pt"))
     seq, waves, taken = _pair(lambda: Runner(ck.model, ck.scoring, device="cpu", capacity=4))
     assert not seq.features.sequence
     _same(seq, waves, _raw_batches(seq.n_features, 4)[:10])
