@@ -104,6 +104,16 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 @jit(inline="always")
+def _scratch(lay: Any) -> Any:
+    """One event's working arrays: channel statistics ``r[C]`` and ``ok[C]``, ``std[F]``, ``d[F]``, and the
+    profile's and slow mean's deviations ``dp[T]``, ``ds[T]`` (the gate's)."""
+    f, t = lay[L_F], lay[L_T]
+    r, ok = np.empty(3, np.float32), np.empty(3, np.bool_)  # [C], [C]
+    std, d = np.empty(f, np.float32), np.empty(f, np.float32)  # [F], [F]
+    return r, ok, std, d, np.empty(t, np.float32), np.empty(t, np.float32)  # ..., [T], [T]
+
+
+@jit(inline="always")
 def _normalise(row: Any, xi: Any, lay: Any, par: Any, xn: Any, std: Any, d: Any) -> None:
     """The event against its stream's normaliser so far: ``std``, ``d`` and ``xn`` (its model input)."""
     m0, v0 = lay[L_MEAN], lay[L_VAR]
@@ -255,11 +265,8 @@ def _pre(
     x_norm: np.ndarray,  # [b, F] out
     err_o: np.ndarray,  # [b] out
 ) -> None:
-    f, t, n_chan, h = lay[L_F], lay[L_T], lay[L_C], lay[L_H]
-    r = np.empty(3, np.float32)  # [C] this event's channel statistics
-    ok = np.empty(3, np.bool_)  # [C]
-    std, d = np.empty(f, np.float32), np.empty(f, np.float32)  # [F], [F]
-    dp, ds = np.empty(t, np.float32), np.empty(t, np.float32)  # [T], [T]
+    n_chan, h = lay[L_C], lay[L_H]
+    r, ok, std, d, dp, ds = _scratch(lay)
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count = row[0]
@@ -292,11 +299,8 @@ def _pre_seq(
 ) -> None:
     """:func:`_pre` of a sequence step: everything but what needs the forecast (the residual, its season
     bucket and averaging, its channel's calibration: :func:`_post_seq`), and per row what its event saw."""
-    f, t, n_chan, h = lay[L_F], lay[L_T], lay[L_C], lay[L_H]
-    r = np.empty(3, np.float32)  # [C]
-    ok = np.empty(3, np.bool_)  # [C]
-    std, d = np.empty(f, np.float32), np.empty(f, np.float32)  # [F], [F]
-    dp, ds = np.empty(t, np.float32), np.empty(t, np.float32)  # [T], [T]
+    t, n_chan, h = lay[L_T], lay[L_C], lay[L_H]
+    r, ok, std, d, dp, ds = _scratch(lay)
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count = row[0]

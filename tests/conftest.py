@@ -120,3 +120,74 @@ def tick_states(f: Any, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
     s = f.init_row().unsqueeze(0).repeat(b, 1)[:, f._o : f._o + _OWN].clone()  # [b, S]
     return s, s.clone(), torch.full((b,), 100.0)  # [b, S], [b, S], [b]
+
+
+def tick_batches(seed: int, symbols: int, batches: int, max_n: int, jump_p: float, late_p: float = 0.0) -> list[Any]:
+    """Micro-batches of trades and quotes of a few symbols: several ticks of a symbol per batch, random walks
+    with jumps of 5 % (rule alerts), 70 % quoted; ``late_p``: ticks older than their batch (out of order)."""
+    from models.types import Batch
+
+    rng = np.random.default_rng(seed)
+    out, t, price = [], 1_700_000_000.0, np.full(symbols, 100.0)
+    for k in range(batches):
+        n = int(rng.integers(1, max_n))
+        sym = rng.integers(0, symbols, n)
+        price[sym] *= np.exp(rng.normal(0, 0.002, n) + (rng.random(n) < jump_p) * rng.choice([-0.05, 0.05], n))
+        p = price[sym].astype(np.float32)
+        size = rng.integers(1, 500, n).astype(np.float32)
+        quoted = rng.random(n) < 0.7
+        bid = np.where(quoted, p * 0.999, np.nan).astype(np.float32)
+        ask = np.where(quoted, p * 1.001, np.nan).astype(np.float32)
+        ts = np.sort(t + k * 5.0 + rng.uniform(0, 5.0, n))
+        if late_p:
+            ts[rng.random(n) < late_p] -= 1_000.0
+        out.append(Batch([f"S{int(i)}" for i in sym], ts, np.stack([p, size, bid, ask], 1)))
+    return out
+
+
+def raw_batches(
+    f: int, seed: int, masked: bool = False, streams: int = 40, batches: int = 60, max_n: int = 120
+) -> list[Any]:
+    """Micro-batches of ``f`` values over ``streams`` streams, several events of a stream per batch, with
+    bursts (alerts open, later resolve), NaNs (masked: missing values; else rejected rows) and late events."""
+    from models.types import Batch
+
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000.0
+    out = []
+    for k in range(batches):
+        n = int(rng.integers(1, max_n))
+        ids = [f"s{int(i)}" for i in rng.integers(0, streams, n)]
+        ts = np.sort(t + k * 300.0 + rng.uniform(0, 300.0, n))
+        x = rng.standard_normal((n, f)).astype(np.float32)
+        x[rng.random(n) < 0.03] *= 40.0  # bursts: alerts open (and later resolve)
+        if masked:
+            x[rng.random((n, f)) < 0.1] = np.nan  # missing values (a row with none observed is rejected)
+        else:
+            x[rng.random(n) < 0.02, 0] = np.nan  # non-finite: rejected
+        late = rng.random(n) < 0.02
+        ts[late] -= 10_000.0  # older than the stream's last event: rejected (out of order)
+        out.append(Batch(ids, ts, x))
+    return out
+
+
+def same_runs(a: Runner, b: Runner, batches: list[Any]) -> int:
+    """Both runners process ``batches``: every result (rows accepted and why, outputs, alerts with all their
+    fields, forecasts) and the whole slab (aux and hidden state) must be bitwise equal. Returns the alerts
+    opened."""
+    opened = 0
+    for batch in batches:
+        r1, r2 = a.process(batch), b.process(batch)
+        assert r1.accepted.tolist() == r2.accepted.tolist() and r1.reason == r2.reason
+        for u, v in ((r1.prediction, r2.prediction), (r1.expected, r2.expected), (r1.score, r2.score)):
+            np.testing.assert_array_equal(u, v)
+        assert r1.anomaly.tolist() == r2.anomaly.tolist() and r1.transition.tolist() == r2.transition.tolist()
+        assert r1.alerts == r2.alerts  # (dataclasses: every field, a ticks alert's kind and evidence included)
+        if r1.forecast is not None or r2.forecast is not None:
+            np.testing.assert_array_equal(r1.forecast, r2.forecast)
+        opened += int((r1.transition > 0).sum())
+    n = len(a.slab)
+    assert n == len(b.slab)
+    np.testing.assert_array_equal(a.slab.aux[:n].numpy(), b.slab.aux[:n].numpy())  # (NaN == NaN here)
+    np.testing.assert_array_equal(a.slab.hidden[:n].numpy(), b.slab.hidden[:n].numpy())
+    return opened

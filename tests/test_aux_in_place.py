@@ -17,6 +17,8 @@ from models import NetConfig, RecurrentForecaster, Runner, ScoringConfig
 from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from models.types import Batch
 
+from .conftest import raw_batches, same_runs, tick_batches
+
 _DIR = DEFAULT_CHECKPOINT.parent
 CHECKPOINTS = {  # bundled checkpoints: the calibrated sensor detector, a plain raw and a masked scorer
     "sensor": str(_DIR / "sensor_gru.pt"),
@@ -39,49 +41,12 @@ def _bundled(name: str) -> tuple[Runner, Runner]:
     return _pair(make)
 
 
-def _batches(f: int, seed: int, masked: bool) -> list[Batch]:
-    """Batches over 40 streams, ~3 events per stream per batch, with bursts, NaNs and late events."""
-    rng = np.random.default_rng(seed)
-    t = 1_700_000_000.0
-    out = []
-    for k in range(60):
-        n = int(rng.integers(1, 120))
-        ids = [f"s{int(i)}" for i in rng.integers(0, 40, n)]
-        ts = np.sort(t + k * 300.0 + rng.uniform(0, 300.0, n))
-        x = rng.standard_normal((n, f)).astype(np.float32)
-        x[rng.random(n) < 0.03] *= 40.0  # bursts: alerts open (and later resolve)
-        if masked:
-            x[rng.random((n, f)) < 0.1] = np.nan  # missing values (a row with none observed is rejected)
-        else:
-            x[rng.random(n) < 0.02, 0] = np.nan  # non-finite: rejected
-        late = rng.random(n) < 0.02
-        ts[late] -= 10_000.0  # older than the stream's last event: rejected (out of order)
-        out.append(Batch(ids, ts, x))
-    return out
-
-
-def _same(on: Runner, off: Runner, batches: list[Batch]) -> int:
-    opened = 0
-    for b in batches:
-        r1, r2 = on.process(b), off.process(b)
-        assert r1.accepted.tolist() == r2.accepted.tolist()
-        for a, c in ((r1.prediction, r2.prediction), (r1.expected, r2.expected), (r1.score, r2.score)):
-            np.testing.assert_array_equal(a, c)
-        assert r1.anomaly.tolist() == r2.anomaly.tolist() and r1.transition.tolist() == r2.transition.tolist()
-        opened += int((r1.transition > 0).sum())
-    n = len(on.slab)
-    assert n == len(off.slab)
-    np.testing.assert_array_equal(on.slab.aux[:n].numpy(), off.slab.aux[:n].numpy())  # (NaN == NaN here)
-    np.testing.assert_array_equal(on.slab.hidden[:n].numpy(), off.slab.hidden[:n].numpy())
-    return opened
-
-
 @pytest.mark.parametrize("name", sorted(CHECKPOINTS))
 def test_bundled_detectors_in_place_equal_gathered(name: str) -> None:
     on, off = _bundled(name)
     assert on.features.in_place and on.aux_in_place
     f = on.n_features
-    _same(on, off, _batches(f, 1, masked=on.features.kind == "masked"))
+    same_runs(on, off, raw_batches(f, 1, masked=on.features.kind == "masked"))
 
 
 def test_plain_scorer_in_place_opens_the_same_alerts() -> None:
@@ -91,7 +56,7 @@ def test_plain_scorer_in_place_opens_the_same_alerts() -> None:
         return Runner(net, ScoringConfig(warmup=5, close_after=2), device="cpu", capacity=2)
 
     on, off = _pair(make)
-    assert _same(on, off, _batches(2, 2, masked=False)) > 0  # the runs open alerts
+    assert same_runs(on, off, raw_batches(2, 2)) > 0  # the runs open alerts
 
 
 def test_ticks_in_place_equal_gathered() -> None:
@@ -103,31 +68,8 @@ def test_ticks_in_place_equal_gathered() -> None:
 
     on, off = _pair(make)
     assert on.features.in_place
-    rng = np.random.default_rng(3)
-    batches, t, price = [], 1_700_000_000.0, np.full(12, 100.0)
-    for k in range(80):
-        n = int(rng.integers(1, 40))
-        sym = rng.integers(0, 12, n)
-        price[sym] *= np.exp(rng.normal(0, 0.002, n) + (rng.random(n) < 0.02) * rng.choice([-0.05, 0.05], n))
-        p = price[sym].astype(np.float32)
-        size = rng.integers(1, 500, n).astype(np.float32)
-        quoted = rng.random(n) < 0.7
-        bid = np.where(quoted, p * 0.999, np.nan).astype(np.float32)
-        ask = np.where(quoted, p * 1.001, np.nan).astype(np.float32)
-        ts = np.sort(t + k * 5.0 + rng.uniform(0, 5.0, n))
-        batches.append(Batch([f"S{int(i)}" for i in sym], ts, np.stack([p, size, bid, ask], 1)))
-    opened = 0
-    for b in batches:
-        r1, r2 = on.process(b), off.process(b)
-        assert r1.accepted.tolist() == r2.accepted.tolist()
-        np.testing.assert_array_equal(r1.prediction, r2.prediction)
-        np.testing.assert_array_equal(r1.score, r2.score)
-        assert r1.alerts == r2.alerts  # (dataclasses: every field, the kind and evidence included)
-        opened += sum(a.state == "open" for a in r1.alerts)
-    assert opened > 0  # the runs open rule alerts
-    n = len(on.slab)
-    np.testing.assert_array_equal(on.slab.aux[:n].numpy(), off.slab.aux[:n].numpy())  # (NaN == NaN here)
-    np.testing.assert_array_equal(on.slab.hidden[:n].numpy(), off.slab.hidden[:n].numpy())
+    batches = tick_batches(3, symbols=12, batches=80, max_n=40, jump_p=0.02)
+    assert same_runs(on, off, batches) > 0  # the runs open rule alerts
 
 
 def test_a_torch_path_refuses_the_slabs_rows() -> None:

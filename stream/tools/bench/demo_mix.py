@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import Any
 
-from .drain import _broker, _cpu_seconds
+from .drain import _broker, _cpu_seconds, _forward
 
 __all__ = ["demo_mix"]
 
@@ -162,18 +162,8 @@ def _raw_mix_child(
         last = time.monotonic()
         while not stop.is_set():
             data = await c.getmany(timeout_ms=200, max_records=1024)
-            futs, offsets = [], {}
-            for tp, recs in data.items():
-                batch = p.create_batch()
-                for r in recs:
-                    if batch.append(key=r.key, value=r.value, timestamp=None) is None:
-                        futs.append(await p.send_batch(batch, out_topic, partition=tp.partition))
-                        batch = p.create_batch()
-                        batch.append(key=r.key, value=r.value, timestamp=None)
-                if batch.record_count():
-                    futs.append(await p.send_batch(batch, out_topic, partition=tp.partition))
-                offsets[tp] = recs[-1].offset + 1
-                done.value += len(recs)
+            futs, offsets, got = await _forward(p, data, out_topic)
+            done.value += got
             if pending is not None:  # the previous batch's acks, after this one is on its way
                 await asyncio.gather(*pending[0])
                 to_commit.update(pending[1])

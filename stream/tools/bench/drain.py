@@ -102,6 +102,25 @@ async def _produce_backlog(bootstrap: str, topic: str, msgs: list[tuple[bytes, b
     return len(msgs) / (time.perf_counter() - t0)
 
 
+async def _forward(p: Any, data: dict[Any, list[Any]], out_topic: str) -> tuple[list[Any], dict[Any, int], int]:
+    """A raw pass-through's step: each input partition's records, undecoded, to the partition of the same
+    number of ``out_topic``, one ``send_batch`` per producer batch. Returns the sends' futures (their
+    acks), each input partition's next offset and the records forwarded."""
+    futs, offsets, got = [], {}, 0
+    for tp, recs in data.items():
+        b = p.create_batch()
+        for r in recs:
+            if b.append(key=r.key, value=r.value, timestamp=None) is None:
+                futs.append(await p.send_batch(b, out_topic, partition=tp.partition))
+                b = p.create_batch()
+                b.append(key=r.key, value=r.value, timestamp=None)
+        if b.record_count():
+            futs.append(await p.send_batch(b, out_topic, partition=tp.partition))
+        offsets[tp] = recs[-1].offset + 1
+        got += len(recs)
+    return futs, offsets, got
+
+
 async def _raw_passthrough(
     bootstrap: str,
     topic: str,
@@ -147,20 +166,7 @@ async def _raw_passthrough(
             if not t_first:
                 t_first = time.perf_counter()
                 cpu.start()
-            futs = []
-            offsets = {}
-            got = 0
-            for tp, recs in data.items():
-                b = p.create_batch()
-                for r in recs:
-                    if b.append(key=r.key, value=r.value, timestamp=None) is None:
-                        futs.append(await p.send_batch(b, out_topic, partition=tp.partition))
-                        b = p.create_batch()
-                        b.append(key=r.key, value=r.value, timestamp=None)
-                if b.record_count():
-                    futs.append(await p.send_batch(b, out_topic, partition=tp.partition))
-                offsets[tp] = recs[-1].offset + 1
-                got += len(recs)
+            futs, offsets, got = await _forward(p, data, out_topic)
             if pipelined:  # this batch is on its way: now settle the previous one (acks, then its offsets)
                 if pending is not None:
                     await asyncio.gather(*pending[0])
