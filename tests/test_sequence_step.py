@@ -46,6 +46,24 @@ def test_plain_scorer_sequence_equals_waves() -> None:
     assert len(taken) >= 40 and max(taken) >= 5  # most batches ran as sequence steps, some of 5+ waves
 
 
+def test_sequence_steps_the_model_per_chunk_of_a_wave_as_waves_do() -> None:
+    """Large waves are stepped in chunks of ``cpu_chunk`` rows (any split of a wave gives the same numbers):
+    a sequence step steps the same spans."""
+
+    def make() -> Runner:
+        import torch
+
+        torch.manual_seed(1)
+        net = RecurrentForecaster(NetConfig(input_size=2, hidden_size=8))
+        r = Runner(net, ScoringConfig(warmup=5, close_after=2), device="cpu", capacity=8)
+        r.cpu_chunk = 3
+        return r
+
+    seq, waves, taken = _pair(make)
+    same_runs(seq, waves, raw_batches(2, 6, streams=12))
+    assert taken and max(taken) > 8  # more spans than waves: chunks of 3 rows
+
+
 def test_bundled_speech_detector_sequence_equals_waves() -> None:
     ck = load_checkpoint(str(_DIR / "speech_gru.pt"))
     seq, waves, taken = _pair(lambda: Runner(ck.model, ck.scoring, device="cpu", capacity=4, model_id="speech"))
