@@ -89,6 +89,65 @@ def pre_rows(
         aux[j, _COUNT] = c + _ONE
 
 
+@jit(inline="always")
+def _masked_inputs(
+    aux: Any, j: Any, xi: Any, lay: Any, p: Any, xn: Any, obs: Any, seen_before: Any, mv: Any, keep: Any
+) -> None:
+    """A masked row's forecast-free part: impute, normalise, fold the observed values into the statistics.
+    ``xn``/``obs`` get the model input and mask, ``seen_before`` each feature's count before the event;
+    ``keep``: ``mv`` gets the means and variances after it (a sequence step's :func:`post_masked_seq_rows`)."""
+    mean0, var0, nf = lay[L_MEAN], lay[L_VAR], lay[L_F]
+    seen0, last0 = lay[L_SEEN], lay[L_LAST]
+    min_var, clip, inv_nw = p[P_MIN_VAR], p[P_CLIP], p[P_INV_NORM_W]
+    for f in range(nf):
+        o = math.isfinite(xi[f])
+        of = _ONE if o else _ZERO
+        s = aux[j, seen0 + f]
+        x_imp = xi[f] if o else aux[j, last0 + f]  # imputed with the last observed value
+        m = x_imp if o and s == _ZERO else aux[j, mean0 + f]  # the first observed value centres it
+        v = aux[j, var0 + f]
+        diff = x_imp - m
+        d = diff * of  # 0 where missing: no statistics update
+        xn[f] = min(max(diff / math.sqrt(max(v, min_var)), -clip), clip)
+        obs[f] = of
+        seen_before[f] = s
+        alpha = max(_ONE / (s + _ONE), inv_nw) * of
+        aux[j, var0 + f] = fma(d, d * alpha, v) * (_ONE - alpha)
+        aux[j, mean0 + f] = fma(alpha, d, m)
+        aux[j, last0 + f] = x_imp
+        aux[j, seen0 + f] = s + of
+        if keep:
+            mv[f] = aux[j, mean0 + f]
+            mv[nf + f] = aux[j, var0 + f]
+    aux[j, _COUNT] = aux[j, _COUNT] + _ONE
+
+
+@jit(inline="always")
+def _masked_residual(aux: Any, j: Any, xn: Any, obs: Any, seen_before: Any, lay: Any, p: Any) -> Any:
+    """A masked row's residual per feature over its own running scale (which then folds it in), against
+    the stream's last forecast: ``(err, channel, channel_z)``, the observed features' mean and the largest."""
+    fc0, nf, rs0 = lay[L_FCAST], lay[L_F], lay[L_RSCALE]
+    inv_ew, eps_rs = p[P_INV_ERR_W], p[P_EPS_RSCALE]
+    n_obs = _ZERO
+    acc = _ZERO
+    best, best_z = -1, _ZERO
+    for f in range(nf):
+        of = obs[f]
+        s = seen_before[f]
+        rs = aux[j, rs0 + f]
+        res = abs(xn[f] - aux[j, fc0 + f])
+        z = res / max(rs, eps_rs)
+        n_obs += of
+        acc += z * of
+        zm = z if of > _ZERO else -_ONE
+        if f == 0 or zm > best_z:  # torch's max: the first of equal maxima
+            best, best_z = f, zm
+        # residual scale: from the second observation, winsorised at 4x
+        beta = max(_ONE / max(s, _ONE), inv_ew) * of * (_ONE if s > _ZERO else _ZERO)
+        aux[j, rs0 + f] = lerp(rs, min(res, rs * _FOUR), beta)
+    return acc / max(n_obs, _ONE), best if n_obs > _ZERO else -1, best_z
+
+
 @jit
 def pre_masked_rows(
     aux: np.ndarray,  # [S, A] float32: the slab's aux (or a wave's rows), updated in place
@@ -101,48 +160,22 @@ def pre_masked_rows(
     err: np.ndarray,  # [b] out
     channel: np.ndarray,  # [b] int64 out: the feature with the largest normalised residual, -1 none
     channel_z: np.ndarray,  # [b] out
+    seen_o: np.ndarray,  # [b, F] out, or [0, F]: a sequence step's counts before each event
+    mv: np.ndarray,  # [b, 2F] out, or [0, 2F]: and its means and variances after it
 ) -> None:
-    """``Scorer.pre_masked``: impute, normalise, residual per feature over its own scale, statistics."""
-    mean0, var0, fc0, nf = lay[L_MEAN], lay[L_VAR], lay[L_FCAST], lay[L_F]
-    seen0, rs0, last0 = lay[L_SEEN], lay[L_RSCALE], lay[L_LAST]
-    min_var, clip, inv_nw, inv_ew, eps_rs = p[P_MIN_VAR], p[P_CLIP], p[P_INV_NORM_W], p[P_INV_ERR_W], p[P_EPS_RSCALE]
+    """``Scorer.pre_masked``: impute, normalise, residual per feature over its own scale, statistics.
+
+    A sequence step (``mv`` has rows, :meth:`models.scoring.Scorer.pre_seq`): only the inputs and the
+    statistics, and what :func:`post_rows` needs to measure the residuals after the forecasts."""
+    seq = mv.shape[0] > 0
+    sb = np.empty(lay[L_F], np.float32)  # [F] counts before the event
     for i in range(rows.shape[0]):
         j = rows[i]
-        n_obs = _ZERO
-        acc = _ZERO
-        best, best_z = -1, _ZERO
-        for f in range(nf):
-            o = math.isfinite(x[i, f])
-            of = _ONE if o else _ZERO
-            s = aux[j, seen0 + f]
-            xi = x[i, f] if o else aux[j, last0 + f]  # imputed with the last observed value
-            m = xi if o and s == _ZERO else aux[j, mean0 + f]  # the first observed value centres it
-            v = aux[j, var0 + f]
-            diff = xi - m
-            d = diff * of  # 0 where missing: no statistics update
-            xn = min(max(diff / math.sqrt(max(v, min_var)), -clip), clip)
-            x_norm[i, f] = xn
-            obs_f[i, f] = of
-            rs = aux[j, rs0 + f]
-            res = abs(xn - aux[j, fc0 + f])
-            z = res / max(rs, eps_rs)
-            n_obs += of
-            acc += z * of
-            zm = z if o else -_ONE
-            if f == 0 or zm > best_z:  # torch's max: the first of equal maxima
-                best, best_z = f, zm
-            alpha = max(_ONE / (s + _ONE), inv_nw) * of
-            aux[j, var0 + f] = fma(d, d * alpha, v) * (_ONE - alpha)
-            aux[j, mean0 + f] = fma(alpha, d, m)
-            # residual scale: from the second observation, winsorised at 4x
-            beta = max(_ONE / max(s, _ONE), inv_ew) * of * (_ONE if s > _ZERO else _ZERO)
-            aux[j, rs0 + f] = lerp(rs, min(res, rs * _FOUR), beta)
-            aux[j, last0 + f] = xi
-            aux[j, seen0 + f] = s + of
-        err[i] = acc / max(n_obs, _ONE)
-        channel[i] = best if n_obs > _ZERO else -1
-        channel_z[i] = best_z
-        aux[j, _COUNT] = aux[j, _COUNT] + _ONE
+        if seq:
+            _masked_inputs(aux, j, x[i], lay, p, x_norm[i], obs_f[i], seen_o[i], mv[i], True)
+            continue
+        _masked_inputs(aux, j, x[i], lay, p, x_norm[i], obs_f[i], sb, sb, False)
+        err[i], channel[i], channel_z[i] = _masked_residual(aux, j, x_norm[i], obs_f[i], sb, lay, p)
 
 
 @jit
@@ -158,12 +191,17 @@ def post_rows(
     out: np.ndarray,  # [b, 2T+3] out: prediction[T], expected[T], score, anomaly, transition
     x_norm: np.ndarray,  # [b, F] float32, or [0, F]: a sequence step's normalised rows (pre_rows's)
     mv: np.ndarray,  # [b, 2T] float32, or [0, 2T]: their statistics (pre_rows's)
+    obs: np.ndarray,  # [b, F] float32, or [0, F]: a masked sequence step's mask (pre_masked_rows's)
+    seen: np.ndarray,  # [b, F] float32, or [0, F]: and its counts before each event
+    channel: np.ndarray,  # [b] int64 out, or [0]: a masked sequence step's channel (pre_masked's output)
+    channel_z: np.ndarray,  # [b] out, or [0]
 ) -> None:
     """``Scorer.post`` and ``Scorer._outputs`` without context channels, calibration or adapter.
 
-    A sequence step (``mv`` has rows; :meth:`models.scoring.Scorer.post_seq`): ``pre_rows`` ran for every
-    row first, so a row's residual is measured here, against the forecast its stream's previous row left
-    (as ``pre_rows`` measures it: the same sum in the same order), and its statistics come from ``mv``."""
+    A sequence step (``mv`` has rows; :meth:`models.scoring.Scorer.post_seq`): ``pre_rows`` (or
+    ``pre_masked_rows``) ran for every row first, so a row's residual is measured here, against the
+    forecast its stream's previous row left (as the pre loop measures it: the same sums in the same
+    order; masked, with the residual scales and the channel), and its statistics come from ``mv``."""
     sh0, em0, ev0, mean0, var0, fc0 = lay[L_SHORT], lay[L_EMEAN], lay[L_EVAR], lay[L_MEAN], lay[L_VAR], lay[L_FCAST]
     nt, nk = lay[L_T], lay[L_K]
     min_var, inv_ew, eps_var, inv_sqrt2 = p[P_MIN_VAR], p[P_INV_ERR_W], p[P_EPS_VAR], p[P_INV_SQRT2]
@@ -172,11 +210,13 @@ def post_rows(
     open_t, close_t, close_after, warmup = p[P_OPEN], p[P_CLOSE], p[P_CLOSE_AFTER], p[P_WARMUP]
     fold_on, suppress_on, factor_zero = flags[0], flags[1], flags[2]
     two = _ONE + _ONE
-    seq, n_t = mv.shape[0] > 0, p[P_N_T]
+    seq, masked, n_t = mv.shape[0] > 0, obs.shape[0] > 0, p[P_N_T]
     for i in range(rows.shape[0]):
         j = rows[i]
         steps, is_open, below, since = aux[j, _STEPS], aux[j, _OPEN], aux[j, _BELOW], aux[j, _SINCE]
-        if seq:
+        if masked:
+            e, channel[i], channel_z[i] = _masked_residual(aux, j, x_norm[i], obs[i], seen[i], lay, p)
+        elif seq:
             acc = _ZERO
             for t in range(nt):
                 acc += abs(x_norm[i, t] - aux[j, fc0 + t])
@@ -295,9 +335,10 @@ def warm_up(
     f, t = int(lay[L_F]), int(lay[L_T])
     aux, x, e = np.zeros((0, width), np.float32), np.zeros((0, f), np.float32), np.zeros(0, np.float32)
     rows = np.zeros(0, np.int64)
+    mv = np.zeros((0, 2 * t), np.float32)
     if masked:
-        pre_masked_rows(aux, rows, x, lay, p, x.copy(), x.copy(), e.copy(), rows.copy(), e.copy())
+        pre_masked_rows(aux, rows, x, lay, p, x.copy(), x.copy(), e.copy(), rows.copy(), e.copy(), x.copy(), mv)
     else:
-        pre_rows(aux, rows, x, lay, p, x.copy(), e.copy(), np.zeros((0, 2 * t), np.float32))
-    fc, mv = np.zeros((0, t), np.float32), np.zeros((0, 2 * t), np.float32)
-    post_rows(aux, rows, e, fc, rates, lay, p, flags, np.zeros((0, out_size), np.float32), x.copy(), mv)
+        pre_rows(aux, rows, x, lay, p, x.copy(), e.copy(), mv)
+    fc, out = np.zeros((0, t), np.float32), np.zeros((0, out_size), np.float32)
+    post_rows(aux, rows, e, fc, rates, lay, p, flags, out, x.copy(), mv, x.copy(), x.copy(), rows.copy(), e.copy())

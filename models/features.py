@@ -80,9 +80,7 @@ class Features:
     def sequence(self) -> bool:
         """Whether a micro-batch's waves may run as one sequence step: :meth:`step_pre` over every row, the
         model once per wave, :meth:`step_post` over every row. Only where the model's inputs never depend
-        on its forecasts (raw values, ticks) and the compiled loops, run in place, have a sequence form;
-        the masked loop has none yet (it measures the residuals against per-feature scales before the
-        forecast), so ``masked`` keeps its waves."""
+        on its forecasts (raw values, masked values, ticks) and the compiled loops run in place."""
         return self.kind == "raw" and self.scorer.sequence
 
     def channel_name(self, i: int) -> str:
@@ -213,6 +211,20 @@ class MaskedFeatures(Features):
 
     def valid(self, x: np.ndarray) -> np.ndarray:
         return ~np.isinf(x).any(1) & np.isfinite(x).any(1)  # type: ignore[no-any-return]
+
+    @property
+    def sequence(self) -> bool:
+        # the imputation and the normaliser never read a forecast: the residuals against their per-feature
+        # scales, and the channel they pick, wait for the forecasts (Scorer.post_masked_seq)
+        return self.scorer.sequence
+
+    def step_pre(self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor) -> tuple[Tensor, Any]:
+        ctx = self.scorer.pre_masked_seq(aux, x, rows)  # [N, F] x_norm, observed, seen; [N, 2F] mv
+        return torch.cat(ctx[:2], 1), ctx  # [N, 2F]
+
+    def step_post(self, aux: Tensor, x: Tensor, forecast: Tensor, ctx: Any, rows: Tensor) -> Tensor:
+        out, chan, chan_z = self.scorer.post_masked_seq(aux, ctx, forecast, rows)  # [N, 2F+3], [N], [N]
+        return torch.cat((out, chan.to(out.dtype).unsqueeze(1), chan_z.unsqueeze(1)), 1)  # [N, 2F+5]
 
     def to_inputs(
         self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor | None = None

@@ -213,6 +213,8 @@ class Scorer:
         self._cal_kernel: tuple[np.ndarray, np.ndarray] | None = None
         # what the plain loops take in place of a sequence step's arrays in a wave's call (none)
         self._no_seq = (np.zeros((0, self.n_features), np.float32), np.zeros((0, 2 * self.n_targets), np.float32))
+        f0 = np.zeros((0, self.n_features), np.float32)  # [0, F]
+        self._no_mask = (f0, f0, np.zeros(0, np.int64), np.zeros(0, np.float32))  # (masked sequence steps only)
         if self._plain is not None:
             _sk.warm_up(*self._plain, self.size, self.out_size, self.masked)
         elif on and _ck.eligible(self):
@@ -243,9 +245,9 @@ class Scorer:
 
     @property
     def sequence(self) -> bool:
-        """Whether :meth:`pre_seq` and :meth:`post_seq` run: the plain loops on raw input, or the calibrated
-        loops (CPU, float32)."""
-        return (self.kernel and self._plain is not None and not self.masked) or self._cal_kernel is not None
+        """Whether the sequence steps' loops run (:meth:`pre_seq`/:meth:`post_seq`, masked:
+        :meth:`pre_masked_seq`/:meth:`post_masked_seq`): the plain or the calibrated loops (CPU, float32)."""
+        return (self.kernel and self._plain is not None) or self._cal_kernel is not None
 
     def pre_seq(self, aux: Tensor, x: Tensor, rows: Tensor, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """:meth:`pre` of a sequence step: every row of a micro-batch in one call, a stream's rows in their
@@ -290,8 +292,48 @@ class Scorer:
         assert self._plain is not None
         lay, p, rates, flags = self._plain
         no_err = np.empty(0, np.float32)  # [0] (measured in the loop)
-        _sk.post_rows(aux.numpy(), rows.numpy(), no_err, fc, rates, lay, p, flags, out, x_norm.numpy(), keep.numpy())
+        _sk.post_rows(
+            aux.numpy(), rows.numpy(), no_err, fc, rates, lay, p, flags, out, x_norm.numpy(), keep.numpy(),
+            *self._no_mask,
+        )  # fmt: skip
         return torch.from_numpy(out)
+
+    def pre_masked_seq(self, aux: Tensor, x: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`pre_masked` of a sequence step (see :meth:`pre_seq`): ``x_norm[B, F]`` and ``observed[B, F]``
+        (the model input), and for :meth:`post_masked_seq` each feature's count before the row's event
+        ``seen[B, F]`` and the means and variances after it ``mv[B, 2F]``; the residuals, their scales and
+        the channel wait for the forecasts."""
+        assert self._plain is not None
+        lay, p, _, _ = self._plain
+        b, f = x.shape
+        x_norm, obs, seen = (np.empty((b, f), np.float32) for _ in range(3))  # [B, F] each
+        mv = np.empty((b, 2 * f), np.float32)  # [B, 2F]
+        err, chan_z, chan = np.empty(b, np.float32), np.empty(b, np.float32), np.empty(b, np.int64)  # (unused)
+        _sk.pre_masked_rows(
+            aux.numpy(), rows.numpy(), x.contiguous().numpy(), lay, p, x_norm, obs, err, chan, chan_z, seen, mv
+        )
+        t = torch.from_numpy
+        return t(x_norm), t(obs), t(seen), t(mv)
+
+    def post_masked_seq(
+        self, aux: Tensor, ctx: tuple[Tensor, Tensor, Tensor, Tensor], forecast: Tensor, rows: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`post` of a masked sequence step over :meth:`pre_masked_seq`'s rows (``ctx``, its output) with
+        their ``forecast[B, F]``: ``[B, 2F+3]``, and the ``channel[B]`` and ``channel_z[B]`` that
+        :meth:`pre_masked` returns, row by row as the waves would have made them."""
+        assert self._plain is not None
+        lay, p, rates, flags = self._plain
+        x_norm, obs, seen, mv = (a.numpy() for a in ctx)
+        b = forecast.shape[0]
+        out = np.empty((b, self.out_size), np.float32)  # [B, 2F+3]
+        chan, chan_z = np.empty(b, np.int64), np.empty(b, np.float32)  # [B], [B]
+        no_err = np.empty(0, np.float32)  # [0] (measured in the loop)
+        _sk.post_rows(
+            aux.numpy(), rows.numpy(), no_err, forecast.contiguous().numpy(), rates, lay, p, flags, out, x_norm, mv,
+            obs, seen, chan, chan_z,
+        )  # fmt: skip
+        t = torch.from_numpy
+        return t(out), t(chan), t(chan_z)
 
     def init_row(self) -> Tensor:
         row = torch.zeros(self.size)  # [A]
@@ -531,8 +573,9 @@ class Scorer:
             assert self._plain is not None
             lay, p, _, _ = self._plain
             _sk.pre_masked_rows(
-                aux.numpy(), _jit.loop_rows(rows, b), x.numpy(), lay, p, x_norm_k, obs_k, err_k, chan, chan_z
-            )
+                aux.numpy(), _jit.loop_rows(rows, b), x.numpy(), lay, p, x_norm_k, obs_k, err_k, chan, chan_z,
+                *self._no_seq,
+            )  # fmt: skip
             t = torch.from_numpy
             return t(x_norm_k), t(obs_k), t(err_k), t(chan), t(chan_z)
         _jit.torch_path_rows(rows, "the torch scorer")
@@ -582,7 +625,7 @@ class Scorer:
             lay, p, rates, flags = self._plain
             _sk.post_rows(
                 aux.numpy(), _jit.loop_rows(rows, b), err.numpy(), forecast.numpy(), rates, lay, p, flags, out_k,
-                *self._no_seq,
+                *self._no_seq, *self._no_mask,
             )  # fmt: skip
             return torch.from_numpy(out_k)
         if self._on_cal_kernel(aux, forecast):

@@ -44,7 +44,8 @@ def cost(source: str, streams: int, batch: int, sequence: bool, warm: int = 30, 
 if __name__ == "__main__":
     pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     cases = [("ticks", 12, 32), ("ticks", 12, 128), ("ticks", 50, 256), ("speech", 8, 32), ("speech", 32, 128),
-             ("speech", 256, 1024), ("sensors", 8, 32), ("sensors", 32, 128), ("sensors", 2500, 4096)]  # fmt: skip
+             ("speech", 256, 1024), ("sensors", 8, 32), ("sensors", 32, 128), ("sensors", 2500, 4096),
+             ("machines", 8, 32), ("machines", 32, 128)]  # fmt: skip
     only = sys.argv[2:]  # sources to run (default: all)
     cases = [c for c in cases if not only or c[0] in only]
     print("| source | streams | batch | waves µs/batch | sequence µs/batch | ratio |")
