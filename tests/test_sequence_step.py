@@ -64,6 +64,16 @@ def test_sequence_steps_the_model_per_chunk_of_a_wave_as_waves_do() -> None:
     assert taken and max(taken) > 8  # more spans than waves: chunks of 3 rows
 
 
+def test_gathered_aux_rows_keep_their_waves() -> None:
+    """A sequence step works on the slab's aux in place: a runner whose aux rows are gathered
+    (``aux_in_place`` off, as on CUDA) runs waves."""
+    ck = load_checkpoint(str(_DIR / "speech_gru.pt"))
+    seq, waves, taken = _pair(lambda: Runner(ck.model, ck.scoring, device="cpu", capacity=4))
+    seq.aux_in_place = False
+    same_runs(seq, waves, raw_batches(seq.n_features, 7)[:10])
+    assert taken == []
+
+
 def test_bundled_speech_detector_sequence_equals_waves() -> None:
     ck = load_checkpoint(str(_DIR / "speech_gru.pt"))
     seq, waves, taken = _pair(lambda: Runner(ck.model, ck.scoring, device="cpu", capacity=4, model_id="speech"))
