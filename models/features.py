@@ -76,13 +76,6 @@ class Features:
         where they are (:attr:`models.scoring.Scorer.in_place`) instead of gathered and scattered."""
         return self.scorer.in_place
 
-    @property
-    def sequence(self) -> bool:
-        """Whether a micro-batch's waves may run as one sequence step: :meth:`step_pre` over every row, the
-        model once per wave, :meth:`step_post` over every row. Only where the model's inputs never depend
-        on its forecasts (raw values, masked values, ticks) and the compiled loops run in place."""
-        return self.kind == "raw" and self.scorer.sequence
-
     def channel_name(self, i: int) -> str:
         names = self.config.channels
         return names[i] if 0 <= i < len(names) else f"value[{i}]"
@@ -115,9 +108,10 @@ class Features:
         return self.scorer.post(aux, err, forecast, rows)  # [b, 2F+3]
 
     def step_pre(self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor) -> tuple[Tensor, Any]:
-        """:meth:`to_inputs` of a sequence step (see :attr:`sequence`): every row of a micro-batch in one call,
-        a stream's rows in their order (``rows[N]``: their slots in the slab's whole ``aux``). Returns the
-        model inputs ``[N, I]`` and what :meth:`step_post` needs."""
+        """:meth:`to_inputs` of a sequence step (:meth:`models.runner.Runner._sequence`, where :attr:`in_place`):
+        every row of a micro-batch in one call, a stream's rows in their order (``rows[N]``: their slots in
+        the slab's whole ``aux``). Returns the model inputs ``[N, I]`` and what :meth:`step_post` needs.
+        Every features kind has it, as none feeds the model its own forecasts."""
         p = self.scorer.n_phases
         phase = None
         if p:  # the Runner appended the event-time phase columns (Scorer.phases)
@@ -212,12 +206,8 @@ class MaskedFeatures(Features):
     def valid(self, x: np.ndarray) -> np.ndarray:
         return ~np.isinf(x).any(1) & np.isfinite(x).any(1)  # type: ignore[no-any-return]
 
-    @property
-    def sequence(self) -> bool:
-        # the imputation and the normaliser never read a forecast: the residuals against their per-feature
-        # scales, and the channel they pick, wait for the forecasts (Scorer.post_masked_seq)
-        return self.scorer.sequence
-
+    # a sequence step: the imputation and the normaliser never read a forecast; the residuals against
+    # their per-feature scales, and the channel they pick, wait for the forecasts (Scorer.post_masked_seq)
     def step_pre(self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor) -> tuple[Tensor, Any]:
         ctx = self.scorer.pre_masked_seq(aux, x, rows)  # [N, F] x_norm, observed, seen; [N, 2F] mv
         return torch.cat(ctx[:2], 1), ctx  # [N, 2F]

@@ -192,9 +192,10 @@ class Runner:
         # Never under wave graphs: their padding repeats a wave's last slot, harmless only on gathered rows
         self.aux_in_place = self.device.type == "cpu" and self.graphs is None
         # CPU: a micro-batch with several events of a stream runs them as one sequence step where the
-        # features allow it (Features.sequence): one featurise/normalise call over every row, the model
-        # once per wave, one scoring call. Waves otherwise, each paying the per-call costs again (a busy
-        # ticks symbol has ~10 ticks in a batch: docs/benchmarks.md). The same outputs and state either way
+        # compiled loops update the aux rows in place (Features.in_place): one featurise/normalise call
+        # over every row, the model once per wave, one scoring call. Waves otherwise, each paying the
+        # per-call costs again (a busy ticks symbol has ~10 ticks in a batch: docs/benchmarks.md). The
+        # same outputs and state either way
         self.sequence = self.aux_in_place  # (only with aux_in_place: a test that turns that off gets waves)
 
     @classmethod
@@ -327,7 +328,7 @@ class Runner:
         spans: Iterable[tuple[int, int]] = itertools.pairwise(bounds)
         if chunk:  # rows of one wave are distinct streams, so any split of it gives the same results
             spans = ((c, min(b, c + chunk)) for a, b in spans for c in range(a, b, chunk))
-        seq = self.sequence and self.aux_in_place and self.features.in_place and self.features.sequence
+        seq = self.sequence and self.aux_in_place and self.features.in_place
         if seq and len(bounds) > 2:
             return self._sequence(idx, xd, dtd, [(a, b) for a, b in spans if a < b]).numpy()  # [N, W]
         parts = [self._wave(idx[a:b], xd[a:b], dtd[a:b] if dtd is not None else None) for a, b in spans if a < b]

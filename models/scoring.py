@@ -243,15 +243,10 @@ class Scorer:
         torch code needs the rows gathered). For float32 CPU tensors only, as the loops are."""
         return (self.kernel and self._plain is not None) or self._cal_kernel is not None
 
-    @property
-    def sequence(self) -> bool:
-        """Whether the sequence steps' loops run (:meth:`pre_seq`/:meth:`post_seq`, masked:
-        :meth:`pre_masked_seq`/:meth:`post_masked_seq`): the plain or the calibrated loops (CPU, float32)."""
-        return (self.kernel and self._plain is not None) or self._cal_kernel is not None
-
     def pre_seq(self, aux: Tensor, x: Tensor, rows: Tensor, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """:meth:`pre` of a sequence step: every row of a micro-batch in one call, a stream's rows in their
-        order (``rows[B]``: their slots in the slab's whole ``aux``; see :attr:`sequence`).
+        order (``rows[B]``: their slots in the slab's whole ``aux``; every loop that runs :attr:`in_place` has
+        this form too, masked as :meth:`pre_masked_seq`).
 
         Returns ``x_norm[B, F]`` and what each row's event saw, ``keep[B, K]``: the target statistics after
         it (and, calibrated, its count, its time-of-day bucket's count and the other channels' scores).

@@ -392,12 +392,8 @@ class TickFeatures(Features):
         target = x_norm[:, :N_TICK_TARGETS]  # [b, 2]
         return inp, err, target, ctx
 
-    @property
-    def sequence(self) -> bool:
-        # the rules' inputs are the ticks themselves, never the forecasts: a symbol's ticks of one batch
-        # run the rules and the normaliser in one call, the model per tick, then the scoring in one call
-        return self.in_place and self.scorer.sequence
-
+    # a sequence step: the rules' inputs are the ticks themselves, never the forecasts, so a symbol's ticks
+    # of one batch run the rules and the normaliser in one call, the model per tick, then the scoring
     def step_pre(self, aux: Tensor, x: Tensor, dt: Tensor | None, rows: Tensor) -> tuple[Tensor, Any]:
         feats, quoted, ctx = self.featurise(aux, x, dt, rows)  # [N, 6], [N]: the rules, every tick in order
         x_norm, mv = self.scorer.pre_seq(aux, feats, rows)  # [N, 6], [N, 4]

@@ -41,7 +41,7 @@ def test_plain_scorer_sequence_equals_waves() -> None:
         return Runner(net, ScoringConfig(warmup=5, close_after=2, err_scales=(4,)), device="cpu", capacity=2)
 
     seq, waves, taken = _pair(make)
-    assert seq.features.sequence
+    assert seq.features.in_place
     assert same_runs(seq, waves, raw_batches(3, 1)) > 0  # alerts opened (and the slab grew from 2 slots)
     assert len(taken) >= 40 and max(taken) >= 5  # most batches ran as sequence steps, some of 5+ waves
 
@@ -86,7 +86,7 @@ def test_bundled_ticks_sequence_equals_waves() -> None:
     its own evidence, not from the symbol's state, which the later ticks have moved on."""
     ck = load_checkpoint(str(_DIR / "ticks_gru.pt"))
     seq, waves, taken = _pair(lambda: Runner(ck.model, ck.scoring, device="cpu", capacity=4, model_id="ticks"))
-    assert seq.features.sequence
+    assert seq.features.in_place
     batches = tick_batches(3, symbols=8, batches=80, max_n=60, jump_p=0.03, late_p=0.02)
     assert same_runs(seq, waves, batches) > 0  # rule alerts opened
     assert len(taken) >= 60 and max(taken) >= 8
@@ -98,7 +98,7 @@ def test_bundled_sensor_detector_sequence_equals_waves() -> None:
     normaliser run ahead, and each row keeps what its own event saw."""
     ck = load_checkpoint(str(_DIR / "sensor_gru.pt"))
     seq, waves, taken = _pair(lambda: Runner(ck.model, ck.scoring, device="cpu", capacity=4, model_id="sensor"))
-    assert seq.features.sequence and seq.scorer.n_phases  # event-time buckets travel with the values
+    assert seq.features.in_place and seq.scorer.n_phases  # event-time buckets travel with the values
     assert same_runs(seq, waves, raw_batches(1, 5, streams=8)) > 0  # alerts opened after the warm-up
     assert len(taken) >= 40
 
@@ -108,6 +108,6 @@ def test_bundled_machines_detector_sequence_equals_waves() -> None:
     scale, and the channel that names an alert, wait for the forecast (with the counts the event saw)."""
     ck = load_checkpoint(str(_DIR / "machine_gru.pt"))
     seq, waves, taken = _pair(lambda: Runner(ck.model, ck.scoring, device="cpu", capacity=4, model_id="machines"))
-    assert seq.features.sequence
+    assert seq.features.in_place
     assert same_runs(seq, waves, raw_batches(seq.n_features, 4, masked=True, streams=10)) > 0  # alerts opened
     assert len(taken) >= 40

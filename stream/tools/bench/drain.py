@@ -104,18 +104,13 @@ async def _produce_backlog(bootstrap: str, topic: str, msgs: list[tuple[bytes, b
 
 async def _forward(p: Any, data: dict[Any, list[Any]], out_topic: str) -> tuple[list[Any], dict[Any, int], int]:
     """A raw pass-through's step: each input partition's records, undecoded, to the partition of the same
-    number of ``out_topic``, one ``send_batch`` per producer batch. Returns the sends' futures (their
-    acks), each input partition's next offset and the records forwarded."""
+    number of ``out_topic`` (:func:`stream.producer.send_records`: one ``send_batch`` per producer batch).
+    Returns the sends' futures (their acks), each input partition's next offset and the records forwarded."""
+    from stream.producer import send_records
+
     futs, offsets, got = [], {}, 0
     for tp, recs in data.items():
-        b = p.create_batch()
-        for r in recs:
-            if b.append(key=r.key, value=r.value, timestamp=None) is None:
-                futs.append(await p.send_batch(b, out_topic, partition=tp.partition))
-                b = p.create_batch()
-                b.append(key=r.key, value=r.value, timestamp=None)
-        if b.record_count():
-            futs.append(await p.send_batch(b, out_topic, partition=tp.partition))
+        futs += await send_records(p, out_topic, tp.partition, recs)
         offsets[tp] = recs[-1].offset + 1
         got += len(recs)
     return futs, offsets, got
