@@ -46,6 +46,36 @@ def score(
     return res.normalized, sum(int((d > 0).sum()) for d in det.values())
 
 
+def table(
+    corpus: NabCorpus,
+    files: list[str],
+    base_tr: tuple[list[np.ndarray], list[np.ndarray]],
+    moved: dict[tuple[str, float], tuple[ScoringConfig, tuple[list[np.ndarray], list[np.ndarray]] | None]],
+    shipped: ScoringConfig,
+    r: int,
+) -> None:
+    """Print the sensitivity table of the shipped rule at base R ``r`` (each parameter at -25 % / +25 %)."""
+    b = with_r(shipped, r)
+    s0, n0 = score(corpus, files, base_tr, b)
+    print(f"base R {r} (R_other {b.suppress_other}): {s0:.2f} ({n0} alerts)")
+    worst = 0.0
+    for p in FREE_PARAMETERS:
+        cells = []
+        for m in (0.75, 1.25):
+            c, tr = moved[(p.name, m)]
+            if p.name == "R":
+                c = with_r(b, round(r * m))
+            elif p.name == "R_other/R":
+                c = dataclasses.replace(c, suppress=r, suppress_other=round(r * p.get(c)))
+            else:
+                c = dataclasses.replace(c, suppress=r, suppress_other=b.suppress_other)
+            s, _ = score(corpus, files, tr if tr is not None else base_tr, c)
+            worst = max(worst, abs(s - s0))
+            cells.append(f"{s:.2f} ({s - s0:+.2f})")
+        print(f"  {p.name}: {' / '.join(cells)}", flush=True)
+    print(f"  largest move: {worst:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bases", type=int, nargs="+", default=[50, 75, 100, 200])
@@ -70,25 +100,7 @@ def main() -> None:
             else:
                 moved[(p.name, m)] = (p.set(shipped, nv), traces(dev, p.set(shipped, nv)))
     for r in args.bases:
-        b = with_r(shipped, r)
-        s0, n0 = score(corpus, dev.files, base_tr, b)
-        print(f"base R {r} (R_other {b.suppress_other}): {s0:.2f} ({n0} alerts)")
-        worst = 0.0
-        for p in FREE_PARAMETERS:
-            cells = []
-            for m in (0.75, 1.25):
-                c, tr = moved[(p.name, m)]
-                if p.name == "R":
-                    c = with_r(b, round(r * m))
-                elif p.name == "R_other/R":
-                    c = dataclasses.replace(c, suppress=r, suppress_other=round(r * p.get(c)))
-                else:
-                    c = dataclasses.replace(c, suppress=r, suppress_other=b.suppress_other)
-                s, n = score(corpus, dev.files, tr if tr is not None else base_tr, c)
-                worst = max(worst, abs(s - s0))
-                cells.append(f"{s:.2f} ({s - s0:+.2f})")
-            print(f"  {p.name}: {' / '.join(cells)}", flush=True)
-        print(f"  largest move: {worst:.2f}")
+        table(corpus, dev.files, base_tr, moved, shipped, r)
 
 
 if __name__ == "__main__":
