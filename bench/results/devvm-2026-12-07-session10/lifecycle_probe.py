@@ -40,6 +40,14 @@ DATA = "../shared/data/nab-dev/data"
 LABELS = "../shared/data/nab-dev/combined_windows.json"
 
 
+def dev_set() -> tuple[NabCorpus, ScoringConfig, DevSet]:
+    """The NAB dev corpus, the shipped scoring and the model's forecasts over it (one thread)."""
+    torch.set_num_threads(1)
+    corpus = NabCorpus.load(DATA, LABELS)
+    ck = load_checkpoint()
+    return corpus, ck.scoring, DevSet(DATA, corpus, ck.model, ck.scoring)
+
+
 @torch.inference_mode()
 def traces(dev: DevSet, scoring: ScoringConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per file: the channel scores [T, C] as the policy sees them, and the step count [T]."""
@@ -67,83 +75,65 @@ def traces(dev: DevSet, scoring: ScoringConfig) -> tuple[list[np.ndarray], list[
     return [chans[: lengths[i], i] for i in range(n)], [steps[: lengths[i], i] for i in range(n)]
 
 
+class _Lifecycle:
+    """The shipped open/resolve lifecycle of one stream: an alert opens where a rule fires while none
+    is open (reported only once warm), and resolves after ``close_after`` events below ``close_threshold``."""
+
+    def __init__(self, c: ScoringConfig) -> None:
+        self.c, self.is_open, self.below = c, False, 0.0
+
+    def step(self, fire: bool, score: float, steps: float) -> tuple[bool, bool]:
+        """(whether the rule fired while no alert was open, whether an alert opened)."""
+        c = self.c
+        fire = fire and not self.is_open
+        self.below = 0.0 if score >= c.close_threshold else self.below + 1.0
+        resolves = self.is_open and self.below >= c.close_after
+        opens = fire and steps >= c.warmup
+        self.is_open = (self.is_open or opens) and not resolves
+        if not self.is_open:
+            self.below = 0.0
+        return fire, opens
+
+
 def rule_blocks(c: ScoringConfig, sc: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """The shipped policy, one stream: the detection signal (the score where an alert opened)."""
     t_n, n_c = sc.shape
     out = np.zeros(t_n, np.float32)
     csince = np.full(n_c, float(c.suppress))
-    since, is_open, below = float(c.suppress), False, 0.0
+    since = float(c.suppress)
+    life = _Lifecycle(c)
     for t in range(t_n):
         s = sc[t]
-        score = s.max()
         blocked = (csince < c.suppress) | (since < c.suppress_other)
         m = np.where(blocked, 0.0, s)
         ch = int(m.argmax())
-        fire = m[ch] >= c.open_threshold and not is_open
-        below = 0.0 if score >= c.close_threshold else below + 1.0
-        resolves = is_open and below >= c.close_after
-        opens = fire and steps[t] >= c.warmup
-        is_open = (is_open or opens) and not resolves
-        if not is_open:
-            below = 0.0
+        fire, opens = life.step(bool(m[ch] >= c.open_threshold), s.max(), steps[t])
         csince = np.minimum(csince + 1.0, c.suppress)
         if fire:
             csince[ch] = 0.0
         since = 0.0 if fire else min(since + 1.0, c.suppress)
         if opens:
-            out[t] = score
+            out[t] = s.max()
     return out
 
 
-def rule_edge(c: ScoringConfig, sc: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """No chained blocks: a channel opens on a score at or above the threshold after R events below
-    it, while no other channel was at or above it for R_other events."""
+def rule_edge(c: ScoringConfig, sc: np.ndarray, steps: np.ndarray, own: float = 1.0, cross: bool = True) -> np.ndarray:
+    """No chained blocks: a channel opens on a score at or above the threshold after ``own`` x R events
+    below it, while (``cross``) no other channel was at or above it for R_other events."""
     t_n, n_c = sc.shape
     above = sc >= c.open_threshold  # [T, C]
     last = np.full(n_c, -1e18)  # last event each channel was at or above the threshold
     out = np.zeros(t_n, np.float32)
-    is_open, below = False, 0.0
+    life = _Lifecycle(c)
     for t in range(t_n):
-        s = sc[t]
-        score = s.max()
-        others_last = np.array([np.delete(last, k).max() if n_c > 1 else -1e18 for k in range(n_c)])
-        ok = above[t] & (t - last > c.suppress) & (t - others_last > c.suppress_other)
-        m = np.where(ok, s, 0.0)
-        fire = bool(ok.any()) and not is_open
-        below = 0.0 if score >= c.close_threshold else below + 1.0
-        resolves = is_open and below >= c.close_after
-        opens = fire and steps[t] >= c.warmup
-        is_open = (is_open or opens) and not resolves
-        if not is_open:
-            below = 0.0
+        ok = above[t] & (t - last > own * c.suppress)
+        if cross and n_c > 1:
+            others_last = np.array([np.delete(last, k).max() for k in range(n_c)])
+            ok &= t - others_last > c.suppress_other
+        _, opens = life.step(bool(ok.any()), sc[t].max(), steps[t])
         last[above[t]] = t
         if opens:
-            out[t] = score
-        del m
-    return out
-
-
-def rule_edge_self(c: ScoringConfig, sc: np.ndarray, steps: np.ndarray, frac: float = 1.0) -> np.ndarray:
-    """``edge`` with only the channel's own look-back (``frac`` x R events), no cross-channel condition."""
-    t_n, n_c = sc.shape
-    above = sc >= c.open_threshold  # [T, C]
-    last = np.full(n_c, -1e18)
-    out = np.zeros(t_n, np.float32)
-    is_open, below = False, 0.0
-    for t in range(t_n):
-        s = sc[t]
-        score = s.max()
-        ok = above[t] & (t - last > frac * c.suppress)
-        fire = bool(ok.any()) and not is_open
-        below = 0.0 if score >= c.close_threshold else below + 1.0
-        resolves = is_open and below >= c.close_after
-        opens = fire and steps[t] >= c.warmup
-        is_open = (is_open or opens) and not resolves
-        if not is_open:
-            below = 0.0
-        last[above[t]] = t
-        if opens:
-            out[t] = score
+            out[t] = sc[t].max()
     return out
 
 
@@ -154,20 +144,13 @@ def rule_rearm(c: ScoringConfig, sc: np.ndarray, steps: np.ndarray, low: float =
     armed = np.ones(n_c, bool)
     calm = np.zeros(n_c)
     out = np.zeros(t_n, np.float32)
-    is_open, below = False, 0.0
+    life = _Lifecycle(c)
     for t in range(t_n):
         s = sc[t]
-        score = s.max()
         above = s >= c.open_threshold
-        fire = bool((armed & above).any()) and not is_open
-        below = 0.0 if score >= c.close_threshold else below + 1.0
-        resolves = is_open and below >= c.close_after
-        opens = fire and steps[t] >= c.warmup
-        is_open = (is_open or opens) and not resolves
-        if not is_open:
-            below = 0.0
+        _, opens = life.step(bool((armed & above).any()), s.max(), steps[t])
         if opens:
-            out[t] = score
+            out[t] = s.max()
         armed &= ~above
         calm = np.where(s < low, calm + 1.0, 0.0)
         armed |= calm >= quiet
@@ -177,9 +160,9 @@ def rule_rearm(c: ScoringConfig, sc: np.ndarray, steps: np.ndarray, low: float =
 RULES: dict[str, Callable[[ScoringConfig, np.ndarray, np.ndarray], np.ndarray]] = {
     "blocks": rule_blocks,
     "edge": rule_edge,
-    "edge_self": rule_edge_self,
-    "edge_self_half": lambda c, sc, st: rule_edge_self(c, sc, st, 0.5),
-    "edge_self_quarter": lambda c, sc, st: rule_edge_self(c, sc, st, 0.25),
+    "edge_self": lambda c, sc, st: rule_edge(c, sc, st, 1.0, cross=False),
+    "edge_self_half": lambda c, sc, st: rule_edge(c, sc, st, 0.5, cross=False),
+    "edge_self_quarter": lambda c, sc, st: rule_edge(c, sc, st, 0.25, cross=False),
     "rearm": rule_rearm,
 }
 
@@ -214,11 +197,7 @@ def evaluate(dev: DevSet, corpus: NabCorpus, c: ScoringConfig, check: bool = Fal
 
 
 def main() -> None:
-    torch.set_num_threads(1)
-    corpus = NabCorpus.load(DATA, LABELS)
-    ck = load_checkpoint()
-    base = ck.scoring
-    dev = DevSet(DATA, corpus, ck.model, base)
+    corpus, base, dev = dev_set()
     b = evaluate(dev, corpus, base, check=True)
     print("base", {k: (round(v[0], 2), v[1]) for k, v in b.items()}, flush=True)
     names = sys.argv[1:] or [p.name for p in FREE_PARAMETERS]

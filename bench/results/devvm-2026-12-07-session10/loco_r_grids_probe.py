@@ -10,28 +10,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lifecycle_probe import DATA, LABELS, rule_blocks, traces
-
-from models.checkpoint import load_checkpoint
-from models.nab import NabCorpus
-from models.protocol import DevSet
+from lifecycle_probe import dev_set, rule_blocks, traces
 
 RS = (25, 50, 75, 100, 125, 150, 175, 200, 225, 250, 300)
 GRIDS = (RS, (150, 200, 250), (100, 150, 200), (175, 200, 225), (50, 100, 150), (200, 250, 300))
 
 
 def main() -> None:
-    torch.set_num_threads(1)
-    corpus = NabCorpus.load(DATA, LABELS)
-    ck = load_checkpoint()
-    dev = DevSet(DATA, corpus, ck.model, ck.scoring)
-    chans, steps = traces(dev, ck.scoring)
+    corpus, shipped, dev = dev_set()
+    chans, steps = traces(dev, shipped)
     dets: dict[int, dict[str, np.ndarray]] = {}
     for r in RS:
-        c = dataclasses.replace(ck.scoring, suppress=r, suppress_other=r // 2)
+        c = dataclasses.replace(shipped, suppress=r, suppress_other=r // 2)
         dets[r] = {f: rule_blocks(c, chans[i], steps[i]) for i, f in enumerate(dev.files)}
 
     def score(r: int, fs: list[str]) -> float:

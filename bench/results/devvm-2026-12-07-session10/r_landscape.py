@@ -20,12 +20,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lifecycle_probe import DATA, LABELS, rule_blocks, traces
+from lifecycle_probe import dev_set, rule_blocks, traces
 
-from models.checkpoint import load_checkpoint
 from models.nab import NabCorpus
 from models.protocol import FREE_PARAMETERS, DevSet
 from models.scoring_config import ScoringConfig
@@ -44,6 +42,20 @@ def score(
     det = {f: rule_blocks(c, chans[i], steps[i]) for i, f in enumerate(files)}
     res = corpus.score(det, threshold=c.open_threshold)["standard"]
     return res.normalized, sum(int((d > 0).sum()) for d in det.values())
+
+
+Traces = tuple[list[np.ndarray], list[np.ndarray]]
+
+
+def moved_traces(dev: DevSet, shipped: ScoringConfig) -> dict[tuple[str, float], tuple[ScoringConfig, Traces | None]]:
+    """Each free parameter at -25 % / +25 %: its config and, where it changes the channel scores, their traces."""
+    moved: dict[tuple[str, float], tuple[ScoringConfig, Traces | None]] = {}
+    for p in FREE_PARAMETERS:
+        v = p.get(shipped)
+        for m in (0.75, 1.25):
+            c = p.set(shipped, round(v * m) if p.integer else v * m)
+            moved[(p.name, m)] = (c, None if p.name in _RULE_ONLY else traces(dev, c))
+    return moved
 
 
 def table(
@@ -80,25 +92,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bases", type=int, nargs="+", default=[50, 75, 100, 200])
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    corpus = NabCorpus.load(DATA, LABELS)
-    ck = load_checkpoint()
-    shipped = ck.scoring
-    dev = DevSet(DATA, corpus, ck.model, shipped)
+    corpus, shipped, dev = dev_set()
     base_tr = traces(dev, shipped)
     print("R landscape (R_other = R/2): all-dev standard, alerts")
     for r in (25, 38, 50, 63, 75, 100, 125, 150, 175, 200, 225, 250, 300):
         s, n = score(corpus, dev.files, base_tr, with_r(shipped, r))
         print(f"  R {r}: {s:.2f} ({n})", flush=True)
-    moved: dict[tuple[str, float], tuple[ScoringConfig, tuple[list[np.ndarray], list[np.ndarray]] | None]] = {}
-    for p in FREE_PARAMETERS:
-        v = p.get(shipped)
-        for m in (0.75, 1.25):
-            nv = round(v * m) if p.integer else v * m
-            if p.name in _RULE_ONLY:
-                moved[(p.name, m)] = (p.set(shipped, nv), None)
-            else:
-                moved[(p.name, m)] = (p.set(shipped, nv), traces(dev, p.set(shipped, nv)))
+    moved = moved_traces(dev, shipped)
     for r in args.bases:
         table(corpus, dev.files, base_tr, moved, shipped, r)
 

@@ -22,12 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import r_landscape
-from lifecycle_probe import DATA, LABELS, traces
+from lifecycle_probe import dev_set, traces
 
 from models.calibrated import CalibratedChannels
-from models.checkpoint import load_checkpoint
-from models.nab import NabCorpus
-from models.protocol import FREE_PARAMETERS, DevSet
 
 _shipped_k = CalibratedChannels._k
 
@@ -43,19 +40,9 @@ def main() -> None:
     ap.add_argument("--bases", type=int, nargs="+", default=[200, 50])
     args = ap.parse_args()
     CalibratedChannels._k = _k_prior_w  # type: ignore[method-assign]
-    torch.set_num_threads(1)
-    corpus = NabCorpus.load(DATA, LABELS)
-    ck = load_checkpoint()
-    shipped = ck.scoring
-    dev = DevSet(DATA, corpus, ck.model, shipped)
+    corpus, shipped, dev = dev_set()
     base_tr = traces(dev, shipped)
-    moved = {}
-    for p in FREE_PARAMETERS:
-        v = p.get(shipped)
-        for m in (0.75, 1.25):
-            nv = round(v * m) if p.integer else v * m
-            c = p.set(shipped, nv)
-            moved[(p.name, m)] = (c, None if p.name in r_landscape._RULE_ONLY else traces(dev, c))
+    moved = r_landscape.moved_traces(dev, shipped)
     print("tail check prior: W events")
     for r in (50, 100, 150, 200, 250):
         s, n = r_landscape.score(corpus, dev.files, base_tr, r_landscape.with_r(shipped, r))
