@@ -191,12 +191,12 @@ class Runner:
         # detector keeps 845 floats per stream, of which a step touches a few dozen (docs/benchmarks.md).
         # Never under wave graphs: their padding repeats a wave's last slot, harmless only on gathered rows
         self.aux_in_place = self.device.type == "cpu" and self.graphs is None
-        # CPU: a micro-batch with several events of a stream runs them as one sequence step where the
-        # compiled loops update the aux rows in place (Features.in_place): one featurise/normalise call
-        # over every row, the model once per wave, one scoring call. Waves otherwise, each paying the
-        # per-call costs again (a busy ticks symbol has ~10 ticks in a batch: docs/benchmarks.md). The
-        # same outputs and state either way
-        self.sequence = self.aux_in_place  # (only with aux_in_place: a test that turns that off gets waves)
+        # A micro-batch with several events of a stream runs them as one sequence step where the compiled
+        # loops update the aux rows in place (aux_in_place and Features.in_place: the CPU): one
+        # featurise/normalise call over every row, the model once per wave, one scoring call. Waves
+        # otherwise, each paying the per-call costs again (a busy ticks symbol has ~10 ticks in a batch:
+        # docs/benchmarks.md). The same outputs and state either way; False: always waves (the tests' reference)
+        self.sequence = True
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kwargs: object) -> Runner:
