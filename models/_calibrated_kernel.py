@@ -49,9 +49,9 @@ _EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(EPS_P)
 (
     L_F, L_T, L_MEAN, L_VAR, L_FCAST,
     L_SEASON, L_NS, L_PROFILE, L_NP, L_SHIFT,
-    L_C, L_GATE, L_CMEAN, L_CVAR, L_BVAR, L_BCOUNT, L_H, L_SCORE, L_CSINCE, L_RAVG, L_EXC,
+    L_C, L_GATE, L_CMEAN, L_CVAR, L_BVAR, L_BCOUNT, L_H, L_SCORE, L_CSINCE, L_RAVG, L_EXC, L_STEP,
     L_N,
-) = range(22)  # fmt: skip
+) = range(23)  # fmt: skip
 # par: float32 numbers
 (
     P_MIN_VAR, P_CLIP, P_INV_NORM_W, P_SEASON_RATE, P_PROFILE_RATE, P_INV_SHIFT_SHORT, P_INV_SHIFT_LONG,
@@ -84,6 +84,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     lay[L_BVAR], lay[L_BCOUNT], lay[L_H] = cal._bvar, cal._bcount, cal.n_hourly
     lay[L_SCORE], lay[L_CSINCE], lay[L_RAVG] = cal._score.start, cal._csince.start, cal._ravg
     lay[L_EXC] = cal._exc.start if c.tail_z else -1
+    lay[L_STEP] = cal._step.start if c.step_scale else -1
     par = np.zeros(P_N, np.float32)  # [P_N]
     par[P_MIN_VAR], par[P_CLIP], par[P_INV_NORM_W] = c.min_std**2, c.clip, 1.0 / c.norm_window
     par[P_SEASON_RATE], par[P_PROFILE_RATE] = c.season_rate, c.profile_rate
@@ -105,12 +106,13 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
 
 @jit(inline="always")
 def _scratch(lay: Any) -> Any:
-    """One event's working arrays: channel statistics ``r[C]`` and ``ok[C]``, ``std[F]``, ``d[F]``, and the
-    profile's and slow mean's deviations ``dp[T]``, ``ds[T]`` (the gate's)."""
+    """One event's working arrays: channel statistics ``r[C]`` and ``ok[C]``, ``std[F]``, ``d[F]``, the
+    profile's and slow mean's deviations ``dp[T]``, ``ds[T]`` (the gate's) and the residual's units ``fac[T]``."""
     f, t = lay[L_F], lay[L_T]
     r, ok = np.empty(3, np.float32), np.empty(3, np.bool_)  # [C], [C]
     std, d = np.empty(f, np.float32), np.empty(f, np.float32)  # [F], [F]
-    return r, ok, std, d, np.empty(t, np.float32), np.empty(t, np.float32)  # ..., [T], [T]
+    dp, ds, fac = np.empty(t, np.float32), np.empty(t, np.float32), np.ones(t, np.float32)  # [T] x3
+    return r, ok, std, d, dp, ds, fac
 
 
 @jit(inline="always")
@@ -126,12 +128,29 @@ def _normalise(row: Any, xi: Any, lay: Any, par: Any, xn: Any, std: Any, d: Any)
 
 
 @jit(inline="always")
-def _residual(row: Any, xn: Any, lay: Any) -> Any:
-    """The mean absolute residual of the normalised targets against the stream's last forecast."""
+def _step_factor(row: Any, xi: Any, std: Any, lay: Any, par: Any, fac: Any) -> None:
+    """``fac[T]``: the normaliser's sd over the stream's step scale (CalibratedChannels.step_factor; left
+    at 1 without ``step_scale``), then the step scale folds the event in."""
+    if lay[L_STEP] < 0:
+        return
+    t, count = lay[L_T], row[0]
+    p0, s0 = lay[L_STEP], lay[L_STEP] + lay[L_T]
+    rate = max(_ONE / max(count, _ONE), par[P_INV_NORM_W]) * (_ONE if count >= _ONE else _ZERO)
+    for k in range(t):
+        ms = row[s0 + k]
+        fac[k] = std[k] / (max(ms, std[k] * _F(1e-3)) if count >= _TWO else std[k])
+        row[s0 + k] = lerp(ms, abs(xi[k] - row[p0 + k]), rate)
+        row[p0 + k] = xi[k]
+
+
+@jit(inline="always")
+def _residual(row: Any, xn: Any, lay: Any, fac: Any) -> Any:
+    """The mean absolute residual of the normalised targets against the stream's last forecast, each in
+    the units ``fac[T]`` gives (the step scale's, or the normaliser's: 1)."""
     t, fc0 = lay[L_T], lay[L_FCAST]
     err = _ZERO
     for k in range(t):
-        err += abs(xn[k] - row[fc0 + k])
+        err += abs(xn[k] - row[fc0 + k]) * fac[k]
     return err / _F(t)
 
 
@@ -266,13 +285,14 @@ def _pre(
     err_o: np.ndarray,  # [b] out
 ) -> None:
     n_chan, h = lay[L_C], lay[L_H]
-    r, ok, std, d, dp, ds = _scratch(lay)
+    r, ok, std, d, dp, ds, fac = _scratch(lay)
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count = row[0]
         _normalise(row, x[i], lay, par, x_norm[i], std, d)
+        _step_factor(row, x[i], std, lay, par, fac)
         # context channels (Scorer._context), before the normaliser folds the event in
-        err = _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par)
+        err = _season(row, _residual(row, x_norm[i], lay, fac), phase[i], lay, par)
         r[0], ok[0] = err, True
         _channels(row, x[i], phase[i], std, lay, par, r, ok, dp, ds)
         # calibration of the channels (CalibratedChannels.calibrate)
@@ -295,16 +315,18 @@ def _pre_seq(
     lay: np.ndarray,  # [L_N] int64
     par: np.ndarray,  # [P_N] float32
     x_norm: np.ndarray,  # [N, F] out
-    keep: np.ndarray,  # [N, 2 + C + 2T] out: count, bucket count, channel scores, target means, variances
+    keep: np.ndarray,  # [N, 2 + C + 3T] out: count, bucket count, channel scores, target means, variances,
+    # the residual's units (fac)
 ) -> None:
     """:func:`_pre` of a sequence step: everything but what needs the forecast (the residual, its season
     bucket and averaging, its channel's calibration: :func:`_post_seq`), and per row what its event saw."""
     t, n_chan, h = lay[L_T], lay[L_C], lay[L_H]
-    r, ok, std, d, dp, ds = _scratch(lay)
+    r, ok, std, d, dp, ds, fac = _scratch(lay)
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count = row[0]
         _normalise(row, x[i], lay, par, x_norm[i], std, d)
+        _step_factor(row, x[i], std, lay, par, fac)
         ok[0] = True
         _channels(row, x[i], phase[i], std, lay, par, r, ok, dp, ds)
         bucket = np.int64(phase[i, 0]) if h else 0
@@ -319,6 +341,7 @@ def _pre_seq(
         for k in range(t):
             keep[i, 2 + n_chan + k] = row[lay[L_MEAN] + k]
             keep[i, 2 + n_chan + t + k] = row[lay[L_VAR] + k]
+            keep[i, 2 + n_chan + 2 * t + k] = fac[k]
 
 
 @jit(inline="always")
@@ -377,7 +400,7 @@ def _post_seq(
     rows: np.ndarray,  # [N] int64: :func:`_pre_seq`'s rows
     x_norm: np.ndarray,  # [N, F] float32: :func:`_pre_seq`'s
     phase: np.ndarray,  # [N, P] float32
-    keep: np.ndarray,  # [N, 2 + C + 2T] float32: :func:`_pre_seq`'s
+    keep: np.ndarray,  # [N, 2 + C + 3T] float32: :func:`_pre_seq`'s
     forecast: np.ndarray,  # [N, T] float32: the model's forecasts (normalised)
     lay: np.ndarray,  # [L_N] int64
     par: np.ndarray,  # [P_N] float32
@@ -390,12 +413,13 @@ def _post_seq(
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count, bc = keep[i, 0], keep[i, 1]
-        r0 = _averaged(row, _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par), count, lay, par)
+        fac = keep[i, 2 + n_chan + 2 * t :]  # [T]
+        r0 = _averaged(row, _season(row, _residual(row, x_norm[i], lay, fac), phase[i], lay, par), count, lay, par)
         bucket = np.int64(phase[i, 0]) if h else 0
         _calibrate(row, 0, r0, True, count, bucket, bc, lay, par)
         for k in range(1, n_chan):
             row[lay[L_SCORE] + k] = keep[i, 2 + k]
-        mv = keep[i, 2 + n_chan :]  # [2T]
+        mv = keep[i, 2 + n_chan : 2 + n_chan + 2 * t]  # [2T]
         _lifecycle(row, i, forecast, lay, par, out, mv[:t], mv[t:])
 
 
@@ -414,7 +438,7 @@ def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
         aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), np.zeros(0, f32)
     )
     calibrated_post(aux, rows, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))
-    keep = np.zeros((0, 2 + int(lay[L_C]) + 2 * t), f32)
+    keep = np.zeros((0, 2 + int(lay[L_C]) + 3 * t), f32)
     calibrated_pre_seq(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), keep)
     calibrated_post_seq(
         aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), keep, np.zeros((0, t), f32), lay, par,

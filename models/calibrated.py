@@ -26,6 +26,12 @@ constants, chosen on the NAB dev files. Here every channel gets the same treatme
   often than a Gaussian does, its tail probabilities are multiplied by that ratio (never divided):
   heavy-tailed noise (bursty counts) needs more evidence, a Gaussian-like stream keeps its
   calibration;
+* **step scale** (``step_scale``): the residual is measured in units of the stream's typical step,
+  the running mean of ``|x_t - x_(t-1)|`` at the normaliser's rate, instead of the normaliser's sd.
+  After a level shift that sd holds the shift itself for ~``norm_window`` events and shrinks every
+  normalised residual by its size, so the shift's return (as large as its onset) went unseen; the
+  steps of a stream move by one step at a shift. The profile and shift channels keep the
+  normaliser's units (measured: in step units they add false alerts on NAB dev);
 * **combination**: the smallest Gaussian tail probability ``p`` of the ``C`` channels, times ``C``
   (Bonferroni: three looks at one event are not three chances at a false alarm), becomes the score
   ``log(C p) / log(1e-10)`` in [0, 1]; 0.5 is ``C p = 1e-5``;
@@ -97,6 +103,8 @@ class CalibratedChannels:
         self._exc = slice(o, o + n) if c.tail_z else slice(o, o)  # [C] rate of z > tail_z per channel
         o += n if c.tail_z else 0
         self._q0 = 0.5 * math.erfc(c.tail_z / math.sqrt(2.0)) if c.tail_z else 1.0  # the Gaussian rate
+        self._step = slice(o, o + 2 * t) if c.step_scale else slice(o, o)  # previous value[T], mean |step|[T]
+        o += 2 * t if c.step_scale else 0
         self.end = o
         self._log_c = math.log(n)
         self._dev: dict[torch.device, dict[str, Tensor]] = {}
@@ -133,6 +141,21 @@ class CalibratedChannels:
             got["chan"] = torch.arange(self.n_hourly, device=dev)  # [H]
             self._dev[dev] = got
         return got
+
+    def step_factor(self, aux: Tensor, x: Tensor, std: Tensor, count: Tensor) -> Tensor:
+        """``[B, T]``: the normaliser's ``std[B, T]`` over the stream's step scale (the running mean of
+        ``|x_t - x_(t-1)|`` before this event; the normaliser's sd until one step is measured, floored at
+        1e-3 of it), which turns a normalised residual into one in units of the typical step; then
+        folds this event's targets ``x[B, T]`` in (``count[B]``: events before this one)."""
+        t = x.shape[1]
+        st = aux[:, self._step]  # [B, 2T] view
+        prev, ms = st[:, :t], st[:, t:]  # [B, T] views
+        measured = (count >= 2.0).unsqueeze(1)  # [B, 1]
+        f = std / torch.where(measured, torch.maximum(ms, std * 1e-3), std)  # [B, T]
+        rate = count.clamp_min(1.0).reciprocal().clamp_min_(1.0 / self.config.norm_window)  # [B] exact, then EMA
+        ms.lerp_((x - prev).abs(), (rate * (count >= 1.0)).unsqueeze(1))  # [B, T] no step before the 2nd event
+        prev.copy_(x)
+        return f
 
     def gate(self, aux: Tensor, d_prof: Tensor, d_slow: Tensor, seen: Tensor) -> Tensor:
         """``[B]`` 1 where the hour-of-week profile explained the value better than the slow mean so

@@ -257,7 +257,7 @@ class Scorer:
         x_norm = np.empty((b, self.n_features), np.float32)  # [B, F]
         if self._cal_kernel is not None:
             lay, par = self._cal_kernel
-            keep = np.empty((b, 2 + int(lay[_ck.L_C]) + 2 * t), np.float32)  # [B, 2 + C + 2T]
+            keep = np.empty((b, 2 + int(lay[_ck.L_C]) + 3 * t), np.float32)  # [B, 2 + C + 3T]
             ph = phase.contiguous() if phase is not None else torch.zeros((b, 2))  # [B, P]
             _ck.calibrated_pre_seq(
                 aux.numpy(), rows.numpy(), x.contiguous().numpy(), ph.numpy(), lay, par, x_norm, keep
@@ -405,8 +405,12 @@ class Scorer:
         std = var.clamp_min(cfg.min_std**2).sqrt_()  # [B, F]
         d = x - mean  # [B, F]
         x_norm = (d / std).clamp_(-cfg.clip, cfg.clip)  # [B, F]
-        resid = x_norm[:, : self.n_targets] - aux[:, self._fcast]  # [B, T] against the (adapted) forecast
-        err = resid.abs().mean(1)  # [B]
+        t = self.n_targets
+        resid = x_norm[:, :t] - aux[:, self._fcast]  # [B, T] against the (adapted) forecast
+        size = resid.abs()  # [B, T]
+        if self.calibrated is not None and cfg.step_scale:
+            size = size * self.calibrated.step_factor(aux, x[:, :t], std[:, :t], count)  # [B, T] step units
+        err = size.mean(1)  # [B]
         if cfg.adapter_lr:
             self._adapt_step(aux, resid, count)
         if self.n_phases or cfg.shift_short or self.calibrated is not None:

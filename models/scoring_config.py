@@ -91,6 +91,10 @@ class ScoringConfig:
     # err_window events; where that is more often than the Gaussian tail says, its tail probabilities
     # are multiplied by the ratio (a stream whose noise is heavy-tailed needs more evidence)
     tail_z: float = 0.0
+    # calibrated mode: the residual in units of the stream's typical step, the running mean of
+    # |x_t - x_(t-1)| (at the normaliser's rate), instead of the normaliser's sd: a level shift
+    # inflates that sd for ~norm_window events, and the shift's return would be measured with it
+    step_scale: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -141,6 +145,8 @@ class ScoringConfig:
             raise ConfigError("residual_avg is a calibrated-scoring option (calibrated=True)")
         if self.tail_z < 0.0 or (self.tail_z and not self.calibrated):
             raise ConfigError(f"tail_z is a calibrated-scoring option, >= 0 (0: off), got {self.tail_z}")
+        if self.step_scale and not self.calibrated:
+            raise ConfigError("step_scale is a calibrated-scoring option (calibrated=True)")
         if self.calibrated:
             unused = {
                 "err_short": (self.err_short, 1),

@@ -27,12 +27,24 @@ CONFIGS = {
     "no-tail-no-avg": replace(SHIPPED, tail_z=0.0, residual_avg=1.0, warmup=20),
     "no-season": replace(SHIPPED, season_buckets=0, warmup=20),
     "residual-only": replace(ScoringConfig(calibrated=True), warmup=20),
+    "step-scale": replace(CALIBRATED_SCORING, step_scale=True, warmup=20),
+    "step-scale-residual-only": replace(ScoringConfig(calibrated=True, step_scale=True), warmup=20),
 }
 
 
 @pytest.mark.parametrize(
     ("name", "f"),
-    [("shipped", 1), ("shipped", 3), ("calibrated", 1), ("no-tail-no-avg", 1), ("no-season", 2), ("residual-only", 1)],
+    [
+        ("shipped", 1),
+        ("shipped", 3),
+        ("calibrated", 1),
+        ("no-tail-no-avg", 1),
+        ("no-season", 2),
+        ("residual-only", 1),
+        ("step-scale", 1),
+        ("step-scale", 3),
+        ("step-scale-residual-only", 2),
+    ],
 )
 def test_the_compiled_scorer_agrees_with_the_torch_code(name: str, f: int) -> None:
     cfg = CONFIGS[name]
