@@ -135,7 +135,7 @@ def _step_factor(row: Any, xi: Any, std: Any, lay: Any, par: Any, fac: Any) -> N
         return
     t, count = lay[L_T], row[0]
     p0, s0 = lay[L_STEP], lay[L_STEP] + lay[L_T]
-    rate = max(_ONE / max(count, _ONE), par[P_INV_NORM_W]) * (_ONE if count >= _ONE else _ZERO)
+    rate = max(_ONE / max(count, _ONE), par[P_INV_ERR_W]) * (_ONE if count >= _ONE else _ZERO)
     for k in range(t):
         ms = row[s0 + k]
         fac[k] = std[k] / (max(ms, std[k] * _F(1e-3)) if count >= _TWO else std[k])

@@ -27,7 +27,8 @@ constants, chosen on the NAB dev files. Here every channel gets the same treatme
   heavy-tailed noise (bursty counts) needs more evidence, a Gaussian-like stream keeps its
   calibration;
 * **step scale** (``step_scale``): the residual is measured in units of the stream's typical step,
-  the running mean of ``|x_t - x_(t-1)|`` at the normaliser's rate, instead of the normaliser's sd.
+  the running mean of ``|x_t - x_(t-1)|`` over ``err_window`` events (the window the channel is
+  calibrated over, so its units hold still over it), instead of the normaliser's sd.
   After a level shift that sd holds the shift itself for ~``norm_window`` events and shrinks every
   normalised residual by its size, so the shift's return (as large as its onset) went unseen; the
   steps of a stream move by one step at a shift. The profile and shift channels keep the
@@ -152,7 +153,7 @@ class CalibratedChannels:
         prev, ms = st[:, :t], st[:, t:]  # [B, T] views
         measured = (count >= 2.0).unsqueeze(1)  # [B, 1]
         f = std / torch.where(measured, torch.maximum(ms, std * 1e-3), std)  # [B, T]
-        rate = count.clamp_min(1.0).reciprocal().clamp_min_(1.0 / self.config.norm_window)  # [B] exact, then EMA
+        rate = count.clamp_min(1.0).reciprocal().clamp_min_(1.0 / self.config.err_window)  # [B] exact, then EMA
         ms.lerp_((x - prev).abs(), (rate * (count >= 1.0)).unsqueeze(1))  # [B, T] no step before the 2nd event
         prev.copy_(x)
         return f

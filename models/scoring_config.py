@@ -92,8 +92,9 @@ class ScoringConfig:
     # are multiplied by the ratio (a stream whose noise is heavy-tailed needs more evidence)
     tail_z: float = 0.0
     # calibrated mode: the residual in units of the stream's typical step, the running mean of
-    # |x_t - x_(t-1)| (at the normaliser's rate), instead of the normaliser's sd: a level shift
-    # inflates that sd for ~norm_window events, and the shift's return would be measured with it
+    # |x_t - x_(t-1)| over err_window events (the horizon it is calibrated over), instead of the
+    # normaliser's sd: a level shift inflates that sd for ~norm_window events, and the shift's
+    # return would be measured with it
     step_scale: bool = False
 
     def __post_init__(self) -> None:
@@ -211,6 +212,7 @@ CALIBRATED_SCORING = ScoringConfig(
     suppress_other=100,  # ... the other channels for R / 2
     residual_avg=2.0,  # the residual channel's statistic averaged over ~2 events (one odd draw is not an alert)
     tail_z=3.5,  # z0: each channel's Gaussian tail checked against its own exceedances of 3.5 sd
+    step_scale=True,  # the residual in units of the stream's typical step (a level shift does not inflate it)
 )
 """The bundled univariate sensor detector's scoring (models/calibrated.py, docs/accuracy.md): the
 context channels with one calibration, a Bonferroni combination and the alert lifecycle; its free

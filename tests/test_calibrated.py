@@ -261,3 +261,43 @@ def test_bundled_detector_is_silent_on_anomaly_free_periodic_and_flat_series() -
         opened += int((res.transition > 0).sum())
     assert opened == 0
     assert math.isclose(ck.scoring.open_threshold, 0.5)
+
+
+def test_step_scale_is_a_calibrated_option_and_measures_the_mean_step() -> None:
+    """``step_scale`` needs the calibrated mode; the factor is the normaliser's sd over the running mean
+    of ``|x_t - x_(t-1)|`` before the event (the sd itself until one step is measured)."""
+    with pytest.raises(ConfigError, match="step_scale"):
+        ScoringConfig(step_scale=True)
+    sc = Scorer(replace(ScoringConfig(calibrated=True), step_scale=True), 1)
+    cal = sc.calibrated
+    assert cal is not None
+    aux = sc.init_row().unsqueeze(0).clone()  # [1, A]
+    std = torch.tensor([[2.0]])  # [1, 1]
+    got = []
+    for n, v in enumerate([5.0, 6.0, 9.0, 9.0]):  # steps 1, 3, 0
+        got.append(float(cal.step_factor(aux, torch.tensor([[v]]), std, torch.tensor([float(n)]))[0, 0]))
+    assert got == pytest.approx([1.0, 1.0, 2.0 / 1.0, 2.0 / 2.0])
+
+
+def _shift_and_return() -> tuple[np.ndarray, np.ndarray]:
+    """White noise (sd 1) around 10; 10 sd higher for rows 1500-1899, back at row 1900."""
+    rng = np.random.default_rng(3)
+    n = 2400
+    ts = 1.7e9 + np.arange(n) * 300.0
+    x = 10.0 + rng.normal(0, 1.0, n)
+    x[1500:1900] += 10.0
+    return x, ts
+
+
+def test_step_scale_sees_a_level_shifts_return() -> None:
+    """A level shift is an alert when it starts and again when it ends. In the normaliser's units the
+    return is measured against an sd that holds the shift itself (~5 times the noise after 400
+    events), so it scores low; in step units it is as large as the onset."""
+    x, ts = _shift_and_return()
+    on = replace(CALIBRATED_SCORING, step_scale=True)
+    _, _, trans = _run(on, x, ts)
+    opened = np.flatnonzero(trans > 0)
+    assert any(1500 <= o <= 1505 for o in opened) and any(1900 <= o <= 1905 for o in opened), opened
+    score_off, _, trans_off = _run(replace(on, step_scale=False), x, ts)
+    assert not any(1900 <= o <= 1950 for o in np.flatnonzero(trans_off > 0))
+    assert score_off[1900:1905].max() < on.open_threshold
