@@ -56,9 +56,9 @@ _EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(EPS_P)
 (
     P_MIN_VAR, P_CLIP, P_INV_NORM_W, P_SEASON_RATE, P_PROFILE_RATE, P_INV_SHIFT_SHORT, P_INV_SHIFT_LONG,
     P_SHIFT_LONG, P_INV_RAVG, P_RAVG_ON, P_LOG_C, P_INV_LOG_EPS, P_INV_SQRT2, P_TAIL_Z, P_INV_Q0, P_N0,
-    P_INV_ERR_W, P_OPEN, P_CLOSE, P_CLOSE_AFTER, P_WARMUP, P_SUPPRESS, P_SUPPRESS_OTHER,
+    P_INV_ERR_W, P_OPEN, P_CLOSE, P_CLOSE_AFTER, P_WARMUP, P_SUPPRESS, P_SUPPRESS_OTHER, P_MIN_STD,
     P_N,
-) = range(24)  # fmt: skip
+) = range(25)  # fmt: skip
 
 
 def eligible(sc: Any) -> bool:
@@ -87,6 +87,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     lay[L_STEP] = cal._step.start if c.step_scale else -1
     par = np.zeros(P_N, np.float32)  # [P_N]
     par[P_MIN_VAR], par[P_CLIP], par[P_INV_NORM_W] = c.min_std**2, c.clip, 1.0 / c.norm_window
+    par[P_MIN_STD] = c.min_std
     par[P_SEASON_RATE], par[P_PROFILE_RATE] = c.season_rate, c.profile_rate
     if c.shift_short:
         par[P_INV_SHIFT_SHORT], par[P_INV_SHIFT_LONG] = 1.0 / c.shift_short, 1.0 / c.shift_long
@@ -138,20 +139,31 @@ def _step_factor(row: Any, xi: Any, std: Any, lay: Any, par: Any, fac: Any) -> N
     rate = max(_ONE / max(count, _ONE), par[P_INV_ERR_W]) * (_ONE if count >= _ONE else _ZERO)
     for k in range(t):
         ms = row[s0 + k]
-        fac[k] = std[k] / (max(ms, std[k] * _F(1e-3)) if count >= _TWO else std[k])
+        fac[k] = std[k] / (max(max(ms, std[k] * _F(1e-3)), par[P_MIN_STD]) if count >= _TWO else std[k])
         row[s0 + k] = lerp(ms, abs(xi[k] - row[p0 + k]), rate)
         row[p0 + k] = xi[k]
 
 
 @jit(inline="always")
-def _residual(row: Any, xn: Any, lay: Any, fac: Any) -> Any:
-    """The mean absolute residual of the normalised targets against the stream's last forecast, each in
-    the units ``fac[T]`` gives (the step scale's, or the normaliser's: 1)."""
+def _residual(row: Any, xn: Any, lay: Any) -> Any:
+    """The mean absolute residual of the normalised targets against the stream's last forecast."""
     t, fc0 = lay[L_T], lay[L_FCAST]
     err = _ZERO
     for k in range(t):
-        err += abs(xn[k] - row[fc0 + k]) * fac[k]
+        err += abs(xn[k] - row[fc0 + k])
     return err / _F(t)
+
+
+@jit(inline="always")
+def _in_steps(err: Any, fac: Any, lay: Any) -> Any:
+    """The season-adjusted residual in the step scale's units (the targets' mean factor; 1 without it)."""
+    if lay[L_STEP] < 0:
+        return err
+    t = lay[L_T]
+    f = _ZERO
+    for k in range(t):
+        f += fac[k]
+    return err * (f / _F(t))
 
 
 @jit(inline="always")
@@ -292,8 +304,8 @@ def _pre(
         _normalise(row, x[i], lay, par, x_norm[i], std, d)
         _step_factor(row, x[i], std, lay, par, fac)
         # context channels (Scorer._context), before the normaliser folds the event in
-        err = _season(row, _residual(row, x_norm[i], lay, fac), phase[i], lay, par)
-        r[0], ok[0] = err, True
+        err = _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par)
+        r[0], ok[0] = _in_steps(err, fac, lay), True
         _channels(row, x[i], phase[i], std, lay, par, r, ok, dp, ds)
         # calibration of the channels (CalibratedChannels.calibrate)
         r[0] = _averaged(row, r[0], count, lay, par)
@@ -414,7 +426,8 @@ def _post_seq(
         row = aux[rows[i]]  # [A] view
         count, bc = keep[i, 0], keep[i, 1]
         fac = keep[i, 2 + n_chan + 2 * t :]  # [T]
-        r0 = _averaged(row, _season(row, _residual(row, x_norm[i], lay, fac), phase[i], lay, par), count, lay, par)
+        r0 = _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par)
+        r0 = _averaged(row, _in_steps(r0, fac, lay), count, lay, par)
         bucket = np.int64(phase[i, 0]) if h else 0
         _calibrate(row, 0, r0, True, count, bucket, bc, lay, par)
         for k in range(1, n_chan):

@@ -146,13 +146,16 @@ class CalibratedChannels:
     def step_factor(self, aux: Tensor, x: Tensor, std: Tensor, count: Tensor) -> Tensor:
         """``[B, T]``: the normaliser's ``std[B, T]`` over the stream's step scale (the running mean of
         ``|x_t - x_(t-1)|`` before this event; the normaliser's sd until one step is measured, floored at
-        1e-3 of it), which turns a normalised residual into one in units of the typical step; then
+        1e-3 of it and at ``min_std``), which turns a normalised residual into one in units of the typical step; then
         folds this event's targets ``x[B, T]`` in (``count[B]``: events before this one)."""
         t = x.shape[1]
         st = aux[:, self._step]  # [B, 2T] view
         prev, ms = st[:, :t], st[:, t:]  # [B, T] views
         measured = (count >= 2.0).unsqueeze(1)  # [B, 1]
-        f = std / torch.where(measured, torch.maximum(ms, std * 1e-3), std)  # [B, T]
+        # floors: 1e-3 of the sd (a perfectly periodic series must not alarm at float noise), and the
+        # normaliser's own min_std (steps all 0 so far: the sd is that floor too, and the factor stays 1)
+        scale = torch.maximum(ms, std * 1e-3).clamp_min_(self.config.min_std)  # [B, T]
+        f = std / torch.where(measured, scale, std)  # [B, T]
         rate = count.clamp_min(1.0).reciprocal().clamp_min_(1.0 / self.config.err_window)  # [B] exact, then EMA
         ms.lerp_((x - prev).abs(), (rate * (count >= 1.0)).unsqueeze(1))  # [B, T] no step before the 2nd event
         prev.copy_(x)

@@ -407,14 +407,14 @@ class Scorer:
         x_norm = (d / std).clamp_(-cfg.clip, cfg.clip)  # [B, F]
         t = self.n_targets
         resid = x_norm[:, :t] - aux[:, self._fcast]  # [B, T] against the (adapted) forecast
-        size = resid.abs()  # [B, T]
+        err = resid.abs().mean(1)  # [B]
+        step = None
         if self.calibrated is not None and cfg.step_scale:
-            size = size * self.calibrated.step_factor(aux, x[:, :t], std[:, :t], count)  # [B, T] step units
-        err = size.mean(1)  # [B]
+            step = self.calibrated.step_factor(aux, x[:, :t], std[:, :t], count).mean(1)  # [B]
         if cfg.adapter_lr:
             self._adapt_step(aux, resid, count)
         if self.n_phases or cfg.shift_short or self.calibrated is not None:
-            err = self._context(aux, x, std, count, err, phase)  # [B]
+            err = self._context(aux, x, std, count, err, phase, step)  # [B]
         # EMA with a 1/n start: an exact running mean/variance until norm_window events, then forgetting
         alpha = (count + one).reciprocal_().clamp_min_(1.0 / cfg.norm_window).unsqueeze(1)  # [B, 1]
         var.addcmul_(d, d * alpha).mul_(one - alpha)  # [B, F]
@@ -450,8 +450,21 @@ class Scorer:
         a.addcmul_(step, raw).clamp_(-clip, clip)  # d(err^2)/da = -2 e f
         b.add_(step).clamp_(-clip, clip)  # d(err^2)/db = -2 e
 
-    def _context(self, aux: Tensor, x: Tensor, std: Tensor, count: Tensor, err: Tensor, phase: Tensor | None) -> Tensor:
+    def _context(
+        self,
+        aux: Tensor,
+        x: Tensor,
+        std: Tensor,
+        count: Tensor,
+        err: Tensor,
+        phase: Tensor | None,
+        step: Tensor | None = None,
+    ) -> Tensor:
         """Context channels of one event, before the normaliser folds it in; returns ``err[B]``.
+
+        ``step[B]`` (calibrated ``step_scale``): the factor that takes the residual channel from the
+        normaliser's units to the stream's step units, applied after its time-of-day baseline is
+        taken off (the baseline stays in the forecaster's units, as the residual it learns from).
 
         * season: the residual minus its own running mean at this time of day, so a forecaster
           that always misses the same daily transition does not alarm at it every day;
@@ -518,7 +531,8 @@ class Scorer:
             ml.lerp_(xt, first.clamp_min(1.0 / cfg.shift_long))
         if self.calibrated is not None:
             cal = self.calibrated
-            rs, oks = [err], [torch.ones_like(err, dtype=torch.bool)]  # the residual: defined from the start
+            r0 = err if step is None else err * step  # [B]
+            rs, oks = [r0], [torch.ones_like(err, dtype=torch.bool)]  # the residual: defined from the start
             if r_prof is not None:
                 ok_p = ready & seen_p  # [B]
                 if cal.gated:
