@@ -1,0 +1,120 @@
+"""Experiment (issue 18): robust calibration: each channel's mean and variance fold in the event's
+deviation winsorized at ``k`` sd (``--k``; default z0, the tail check's level), so one anomaly (a level
+shift's onset, a spike) cannot inflate a channel's scale for the next W events. Values beyond
+k sd still count in full for the tail check, which corrects the Gaussian tail for a heavy-tailed
+stream. Applies to the overall and the time-of-day variances.
+
+Prints the synthetic families (seed 0), the synthetic NAB corpus (seeds 0-2), the dev R landscape
+and (unless ``--no-table``) the sensitivity table at R 200.
+
+    SEQSTREAM_SCORER_KERNEL=0 OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \
+        bench/results/devvm-2026-12-07-session11/robust_fold.py [--k 3.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session10"))
+
+from models.calibrated import CalibratedChannels
+
+assert os.environ.get("SEQSTREAM_SCORER_KERNEL") == "0", "the compiled kernel would bypass the patch"
+K: float | None = None  # None: z0
+
+
+def calibrate(self: CalibratedChannels, aux, r, ok, count, bucket) -> None:  # type: ignore[no-untyped-def]
+    cfg, k = self.config, self._k(r.device)
+    kk = cfg.tail_z if K is None else K
+    if cfg.residual_avg != 1.0:
+        ra = aux[:, self._ravg]
+        ra.lerp_(r[:, 0], (count + 1.0).reciprocal().clamp_min_(1.0 / cfg.residual_avg))
+        r = torch.cat((ra.unsqueeze(1), r[:, 1:]), 1)
+    mean, var = aux[:, self._mean], aux[:, self._var]
+    d = r - mean  # [B, C]
+    v = var.clamp_min(1e-4)  # [B, C]
+    lim = v.sqrt() * kk  # [B, C] winsorizing bound of the overall scale
+    if self.n_hourly:
+        h = self.n_hourly
+        i_v = self._bvar + bucket.long().unsqueeze(1) * h + k["chan"]
+        i_c = (self._bcount + bucket.long()).unsqueeze(1)
+        bv, bc = aux.gather(1, i_v), aux.gather(1, i_c)
+        dh = d[:, :h]
+        vh = torch.where(bc > 0.0, torch.maximum(v[:, :h], bv), v[:, :h])
+        v = torch.cat((vh, v[:, h:]), 1)
+        ab = (bc + 1.0).reciprocal_().clamp_min_(cfg.season_rate)
+        lh = vh.sqrt() * kk  # [B, H] the bucket's own bound (its scale is the larger one)
+        dhc = torch.maximum(torch.minimum(dh, lh), -lh)  # [B, H]
+        aux.scatter_(1, i_v, bv + ab * (dhc * dhc - bv))
+        aux.scatter_(1, i_c, bc + 1.0)
+    z = d / v.sqrt()
+    tail = torch.special.erfc(z * k["inv_sqrt2"]) * k["half"]
+    logp = (tail + k["eps_p"]).log_().add_(k["log_c"])
+    if cfg.tail_z:
+        exc = aux[:, self._exc]
+        logp.add_((exc * k["inv_q0"]).clamp_min_(1.0).log_())
+        re = (count + k["n0"]).reciprocal_().clamp_min_(k["inv_w"]).unsqueeze(1) * ok
+        exc.lerp_((z > k["tail_z"]).to(exc.dtype), re)
+    logp.clamp_max_(0.0)
+    aux[:, self._score] = (logp * k["inv_log_eps"]).clamp_(0.0, 1.0) * ok
+    # the prior counts as one observation: winsorize only once the scale has been measured
+    dc = torch.where((count > 1.0).unsqueeze(1), torch.maximum(torch.minimum(d, lim), -lim), d)  # [B, C]
+    a = (count + 1.0).reciprocal().clamp_min_(1.0 / cfg.err_window).mul_(count > 0.0).unsqueeze(1)
+    var.addcmul_(dc, dc * a).mul_(1.0 - a)
+    mean.addcmul_(a, dc)
+
+
+def patch(k: float | None) -> None:
+    global K
+    K = k
+    CalibratedChannels.calibrate = calibrate  # type: ignore[method-assign]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--k", type=float, default=None)
+    ap.add_argument("--no-table", action="store_true")
+    ap.add_argument("--no-dev", action="store_true")
+    args = ap.parse_args()
+    patch(args.k)
+    print("winsorized at", args.k or "z0", flush=True)
+    import r_landscape
+    import synthetic_nab
+    from lifecycle_probe import dev_set, traces
+
+    from models.checkpoint import load_checkpoint
+    from models.synthetic import evaluate_synthetic
+
+    sc = load_checkpoint().scoring
+    q = {row.family: row for row in evaluate_synthetic(scoring=sc, seed=0)}
+    print(
+        "synthetic seed 0: "
+        + ", ".join(
+            f"{f} rec {q[f].recall:.2f} prec {q[f].precision:.2f} fp/10k {q[f].false_per_10k:.2f}"
+            if q[f].windows
+            else f"{f} fp/10k {q[f].false_per_10k:.2f} ({q[f].alerts})"
+            for f in q
+        ),
+        flush=True,
+    )
+    synthetic_nab.run([0, 1, 2])
+    if args.no_dev:
+        return
+    corpus, shipped, dev = dev_set()
+    base_tr = traces(dev, shipped)
+    print("R landscape (R_other = R/2): all-dev standard, alerts")
+    for rr in (50, 100, 150, 200, 250):
+        s, n = r_landscape.score(corpus, dev.files, base_tr, r_landscape.with_r(shipped, rr))
+        print(f"  R {rr}: {s:.2f} ({n})", flush=True)
+    if not args.no_table:
+        r_landscape.table(corpus, dev.files, base_tr, r_landscape.moved_traces(dev, shipped), shipped, 200)
+
+
+if __name__ == "__main__":
+    main()
