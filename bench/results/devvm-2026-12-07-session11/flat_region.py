@@ -26,6 +26,9 @@ def main() -> None:
     if args[:1] == ["--shipped"]:  # the bundled detector as it is (step_scale in the product)
         args = args[1:]
     else:
+        from report import before_step_scale
+
+        before_step_scale()
         noise_scale.patch(1.0, (0,))
     corpus, shipped, dev = dev_set()
     chans, steps = traces(dev, shipped)

@@ -9,7 +9,7 @@ the levels at or below ``max(z, z0)``: a value is judged against what this strea
 W events at the highest level it reached. Level 0 is the shipped check (same prior); the higher
 levels start at their Gaussian rate with a prior worth W events (1/q_j is astronomic).
 
-Prints the R landscape of the shipped rule over dev, the sensitivity table at R 200 (and ``--bases``),
+Prints the R landscape of the shipped rule over dev, the sensitivity table at R 200,
 and the synthetic families (seed 0..``--seeds``-1).
 
     SEQSTREAM_SCORER_KERNEL=0 OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \
@@ -28,8 +28,6 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session10"))
-import r_landscape
-from lifecycle_probe import dev_set, traces
 
 from models.calibrated import CalibratedChannels
 
@@ -115,39 +113,17 @@ def patch(mult: tuple[float, ...]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mult", type=float, nargs="+", default=list(MULT))
-    ap.add_argument("--bases", type=int, nargs="*", default=[200])
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--no-table", action="store_true")
     args = ap.parse_args()
+    from report import before_step_scale
+
+    before_step_scale()  # the configuration of the runs recorded here
     patch(tuple(args.mult))
     print("levels z0 x", MULT, flush=True)
-    from models.checkpoint import load_checkpoint
-    from models.synthetic import evaluate_synthetic
+    from report import report
 
-    sc = load_checkpoint().scoring
-    for seed in range(args.seeds):
-        q = {row.family: row for row in evaluate_synthetic(scoring=sc, seed=seed)}
-        print(
-            f"synthetic seed {seed}: "
-            + ", ".join(
-                f"{f} rec {q[f].recall:.2f} prec {q[f].precision:.2f} fp/10k {q[f].false_per_10k:.2f}"
-                if q[f].windows
-                else f"{f} fp/10k {q[f].false_per_10k:.2f} ({q[f].alerts})"
-                for f in q
-            ),
-            flush=True,
-        )
-    corpus, shipped, dev = dev_set()
-    base_tr = traces(dev, shipped)
-    print("R landscape (R_other = R/2): all-dev standard, alerts")
-    for rr in (50, 100, 150, 200, 250):
-        s, n = r_landscape.score(corpus, dev.files, base_tr, r_landscape.with_r(shipped, rr))
-        print(f"  R {rr}: {s:.2f} ({n})", flush=True)
-    if args.no_table:
-        return
-    moved = r_landscape.moved_traces(dev, shipped)
-    for rr in args.bases:
-        r_landscape.table(corpus, dev.files, base_tr, moved, shipped, rr)
+    report(table=not args.no_table, seeds=args.seeds, nab=False)
 
 
 if __name__ == "__main__":

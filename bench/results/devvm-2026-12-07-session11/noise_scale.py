@@ -50,7 +50,7 @@ def init(self: CalibratedChannels, *a: Any, **kw: Any) -> None:
     self.end += 2
 
 
-def _context(self, aux, x, std, count, err, phase):  # type: ignore[no-untyped-def]
+def _context(self, aux, x, std, count, err, phase, *rest):  # type: ignore[no-untyped-def]
     cal = self.calibrated
     t = self.n_targets
     s = std[:, :t].mean(1)  # [B] the normaliser's running sd
@@ -62,7 +62,7 @@ def _context(self, aux, x, std, count, err, phase):  # type: ignore[no-untyped-d
     if MIX != 1.0:
         sig = torch.where(ok, sig**MIX * s ** (1.0 - MIX), s)
     _FACT["f"] = s / sig
-    out = _ctx(self, aux, x, std, count, err, phase)
+    out = _ctx(self, aux, x, std, count, err, phase, *rest)
     has_prev = count >= 1.0
     dx = (x1 - prev).abs()  # [B]
     rate = (n_d + 1.0).clamp_min(1.0).reciprocal().clamp_min(1.0 / self.config.norm_window) * has_prev
@@ -86,38 +86,14 @@ def main() -> None:
     ap.add_argument("--no-table", action="store_true")
     ap.add_argument("--no-dev", action="store_true")
     args = ap.parse_args()
+    from report import before_step_scale
+
+    before_step_scale()  # the configuration of the runs recorded here
     patch(args.mix, tuple(args.channels))
     print("noise scale: mean |first difference|, mix", args.mix, "channels", args.channels, flush=True)
-    import r_landscape
-    import synthetic_nab
-    from lifecycle_probe import dev_set, traces
+    from report import report
 
-    from models.checkpoint import load_checkpoint
-    from models.synthetic import evaluate_synthetic
-
-    sc = load_checkpoint().scoring
-    q = {row.family: row for row in evaluate_synthetic(scoring=sc, seed=0)}
-    print(
-        "synthetic seed 0: "
-        + ", ".join(
-            f"{f} rec {q[f].recall:.2f} prec {q[f].precision:.2f} fp/10k {q[f].false_per_10k:.2f}"
-            if q[f].windows
-            else f"{f} fp/10k {q[f].false_per_10k:.2f} ({q[f].alerts})"
-            for f in q
-        ),
-        flush=True,
-    )
-    synthetic_nab.run([0, 1, 2])
-    if args.no_dev:
-        return
-    corpus, shipped, dev = dev_set()
-    base_tr = traces(dev, shipped)
-    print("R landscape (R_other = R/2): all-dev standard, alerts")
-    for rr in (50, 100, 150, 200, 250):
-        s, n = r_landscape.score(corpus, dev.files, base_tr, r_landscape.with_r(shipped, rr))
-        print(f"  R {rr}: {s:.2f} ({n})", flush=True)
-    if not args.no_table:
-        r_landscape.table(corpus, dev.files, base_tr, r_landscape.moved_traces(dev, shipped), shipped, 200)
+    report(dev=not args.no_dev, table=not args.no_table)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ def main() -> None:
     ap.add_argument("patch", choices=["none", "noise_scale"])
     ap.add_argument("--channels", type=int, nargs="+", default=[0])
     args = ap.parse_args()
+    from report import before_step_scale
+
+    before_step_scale()  # both runs start from the configuration before the step scale
     if args.patch == "noise_scale":
         import noise_scale
 

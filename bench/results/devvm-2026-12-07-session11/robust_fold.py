@@ -82,38 +82,14 @@ def main() -> None:
     ap.add_argument("--no-table", action="store_true")
     ap.add_argument("--no-dev", action="store_true")
     args = ap.parse_args()
+    from report import before_step_scale
+
+    before_step_scale()  # the configuration of the runs recorded here
     patch(args.k)
     print("winsorized at", args.k or "z0", flush=True)
-    import r_landscape
-    import synthetic_nab
-    from lifecycle_probe import dev_set, traces
+    from report import report
 
-    from models.checkpoint import load_checkpoint
-    from models.synthetic import evaluate_synthetic
-
-    sc = load_checkpoint().scoring
-    q = {row.family: row for row in evaluate_synthetic(scoring=sc, seed=0)}
-    print(
-        "synthetic seed 0: "
-        + ", ".join(
-            f"{f} rec {q[f].recall:.2f} prec {q[f].precision:.2f} fp/10k {q[f].false_per_10k:.2f}"
-            if q[f].windows
-            else f"{f} fp/10k {q[f].false_per_10k:.2f} ({q[f].alerts})"
-            for f in q
-        ),
-        flush=True,
-    )
-    synthetic_nab.run([0, 1, 2])
-    if args.no_dev:
-        return
-    corpus, shipped, dev = dev_set()
-    base_tr = traces(dev, shipped)
-    print("R landscape (R_other = R/2): all-dev standard, alerts")
-    for rr in (50, 100, 150, 200, 250):
-        s, n = r_landscape.score(corpus, dev.files, base_tr, r_landscape.with_r(shipped, rr))
-        print(f"  R {rr}: {s:.2f} ({n})", flush=True)
-    if not args.no_table:
-        r_landscape.table(corpus, dev.files, base_tr, r_landscape.moved_traces(dev, shipped), shipped, 200)
+    report(dev=not args.no_dev, table=not args.no_table)
 
 
 if __name__ == "__main__":
