@@ -107,13 +107,12 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
 
 @jit(inline="always")
 def _scratch(lay: Any) -> Any:
-    """One event's working arrays: channel statistics ``r[C]`` and ``ok[C]``, ``std[F]``, ``d[F]``, the
-    profile's and slow mean's deviations ``dp[T]``, ``ds[T]`` (the gate's) and the residual's units ``fac[T]``."""
+    """One event's working arrays: channel statistics ``r[C]`` and ``ok[C]``, ``std[F]``, ``d[F]``, and the
+    profile's and slow mean's deviations ``dp[T]``, ``ds[T]`` (the gate's)."""
     f, t = lay[L_F], lay[L_T]
     r, ok = np.empty(3, np.float32), np.empty(3, np.bool_)  # [C], [C]
     std, d = np.empty(f, np.float32), np.empty(f, np.float32)  # [F], [F]
-    dp, ds, fac = np.empty(t, np.float32), np.empty(t, np.float32), np.ones(t, np.float32)  # [T] x3
-    return r, ok, std, d, dp, ds, fac
+    return r, ok, std, d, np.empty(t, np.float32), np.empty(t, np.float32)  # ..., [T], [T]
 
 
 @jit(inline="always")
@@ -129,19 +128,21 @@ def _normalise(row: Any, xi: Any, lay: Any, par: Any, xn: Any, std: Any, d: Any)
 
 
 @jit(inline="always")
-def _step_factor(row: Any, xi: Any, std: Any, lay: Any, par: Any, fac: Any) -> None:
-    """``fac[T]``: the normaliser's sd over the stream's step scale (CalibratedChannels.step_factor; left
-    at 1 without ``step_scale``), then the step scale folds the event in."""
+def _step_factor(row: Any, xi: Any, std: Any, lay: Any, par: Any) -> Any:
+    """The normaliser's sd over the stream's step scale, the targets' mean (CalibratedChannels.step_factor;
+    1 without ``step_scale``), then the step scale folds the event in."""
     if lay[L_STEP] < 0:
-        return
+        return _ONE
     t, count = lay[L_T], row[0]
     p0, s0 = lay[L_STEP], lay[L_STEP] + lay[L_T]
     rate = max(_ONE / max(count, _ONE), par[P_INV_ERR_W]) * (_ONE if count >= _ONE else _ZERO)
+    f = _ZERO
     for k in range(t):
         ms = row[s0 + k]
-        fac[k] = std[k] / (max(max(ms, std[k] * _F(1e-3)), par[P_MIN_STD]) if count >= _TWO else std[k])
+        f += std[k] / (max(max(ms, std[k] * _F(1e-3)), par[P_MIN_STD]) if count >= _TWO else std[k])
         row[s0 + k] = lerp(ms, abs(xi[k] - row[p0 + k]), rate)
         row[p0 + k] = xi[k]
+    return f / _F(t)
 
 
 @jit(inline="always")
@@ -152,18 +153,6 @@ def _residual(row: Any, xn: Any, lay: Any) -> Any:
     for k in range(t):
         err += abs(xn[k] - row[fc0 + k])
     return err / _F(t)
-
-
-@jit(inline="always")
-def _in_steps(err: Any, fac: Any, lay: Any) -> Any:
-    """The season-adjusted residual in the step scale's units (the targets' mean factor; 1 without it)."""
-    if lay[L_STEP] < 0:
-        return err
-    t = lay[L_T]
-    f = _ZERO
-    for k in range(t):
-        f += fac[k]
-    return err * (f / _F(t))
 
 
 @jit(inline="always")
@@ -297,15 +286,15 @@ def _pre(
     err_o: np.ndarray,  # [b] out
 ) -> None:
     n_chan, h = lay[L_C], lay[L_H]
-    r, ok, std, d, dp, ds, fac = _scratch(lay)
+    r, ok, std, d, dp, ds = _scratch(lay)
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count = row[0]
         _normalise(row, x[i], lay, par, x_norm[i], std, d)
-        _step_factor(row, x[i], std, lay, par, fac)
+        f = _step_factor(row, x[i], std, lay, par)
         # context channels (Scorer._context), before the normaliser folds the event in
         err = _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par)
-        r[0], ok[0] = _in_steps(err, fac, lay), True
+        r[0], ok[0] = err * f, True  # in step units after the baseline (f is 1 without step_scale)
         _channels(row, x[i], phase[i], std, lay, par, r, ok, dp, ds)
         # calibration of the channels (CalibratedChannels.calibrate)
         r[0] = _averaged(row, r[0], count, lay, par)
@@ -327,18 +316,18 @@ def _pre_seq(
     lay: np.ndarray,  # [L_N] int64
     par: np.ndarray,  # [P_N] float32
     x_norm: np.ndarray,  # [N, F] out
-    keep: np.ndarray,  # [N, 2 + C + 3T] out: count, bucket count, channel scores, target means, variances,
-    # the residual's units (fac)
+    keep: np.ndarray,  # [N, 3 + C + 2T] out: count, bucket count, channel scores, target means, variances,
+    # the residual's step factor
 ) -> None:
     """:func:`_pre` of a sequence step: everything but what needs the forecast (the residual, its season
     bucket and averaging, its channel's calibration: :func:`_post_seq`), and per row what its event saw."""
     t, n_chan, h = lay[L_T], lay[L_C], lay[L_H]
-    r, ok, std, d, dp, ds, fac = _scratch(lay)
+    r, ok, std, d, dp, ds = _scratch(lay)
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count = row[0]
         _normalise(row, x[i], lay, par, x_norm[i], std, d)
-        _step_factor(row, x[i], std, lay, par, fac)
+        keep[i, 2 + n_chan + 2 * t] = _step_factor(row, x[i], std, lay, par)
         ok[0] = True
         _channels(row, x[i], phase[i], std, lay, par, r, ok, dp, ds)
         bucket = np.int64(phase[i, 0]) if h else 0
@@ -353,7 +342,6 @@ def _pre_seq(
         for k in range(t):
             keep[i, 2 + n_chan + k] = row[lay[L_MEAN] + k]
             keep[i, 2 + n_chan + t + k] = row[lay[L_VAR] + k]
-            keep[i, 2 + n_chan + 2 * t + k] = fac[k]
 
 
 @jit(inline="always")
@@ -412,7 +400,7 @@ def _post_seq(
     rows: np.ndarray,  # [N] int64: :func:`_pre_seq`'s rows
     x_norm: np.ndarray,  # [N, F] float32: :func:`_pre_seq`'s
     phase: np.ndarray,  # [N, P] float32
-    keep: np.ndarray,  # [N, 2 + C + 3T] float32: :func:`_pre_seq`'s
+    keep: np.ndarray,  # [N, 3 + C + 2T] float32: :func:`_pre_seq`'s
     forecast: np.ndarray,  # [N, T] float32: the model's forecasts (normalised)
     lay: np.ndarray,  # [L_N] int64
     par: np.ndarray,  # [P_N] float32
@@ -425,9 +413,8 @@ def _post_seq(
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count, bc = keep[i, 0], keep[i, 1]
-        fac = keep[i, 2 + n_chan + 2 * t :]  # [T]
-        r0 = _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par)
-        r0 = _averaged(row, _in_steps(r0, fac, lay), count, lay, par)
+        r0 = _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par) * keep[i, 2 + n_chan + 2 * t]
+        r0 = _averaged(row, r0, count, lay, par)
         bucket = np.int64(phase[i, 0]) if h else 0
         _calibrate(row, 0, r0, True, count, bucket, bc, lay, par)
         for k in range(1, n_chan):
@@ -451,7 +438,7 @@ def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
         aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), np.zeros(0, f32)
     )
     calibrated_post(aux, rows, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))
-    keep = np.zeros((0, 2 + int(lay[L_C]) + 3 * t), f32)
+    keep = np.zeros((0, 3 + int(lay[L_C]) + 2 * t), f32)
     calibrated_pre_seq(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), keep)
     calibrated_post_seq(
         aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), keep, np.zeros((0, t), f32), lay, par,

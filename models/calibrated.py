@@ -144,10 +144,11 @@ class CalibratedChannels:
         return got
 
     def step_factor(self, aux: Tensor, x: Tensor, std: Tensor, count: Tensor) -> Tensor:
-        """``[B, T]``: the normaliser's ``std[B, T]`` over the stream's step scale (the running mean of
+        """``[B]``: the normaliser's ``std[B, T]`` over the stream's step scale (the running mean of
         ``|x_t - x_(t-1)|`` before this event; the normaliser's sd until one step is measured, floored at
-        1e-3 of it and at ``min_std``), which turns a normalised residual into one in units of the typical step; then
-        folds this event's targets ``x[B, T]`` in (``count[B]``: events before this one)."""
+        1e-3 of it and at ``min_std``), the targets' mean: it turns a normalised residual into one in
+        units of the typical step. Then folds this event's targets ``x[B, T]`` in (``count[B]``: events
+        before this one)."""
         t = x.shape[1]
         st = aux[:, self._step]  # [B, 2T] view
         prev, ms = st[:, :t], st[:, t:]  # [B, T] views
@@ -159,7 +160,7 @@ class CalibratedChannels:
         rate = count.clamp_min(1.0).reciprocal().clamp_min_(1.0 / self.config.err_window)  # [B] exact, then EMA
         ms.lerp_((x - prev).abs(), (rate * (count >= 1.0)).unsqueeze(1))  # [B, T] no step before the 2nd event
         prev.copy_(x)
-        return f
+        return f.mean(1)
 
     def gate(self, aux: Tensor, d_prof: Tensor, d_slow: Tensor, seen: Tensor) -> Tensor:
         """``[B]`` 1 where the hour-of-week profile explained the value better than the slow mean so

@@ -257,7 +257,7 @@ class Scorer:
         x_norm = np.empty((b, self.n_features), np.float32)  # [B, F]
         if self._cal_kernel is not None:
             lay, par = self._cal_kernel
-            keep = np.empty((b, 2 + int(lay[_ck.L_C]) + 3 * t), np.float32)  # [B, 2 + C + 3T]
+            keep = np.empty((b, 3 + int(lay[_ck.L_C]) + 2 * t), np.float32)  # [B, 3 + C + 2T]
             ph = phase.contiguous() if phase is not None else torch.zeros((b, 2))  # [B, P]
             _ck.calibrated_pre_seq(
                 aux.numpy(), rows.numpy(), x.contiguous().numpy(), ph.numpy(), lay, par, x_norm, keep
@@ -410,7 +410,7 @@ class Scorer:
         err = resid.abs().mean(1)  # [B]
         step = None
         if self.calibrated is not None and cfg.step_scale:
-            step = self.calibrated.step_factor(aux, x[:, :t], std[:, :t], count).mean(1)  # [B]
+            step = self.calibrated.step_factor(aux, x[:, :t], std[:, :t], count)  # [B]
         if cfg.adapter_lr:
             self._adapt_step(aux, resid, count)
         if self.n_phases or cfg.shift_short or self.calibrated is not None:

@@ -14,7 +14,7 @@ from models.checkpoint import load_checkpoint
 from models.replay import replay_path
 from models.scoring import Scorer
 from models.scoring_config import CALIBRATED_SCORING, CONTEXT_SCORING, ScoringConfig, named_scoring
-from models.synthetic import make_families
+from models.synthetic import SynthSeries, make_families
 
 from .conftest import scores_alone_and_interleaved
 
@@ -275,14 +275,15 @@ def test_step_scale_is_a_calibrated_option_and_measures_the_mean_step() -> None:
     std = torch.tensor([[2.0]])  # [1, 1]
     got = []
     for n, v in enumerate([5.0, 6.0, 9.0, 9.0]):  # steps 1, 3, 0
-        got.append(float(cal.step_factor(aux, torch.tensor([[v]]), std, torch.tensor([float(n)]))[0, 0]))
+        got.append(float(cal.step_factor(aux, torch.tensor([[v]]), std, torch.tensor([float(n)]))[0]))
     assert got == pytest.approx([1.0, 1.0, 2.0 / 1.0, 2.0 / 2.0])
 
 
-def _opened(ck_scoring: ScoringConfig, series: object) -> list[int]:
+def _opened(scoring: ScoringConfig, series: SynthSeries) -> list[int]:
+    """The rows where the bundled GRU with ``scoring`` opens an alert on ``series`` (one stream)."""
     ck = load_checkpoint()
-    r = Runner(ck.model, ck_scoring, device="cpu", capacity=4)
-    ts, vals = series.ts, series.values  # type: ignore[attr-defined]
+    r = Runner(ck.model, scoring, device="cpu", capacity=4)
+    ts, vals = series.ts, series.values
     out = []
     for t in range(len(vals)):
         res = r.process(Batch(["s"], ts[t : t + 1], np.array([[vals[t]]], np.float32)))

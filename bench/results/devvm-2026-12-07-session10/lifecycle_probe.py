@@ -95,16 +95,22 @@ class _Lifecycle:
         return fire, opens
 
 
-def rule_blocks(c: ScoringConfig, sc: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """The shipped policy, one stream: the detection signal (the score where an alert opened)."""
+def rule_blocks(
+    c: ScoringConfig, sc: np.ndarray, steps: np.ndarray, rearm: tuple[float, int] | None = None
+) -> np.ndarray:
+    """The shipped policy, one stream: the detection signal (the score where an alert opened).
+    ``rearm = (low, quiet)`` (eleventh session, ``rule_scan.py``): besides its block, a channel that
+    fired opens again only after ``quiet`` events below ``low``."""
     t_n, n_c = sc.shape
     out = np.zeros(t_n, np.float32)
     csince = np.full(n_c, float(c.suppress))
     since = float(c.suppress)
+    armed = np.ones(n_c, bool)
+    calm = np.zeros(n_c)
     life = _Lifecycle(c)
     for t in range(t_n):
         s = sc[t]
-        blocked = (csince < c.suppress) | (since < c.suppress_other)
+        blocked = (csince < c.suppress) | (since < c.suppress_other) | ~armed
         m = np.where(blocked, 0.0, s)
         ch = int(m.argmax())
         fire, opens = life.step(bool(m[ch] >= c.open_threshold), s.max(), steps[t])
@@ -112,6 +118,11 @@ def rule_blocks(c: ScoringConfig, sc: np.ndarray, steps: np.ndarray) -> np.ndarr
         if fire:
             csince[ch] = 0.0
         since = 0.0 if fire else min(since + 1.0, c.suppress)
+        if rearm is not None:
+            low, quiet = rearm
+            armed[ch] &= not fire
+            calm = np.where(s < low, calm + 1.0, 0.0)
+            armed |= calm >= quiet
         if opens:
             out[t] = s.max()
     return out

@@ -17,36 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session10"))
 
 import r_landscape
-from lifecycle_probe import _Lifecycle, dev_set, rule_blocks, rule_rearm, traces, windows_and_fp
-
-from models.scoring_config import ScoringConfig
-
-
-def rule_blocks_rearm(c: ScoringConfig, sc: np.ndarray, steps: np.ndarray, low: float, quiet: int) -> np.ndarray:
-    """The shipped blocks, and a channel that fired opens again only after ``quiet`` events below ``low``."""
-    t_n, n_c = sc.shape
-    out = np.zeros(t_n, np.float32)
-    csince = np.full(n_c, float(c.suppress))
-    since = float(c.suppress)
-    armed = np.ones(n_c, bool)
-    calm = np.zeros(n_c)
-    life = _Lifecycle(c)
-    for t in range(t_n):
-        s = sc[t]
-        blocked = (csince < c.suppress) | (since < c.suppress_other) | ~armed
-        m = np.where(blocked, 0.0, s)
-        ch = int(m.argmax())
-        fire, opens = life.step(bool(m[ch] >= c.open_threshold), s.max(), steps[t])
-        csince = np.minimum(csince + 1.0, c.suppress)
-        if fire:
-            csince[ch] = 0.0
-            armed[ch] = False
-        since = 0.0 if fire else min(since + 1.0, c.suppress)
-        calm = np.where(s < low, calm + 1.0, 0.0)
-        armed |= calm >= quiet
-        if opens:
-            out[t] = s.max()
-    return out
+from lifecycle_probe import dev_set, rule_blocks, rule_rearm, traces, windows_and_fp
 
 
 def main() -> None:
@@ -70,7 +41,7 @@ def main() -> None:
             c = r_landscape.with_r(shipped, 50)
             show(
                 f"blocks R 50 + rearm low {low} quiet {quiet}",
-                {f: rule_blocks_rearm(c, chans[i], steps[i], low, quiet) for i, f in enumerate(dev.files)},
+                {f: rule_blocks(c, chans[i], steps[i], (low, quiet)) for i, f in enumerate(dev.files)},
             )
 
 
