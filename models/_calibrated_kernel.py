@@ -50,8 +50,8 @@ _EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(EPS_P)
     L_F, L_T, L_MEAN, L_VAR, L_FCAST,
     L_SEASON, L_NS, L_PROFILE, L_NP, L_SHIFT,
     L_C, L_GATE, L_CMEAN, L_CVAR, L_BVAR, L_BCOUNT, L_H, L_SCORE, L_CSINCE, L_RAVG, L_EXC, L_STEP,
-    L_N,
-) = range(23)  # fmt: skip
+    L_HOLD, L_N,
+) = range(24)  # fmt: skip
 # par: float32 numbers
 (
     P_MIN_VAR, P_CLIP, P_INV_NORM_W, P_SEASON_RATE, P_PROFILE_RATE, P_INV_SHIFT_SHORT, P_INV_SHIFT_LONG,
@@ -85,6 +85,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     lay[L_SCORE], lay[L_CSINCE], lay[L_RAVG] = cal._score.start, cal._csince.start, cal._ravg
     lay[L_EXC] = cal._exc.start if c.tail_z else -1
     lay[L_STEP] = cal._step.start if c.step_scale else -1
+    lay[L_HOLD] = cal._hold  # the channel held while an alert is open (hold_shift), -1: none
     par = np.zeros(P_N, np.float32)  # [P_N]
     par[P_MIN_VAR], par[P_CLIP], par[P_INV_NORM_W] = c.min_std**2, c.clip, 1.0 / c.norm_window
     par[P_MIN_STD] = c.min_std
@@ -236,9 +237,12 @@ def _averaged(row: Any, r0: Any, count: Any, lay: Any, par: Any) -> Any:
 @jit(inline="always")
 def _calibrate(row: Any, k: Any, rk: Any, okk: Any, count: Any, bucket: Any, bc: Any, lay: Any, par: Any) -> None:
     """Channel ``k``'s tail score of ``rk`` (CalibratedChannels.calibrate), then its statistics fold ``rk`` in.
-    ``count`` and ``bc`` as they were before this event (a stream's and its time-of-day bucket's)."""
+    ``count`` and ``bc`` as they were before this event (a stream's and its time-of-day bucket's); the
+    ``hold_shift`` channel's mean and variance stay while an alert is open (row[2], as the last event left it)."""
     h = lay[L_H]
     a = max(_ONE / (count + _ONE), par[P_INV_ERR_W]) * (_ONE if count > _ZERO else _ZERO)
+    if k == lay[L_HOLD] and row[2] > _ZERO:
+        a = _ZERO
     mean_c, var_c = row[lay[L_CMEAN] + k], row[lay[L_CVAR] + k]
     dc = rk - mean_c
     v = max(var_c, _EPS4)
@@ -316,11 +320,13 @@ def _pre_seq(
     lay: np.ndarray,  # [L_N] int64
     par: np.ndarray,  # [P_N] float32
     x_norm: np.ndarray,  # [N, F] out
-    keep: np.ndarray,  # [N, 3 + C + 2T] out: count, bucket count, channel scores, target means, variances,
-    # the residual's step factor
+    keep: np.ndarray,  # [N, 5 + C + 2T] out: count, bucket count, channel scores, target means, variances,
+    # the residual's step factor, the held channel's statistic and whether it is defined
 ) -> None:
     """:func:`_pre` of a sequence step: everything but what needs the forecast (the residual, its season
-    bucket and averaging, its channel's calibration: :func:`_post_seq`), and per row what its event saw."""
+    bucket and averaging, its channel's calibration: :func:`_post_seq`) or the alert state the stream's
+    previous row leaves (the ``hold_shift`` channel's calibration, also :func:`_post_seq`), and per row
+    what its event saw."""
     t, n_chan, h = lay[L_T], lay[L_C], lay[L_H]
     r, ok, std, d, dp, ds = _scratch(lay)
     for i in range(rows.shape[0]):
@@ -333,8 +339,11 @@ def _pre_seq(
         bucket = np.int64(phase[i, 0]) if h else 0
         bc = row[lay[L_BCOUNT] + bucket] if h else _ZERO
         for k in range(1, n_chan):
-            _calibrate(row, k, r[k], ok[k], count, bucket, bc, lay, par)
-            keep[i, 2 + k] = row[lay[L_SCORE] + k]
+            if k == lay[L_HOLD]:
+                keep[i, 3 + n_chan + 2 * t], keep[i, 4 + n_chan + 2 * t] = r[k], _ONE if ok[k] else _ZERO
+            else:
+                _calibrate(row, k, r[k], ok[k], count, bucket, bc, lay, par)
+                keep[i, 2 + k] = row[lay[L_SCORE] + k]
         if h:
             row[lay[L_BCOUNT] + bucket] = bc + _ONE
         keep[i, 0], keep[i, 1] = count, bc
@@ -400,15 +409,15 @@ def _post_seq(
     rows: np.ndarray,  # [N] int64: :func:`_pre_seq`'s rows
     x_norm: np.ndarray,  # [N, F] float32: :func:`_pre_seq`'s
     phase: np.ndarray,  # [N, P] float32
-    keep: np.ndarray,  # [N, 3 + C + 2T] float32: :func:`_pre_seq`'s
+    keep: np.ndarray,  # [N, 5 + C + 2T] float32: :func:`_pre_seq`'s
     forecast: np.ndarray,  # [N, T] float32: the model's forecasts (normalised)
     lay: np.ndarray,  # [L_N] int64
     par: np.ndarray,  # [P_N] float32
     out: np.ndarray,  # [N, 2T+3] out
 ) -> None:
     """:func:`_post` of a sequence step, row by row: the residual against the forecast the stream's previous
-    row left, its channel's calibration, the other channels' scores as the row's event left them, then
-    the lifecycle and the outputs."""
+    row left, its channel's calibration, the held channel's calibration against the alert state that row
+    left, the other channels' scores as the row's event left them, then the lifecycle and the outputs."""
     t, n_chan, h = lay[L_T], lay[L_C], lay[L_H]
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
@@ -418,7 +427,11 @@ def _post_seq(
         bucket = np.int64(phase[i, 0]) if h else 0
         _calibrate(row, 0, r0, True, count, bucket, bc, lay, par)
         for k in range(1, n_chan):
-            row[lay[L_SCORE] + k] = keep[i, 2 + k]
+            if k == lay[L_HOLD]:
+                okh = keep[i, 4 + n_chan + 2 * t] > _ZERO
+                _calibrate(row, k, keep[i, 3 + n_chan + 2 * t], okh, count, bucket, bc, lay, par)
+            else:
+                row[lay[L_SCORE] + k] = keep[i, 2 + k]
         mv = keep[i, 2 + n_chan : 2 + n_chan + 2 * t]  # [2T]
         _lifecycle(row, i, forecast, lay, par, out, mv[:t], mv[t:])
 
@@ -438,7 +451,7 @@ def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
         aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), np.zeros(0, f32)
     )
     calibrated_post(aux, rows, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))
-    keep = np.zeros((0, 3 + int(lay[L_C]) + 2 * t), f32)
+    keep = np.zeros((0, 5 + int(lay[L_C]) + 2 * t), f32)
     calibrated_pre_seq(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), keep)
     calibrated_post_seq(
         aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), keep, np.zeros((0, t), f32), lay, par,

@@ -33,6 +33,12 @@ constants, chosen on the NAB dev files. Here every channel gets the same treatme
   normalised residual by its size, so the shift's return (as large as its onset) went unseen; the
   steps of a stream move by one step at a shift. The profile and shift channels keep the
   normaliser's units (measured: in step units they add false alerts on NAB dev);
+* **held shift calibration** (``hold_shift``): while an alert is open the shift channel's running mean
+  and variance do not learn. Its statistic is a difference of running means and stays out for
+  ~``shift_long`` events after one level shift; folded in, that one anomaly counted ~``shift_long``
+  times and left the channel deaf to the shift's return for ~``err_window`` events. The hold ends by
+  itself: the long mean reaches any new level within ~``shift_long`` events, whatever the
+  calibration, and the alert closes;
 * **combination**: the smallest Gaussian tail probability ``p`` of the ``C`` channels, times ``C``
   (Bonferroni: three looks at one event are not three chances at a false alarm), becomes the score
   ``log(C p) / log(1e-10)`` in [0, 1]; 0.5 is ``C p = 1e-5``;
@@ -107,6 +113,7 @@ class CalibratedChannels:
         self._step = slice(o, o + 2 * t) if c.step_scale else slice(o, o)  # previous value[T], mean |step|[T]
         o += 2 * t if c.step_scale else 0
         self.end = o
+        self._hold = n - 1 if c.hold_shift and c.shift_short else -1  # the shift channel is the last one
         self._log_c = math.log(n)
         self._dev: dict[torch.device, dict[str, Tensor]] = {}
 
@@ -140,6 +147,7 @@ class CalibratedChannels:
             }
             got = {k: torch.tensor(v, dtype=torch.float32, device=dev) for k, v in vals.items()}
             got["chan"] = torch.arange(self.n_hourly, device=dev)  # [H]
+            got["held"] = (torch.arange(self.n_channels, device=dev) == self._hold).float()  # [C] 1: the held one
             self._dev[dev] = got
         return got
 
@@ -177,9 +185,12 @@ class CalibratedChannels:
         vs.lerp_(d_slow * d_slow, av)  # [B, T]
         return on
 
-    def calibrate(self, aux: Tensor, r: Tensor, ok: Tensor, count: Tensor, bucket: Tensor | None) -> None:
+    def calibrate(
+        self, aux: Tensor, r: Tensor, ok: Tensor, count: Tensor, bucket: Tensor | None, is_open: Tensor
+    ) -> None:
         """Score the channel statistics ``r[B, C]`` (``ok[B, C]``: defined for this event) against
-        their history, then fold them in; stores the per-channel scores for :meth:`policy`."""
+        their history, then fold them in (``is_open[B]``: an alert is open, as the last event left it:
+        the ``hold_shift`` channel does not learn); stores the per-channel scores for :meth:`policy`."""
         cfg, k = self.config, self._k(r.device)
         if cfg.residual_avg != 1.0:
             ra = aux[:, self._ravg]  # [B] view
@@ -212,6 +223,8 @@ class CalibratedChannels:
         aux[:, self._score] = (logp * k["inv_log_eps"]).clamp_(0.0, 1.0) * ok  # [B, C]
         # fold in: exact running mean/variance from the second event (the prior counts as one), then EMA
         a = (count + 1.0).reciprocal().clamp_min_(1.0 / cfg.err_window).mul_(count > 0.0).unsqueeze(1)  # [B, 1]
+        if self._hold >= 0:
+            a = a * (1.0 - (is_open > 0.0).to(a.dtype).unsqueeze(1) * k["held"])  # [B, C] 0: held
         var.addcmul_(d, d * a).mul_(1.0 - a)  # [B, C]
         mean.addcmul_(a, d)  # [B, C]
 

@@ -96,6 +96,13 @@ class ScoringConfig:
     # normaliser's sd: a level shift inflates that sd for ~norm_window events, and the shift's
     # return would be measured with it
     step_scale: bool = False
+    # calibrated mode: the shift channel's calibration does not learn while an alert is open. Its
+    # statistic, a difference of a short and a long running mean, stays out for ~shift_long events
+    # after one level shift; folded in, that one anomaly counted ~shift_long times and deafened the
+    # channel to the shift's return for ~err_window events. Self-limiting: the long mean catches up
+    # with any new level within ~shift_long events whatever the calibration, and the alert closes.
+    # Without a shift channel (shift_short 0) nothing is held
+    hold_shift: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -148,6 +155,8 @@ class ScoringConfig:
             raise ConfigError(f"tail_z is a calibrated-scoring option, >= 0 (0: off), got {self.tail_z}")
         if self.step_scale and not self.calibrated:
             raise ConfigError("step_scale is a calibrated-scoring option (calibrated=True)")
+        if self.hold_shift and not self.calibrated:
+            raise ConfigError("hold_shift is a calibrated-scoring option (calibrated=True)")
         if self.calibrated:
             unused = {
                 "err_short": (self.err_short, 1),

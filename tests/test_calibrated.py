@@ -306,3 +306,24 @@ def test_step_scale_sees_a_level_shifts_return() -> None:
     off = _opened(replace(shipped, step_scale=False), series)
     assert all(any(a <= o <= b for o in on) for a, b in returns), on
     assert not any(a <= o <= b for o in off for a, b in returns), off
+
+
+def test_hold_shift_is_a_calibrated_option_and_holds_only_the_shift_channel() -> None:
+    """``hold_shift`` needs the calibrated mode (without a shift channel it holds nothing); while an alert
+    is open the shift channel's running mean and variance stay, the other channels' still learn."""
+    with pytest.raises(ConfigError, match="hold_shift"):
+        ScoringConfig(hold_shift=True, shift_short=15)
+    nothing = Scorer(replace(CALIBRATED_SCORING, shift_short=0), 1).calibrated
+    assert nothing is not None and nothing._hold == -1
+    sc = Scorer(replace(CALIBRATED_SCORING, season_buckets=0, profile_buckets=0, hold_shift=True), 1)
+    cal = sc.calibrated
+    assert cal is not None and cal.n_channels == 2 and cal._hold == 1
+    aux = sc.init_row().expand(2, -1).clone()  # [2, A]
+    r = torch.tensor([[1.0, 1.0], [1.0, 1.0]])  # [2, C]
+    ok = torch.ones(2, 2, dtype=torch.bool)
+    for n in range(3):
+        cal.calibrate(aux, r * (n + 1), ok, torch.full((2,), float(n)), None, torch.tensor([0.0, 1.0]))
+    mean, var = aux[:, cal._mean], aux[:, cal._var]  # [2, C]
+    assert mean[0, 0] == mean[1, 0] and var[0, 0] == var[1, 0]  # the residual channel learns either way
+    assert mean[0, 1] > 0.0 and var[0, 1] != CALIBRATED_SCORING.err_var_prior  # no alert open: learns
+    assert mean[1, 1] == 0.0 and var[1, 1] == CALIBRATED_SCORING.err_var_prior  # an alert open: held

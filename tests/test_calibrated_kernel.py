@@ -29,6 +29,8 @@ CONFIGS = {
     "residual-only": replace(ScoringConfig(calibrated=True), warmup=20),
     "step-scale": replace(CALIBRATED_SCORING, step_scale=True, warmup=20),
     "step-scale-residual-only": replace(ScoringConfig(calibrated=True, step_scale=True), warmup=20),
+    "hold-shift": replace(CALIBRATED_SCORING, hold_shift=True, warmup=20),
+    "no-hold": replace(CALIBRATED_SCORING, hold_shift=False, warmup=20),
 }
 
 
@@ -44,6 +46,9 @@ CONFIGS = {
         ("step-scale", 1),
         ("step-scale", 3),
         ("step-scale-residual-only", 2),
+        ("hold-shift", 1),
+        ("hold-shift", 3),
+        ("no-hold", 1),
     ],
 )
 def test_the_compiled_scorer_agrees_with_the_torch_code(name: str, f: int) -> None:

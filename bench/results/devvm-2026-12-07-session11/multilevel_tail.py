@@ -58,7 +58,7 @@ def init_row(self: CalibratedChannels, row: torch.Tensor) -> None:
         row[self._exc_hi.start + j * n : self._exc_hi.start + (j + 1) * n] = q
 
 
-def calibrate(self: CalibratedChannels, aux, r, ok, count, bucket) -> None:  # type: ignore[no-untyped-def]
+def calibrate(self: CalibratedChannels, aux, r, ok, count, bucket, *_) -> None:  # type: ignore[no-untyped-def]
     cfg, k = self.config, self._k(r.device)
     if cfg.residual_avg != 1.0:
         ra = aux[:, self._ravg]

@@ -37,11 +37,11 @@ _FACT: dict[str, torch.Tensor] = {}
 _cal = CalibratedChannels.calibrate
 
 
-def calibrate(self, aux, r, ok, count, bucket):  # type: ignore[no-untyped-def]
+def calibrate(self, aux, r, ok, count, bucket, *rest):  # type: ignore[no-untyped-def]
     f = _FACT["f"]  # [B] normaliser sd / noise scale
     cols = torch.tensor([c in CHANNELS for c in range(r.shape[1])])  # [C]
     r = torch.where(cols, r * f.unsqueeze(1), r)  # [B, C]
-    _cal(self, aux, r, ok, count, bucket)
+    _cal(self, aux, r, ok, count, bucket, *rest)
 
 
 def init(self: CalibratedChannels, *a: Any, **kw: Any) -> None:

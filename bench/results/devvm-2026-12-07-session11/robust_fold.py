@@ -29,7 +29,7 @@ assert os.environ.get("SEQSTREAM_SCORER_KERNEL") == "0", "the compiled kernel wo
 K: float | None = None  # None: z0
 
 
-def calibrate(self: CalibratedChannels, aux, r, ok, count, bucket) -> None:  # type: ignore[no-untyped-def]
+def calibrate(self: CalibratedChannels, aux, r, ok, count, bucket, *_) -> None:  # type: ignore[no-untyped-def]
     cfg, k = self.config, self._k(r.device)
     kk = cfg.tail_z if K is None else K
     if cfg.residual_avg != 1.0:

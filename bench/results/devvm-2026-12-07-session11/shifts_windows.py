@@ -29,8 +29,8 @@ LAST: dict[str, torch.Tensor] = {}
 _cal = CalibratedChannels.calibrate
 
 
-def calibrate(self, aux, r, ok, count, bucket):  # type: ignore[no-untyped-def]
-    _cal(self, aux, r, ok, count, bucket)
+def calibrate(self, aux, r, ok, count, bucket, *rest):  # type: ignore[no-untyped-def]
+    _cal(self, aux, r, ok, count, bucket, *rest)
     LAST["score"] = aux[:, self._score].clone()
 
 
