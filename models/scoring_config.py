@@ -222,6 +222,7 @@ CALIBRATED_SCORING = ScoringConfig(
     residual_avg=2.0,  # the residual channel's statistic averaged over ~2 events (one odd draw is not an alert)
     tail_z=3.5,  # z0: each channel's Gaussian tail checked against its own exceedances of 3.5 sd
     step_scale=True,  # the residual in units of the stream's typical step (a level shift does not inflate it)
+    hold_shift=True,  # the shift channel's calibration does not learn from an open alert (a shift's own echo)
 )
 """The bundled univariate sensor detector's scoring (models/calibrated.py, docs/accuracy.md): the
 context channels with one calibration, a Bonferroni combination and the alert lifecycle; its free

@@ -327,3 +327,21 @@ def test_hold_shift_is_a_calibrated_option_and_holds_only_the_shift_channel() ->
     assert mean[0, 0] == mean[1, 0] and var[0, 0] == var[1, 0]  # the residual channel learns either way
     assert mean[0, 1] > 0.0 and var[0, 1] != CALIBRATED_SCORING.err_var_prior  # no alert open: learns
     assert mean[1, 1] == 0.0 and var[1, 1] == CALIBRATED_SCORING.err_var_prior  # an alert open: held
+
+
+def test_hold_shift_sees_a_level_shifts_return() -> None:
+    """After a level shift's onset the shift channel's statistic stays out for ~shift_long events; folded
+    into its calibration, that echo left the channel deaf to the return (synthetic ``shifts``, seed 0,
+    ``shifts_5``: ~5 sd down for rows 1496-2118, the return's window 2119-2166). Held while the onset's
+    alert is open, the channel sees the return."""
+    torch.set_num_threads(1)
+    full = make_families(seed=0)["shifts"][5]
+    assert (2119, 2166) in full.windows
+    series = replace(full, ts=full.ts[:2300], values=full.values[:2300])
+    shipped = load_checkpoint().scoring
+    assert shipped.hold_shift
+    on = _opened(shipped, series)
+    off = _opened(replace(shipped, hold_shift=False), series)
+    assert any(1496 <= o <= 1543 for o in on) and any(1496 <= o <= 1543 for o in off)  # the onset: both
+    assert any(2119 <= o <= 2166 for o in on), on
+    assert not any(2119 <= o <= 2166 for o in off), off
