@@ -27,9 +27,9 @@ CONFIGS = {
     "no-tail-no-avg": replace(SHIPPED, tail_z=0.0, residual_avg=1.0, warmup=20),
     "no-season": replace(SHIPPED, season_buckets=0, warmup=20),
     "residual-only": replace(ScoringConfig(calibrated=True), warmup=20),
-    "step-scale": replace(CALIBRATED_SCORING, step_scale=True, warmup=20),
     "step-scale-residual-only": replace(ScoringConfig(calibrated=True, step_scale=True), warmup=20),
-    "hold-shift": replace(CALIBRATED_SCORING, hold_shift=True, warmup=20),
+    # CALIBRATED_SCORING has the step scale and the held shift on: each off alone
+    "no-step-scale": replace(CALIBRATED_SCORING, step_scale=False, warmup=20),
     "no-hold": replace(CALIBRATED_SCORING, hold_shift=False, warmup=20),
 }
 
@@ -43,11 +43,10 @@ CONFIGS = {
         ("no-tail-no-avg", 1),
         ("no-season", 2),
         ("residual-only", 1),
-        ("step-scale", 1),
-        ("step-scale", 3),
+        ("calibrated", 3),
         ("step-scale-residual-only", 2),
-        ("hold-shift", 1),
-        ("hold-shift", 3),
+        ("no-step-scale", 1),
+        ("no-step-scale", 3),
         ("no-hold", 1),
     ],
 )
