@@ -50,15 +50,15 @@ _EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(EPS_P)
     L_F, L_T, L_MEAN, L_VAR, L_FCAST,
     L_SEASON, L_NS, L_PROFILE, L_NP, L_SHIFT,
     L_C, L_GATE, L_CMEAN, L_CVAR, L_BVAR, L_BCOUNT, L_H, L_SCORE, L_CSINCE, L_RAVG, L_EXC, L_STEP,
-    L_HOLD, L_N,
-) = range(24)  # fmt: skip
+    L_HOLD, L_PEND, L_N,
+) = range(25)  # fmt: skip
 # par: float32 numbers
 (
     P_MIN_VAR, P_CLIP, P_INV_NORM_W, P_SEASON_RATE, P_PROFILE_RATE, P_INV_SHIFT_SHORT, P_INV_SHIFT_LONG,
     P_SHIFT_LONG, P_INV_RAVG, P_RAVG_ON, P_LOG_C, P_INV_LOG_EPS, P_INV_SQRT2, P_TAIL_Z, P_INV_Q0, P_N0,
     P_INV_ERR_W, P_OPEN, P_CLOSE, P_CLOSE_AFTER, P_WARMUP, P_SUPPRESS, P_SUPPRESS_OTHER, P_MIN_STD,
-    P_N,
-) = range(25)  # fmt: skip
+    P_RELEASE, P_SINCE_CAP, P_N,
+) = range(27)  # fmt: skip
 
 
 def eligible(sc: Any) -> bool:
@@ -86,6 +86,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     lay[L_EXC] = cal._exc.start if c.tail_z else -1
     lay[L_STEP] = cal._step.start if c.step_scale else -1
     lay[L_HOLD] = cal._hold  # the channel held while an alert is open (hold_shift), -1: none
+    lay[L_PEND] = cal._pend  # its held events' sums (hold_release), -1: none
     par = np.zeros(P_N, np.float32)  # [P_N]
     par[P_MIN_VAR], par[P_CLIP], par[P_INV_NORM_W] = c.min_std**2, c.clip, 1.0 / c.norm_window
     par[P_MIN_STD] = c.min_std
@@ -103,6 +104,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     )
     par[P_OPEN], par[P_CLOSE], par[P_CLOSE_AFTER] = c.open_threshold, c.close_threshold, float(c.close_after)
     par[P_WARMUP], par[P_SUPPRESS], par[P_SUPPRESS_OTHER] = float(c.warmup), float(c.suppress), float(c.suppress_other)
+    par[P_RELEASE], par[P_SINCE_CAP] = c.hold_release * c.shift_short, cal._since_cap
     return lay, par
 
 
@@ -235,11 +237,34 @@ def _averaged(row: Any, r0: Any, count: Any, lay: Any, par: Any) -> Any:
 
 
 @jit(inline="always")
+def _release(row: Any, rk: Any, okk: Any, count: Any, lay: Any, par: Any) -> None:
+    """``hold_release`` (CalibratedChannels._release): the held channel's held events folded in after all
+    where the alert resolved (row[2], as the last event left it) within ``P_RELEASE`` events of opening
+    (row[4]), else dropped; then this event's statistic ``rk`` set aside if it is held."""
+    p0, im, iv = lay[L_PEND], lay[L_CMEAN] + lay[L_HOLD], lay[L_CVAR] + lay[L_HOLD]
+    was_open = row[2] > _ZERO
+    n = row[p0 + 2]
+    if not was_open and n > _ZERO:
+        if row[4] < par[P_RELEASE]:
+            a = max(_ONE / (count + _ONE), par[P_INV_ERR_W])
+            row[iv] = (row[iv] + a * row[p0 + 1]) * (_ONE - a) ** n
+            row[im] = row[im] + a * row[p0]
+        row[p0], row[p0 + 1], row[p0 + 2] = _ZERO, _ZERO, _ZERO
+    if was_open and okk:
+        d = rk - row[im]
+        row[p0] += d
+        row[p0 + 1] += d * d
+        row[p0 + 2] += _ONE
+
+
+@jit(inline="always")
 def _calibrate(row: Any, k: Any, rk: Any, okk: Any, count: Any, bucket: Any, bc: Any, lay: Any, par: Any) -> None:
     """Channel ``k``'s tail score of ``rk`` (CalibratedChannels.calibrate), then its statistics fold ``rk`` in.
     ``count`` and ``bc`` as they were before this event (a stream's and its time-of-day bucket's); the
     ``hold_shift`` channel's mean and variance stay while an alert is open (row[2], as the last event left it)."""
     h = lay[L_H]
+    if k == lay[L_HOLD] and lay[L_PEND] >= 0:
+        _release(row, rk, okk, count, lay, par)
     a = max(_ONE / (count + _ONE), par[P_INV_ERR_W]) * (_ONE if count > _ZERO else _ZERO)
     if k == lay[L_HOLD] and row[2] > _ZERO:
         a = _ZERO
@@ -375,7 +400,7 @@ def _lifecycle(row: Any, i: Any, forecast: Any, lay: Any, par: Any, out: Any, me
     for k in range(n_chan):
         cs = min(row[lay[L_CSINCE] + k] + _ONE, par[P_SUPPRESS])
         row[lay[L_CSINCE] + k] = _ZERO if fire and k == ch else cs
-    row[4] = min(_ZERO if fire else since + _ONE, par[P_SUPPRESS])
+    row[4] = min(_ZERO if fire else since + _ONE, par[P_SINCE_CAP])
     now = _ONE if now_open else _ZERO
     out[i, 2 * t + 2] = now - is_open
     row[2] = now

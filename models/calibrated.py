@@ -38,7 +38,10 @@ constants, chosen on the NAB dev files. Here every channel gets the same treatme
   ~``shift_long`` events after one level shift; folded in, that one anomaly counted ~``shift_long``
   times and left the channel deaf to the shift's return for ~``err_window`` events. The hold ends by
   itself: the long mean reaches any new level within ~``shift_long`` events, whatever the
-  calibration, and the alert closes;
+  calibration, and the alert closes. With ``hold_release`` the held events are folded in after all
+  when the alert resolved within ``hold_release * shift_short`` events of opening: that was a spike's
+  trace on the short mean, and a series with regular spikes must learn them (held, every spike
+  re-opened an alert and was held again);
 * **combination**: the smallest Gaussian tail probability ``p`` of the ``C`` channels, times ``C``
   (Bonferroni: three looks at one event are not three chances at a false alarm), becomes the score
   ``log(C p) / log(1e-10)`` in [0, 1]; 0.5 is ``C p = 1e-5``;
@@ -74,6 +77,7 @@ from .scoring_config import EPS_P, ScoringConfig
 __all__ = ["CalibratedChannels"]
 
 _EPS_P = EPS_P
+_SINCE = 4  # the scorer's fixed column: events since an alert opened (the policy's ``since``)
 
 
 class CalibratedChannels:
@@ -112,8 +116,13 @@ class CalibratedChannels:
         self._q0 = 0.5 * math.erfc(c.tail_z / math.sqrt(2.0)) if c.tail_z else 1.0  # the Gaussian rate
         self._step = slice(o, o + 2 * t) if c.step_scale else slice(o, o)  # previous value[T], mean |step|[T]
         o += 2 * t if c.step_scale else 0
-        self.end = o
         self._hold = n - 1 if c.hold_shift and c.shift_short else -1  # the shift channel is the last one
+        # the held channel's held events: sum of their deviations, of their squares, and their count
+        self._pend = o if c.hold_release and self._hold >= 0 else -1
+        o += 3 if self._pend >= 0 else 0
+        # the events since an alert opened are counted up to R (the blocks), and up to the release's limit
+        self._since_cap = float(max(c.suppress, c.hold_release * c.shift_short if self._pend >= 0 else 0))
+        self.end = o
         self._log_c = math.log(n)
         self._dev: dict[torch.device, dict[str, Tensor]] = {}
 
@@ -144,6 +153,7 @@ class CalibratedChannels:
                 "inv_q0": 1.0 / self._q0,
                 "n0": 1.0 / self._q0,  # the prior rate's weight: one expected exceedance
                 "inv_w": 1.0 / c.err_window,
+                "release": c.hold_release * c.shift_short,
             }
             got = {k: torch.tensor(v, dtype=torch.float32, device=dev) for k, v in vals.items()}
             got["chan"] = torch.arange(self.n_hourly, device=dev)  # [H]
@@ -197,6 +207,8 @@ class CalibratedChannels:
             ra.lerp_(r[:, 0], (count + 1.0).reciprocal().clamp_min_(1.0 / cfg.residual_avg))  # [B] exact, then EMA
             r = torch.cat((ra.unsqueeze(1), r[:, 1:]), 1)  # [B, C]
         mean, var = aux[:, self._mean], aux[:, self._var]  # [B, C] views
+        if self._pend >= 0:
+            self._release(aux, r[:, self._hold], ok[:, self._hold], count, is_open, k)
         d = r - mean  # [B, C]
         v = var.clamp_min(1e-4)  # [B, C]
         if self.n_hourly:
@@ -228,6 +240,28 @@ class CalibratedChannels:
         var.addcmul_(d, d * a).mul_(1.0 - a)  # [B, C]
         mean.addcmul_(a, d)  # [B, C]
 
+    def _release(
+        self, aux: Tensor, r: Tensor, ok: Tensor, count: Tensor, is_open: Tensor, k: dict[str, Tensor]
+    ) -> None:
+        """``hold_release``: fold the held channel's held events in after all where the alert that held
+        them resolved within ``hold_release * shift_short`` events of opening (at the running estimate's
+        rate of now), else drop them; then set this event's statistic ``r[B]`` aside if it is held."""
+        h = self._hold
+        p = aux[:, self._pend : self._pend + 3]  # [B, 3] view: sum d, sum d^2, count
+        mean, var = aux[:, self._mean.start + h], aux[:, self._var.start + h]  # [B] views
+        was_open = is_open > 0.0  # [B]
+        ended = ~was_open & (p[:, 2] > 0.0)  # [B] the alert resolved at the last event
+        short = ended & (aux[:, _SINCE] < k["release"])  # [B] events since it opened (the policy's count)
+        a = (count + 1.0).reciprocal().clamp_min_(k["inv_w"])  # [B]
+        var.copy_(torch.where(short, (var + a * p[:, 1]) * (1.0 - a).pow(p[:, 2]), var))  # [B]
+        mean.copy_(torch.where(short, mean + a * p[:, 0], mean))  # [B]
+        p.masked_fill_(ended.unsqueeze(1), 0.0)
+        held = (was_open & ok).to(r.dtype)  # [B]
+        d = (r - mean) * held  # [B] against the estimate before this event
+        p[:, 0].add_(d)
+        p[:, 1].addcmul_(d, d)
+        p[:, 2].add_(held)
+
     def policy(self, aux: Tensor, steps: Tensor, is_open: Tensor, below: Tensor, since: Tensor) -> tuple[Tensor, ...]:
         """The alert lifecycle of one event: ``(score[B], anomaly[B], now_open[B])``; updates the
         blocks, the below-close counter is returned for the caller to store.
@@ -250,5 +284,5 @@ class CalibratedChannels:
         csince.add_(1.0).clamp_max_(float(self.config.suppress))  # [B, C]
         hit = torch.zeros_like(csince, dtype=torch.bool).scatter_(1, ch.unsqueeze(1), fire.unsqueeze(1))  # [B, C]
         csince.masked_fill_(hit, 0.0)  # [B, C] the channel that fired starts its block again
-        since.add_(1.0).masked_fill_(fire, 0.0).clamp_max_(float(self.config.suppress))  # [B] every channel's
+        since.add_(1.0).masked_fill_(fire, 0.0).clamp_max_(self._since_cap)  # [B] every channel's
         return score, now_open, below_new.masked_fill_(~now_open, 0.0)

@@ -122,6 +122,12 @@ FREE_PARAMETERS: tuple[FreeParameter, ...] = (
     FreeParameter(
         "warmup", "events before the first alert", lambda c: c.warmup, lambda c, v: replace(c, warmup=int(v)), True
     ),
+    FreeParameter(
+        "release",
+        "an alert shorter than this many shift_short releases the shift channel's held events",
+        lambda c: c.hold_release,
+        lambda c, v: replace(c, hold_release=v),
+    ),
 )
 """The calibrated detector's free parameters (docs/accuracy.md counts them)."""
 

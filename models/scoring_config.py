@@ -103,6 +103,12 @@ class ScoringConfig:
     # with any new level within ~shift_long events whatever the calibration, and the alert closes.
     # Without a shift channel (shift_short 0) nothing is held
     hold_shift: bool = False
+    # calibrated mode, with hold_shift (0 = off): an alert that resolves within hold_release *
+    # shift_short events of opening was a spike's trace on the short mean (decayed to e^-3 by
+    # 3 * shift_short), not a level shift's (~shift_long): the shift channel's held events are folded
+    # in after all. Without it a series with regular spikes opened an alert at each spike whose events
+    # were held, and the channel never learnt the spikes. Nothing to release without hold_shift
+    hold_release: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -157,6 +163,8 @@ class ScoringConfig:
             raise ConfigError("step_scale is a calibrated-scoring option (calibrated=True)")
         if self.hold_shift and not self.calibrated:
             raise ConfigError("hold_shift is a calibrated-scoring option (calibrated=True)")
+        if self.hold_release < 0.0:
+            raise ConfigError(f"hold_release must be >= 0 (0: off), got {self.hold_release}")
         if self.calibrated:
             unused = {
                 "err_short": (self.err_short, 1),
@@ -223,6 +231,7 @@ CALIBRATED_SCORING = ScoringConfig(
     tail_z=3.5,  # z0: each channel's Gaussian tail checked against its own exceedances of 3.5 sd
     step_scale=True,  # the residual in units of the stream's typical step (a level shift does not inflate it)
     hold_shift=True,  # the shift channel's calibration does not learn from an open alert (a shift's own echo)
+    hold_release=3.0,  # ... unless the alert resolved within 3 * shift_short events (a spike's echo)
 )
 """The bundled univariate sensor detector's scoring (models/calibrated.py, docs/accuracy.md): the
 context channels with one calibration, a Bonferroni combination and the alert lifecycle; its free

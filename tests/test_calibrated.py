@@ -345,3 +345,55 @@ def test_hold_shift_sees_a_level_shifts_return() -> None:
     assert any(1496 <= o <= 1543 for o in on) and any(1496 <= o <= 1543 for o in off)  # the onset: both
     assert any(2119 <= o <= 2166 for o in on), on
     assert not any(2119 <= o <= 2166 for o in off), off
+
+
+def test_hold_release_folds_a_short_alerts_held_events_in_and_drops_a_long_ones() -> None:
+    """``hold_release``: the shift channel's events held during an alert are set aside; when the alert
+    resolves within ``hold_release * shift_short`` events of opening (a spike's trace) they are folded
+    in after all, after a longer one (a level shift's) they are dropped, as ``hold_shift`` alone does."""
+    with pytest.raises(ConfigError, match="hold_release"):
+        ScoringConfig(hold_release=-1.0)
+    long = Scorer(replace(CALIBRATED_SCORING, hold_release=20.0), 1).calibrated  # 300 events: counted up to 300
+    assert long is not None and long._since_cap == 300.0
+    cfg = replace(CALIBRATED_SCORING, season_buckets=0, profile_buckets=0)
+    assert cfg.hold_shift and cfg.hold_release * cfg.shift_short == 45.0
+    sc = Scorer(cfg, 1)
+    cal = sc.calibrated
+    assert cal is not None and cal._hold == 1 and cal._pend >= 0
+    assert Scorer(replace(cfg, hold_release=0.0), 1).calibrated._pend == -1  # type: ignore[union-attr]
+    aux = sc.init_row().expand(2, -1).clone()  # [2, A]
+    ok = torch.ones(2, 2, dtype=torch.bool)
+    r = torch.tensor([[1.0, 0.5], [1.0, 0.5]])  # [2, C]
+    for n in range(200):  # learn a calm shift statistic
+        cal.calibrate(aux, r, ok, torch.full((2,), float(n)), None, torch.zeros(2))
+    mean0 = aux[:, cal._mean.start + 1].clone()  # [2]
+    for n in range(200, 210):  # an alert open on both streams: the spike's echo is held
+        cal.calibrate(aux, r * 8.0, ok, torch.full((2,), float(n)), None, torch.ones(2))
+    assert torch.equal(aux[:, cal._mean.start + 1], mean0)  # held
+    assert torch.equal(aux[:, cal._pend + 2], torch.full((2,), 10.0))  # set aside
+    aux[:, sc.SINCE] = torch.tensor([10.0, 60.0])  # resolved 10 / 60 events after opening
+    cal.calibrate(aux, r, ok, torch.full((2,), 210.0), None, torch.zeros(2))
+    mean = aux[:, cal._mean.start + 1]  # [2]
+    assert float(mean[0] - mean0[0]) > 0.15  # stream 0: folded in (10 deviations of ~3.5, at rate 1/211)
+    assert abs(float(mean[1] - mean0[1])) < 1e-4  # stream 1: a long alert, dropped (this event folds as usual)
+    assert torch.equal(aux[:, cal._pend + 2], torch.zeros(2))
+
+
+def test_hold_release_learns_regular_spikes() -> None:
+    """A pair of spikes every 100 events on a flat series (NAB's art_increase_spike_density before its
+    window). With the shift channel held alone, each spike pair opened an alert once the last one's
+    block ran out, its events were held, and the channel never learnt the spikes: an alert every 300
+    events for as long as the series lasted. Released after such short alerts, the channel learns them
+    and goes quiet, as a channel that is never held does."""
+    torch.set_num_threads(1)
+    n = 3000
+    vals = np.zeros(n)
+    vals[0::100] = vals[6::100] = 20.0
+    series = SynthSeries("spikes", "quiet", 1.7e9 + np.arange(n) * 300.0, vals, [])
+    shipped = load_checkpoint().scoring
+    assert shipped.hold_shift and shipped.hold_release
+    late = [o for o in _opened(shipped, series) if o >= 1000]
+    held = [o for o in _opened(replace(shipped, hold_release=0.0), series) if o >= 1000]
+    never = [o for o in _opened(replace(shipped, hold_shift=False), series) if o >= 1000]
+    assert late == never == [], (late, never)
+    assert len(held) >= 4, held

@@ -31,6 +31,7 @@ CONFIGS = {
     # CALIBRATED_SCORING has the step scale and the held shift on: each off alone
     "no-step-scale": replace(CALIBRATED_SCORING, step_scale=False, warmup=20),
     "no-hold": replace(CALIBRATED_SCORING, hold_shift=False, warmup=20),
+    "no-release": replace(CALIBRATED_SCORING, hold_release=0.0, warmup=20),
 }
 
 
@@ -48,6 +49,7 @@ CONFIGS = {
         ("no-step-scale", 1),
         ("no-step-scale", 3),
         ("no-hold", 1),
+        ("no-release", 1),
     ],
 )
 def test_the_compiled_scorer_agrees_with_the_torch_code(name: str, f: int) -> None:
@@ -64,8 +66,13 @@ def test_the_compiled_scorer_agrees_with_the_torch_code(name: str, f: int) -> No
     x_all[400:460, 0] += 8.0  # a level shift on stream 0
     x_all[600, 1] -= 25.0  # a spike on stream 1
     x_all[640:, 2] *= 4.0  # more noise on stream 2
-    opened = 0
+    x_all[150::70, 3] += 12.0  # regular spikes on stream 3: short alerts, whose held shift events are released
+    opened, released = 0, 0
+    cal = sc.calibrated
+    assert cal is not None
+    n_pend = cal._pend + 2  # the held events' count (hold_release)
     for t in range(n):
+        before = aux_t[:, [n_pend, sc.SINCE]].clone() if cal._pend >= 0 else None  # [b, 2]
         x = torch.from_numpy(x_all[t].astype(np.float32))  # [b, f]
         phase = torch.from_numpy(sc.phases(ts[t])) if sc.n_phases else None  # [b, P]
         fc = torch.from_numpy(np.tanh(x_all[t, :, : sc.n_targets] * 0.1).astype(np.float32))  # [b, T]
@@ -83,7 +90,12 @@ def test_the_compiled_scorer_agrees_with_the_torch_code(name: str, f: int) -> No
         assert torch.equal(out_k[:, sc.TRANSITION], out_t[:, sc.TRANSITION]), t
         torch.testing.assert_close(aux_k, aux_t, rtol=2e-5, atol=2e-5)
         opened += int((out_t[:, sc.TRANSITION] > 0).sum())
+        if before is not None:  # an alert resolved soon after opening: its held events were folded in
+            short = (before[:, 0] > 0) & (aux_t[:, n_pend] == 0) & (before[:, 1] < cfg.hold_release * cfg.shift_short)
+            released += int(short.sum())
     assert opened >= 2  # alerts opened (and the lifecycle ran) on both paths
+    if cal._pend >= 0:
+        assert released >= 2  # the release ran (on both paths: the aux agrees)
 
 
 def test_a_wave_of_no_rows_and_the_switch() -> None:

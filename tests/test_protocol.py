@@ -29,6 +29,7 @@ def test_free_parameters_read_and_write_their_fields() -> None:
     assert p["R"].get(base) == 200 and p["R"].set(base, 150).suppress_other == 75  # R / 2 moves with R
     assert p["rho"].set(base, 0.3).profile_rate == 0.3 and p["rho"].set(base, 0.3).season_rate == 0.3
     assert math.isclose(p["alpha"].get(base), 1e-5)
+    assert p["release"].get(base) == 3.0 and p["release"].set(base, 2.25).hold_release == 2.25
     assert math.isclose(p["alpha"].set(base, 1e-5).open_threshold, 0.5)
     assert p["alpha"].set(base, 1.25e-5).open_threshold < 0.5 < p["alpha"].set(base, 0.75e-5).open_threshold
     cands = grid_configs(base)
