@@ -236,7 +236,7 @@ CALIBRATED_SCORING = ScoringConfig(
 """The bundled univariate sensor detector's scoring (models/calibrated.py, docs/accuracy.md): the
 context channels with one calibration, a Bonferroni combination and the alert lifecycle; its free
 parameters are W, rho, the two shift horizons, R (and R / 2), the residual's averaging, the tail
-check's level, the threshold and the lifecycle's close/warm-up settings.
+check's level, the threshold, the lifecycle's close/warm-up settings and the held shift's release.
 """
 
 SCORINGS = {"calibrated": CALIBRATED_SCORING, "context": CONTEXT_SCORING, "plain": ScoringConfig()}
