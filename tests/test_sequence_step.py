@@ -111,3 +111,37 @@ def test_bundled_machines_detector_sequence_equals_waves() -> None:
     assert seq.features.in_place
     assert same_runs(seq, waves, raw_batches(seq.n_features, 4, masked=True, streams=10)) > 0  # alerts opened
     assert len(taken) >= 40
+
+
+def test_bundled_sensor_detector_releases_held_shift_events_alike_in_sequence_steps() -> None:
+    """Spike pairs every 100 events on flat streams: alerts that resolve soon after opening, whose held
+    shift-channel events are released (``hold_release``). In a sequence step the held channel is
+    calibrated after the stream's previous row's lifecycle, so a release there must match the waves'."""
+    import numpy as np
+
+    from models.types import Batch
+
+    ck = load_checkpoint(str(_DIR / "sensor_gru.pt"))
+    assert ck.scoring.hold_release
+    seq, waves, taken = _pair(lambda: Runner(ck.model, ck.scoring, device="cpu", capacity=4, model_id="sensor"))
+    cal = seq.scorer.calibrated
+    assert cal is not None and cal._pend >= 0
+    streams, per, n = 3, 5, 1500
+    vals = np.zeros((n, streams), np.float32)
+    for j in range(streams):
+        vals[7 * j :: 100, j] = vals[7 * j + 6 :: 100, j] = 20.0
+    limit = ck.scoring.hold_release * ck.scoring.shift_short
+    set_aside = released = 0
+    for k in range(0, n, per):
+        ids = [f"s{j}" for _ in range(per) for j in range(streams)]  # a stream's rows interleaved
+        ts = 1.7e9 + np.repeat(np.arange(k, k + per), streams) * 300.0
+        x = vals[k : k + per].reshape(-1, 1)  # [per * streams, 1] row-major: event k, then k + 1, ...
+        m = len(seq.slab)
+        before = seq.slab.aux[:m, [cal._pend + 2, seq.scorer.SINCE]].clone()  # [m, 2] held count, since
+        same_runs(seq, waves, [Batch(ids, ts, x)])
+        held = seq.slab.aux[:m, cal._pend + 2]  # [m]
+        set_aside += int((held > 0).sum())
+        # an alert that resolved within the limit during this step (ends of a step's last rows aside)
+        released += int(((before[:, 0] > 0) & (held == 0) & (before[:, 1] < limit)).sum())
+    assert len(taken) >= n // per // 2  # sequence steps ran
+    assert set_aside > 0 and released >= 3  # held events were set aside, and short alerts released them
