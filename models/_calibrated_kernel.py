@@ -7,7 +7,7 @@ check, the alert lifecycle), ~0.8 ms per wave at any batch size up to ~100 on th
 dispatch (docs/benchmarks.md, issue 17). numba compiles these two loops with LLVM at startup (no
 C compiler needed; cached on disk where it can write), and a call costs a few µs plus a few hundred
 ns per row. The loops take the rows of the wave (``rows``) in a larger aux tensor: the Runner passes
-the slab's own on the CPU, so the 851-float rows are never copied out and back (``Runner.aux_in_place``).
+the slab's own on the CPU, so the 854-float rows are never copied out and back (``Runner.aux_in_place``).
 
 The arithmetic follows the torch code operation by operation in float32: every constant is a
 float32 as torch casts a Python scalar to the tensor's dtype, ``lerp`` and ``addcmul`` are fused
@@ -253,7 +253,7 @@ def _release(row: Any, rk: Any, okk: Any, count: Any, lay: Any, par: Any) -> Non
     if was_open and okk:
         d = rk - row[im]
         row[p0] += d
-        row[p0 + 1] += d * d
+        row[p0 + 1] = fma(d, d, row[p0 + 1])  # as torch's addcmul_
         row[p0 + 2] += _ONE
 
 

@@ -9,6 +9,7 @@ tuning protocol read it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +22,10 @@ __all__ = ["CALIBRATED_SCORING", "CONTEXT_SCORING", "EPS_P", "ScoringConfig", "d
 # the floor of a tail probability p in a score log(p + EPS_P) / log(EPS_P) (0.5 is p = 1e-5): one value for the
 # scorers and their compiled loops
 EPS_P = 1e-10
+
+# options added after runners' state fingerprints were first written, and their off values: a config with
+# one of them off fingerprints as it did before the option existed (ScoringConfig.fingerprint_dict)
+_ADDED_OFF: dict[str, Any] = {"hold_release": 0.0}
 
 
 @dataclass(frozen=True)
@@ -163,8 +168,10 @@ class ScoringConfig:
             raise ConfigError("step_scale is a calibrated-scoring option (calibrated=True)")
         if self.hold_shift and not self.calibrated:
             raise ConfigError("hold_shift is a calibrated-scoring option (calibrated=True)")
-        if self.hold_release < 0.0:
-            raise ConfigError(f"hold_release must be >= 0 (0: off), got {self.hold_release}")
+        if not (math.isfinite(self.hold_release) and self.hold_release >= 0.0):
+            raise ConfigError(f"hold_release must be a finite number >= 0 (0: off), got {self.hold_release}")
+        if self.hold_release and not self.calibrated:
+            raise ConfigError("hold_release is a calibrated-scoring option (calibrated=True, with hold_shift)")
         if self.calibrated:
             unused = {
                 "err_short": (self.err_short, 1),
@@ -190,6 +197,17 @@ class ScoringConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` for a runner's state fingerprint (:mod:`models.fingerprint`), without the options
+        added since fingerprints were first written while they are off: they change nothing then, and a
+        checkpoint that does not use them keeps its fingerprint, so its streams' state restores after an
+        upgrade instead of being re-warmed (or refused)."""
+        d = self.to_dict()
+        for k, off in _ADDED_OFF.items():
+            if d[k] == off:
+                del d[k]
+        return d
 
 
 CONTEXT_SCORING = ScoringConfig(

@@ -350,33 +350,78 @@ def test_hold_shift_sees_a_level_shifts_return() -> None:
 def test_hold_release_folds_a_short_alerts_held_events_in_and_drops_a_long_ones() -> None:
     """``hold_release``: the shift channel's events held during an alert are set aside; when the alert
     resolves within ``hold_release * shift_short`` events of opening (a spike's trace) they are folded
-    in after all, after a longer one (a level shift's) they are dropped, as ``hold_shift`` alone does."""
+    in after all, at the running estimate's rate of that moment (``var <- (var + a sum d^2)(1 - a)^n``,
+    ``mean <- mean + a sum d``); after a longer one (a level shift's) they are dropped, as ``hold_shift``
+    alone does."""
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ConfigError, match="hold_release"):
+            replace(CALIBRATED_SCORING, hold_release=bad)
     with pytest.raises(ConfigError, match="hold_release"):
-        ScoringConfig(hold_release=-1.0)
-    long = Scorer(replace(CALIBRATED_SCORING, hold_release=20.0), 1).calibrated  # 300 events: counted up to 300
-    assert long is not None and long._since_cap == 300.0
+        ScoringConfig(hold_release=3.0)  # not calibrated
     cfg = replace(CALIBRATED_SCORING, season_buckets=0, profile_buckets=0)
     assert cfg.hold_shift and cfg.hold_release * cfg.shift_short == 45.0
     sc = Scorer(cfg, 1)
     cal = sc.calibrated
     assert cal is not None and cal._hold == 1 and cal._pend >= 0
     assert Scorer(replace(cfg, hold_release=0.0), 1).calibrated._pend == -1  # type: ignore[union-attr]
-    aux = sc.init_row().expand(2, -1).clone()  # [2, A]
-    ok = torch.ones(2, 2, dtype=torch.bool)
-    r = torch.tensor([[1.0, 0.5], [1.0, 0.5]])  # [2, C]
+    assert Scorer(replace(cfg, hold_shift=False), 1).calibrated._pend == -1  # type: ignore[union-attr]
+    b = 4
+    aux = sc.init_row().expand(b, -1).clone()  # [b, A]
+    ok = torch.ones(b, 2, dtype=torch.bool)
+    r = torch.tensor([[1.0, 0.5]]).expand(b, -1)  # [b, C]
     for n in range(200):  # learn a calm shift statistic
-        cal.calibrate(aux, r, ok, torch.full((2,), float(n)), None, torch.zeros(2))
-    mean0 = aux[:, cal._mean.start + 1].clone()  # [2]
-    for n in range(200, 210):  # an alert open on both streams: the spike's echo is held
-        cal.calibrate(aux, r * 8.0, ok, torch.full((2,), float(n)), None, torch.ones(2))
-    assert torch.equal(aux[:, cal._mean.start + 1], mean0)  # held
-    assert torch.equal(aux[:, cal._pend + 2], torch.full((2,), 10.0))  # set aside
-    aux[:, sc.SINCE] = torch.tensor([10.0, 60.0])  # resolved 10 / 60 events after opening
-    cal.calibrate(aux, r, ok, torch.full((2,), 210.0), None, torch.zeros(2))
-    mean = aux[:, cal._mean.start + 1]  # [2]
-    assert float(mean[0] - mean0[0]) > 0.15  # stream 0: folded in (10 deviations of ~3.5, at rate 1/211)
-    assert abs(float(mean[1] - mean0[1])) < 1e-4  # stream 1: a long alert, dropped (this event folds as usual)
-    assert torch.equal(aux[:, cal._pend + 2], torch.zeros(2))
+        cal.calibrate(aux, r, ok, torch.full((b,), float(n)), None, torch.zeros(b))
+    im, iv, ip = cal._mean.start + 1, cal._var.start + 1, cal._pend
+    mean0, var0 = aux[:, im].clone(), aux[:, iv].clone()  # [b]
+    for n in range(200, 210):  # an alert open on every stream: the spike's echo is held
+        cal.calibrate(aux, r * 8.0, ok, torch.full((b,), float(n)), None, torch.ones(b))
+    assert torch.equal(aux[:, im], mean0) and torch.equal(aux[:, iv], var0)  # held
+    assert torch.equal(aux[:, ip + 2], torch.full((b,), 10.0))  # set aside
+    sum_d, sum_d2 = aux[:, ip].clone(), aux[:, ip + 1].clone()  # [b]
+    d8 = 4.0 - mean0  # each held deviation
+    torch.testing.assert_close(sum_d, 10 * d8)
+    torch.testing.assert_close(sum_d2, 10 * d8 * d8)
+    aux[:, sc.SINCE] = torch.tensor([10.0, 44.0, 45.0, 60.0])  # resolved this many events after opening
+    cal.calibrate(aux, r, ok, torch.full((b,), 210.0), None, torch.zeros(b))
+    a = 1.0 / 211.0  # the running estimate's rate at the 211th event
+    short = torch.tensor([True, True, False, False])  # within 45 events: released; from 45 on: dropped
+    m_r = torch.where(short, mean0 + a * sum_d, mean0)  # [b] after the release
+    v_r = torch.where(short, (var0 + a * sum_d2) * (1.0 - a) ** 10, var0)  # [b]
+    d = 0.5 - m_r  # [b] this event, folded as usual
+    torch.testing.assert_close(aux[:, im], m_r + a * d)
+    torch.testing.assert_close(aux[:, iv], (v_r + a * d * d) * (1.0 - a))
+    assert torch.equal(aux[:, ip + 2], torch.zeros(b))
+
+
+def test_hold_release_counts_the_events_since_an_opening_past_a_short_block() -> None:
+    """``since`` (events since an alert opened) is counted up to R for the blocks; with the release it is
+    counted up to the release's limit where that is longer, so an alert that lasted longer than a short
+    R but less than the limit is still a short one."""
+    cfg = replace(CALIBRATED_SCORING, suppress=25, suppress_other=12)
+    cal = Scorer(cfg, 1).calibrated
+    assert cal is not None and cal._since_cap == 45.0
+    assert Scorer(replace(cfg, hold_release=0.0), 1).calibrated._since_cap == 25.0  # type: ignore[union-attr]
+    sc = Scorer(cfg, 1)
+    aux = sc.init_row().unsqueeze(0).clone()  # [1, A]
+    since = aux[:, sc.SINCE]
+    since.zero_()  # an alert just opened
+    zero = torch.zeros(1)
+    for _ in range(60):
+        cal.policy(aux, torch.full((1,), 500.0), zero, zero, since)
+    assert float(since[0]) == 45.0
+
+
+def test_hold_release_off_keeps_a_checkpoints_state_fingerprint() -> None:
+    """An option added since fingerprints were first written is left out of a runner's state fingerprint
+    while it is off, so a checkpoint that does not use it restores its streams' state after an upgrade."""
+    fp = ScoringConfig().fingerprint_dict()
+    assert "hold_release" not in fp
+    assert fp == {k: v for k, v in ScoringConfig().to_dict().items() if k != "hold_release"}
+    assert CALIBRATED_SCORING.fingerprint_dict()["hold_release"] == 3.0
+    model = RecurrentForecaster(NetConfig(hidden_size=8))
+    on = Runner(model, CALIBRATED_SCORING, device="cpu", capacity=2)
+    off = Runner(model, replace(CALIBRATED_SCORING, hold_release=0.0), device="cpu", capacity=2)
+    assert on.fingerprint != off.fingerprint
 
 
 def test_hold_release_learns_regular_spikes() -> None:

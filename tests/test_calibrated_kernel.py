@@ -32,6 +32,8 @@ CONFIGS = {
     "no-step-scale": replace(CALIBRATED_SCORING, step_scale=False, warmup=20),
     "no-hold": replace(CALIBRATED_SCORING, hold_shift=False, warmup=20),
     "no-release": replace(CALIBRATED_SCORING, hold_release=0.0, warmup=20),
+    # R 25 < the release's 45 events: since is counted up to 45
+    "short-block": replace(CALIBRATED_SCORING, suppress=25, suppress_other=12, warmup=20),
 }
 
 
@@ -50,6 +52,7 @@ CONFIGS = {
         ("no-step-scale", 3),
         ("no-hold", 1),
         ("no-release", 1),
+        ("short-block", 1),
     ],
 )
 def test_the_compiled_scorer_agrees_with_the_torch_code(name: str, f: int) -> None:

@@ -9,7 +9,8 @@ into the twelfth session's detector (``hold_release`` 0).
 Patches the torch scorer (``calibrate`` reads the row's ``since``; ``policy`` clamps ``since`` at
 max(R, shift_long) instead of R), then prints the dev R landscape with windows and FP rows, the
 sensitivity table and the synthetic corpus as NAB. Outputs: ``bounded_hold_bound.txt`` (``--no-table
---no-synth``), ``bounded_hold_late.txt`` (``--late --no-synth``, stopped after five rows of the table),
+--no-synth``), ``bounded_hold_late.txt`` (``--late --no-synth``; its table sets shift_short to int(18.75) = 18 at
++25 %, the protocol to 19),
 ``bounded_hold_late_synthetic.txt`` (``--late --no-dev``), ``bounded_hold_late_shifts_windows.txt``
 (``--late --no-dev --no-synth --shifts``).
 
