@@ -37,6 +37,7 @@ __all__ = [
     "calibrated_pre",
     "calibrated_pre_seq",
     "eligible",
+    "keep_width",
     "layout",
     "warm_up",
 ]
@@ -106,6 +107,21 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     par[P_WARMUP], par[P_SUPPRESS], par[P_SUPPRESS_OTHER] = float(c.warmup), float(c.suppress), float(c.suppress_other)
     par[P_RELEASE], par[P_SINCE_CAP] = c.hold_release * c.shift_short, cal._since_cap
     return lay, par
+
+
+def keep_width(lay: np.ndarray) -> int:
+    """Columns of a sequence step's ``keep`` (what each row's event saw, :func:`_pre_seq` to
+    :func:`_post_seq`); :func:`_keep_cols` names them."""
+    return 5 + int(lay[L_C]) + 2 * int(lay[L_T])
+
+
+@jit(inline="always")
+def _keep_cols(lay: Any) -> Any:
+    """``keep``'s column offsets: [count, bucket count, channel scores[C], target means[T], variances[T],
+    the residual's step factor, the held channel's statistic, whether it is defined]."""
+    k_mv = 2 + lay[L_C]  # target means [T], then variances [T]
+    k_step = k_mv + 2 * lay[L_T]
+    return k_mv, k_step, k_step + 1, k_step + 2  # ..., step factor, held statistic, held ok
 
 
 @jit(inline="always")
@@ -353,19 +369,20 @@ def _pre_seq(
     previous row leaves (the ``hold_shift`` channel's calibration, also :func:`_post_seq`), and per row
     what its event saw."""
     t, n_chan, h = lay[L_T], lay[L_C], lay[L_H]
+    k_mv, k_step, k_held, k_ok = _keep_cols(lay)
     r, ok, std, d, dp, ds = _scratch(lay)
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count = row[0]
         _normalise(row, x[i], lay, par, x_norm[i], std, d)
-        keep[i, 2 + n_chan + 2 * t] = _step_factor(row, x[i], std, lay, par)
+        keep[i, k_step] = _step_factor(row, x[i], std, lay, par)
         ok[0] = True
         _channels(row, x[i], phase[i], std, lay, par, r, ok, dp, ds)
         bucket = np.int64(phase[i, 0]) if h else 0
         bc = row[lay[L_BCOUNT] + bucket] if h else _ZERO
         for k in range(1, n_chan):
             if k == lay[L_HOLD]:
-                keep[i, 3 + n_chan + 2 * t], keep[i, 4 + n_chan + 2 * t] = r[k], _ONE if ok[k] else _ZERO
+                keep[i, k_held], keep[i, k_ok] = r[k], _ONE if ok[k] else _ZERO
             else:
                 _calibrate(row, k, r[k], ok[k], count, bucket, bc, lay, par)
                 keep[i, 2 + k] = row[lay[L_SCORE] + k]
@@ -374,8 +391,8 @@ def _pre_seq(
         keep[i, 0], keep[i, 1] = count, bc
         _fold(row, d, lay, par)
         for k in range(t):
-            keep[i, 2 + n_chan + k] = row[lay[L_MEAN] + k]
-            keep[i, 2 + n_chan + t + k] = row[lay[L_VAR] + k]
+            keep[i, k_mv + k] = row[lay[L_MEAN] + k]
+            keep[i, k_mv + t + k] = row[lay[L_VAR] + k]
 
 
 @jit(inline="always")
@@ -444,20 +461,20 @@ def _post_seq(
     row left, its channel's calibration, the held channel's calibration against the alert state that row
     left, the other channels' scores as the row's event left them, then the lifecycle and the outputs."""
     t, n_chan, h = lay[L_T], lay[L_C], lay[L_H]
+    k_mv, k_step, k_held, k_ok = _keep_cols(lay)
     for i in range(rows.shape[0]):
         row = aux[rows[i]]  # [A] view
         count, bc = keep[i, 0], keep[i, 1]
-        r0 = _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par) * keep[i, 2 + n_chan + 2 * t]
+        r0 = _season(row, _residual(row, x_norm[i], lay), phase[i], lay, par) * keep[i, k_step]
         r0 = _averaged(row, r0, count, lay, par)
         bucket = np.int64(phase[i, 0]) if h else 0
         _calibrate(row, 0, r0, True, count, bucket, bc, lay, par)
         for k in range(1, n_chan):
             if k == lay[L_HOLD]:
-                okh = keep[i, 4 + n_chan + 2 * t] > _ZERO
-                _calibrate(row, k, keep[i, 3 + n_chan + 2 * t], okh, count, bucket, bc, lay, par)
+                _calibrate(row, k, keep[i, k_held], keep[i, k_ok] > _ZERO, count, bucket, bc, lay, par)
             else:
                 row[lay[L_SCORE] + k] = keep[i, 2 + k]
-        mv = keep[i, 2 + n_chan : 2 + n_chan + 2 * t]  # [2T]
+        mv = keep[i, k_mv : k_mv + 2 * t]  # [2T]
         _lifecycle(row, i, forecast, lay, par, out, mv[:t], mv[t:])
 
 
@@ -476,7 +493,7 @@ def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
         aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), np.zeros(0, f32)
     )
     calibrated_post(aux, rows, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))
-    keep = np.zeros((0, 5 + int(lay[L_C]) + 2 * t), f32)
+    keep = np.zeros((0, keep_width(lay)), f32)
     calibrated_pre_seq(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), keep)
     calibrated_post_seq(
         aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), keep, np.zeros((0, t), f32), lay, par,

@@ -257,7 +257,7 @@ class Scorer:
         x_norm = np.empty((b, self.n_features), np.float32)  # [B, F]
         if self._cal_kernel is not None:
             lay, par = self._cal_kernel
-            keep = np.empty((b, 5 + int(lay[_ck.L_C]) + 2 * t), np.float32)  # [B, 5 + C + 2T]
+            keep = np.empty((b, _ck.keep_width(lay)), np.float32)  # [B, 5 + C + 2T]
             ph = phase.contiguous() if phase is not None else torch.zeros((b, 2))  # [B, P]
             _ck.calibrated_pre_seq(
                 aux.numpy(), rows.numpy(), x.contiguous().numpy(), ph.numpy(), lay, par, x_norm, keep
