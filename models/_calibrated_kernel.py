@@ -110,8 +110,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def keep_width(lay: np.ndarray) -> int:
-    """Columns of a sequence step's ``keep`` (what each row's event saw, :func:`_pre_seq` to
-    :func:`_post_seq`); :func:`_keep_cols` names them."""
+    """Columns of a sequence step's ``keep`` (what each row's event saw); :func:`_keep_cols` names them."""
     return 5 + int(lay[L_C]) + 2 * int(lay[L_T])
 
 
