@@ -105,7 +105,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     )
     par[P_OPEN], par[P_CLOSE], par[P_CLOSE_AFTER] = c.open_threshold, c.close_threshold, float(c.close_after)
     par[P_WARMUP], par[P_SUPPRESS], par[P_SUPPRESS_OTHER] = float(c.warmup), float(c.suppress), float(c.suppress_other)
-    par[P_RELEASE], par[P_SINCE_CAP] = c.hold_release * c.shift_short, cal._since_cap
+    par[P_RELEASE], par[P_SINCE_CAP] = cal._release_at, cal._since_cap
     return lay, par
 
 

@@ -120,8 +120,10 @@ class CalibratedChannels:
         # the held channel's held events: sum of their deviations, of their squares, and their count
         self._pend = o if c.hold_release and self._hold >= 0 else -1
         o += 3 if self._pend >= 0 else 0
-        # the events since an alert opened are counted up to R (the blocks), and up to the release's limit
-        self._since_cap = float(max(c.suppress, c.hold_release * c.shift_short if self._pend >= 0 else 0))
+        # an alert that resolves within this many events of opening releases them (hold_release); the events
+        # since an alert opened are counted up to R (the blocks), and up to this limit where it is longer
+        self._release_at = float(c.hold_release * c.shift_short) if self._pend >= 0 else 0.0
+        self._since_cap = max(float(c.suppress), self._release_at)
         self.end = o
         self._log_c = math.log(n)
         self._dev: dict[torch.device, dict[str, Tensor]] = {}
@@ -153,7 +155,7 @@ class CalibratedChannels:
                 "inv_q0": 1.0 / self._q0,
                 "n0": 1.0 / self._q0,  # the prior rate's weight: one expected exceedance
                 "inv_w": 1.0 / c.err_window,
-                "release": c.hold_release * c.shift_short,
+                "release": self._release_at,
             }
             got = {k: torch.tensor(v, dtype=torch.float32, device=dev) for k, v in vals.items()}
             got["chan"] = torch.arange(self.n_hourly, device=dev)  # [H]
