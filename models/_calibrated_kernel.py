@@ -1,24 +1,19 @@
 """The calibrated scorer's per-wave work (:meth:`models.scoring.Scorer.pre` and ``post`` with
 ``calibrated=True``) as compiled loops over a wave's rows, for the CPU.
 
-Why: the bundled sensor detector's scorer was ~200 small torch ops per wave (the normaliser, the
-season/profile/shift channels with their bucket gathers and scatters, the calibration with its tail
-check, the alert lifecycle), ~0.8 ms per wave at any batch size up to ~100 on the CPU, all of it
-dispatch (docs/benchmarks.md, issue 17). numba compiles these two loops with LLVM at startup (no
-C compiler needed; cached on disk where it can write), and a call costs a few µs plus a few hundred
-ns per row. The loops take the rows of the wave (``rows``) in a larger aux tensor: the Runner passes
-the slab's own on the CPU, so the 854-float rows are never copied out and back (``Runner.aux_in_place``).
+Why: the bundled sensor detector's scorer was ~200 small torch ops per wave, ~0.8 ms per wave at any
+batch size up to ~100 on the CPU, all of it dispatch (docs/benchmarks.md, issue 17). numba compiles
+these loops with LLVM at startup (no C compiler needed; cached on disk where it can write); a call
+costs a few µs plus a few hundred ns per row. The loops take the wave's ``rows`` of a larger aux
+tensor: the Runner passes the slab's own on the CPU, so the 861-float rows are never copied out and
+back (``Runner.aux_in_place``).
 
-The arithmetic follows the torch code operation by operation in float32: every constant is a
-float32 as torch casts a Python scalar to the tensor's dtype, ``lerp`` and ``addcmul`` are fused
-multiply-adds with torch's two-branch ``lerp`` (:mod:`models._jit`), reductions over the targets sum
-then divide. ``erfc`` and ``log`` come from libm here and
-from torch's vectorised kernels there and may differ in the last bit, so scores agree to float32
-rounding (``tests/test_calibrated_kernel.py``: outputs, state and every alert decision; the NAB and
-synthetic numbers of ``docs/accuracy.md`` are unchanged). CUDA keeps the torch code.
-
-Which parts a config has is in ``lay`` (int64: column offsets and sizes) and ``par`` (float32: the
-rates and thresholds), built once by :func:`layout` from a :class:`~models.scoring.Scorer`.
+The arithmetic follows the torch code operation by operation in float32 (constants as float32,
+``lerp`` and ``addcmul`` as torch's fused forms, :mod:`models._jit`; reductions over the targets sum
+then divide); ``erfc`` and ``log`` come from libm here and torch's kernels there and may differ in the
+last bit, so scores agree to float32 rounding (``tests/test_calibrated_kernel.py``: outputs, state and
+every alert decision). CUDA keeps the torch code. Which parts a config has is in ``lay`` (int64:
+column offsets and sizes) and ``par`` (float32: rates and thresholds), built once by :func:`layout`.
 """
 
 from __future__ import annotations
@@ -32,15 +27,9 @@ from ._jit import fma, jit, lerp
 from .scoring_config import EPS_P
 
 __all__ = [
-    "calibrated_post",
-    "calibrated_post_seq",
-    "calibrated_pre",
-    "calibrated_pre_seq",
-    "eligible",
-    "keep_width",
-    "layout",
-    "warm_up",
-]
+    "calibrated_post", "calibrated_post_seq", "calibrated_pre", "calibrated_pre_seq", "eligible", "keep_width",
+    "layout", "warm_up",
+]  # fmt: skip
 
 _F = np.float32
 _ZERO, _HALF, _ONE, _TWO = _F(0.0), _F(0.5), _F(1.0), _F(2.0)
@@ -51,15 +40,15 @@ _EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(EPS_P)
     L_F, L_T, L_MEAN, L_VAR, L_FCAST,
     L_SEASON, L_NS, L_PROFILE, L_NP, L_SHIFT,
     L_C, L_GATE, L_CMEAN, L_CVAR, L_BVAR, L_BCOUNT, L_H, L_SCORE, L_CSINCE, L_RAVG, L_EXC, L_STEP,
-    L_HOLD, L_PEND, L_N,
-) = range(25)  # fmt: skip
+    L_HOLD, L_PEND, L_DROP, L_N,
+) = range(26)  # fmt: skip
 # par: float32 numbers
 (
     P_MIN_VAR, P_CLIP, P_INV_NORM_W, P_SEASON_RATE, P_PROFILE_RATE, P_INV_SHIFT_SHORT, P_INV_SHIFT_LONG,
     P_SHIFT_LONG, P_INV_RAVG, P_RAVG_ON, P_LOG_C, P_INV_LOG_EPS, P_INV_SQRT2, P_TAIL_Z, P_INV_Q0, P_N0,
     P_INV_ERR_W, P_OPEN, P_CLOSE, P_CLOSE_AFTER, P_WARMUP, P_SUPPRESS, P_SUPPRESS_OTHER, P_MIN_STD,
-    P_RELEASE, P_SINCE_CAP, P_N,
-) = range(27)  # fmt: skip
+    P_RELEASE, P_SINCE_CAP, P_DROP, P_N,
+) = range(28)  # fmt: skip
 
 
 def eligible(sc: Any) -> bool:
@@ -88,6 +77,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     lay[L_STEP] = cal._step.start if c.step_scale else -1
     lay[L_HOLD] = cal._hold  # the channel held while an alert is open (hold_shift), -1: none
     lay[L_PEND] = cal._pend  # its held events' sums (hold_release), -1: none
+    lay[L_DROP] = cal._drop.start if c.drop_channel else -1  # the drop channel's expectation[T] and flag
     par = np.zeros(P_N, np.float32)  # [P_N]
     par[P_MIN_VAR], par[P_CLIP], par[P_INV_NORM_W] = c.min_std**2, c.clip, 1.0 / c.norm_window
     par[P_MIN_STD] = c.min_std
@@ -97,15 +87,10 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     par[P_SHIFT_LONG] = float(c.shift_long)
     par[P_INV_RAVG], par[P_RAVG_ON] = 1.0 / c.residual_avg, float(c.residual_avg != 1.0)
     par[P_LOG_C], par[P_INV_LOG_EPS], par[P_INV_SQRT2] = cal._log_c, 1.0 / math.log(EPS_P), 1.0 / math.sqrt(2.0)
-    par[P_TAIL_Z], par[P_INV_Q0], par[P_N0], par[P_INV_ERR_W] = (
-        c.tail_z,
-        1.0 / cal._q0,
-        1.0 / cal._q0,
-        1.0 / c.err_window,
-    )
+    par[P_TAIL_Z], par[P_INV_Q0], par[P_N0], par[P_INV_ERR_W] = c.tail_z, 1 / cal._q0, 1 / cal._q0, 1 / c.err_window
     par[P_OPEN], par[P_CLOSE], par[P_CLOSE_AFTER] = c.open_threshold, c.close_threshold, float(c.close_after)
     par[P_WARMUP], par[P_SUPPRESS], par[P_SUPPRESS_OTHER] = float(c.warmup), float(c.suppress), float(c.suppress_other)
-    par[P_RELEASE], par[P_SINCE_CAP] = cal._release_at, cal._since_cap
+    par[P_RELEASE], par[P_SINCE_CAP], par[P_DROP] = cal._release_at, cal._since_cap, c.drop_step
     return lay, par
 
 
@@ -125,10 +110,9 @@ def _keep_cols(lay: Any) -> Any:
 
 @jit(inline="always")
 def _scratch(lay: Any) -> Any:
-    """One event's working arrays: channel statistics ``r[C]`` and ``ok[C]``, ``std[F]``, ``d[F]``, and the
-    profile's and slow mean's deviations ``dp[T]``, ``ds[T]`` (the gate's)."""
+    """One event's work arrays: ``r[C]``, ``ok[C]``, ``std[F]``, ``d[F]``, the gate's deviations ``dp[T]``, ``ds[T]``"""
     f, t = lay[L_F], lay[L_T]
-    r, ok = np.empty(3, np.float32), np.empty(3, np.bool_)  # [C], [C]
+    r, ok = np.empty(4, np.float32), np.empty(4, np.bool_)  # [C], [C]
     std, d = np.empty(f, np.float32), np.empty(f, np.float32)  # [F], [F]
     return r, ok, std, d, np.empty(t, np.float32), np.empty(t, np.float32)  # ..., [T], [T]
 
@@ -187,13 +171,29 @@ def _season(row: Any, err: Any, ph: Any, lay: Any, par: Any) -> Any:
 
 
 @jit(inline="always")
+def _drop(row: Any, xi: Any, std: Any, lay: Any, par: Any, seen: Any, base: Any) -> Any:
+    """(statistic, defined) of the drop channel (CalibratedChannels.drop), after the profile's update."""
+    t, d0, s0 = lay[L_T], lay[L_DROP], lay[L_SHIFT]
+    first, nonneg, acc = max(_ONE / (row[0] + _ONE), par[P_INV_SHIFT_SHORT]), row[d0 + t], _ZERO
+    for k in range(t):
+        nonneg = nonneg if xi[k] >= _ZERO else _ZERO
+    row[d0 + t] = nonneg
+    for k in range(t):
+        e = lerp(row[d0 + k], row[base + k] if seen else xi[k], first)
+        row[d0 + k] = e
+        c = max(max(row[lay[L_STEP] + t + k], std[k] * _F(1e-3)), par[P_MIN_STD]) * par[P_DROP]
+        acc += math.log((e + c) / (row[s0 + k] + c))
+    ok = row[0] > _ONE and seen and nonneg > _ZERO
+    return (acc / _F(t) if ok else _ZERO), ok
+
+
+@jit(inline="always")
 def _channels(row: Any, xi: Any, ph: Any, std: Any, lay: Any, par: Any, r: Any, ok: Any, dp: Any, ds: Any) -> None:
-    """The profile and shift channels (``r[1:]``, ``ok[1:]``) and the gate, which need no forecast."""
+    """The profile, drop and shift channels (``r[1:]``, ``ok[1:]``) and the gate, which need no forecast."""
     t, count = lay[L_T], row[0]
     ready = count > _ONE
     p = 1 if lay[L_NS] else 0
-    seen_p = False
-    c = 1
+    seen_p, base, c = False, 0, 1
     if lay[L_NP]:
         col = np.int64(ph[p])
         base, ic = lay[L_PROFILE] + col * t, lay[L_PROFILE] + lay[L_NP] * t + col
@@ -222,6 +222,9 @@ def _channels(row: Any, xi: Any, ph: Any, std: Any, lay: Any, par: Any, r: Any, 
             acc += abs(ms - ml) / std[k]
             ds[k] = xi[k] - ml
             row[s0 + t + k] = lerp(ml, xi[k], wl)
+        if lay[L_DROP] >= 0:  # before the shift channel, which stays the last
+            r[c], ok[c] = _drop(row, xi, std, lay, par, seen_p, base)
+            c += 1
         r[c] = acc / _F(t) if ready else _ZERO
         ok[c] = ready
     if lay[L_GATE] >= 0:  # the profile counts only while it explained the value better than the slow mean
@@ -488,13 +491,10 @@ def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
     f32 = np.float32
     aux, f, t = np.zeros((0, width), f32), int(lay[L_F]), int(lay[L_T])
     rows = np.zeros(0, np.int64)
-    calibrated_pre(
-        aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), np.zeros(0, f32)
-    )
+    calibrated_pre(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32),
+                   np.zeros(0, f32))  # fmt: skip
     calibrated_post(aux, rows, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))
     keep = np.zeros((0, keep_width(lay)), f32)
     calibrated_pre_seq(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), keep)
-    calibrated_post_seq(
-        aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), keep, np.zeros((0, t), f32), lay, par,
-        np.zeros((0, 2 * t + 3), f32),
-    )  # fmt: skip
+    calibrated_post_seq(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), keep, np.zeros((0, t), f32), lay,
+                        par, np.zeros((0, 2 * t + 3), f32))  # fmt: skip

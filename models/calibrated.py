@@ -42,6 +42,13 @@ constants, chosen on the NAB dev files. Here every channel gets the same treatme
   when the alert resolved within ``hold_release * shift_short`` events of opening: that was a spike's
   trace on the short mean, and a series with regular spikes must learn them (held, every spike
   re-opened an alert and was held again);
+* **drop channel** (``drop_step`` > 0): a fall of a series that has never gone below 0, as a ratio,
+  ``log((E + c) / (S + c))``: ``S`` the shift channel's short running mean of the value, ``E`` the same
+  running mean of the hour-of-week profile's means (what was expected, lagging alike), ``c`` =
+  ``drop_step`` typical steps. A fall to zero is bounded by the level in linear units while the upward
+  noise of a count or a rate is not, so the ``|deviation|`` channels never saw an outage; one-sided:
+  only a value below what was expected is evidence. It comes before the shift channel (which stays
+  the last, the held one) and gets the overall variance;
 * **combination**: the smallest Gaussian tail probability ``p`` of the ``C`` channels, times ``C``
   (Bonferroni: three looks at one event are not three chances at a false alarm), becomes the score
   ``log(C p) / log(1e-10)`` in [0, 1]; 0.5 is ``C p = 1e-5``;
@@ -83,7 +90,7 @@ _SINCE = 4  # the scorer's fixed column: events since an alert opened (the polic
 class CalibratedChannels:
     """The calibrated mode's state layout (``size`` columns from ``offset``), calibration and policy.
 
-    ``n_channels`` counts the residual channel and, when configured, the profile and shift channels
+    ``n_channels`` counts the residual channel and, when configured, the profile, drop and shift channels
     (in that order); ``hourly``: how many of the first channels get the time-of-day variance;
     ``gated``: a profile gate (needs both profile and shift channels).
     """
@@ -124,6 +131,9 @@ class CalibratedChannels:
         # since an alert opened are counted up to R (the blocks), and up to this limit where it is longer
         self._release_at = float(c.hold_release * c.shift_short) if self._pend >= 0 else 0.0
         self._since_cap = max(float(c.suppress), self._release_at)
+        # drop channel: the profile means' short running mean [T], 1 while every value so far was >= 0 [1]
+        self._drop = slice(o, o + t + 1) if c.drop_channel else slice(o, o)
+        o += t + 1 if c.drop_channel else 0
         self.end = o
         self._log_c = math.log(n)
         self._dev: dict[torch.device, dict[str, Tensor]] = {}
@@ -132,6 +142,8 @@ class CalibratedChannels:
         row[self._var] = self.config.err_var_prior  # a prior worth one observation
         row[self._csince] = float(self.config.suppress)  # no channel blocked yet
         row[self._exc] = self._q0  # the tail check starts from the Gaussian rate
+        if self.config.drop_channel:
+            row[self._drop.stop - 1] = 1.0  # no value below 0 yet
 
     def _k(self, dev: torch.device) -> dict[str, Tensor]:
         # 0-dim float32 constants (a Python scalar costs a dtype conversion per op); device copies made
@@ -181,6 +193,25 @@ class CalibratedChannels:
         ms.lerp_((x - prev).abs(), (rate * (count >= 1.0)).unsqueeze(1))  # [B, T] no step before the 2nd event
         prev.copy_(x)
         return f.mean(1)
+
+    def drop(
+        self, aux: Tensor, x: Tensor, m: Tensor, seen: Tensor, ms: Tensor, std: Tensor, count: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``drop_step``: the drop channel's statistic ``[B]`` and where it is defined ``[B]`` (two events,
+        the hour-of-week bucket seen before, no value below 0 so far). ``x[B, T]``: the event's targets,
+        ``m[B, T]``: their hour-of-week means with it (``seen[B]``: the bucket had one), ``ms[B, T]``:
+        the short running mean with it, ``std[B, T]``: the normaliser's sd (the step scale's floor)."""
+        t = x.shape[1]
+        dr = aux[:, self._drop]  # [B, T + 1] view
+        e, nonneg = dr[:, :t], dr[:, t]  # [B, T], [B] views
+        nonneg.mul_((x >= 0.0).all(1).to(x.dtype))  # [B] 0 for good after a value below 0
+        first = (count + 1.0).reciprocal().clamp_min_(1.0 / self.config.shift_short).unsqueeze(1)  # [B, 1]
+        e.lerp_(torch.where(seen.unsqueeze(1), m, x), first)  # [B, T] a new bucket expects the value itself
+        step = aux[:, self._step][:, t:]  # [B, T] mean |step|, this event's folded in
+        c = torch.maximum(step, std * 1e-3).clamp_min_(self.config.min_std).mul_(self.config.drop_step)  # [B, T]
+        ok = (count > 1.0) & seen & (nonneg > 0.0)  # [B]
+        r = ((e + c) / (ms + c)).log_().mean(1)  # [B] NaN where a value was below 0: masked next
+        return torch.where(ok, r, 0.0), ok
 
     def gate(self, aux: Tensor, d_prof: Tensor, d_slow: Tensor, seen: Tensor) -> Tensor:
         """``[B]`` 1 where the hour-of-week profile explained the value better than the slow mean so

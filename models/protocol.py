@@ -128,6 +128,12 @@ FREE_PARAMETERS: tuple[FreeParameter, ...] = (
         lambda c: c.hold_release,
         lambda c, v: replace(c, hold_release=v),
     ),
+    FreeParameter(
+        "drop",
+        "the drop channel's slack in typical steps: a fall is log((expected + c) / (short mean + c))",
+        lambda c: c.drop_step,
+        lambda c, v: replace(c, drop_step=v),
+    ),
 )
 """The calibrated detector's free parameters (docs/accuracy.md counts them)."""
 

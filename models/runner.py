@@ -188,7 +188,7 @@ class Runner:
             self._wave = self.graphs  # type: ignore[method-assign]
         # CPU: where the featuriser's scorer runs as compiled loops (Features.in_place), a wave's aux rows
         # are updated where they are in the slab instead of gathered and scattered: the shipped sensor
-        # detector keeps 854 floats per stream, of which a step touches a few dozen (docs/benchmarks.md).
+        # detector keeps 861 floats per stream, of which a step touches a few dozen (docs/benchmarks.md).
         # Never under wave graphs: their padding repeats a wave's last slot, harmless only on gathered rows
         self.aux_in_place = self.device.type == "cpu" and self.graphs is None
         # A micro-batch with several events of a stream runs them as one sequence step where the compiled

@@ -128,7 +128,7 @@ class Scorer:
         if c.calibrated:  # its own calibration, scores and blocks (models/calibrated.py)
             if masked:
                 raise ConfigError("calibrated scoring is not supported with masked (multivariate NaN) input")
-            self.n_channels = 1 + int(c.profile_buckets > 0) + int(c.shift_short > 0)
+            self.n_channels = 1 + int(c.profile_buckets > 0) + int(c.drop_channel) + int(c.shift_short > 0)
             gated = bool(c.profile_buckets and c.shift_short)
             hourly = 1 + int(c.profile_buckets > 0)  # per-event channels (residual, profile): time-of-day variance
             self.calibrated = CalibratedChannels(c, o, self.n_channels, t, gated, hourly)
@@ -518,7 +518,8 @@ class Scorer:
                 ema.lerp_(xt, (count + one).reciprocal().clamp_min_(1.0 / cfg.profile_gate_slow).unsqueeze(1))  # [B, T]
             d_prof, seen_p = xt - m, cn[:, 0] > self._zero  # [B, T], [B] for the calibrated gate
             rate = (cn + one).reciprocal_().clamp_min_(cfg.profile_rate)  # [B, 1]
-            aux.scatter_(1, i_m, m + rate * (xt - m))
+            m = m + rate * (xt - m)  # [B, T] this event folded in (the drop channel's expectation)
+            aux.scatter_(1, i_m, m)
             aux.scatter_(1, i_c, cn + one)
             p += 1
         if cfg.shift_short:
@@ -539,6 +540,10 @@ class Scorer:
                     ok_p = ok_p & cal.gate(aux, d_prof, d_slow, seen_p.to(d_prof.dtype))
                 rs.append(r_prof)
                 oks.append(ok_p)
+            if cfg.drop_channel:  # the profile's and the shift's running means as a ratio
+                r_drop, ok_drop = cal.drop(aux, xt, m, seen_p, ms, sd, count)
+                rs.append(r_drop)
+                oks.append(ok_drop)
             if r_shift is not None:
                 rs.append(r_shift)
                 oks.append(ready)

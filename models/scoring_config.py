@@ -25,7 +25,7 @@ EPS_P = 1e-10
 
 # options added after runners' state fingerprints were first written, and their off values: a config with
 # one of them off fingerprints as it did before the option existed (ScoringConfig.fingerprint_dict)
-_ADDED_OFF: dict[str, Any] = {"hold_release": 0.0}
+_ADDED_OFF: dict[str, Any] = {"hold_release": 0.0, "drop_step": 0.0}
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,15 @@ class ScoringConfig:
     # in after all. Without it a series with regular spikes opened an alert at each spike whose events
     # were held, and the channel never learnt the spikes. Nothing to release without hold_shift
     hold_release: float = 0.0
+    # calibrated mode (0 = off): a fourth channel, for a fall of a series that has never gone below 0,
+    # measured as a ratio: log((E + c) / (S + c)), S the short running mean of the value (shift_short),
+    # E the same running mean of its hour-of-week profile means (what was expected, lagging alike, so a
+    # rising edge of the profile is no fall), c = drop_step typical steps (step_scale's running mean of
+    # |x_t - x_(t-1)|: a fall smaller than a step or two is no fall). In linear units a fall to zero is
+    # bounded by the level while the upward noise of a count or a rate is not, so the |deviation|
+    # channels never see an outage. Without the profile or shift channel or step_scale there is no drop
+    # channel (as there is nothing to hold without a shift channel)
+    drop_step: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -172,6 +181,10 @@ class ScoringConfig:
             raise ConfigError(f"hold_release must be a finite number >= 0 (0: off), got {self.hold_release}")
         if self.hold_release and not self.calibrated:
             raise ConfigError("hold_release is a calibrated-scoring option (calibrated=True, with hold_shift)")
+        if not (math.isfinite(self.drop_step) and self.drop_step >= 0.0):
+            raise ConfigError(f"drop_step must be a finite number >= 0 (0: off), got {self.drop_step}")
+        if self.drop_step and not self.calibrated:
+            raise ConfigError("drop_step is a calibrated-scoring option (calibrated=True)")
         if self.calibrated:
             unused = {
                 "err_short": (self.err_short, 1),
@@ -189,6 +202,11 @@ class ScoringConfig:
     @property
     def scales(self) -> tuple[int, ...]:
         return (self.err_short, *self.err_scales)
+
+    @property
+    def drop_channel(self) -> bool:
+        """Whether the calibrated scorer has the drop channel (``drop_step`` with what it is made of)."""
+        return bool(self.drop_step and self.profile_buckets and self.shift_short and self.step_scale)
 
     @property
     def n_phases(self) -> int:
@@ -250,11 +268,13 @@ CALIBRATED_SCORING = ScoringConfig(
     step_scale=True,  # the residual in units of the stream's typical step (a level shift does not inflate it)
     hold_shift=True,  # the shift channel's calibration does not learn from an open alert (a shift's own echo)
     hold_release=3.0,  # ... unless the alert resolved within 3 * shift_short events (a spike's echo)
+    drop_step=0.25,  # a fall of a never-negative series as a ratio to what was expected (an outage)
 )
 """The bundled univariate sensor detector's scoring (models/calibrated.py, docs/accuracy.md): the
 context channels with one calibration, a Bonferroni combination and the alert lifecycle; its free
 parameters are W, rho, the two shift horizons, R (and R / 2), the residual's averaging, the tail
-check's level, the threshold, the lifecycle's close/warm-up settings and the held shift's release.
+check's level, the threshold, the lifecycle's close/warm-up settings, the held shift's release and
+the drop channel's slack.
 """
 
 SCORINGS = {"calibrated": CALIBRATED_SCORING, "context": CONTEXT_SCORING, "plain": ScoringConfig()}

@@ -52,7 +52,7 @@ def test_residual_avg_averages_the_residual_statistic_before_calibration() -> No
 
 def test_layout_channels_and_named_configs() -> None:
     sc = Scorer(CALIBRATED_SCORING, 1)
-    assert sc.n_channels == 3 and sc.n_phases == 2 and sc.calibrated is not None and sc.calibrated.gated
+    assert sc.n_channels == 4 and sc.n_phases == 2 and sc.calibrated is not None and sc.calibrated.gated  # with drop
     assert sc.init_row().shape == (sc.size,)
     # residual only (what training featurises with): one channel, the season's buckets still phase 0
     only = Scorer(replace(CALIBRATED_SCORING, profile_buckets=0, shift_short=0), 1)
@@ -181,7 +181,8 @@ def test_policy_matches_the_reference_and_blocks_per_channel() -> None:
     assert cal is not None
     rng = np.random.default_rng(1)
     n = 600
-    ch = np.where(rng.random((n, 3)) < 0.03, rng.uniform(0.3, 1.0, (n, 3)), rng.uniform(0, 0.2, (n, 3)))
+    c = sc.n_channels  # residual, profile, drop, shift
+    ch = np.where(rng.random((n, c)) < 0.03, rng.uniform(0.3, 1.0, (n, c)), rng.uniform(0, 0.2, (n, c)))
     ch[30:200] = 0.0  # nothing from 30 on: no block is running at 100
     ch[100, 0], ch[105, 0], ch[113, 1] = 0.9, 0.95, 0.8  # same channel 5 events later: blocked; other after 13
     ch = ch.astype(np.float32).astype(np.float64)
@@ -416,7 +417,7 @@ def test_hold_release_off_keeps_a_checkpoints_state_fingerprint() -> None:
     while it is off, so a checkpoint that does not use it restores its streams' state after an upgrade."""
     fp = ScoringConfig().fingerprint_dict()
     assert "hold_release" not in fp
-    assert fp == {k: v for k, v in ScoringConfig().to_dict().items() if k != "hold_release"}
+    assert fp == {k: v for k, v in ScoringConfig().to_dict().items() if k not in ("hold_release", "drop_step")}
     assert CALIBRATED_SCORING.fingerprint_dict()["hold_release"] == 3.0
     model = RecurrentForecaster(NetConfig(hidden_size=8))
     on = Runner(model, CALIBRATED_SCORING, device="cpu", capacity=2)
@@ -442,3 +443,51 @@ def test_hold_release_learns_regular_spikes() -> None:
     never = [o for o in _opened(replace(shipped, hold_shift=False), series) if o >= 1000]
     assert late == never == [], (late, never)
     assert len(held) >= 4, held
+
+
+def test_drop_step_is_a_calibrated_option_and_needs_the_channels_it_compares() -> None:
+    """``drop_step``: a finite number >= 0 of the calibrated scoring; the drop channel comes before the
+    shift channel (the held one stays the last) and needs the profile and shift channels and the step
+    scale (without them there is none, as there is nothing to hold without a shift channel)."""
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ConfigError, match="drop_step"):
+            replace(CALIBRATED_SCORING, drop_step=bad)
+    with pytest.raises(ConfigError, match="drop_step"):
+        ScoringConfig(drop_step=0.25)  # not calibrated
+    on = replace(CALIBRATED_SCORING, drop_step=0.25)
+    sc = Scorer(on, 1)
+    cal = sc.calibrated
+    assert cal is not None and sc.n_channels == 4 and cal._hold == 3 and cal.n_hourly == 2
+    # a channel's mean, variance, score, block and tail rate; the expectation [T] and the flag
+    assert sc.size == Scorer(replace(on, drop_step=0.0), 1).size + 5 + 2
+    assert float(sc.init_row()[cal._drop.stop - 1]) == 1.0  # no value below 0 yet
+    for kw in ({"profile_buckets": 0}, {"shift_short": 0}, {"step_scale": False}):
+        c = replace(on, **kw)  # type: ignore[arg-type]
+        assert not c.drop_channel and Scorer(c, 1).n_channels == Scorer(replace(c, drop_step=0.0), 1).n_channels
+
+
+def test_drop_step_off_keeps_a_checkpoints_state_fingerprint() -> None:
+    fp = ScoringConfig().fingerprint_dict()
+    assert "drop_step" not in fp and "drop_step" in ScoringConfig().to_dict()
+    assert replace(CALIBRATED_SCORING, drop_step=0.25).fingerprint_dict()["drop_step"] == 0.25
+
+
+def test_drop_channel_sees_an_outage_of_a_count_series() -> None:
+    """An outage of a count series (synthetic ``counts``, seed 0, ``counts_4``: 9 % of its rate for rows
+    8827-8895). In linear units a fall to zero is bounded by the level while the counts' upward noise
+    (bursts, a multiplicative wander) is not, so the ``|deviation|`` channels never see it; the drop
+    channel measures the fall as a ratio and does. A series that goes below 0 has no drop channel."""
+    torch.set_num_threads(1)
+    series = make_families(seed=0)["counts"][4]
+    outage = (8827, 8895)
+    assert outage in series.windows and series.values.min() >= 0.0
+    shipped = load_checkpoint().scoring
+    assert shipped.drop_channel
+    on = _opened(shipped, series)
+    off = _opened(replace(shipped, drop_step=0.0), series)
+    assert any(outage[0] <= o <= outage[1] for o in on), on
+    assert not any(outage[0] <= o <= outage[1] for o in off), off
+    vals = series.values.copy()
+    vals[200] = -1.0  # once below 0: not a count, a rate or a level that a ratio measures
+    below = SynthSeries("below", "counts", series.ts, vals, series.windows)
+    assert not any(outage[0] <= o <= outage[1] for o in _opened(shipped, below))

@@ -34,6 +34,7 @@ CONFIGS = {
     "no-release": replace(CALIBRATED_SCORING, hold_release=0.0, warmup=20),
     # R 25 < the release's 45 events: since is counted up to 45
     "short-block": replace(CALIBRATED_SCORING, suppress=25, suppress_other=12, warmup=20),
+    "drop": replace(CALIBRATED_SCORING, drop_step=0.25, warmup=20),
 }
 
 
@@ -53,6 +54,8 @@ CONFIGS = {
         ("no-hold", 1),
         ("no-release", 1),
         ("short-block", 1),
+        ("drop", 1),
+        ("drop", 3),
     ],
 )
 def test_the_compiled_scorer_agrees_with_the_torch_code(name: str, f: int) -> None:
@@ -70,7 +73,10 @@ def test_the_compiled_scorer_agrees_with_the_torch_code(name: str, f: int) -> No
     x_all[600, 1] -= 25.0  # a spike on stream 1
     x_all[640:, 2] *= 4.0  # more noise on stream 2
     x_all[150::70, 3] += 12.0  # regular spikes on stream 3: short alerts, whose held shift events are released
-    opened, released = 0, 0
+    x_all[:, 4:] = np.abs(x_all[:, 4:]) + 2.0  # streams 4-6 never below 0 (the drop channel's) ...
+    x_all[676:, 4] *= 0.05  # ... an outage on stream 4 (a week in: the hour-of-week means are seen)
+    x_all[300, 5, 0] = -1.0  # ... stream 5 once below 0: no drop channel from there on
+    opened, released, dropped = 0, 0, 0.0
     cal = sc.calibrated
     assert cal is not None
     n_pend = cal._pend + 2  # the held events' count (hold_release)
@@ -96,7 +102,12 @@ def test_the_compiled_scorer_agrees_with_the_torch_code(name: str, f: int) -> No
         if before is not None:  # an alert resolved soon after opening: its held events were folded in
             short = (before[:, 0] > 0) & (aux_t[:, n_pend] == 0) & (before[:, 1] < cfg.hold_release * cfg.shift_short)
             released += int(short.sum())
+        if cfg.drop_channel:
+            dropped = max(dropped, float(aux_t[4, cal._score.start + 2]))
+            assert t < 300 or float(aux_t[5, cal._drop.stop - 1]) == 0.0
     assert opened >= 2  # alerts opened (and the lifecycle ran) on both paths
+    if cfg.drop_channel:
+        assert dropped >= cfg.open_threshold  # the drop channel saw stream 4's outage
     if cal._pend >= 0:
         assert released >= 2  # the release ran (on both paths: the aux agrees)
 
