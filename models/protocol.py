@@ -92,7 +92,7 @@ FREE_PARAMETERS: tuple[FreeParameter, ...] = (
         lambda c, v: replace(c, shift_long=int(v)),
         True,
     ),
-    FreeParameter("alpha", "alert tail probability (times 3 channels)", _alpha, _with_alpha),
+    FreeParameter("alpha", "alert tail probability (times the channel count)", _alpha, _with_alpha),
     FreeParameter(
         "z0",
         "level (sd) of each channel's tail check",
