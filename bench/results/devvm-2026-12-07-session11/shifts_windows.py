@@ -45,7 +45,7 @@ def main() -> None:
         runner = Runner(ck.model, ck.scoring, device="cpu", capacity=64)
         ids = [s.name for s in series]
         n = len(series[0].values)
-        sc = np.zeros((n, len(series), 3), np.float32)
+        sc = np.zeros((n, len(series), runner.scorer.n_channels), np.float32)  # 4 with the drop channel
         opened = np.zeros((n, len(series)), bool)
         with torch.inference_mode():
             for t in range(n):
@@ -74,8 +74,9 @@ def main() -> None:
                 tot[kind][1] += 1
                 print(
                     f"seed {seed} {s.name} {kind:6s} rows {a}-{b} size {z:+6.1f} sd  {'HIT ' if hit else 'miss'}  "
-                    f"max resid/profile/shift {mx[0]:.2f}/{mx[1]:.2f}/{mx[2]:.2f}  "
-                    f"alerts in the 250 rows before: {near}"
+                    f"max resid/profile/shift {mx[0]:.2f}/{mx[1]:.2f}/{mx[-1]:.2f}  "
+                    + (f"drop {mx[2]:.2f}  " if len(mx) == 4 else "")
+                    + f"alerts in the 250 rows before: {near}"
                 )
     print({k: f"{v[0]}/{v[1]}" for k, v in tot.items()})
 
