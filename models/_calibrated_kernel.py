@@ -112,7 +112,7 @@ def _keep_cols(lay: Any) -> Any:
 def _scratch(lay: Any) -> Any:
     """One event's work arrays: ``r[C]``, ``ok[C]``, ``std[F]``, ``d[F]``, the gate's deviations ``dp[T]``, ``ds[T]``"""
     f, t = lay[L_F], lay[L_T]
-    r, ok = np.empty(4, np.float32), np.empty(4, np.bool_)  # [C], [C]
+    r, ok = np.empty(lay[L_C], np.float32), np.empty(lay[L_C], np.bool_)  # [C], [C]
     std, d = np.empty(f, np.float32), np.empty(f, np.float32)  # [F], [F]
     return r, ok, std, d, np.empty(t, np.float32), np.empty(t, np.float32)  # ..., [T], [T]
 
@@ -178,12 +178,12 @@ def _drop(row: Any, xi: Any, std: Any, lay: Any, par: Any, seen: Any, base: Any)
     for k in range(t):
         nonneg = nonneg if xi[k] >= _ZERO else _ZERO
     row[d0 + t] = nonneg
+    ok = row[0] > _ONE and seen and nonneg > _ZERO
     for k in range(t):
         e = lerp(row[d0 + k], row[base + k] if seen else xi[k], first)
         row[d0 + k] = e
         c = max(max(row[lay[L_STEP] + t + k], std[k] * _F(1e-3)), par[P_MIN_STD]) * par[P_DROP]
-        acc += math.log((e + c) / (row[s0 + k] + c))
-    ok = row[0] > _ONE and seen and nonneg > _ZERO
+        acc += math.log((e + c) / (row[s0 + k] + c)) if ok else _ZERO  # numba raises on a zero divisor
     return (acc / _F(t) if ok else _ZERO), ok
 
 

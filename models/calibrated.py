@@ -1,8 +1,9 @@
 """Calibrated scoring: one calibration for every channel, a Bonferroni combination, an alert lifecycle.
 
-The scorer's channels (:meth:`models.scoring.Scorer._context`) measure one event three ways:
+The scorer's channels (:meth:`models.scoring.Scorer._context`) measure one event three or four ways:
 the forecaster's residual minus its usual value at this time of day, the value's distance from its
-hour-of-week profile, and the distance between a short and a long running mean (a level shift).
+hour-of-week profile, the distance between a short and a long running mean (a level shift), and
+(``drop_step``) a fall of a never-negative series below what was expected, as a ratio.
 The context scoring (``CONTEXT_SCORING``) calibrated each with its own window, weight and gate
 constants, chosen on the NAB dev files. Here every channel gets the same treatment:
 
@@ -50,8 +51,9 @@ constants, chosen on the NAB dev files. Here every channel gets the same treatme
   only a value below what was expected is evidence. It comes before the shift channel (which stays
   the last, the held one) and gets the overall variance;
 * **combination**: the smallest Gaussian tail probability ``p`` of the ``C`` channels, times ``C``
-  (Bonferroni: three looks at one event are not three chances at a false alarm), becomes the score
-  ``log(C p) / log(1e-10)`` in [0, 1]; 0.5 is ``C p = 1e-5``;
+  (Bonferroni: C looks at one event are not C chances at a false alarm; C counts the drop channel
+  also for a series that goes below 0, where it is never defined: ~0.0125 of score), becomes the
+  score ``log(C p) / log(1e-10)`` in [0, 1]; 0.5 is ``C p = 1e-5``;
 * **profile gate**: the profile channel counts only while the hour-of-week profile explains the
   value better than the shift channel's slow mean does (mean squares over ``shift_long`` events);
 * **alert lifecycle** (:meth:`CalibratedChannels.policy`): the emitted score is the evidence and is
@@ -69,7 +71,7 @@ Example:
     >>> from models.scoring_config import CALIBRATED_SCORING
     >>> sc = Scorer(CALIBRATED_SCORING, 1)
     >>> sc.n_channels, sc.n_phases
-    (3, 2)
+    (4, 2)
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ class CalibratedChannels:
             bv, bc = aux.gather(1, i_v), aux.gather(1, i_c)  # [B, H], [B, 1]
             dh = d[:, :h]  # [B, H]
             vh = torch.where(bc > 0.0, torch.maximum(v[:, :h], bv), v[:, :h])  # [B, H] the noisier of the two
-            v = torch.cat((vh, v[:, h:]), 1)  # [B, C] (the shift channel keeps the overall variance)
+            v = torch.cat((vh, v[:, h:]), 1)  # [B, C] (the drop and shift channels keep the overall)
             ab = (bc + 1.0).reciprocal_().clamp_min_(cfg.season_rate)  # [B, 1] exact mean, then EMA
             aux.scatter_(1, i_v, bv + ab * (dh * dh - bv))
             aux.scatter_(1, i_c, bc + 1.0)

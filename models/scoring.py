@@ -470,7 +470,9 @@ class Scorer:
           that always misses the same daily transition does not alarm at it every day;
         * profile: distance of the value from its running mean at this time of the week (a
           seasonal break the one-step forecaster cannot see);
-        * shift: distance between a short and a long running mean of the value (a level shift).
+        * shift: distance between a short and a long running mean of the value (a level shift);
+        * drop (calibrated ``drop_step``): a fall of a never-negative series below what its profile
+          expected, as a ratio (:meth:`CalibratedChannels.drop`).
 
         Profile and shift distances (in units of the value's running std) get their own tail
         calibration; their weighted scores are stored for :meth:`post` to combine with the residual's.

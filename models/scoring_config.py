@@ -185,6 +185,8 @@ class ScoringConfig:
             raise ConfigError(f"drop_step must be a finite number >= 0 (0: off), got {self.drop_step}")
         if self.drop_step and not self.calibrated:
             raise ConfigError("drop_step is a calibrated-scoring option (calibrated=True)")
+        if self.drop_step and not self.min_std > 0.0:
+            raise ConfigError(f"drop_step needs min_std > 0 (it floors the drop channel's slack), got {self.min_std}")
         if self.calibrated:
             unused = {
                 "err_short": (self.err_short, 1),
@@ -225,6 +227,8 @@ class ScoringConfig:
         for k, off in _ADDED_OFF.items():
             if d[k] == off:
                 del d[k]
+        if not self.drop_channel:  # drop_step without the channels it compares changes nothing either
+            d.pop("drop_step", None)
         return d
 
 

@@ -461,9 +461,51 @@ def test_drop_step_is_a_calibrated_option_and_needs_the_channels_it_compares() -
     # a channel's mean, variance, score, block and tail rate; the expectation [T] and the flag
     assert sc.size == Scorer(replace(on, drop_step=0.0), 1).size + 5 + 2
     assert float(sc.init_row()[cal._drop.stop - 1]) == 1.0  # no value below 0 yet
+    assert Scorer(on, 3).size == Scorer(replace(on, drop_step=0.0), 3).size + 5 + 3 + 1  # T = 3 targets
+    with pytest.raises(ConfigError, match="min_std"):
+        replace(on, min_std=0.0)
     for kw in ({"profile_buckets": 0}, {"shift_short": 0}, {"step_scale": False}):
         c = replace(on, **kw)  # type: ignore[arg-type]
         assert not c.drop_channel and Scorer(c, 1).n_channels == Scorer(replace(c, drop_step=0.0), 1).n_channels
+        assert c.fingerprint_dict() == replace(c, drop_step=0.0).fingerprint_dict()  # the same state
+
+
+def test_drop_channel_statistic_against_a_reference() -> None:
+    """:meth:`CalibratedChannels.drop` against its formula: E moves toward the profile mean (the value
+    itself in a bucket not seen before) at max(1 / (count + 1), 1 / shift_short); r = mean over the
+    targets of log((E + c) / (S + c)), c = drop_step x max(mean |step|, 1e-3 sd, min_std); 0 where
+    undefined (the first two events, an unseen bucket, any value below 0 so far, for good)."""
+    cfg = replace(CALIBRATED_SCORING, drop_step=0.5)
+    sc = Scorer(cfg, 2)
+    cal = sc.calibrated
+    assert cal is not None
+    aux = sc.init_row().expand(4, -1).clone()  # [4, A]
+    t = 2
+    e0 = torch.tensor([[10.0, 20.0], [10.0, 20.0], [3.0, 3.0], [5.0, 5.0]])  # [4, T]
+    aux[:, cal._drop.start : cal._drop.start + t] = e0
+    step = torch.tensor([[2.0, 4.0], [2.0, 4.0], [1e-9, 1e-9], [1.0, 1.0]])  # [4, T] mean |step|
+    aux[:, cal._step.start + t : cal._step.start + 2 * t] = step
+    x = torch.tensor([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [-1.0, 4.0]])  # [4, T]
+    m = torch.tensor([[12.0, 18.0], [12.0, 18.0], [3.0, 3.0], [5.0, 5.0]])  # [4, T] profile means
+    seen = torch.tensor([True, False, True, True])
+    ms = torch.tensor([[2.0, 3.0], [2.0, 3.0], [0.5, 0.5], [4.0, 4.0]])  # [4, T] short means
+    std = torch.tensor([[5.0, 5.0], [5.0, 5.0], [0.01, 0.01], [1.0, 1.0]])  # [4, T]
+    count = torch.tensor([100.0, 100.0, 1.0, 100.0])
+    r, ok = cal.drop(aux, x, m, seen, ms, std, count)
+    a = 1.0 / cfg.shift_short
+    e = e0[0] + a * (m[0] - e0[0])
+    c = 0.5 * step[0]
+    assert ok.tolist() == [True, False, False, False]  # defined / unseen bucket / 2nd event / below 0
+    np.testing.assert_allclose(float(r[0]), float(torch.log((e + c) / (ms[0] + c)).mean()), rtol=1e-6)
+    assert r[1:].tolist() == [0.0, 0.0, 0.0]
+    e1 = e0[1] + a * (x[1] - e0[1])  # an unseen bucket expects the value itself
+    torch.testing.assert_close(aux[1, cal._drop.start : cal._drop.start + t], e1)
+    # row 2, count 1: E moves at 1 / (count + 1) (exact from the first events); not defined yet
+    e2 = e0[2] + 0.5 * (m[2] - e0[2])
+    torch.testing.assert_close(aux[2, cal._drop.start : cal._drop.start + t], e2)
+    assert float(aux[3, cal._drop.stop - 1]) == 0.0 and float(aux[0, cal._drop.stop - 1]) == 1.0
+    r3, ok3 = cal.drop(aux[3:], torch.tensor([[5.0, 5.0]]), m[3:], seen[3:], ms[3:], std[3:], count[3:])
+    assert not bool(ok3[0]) and float(r3[0]) == 0.0  # off for good after a value below 0
 
 
 def test_drop_step_off_keeps_a_checkpoints_state_fingerprint() -> None:
