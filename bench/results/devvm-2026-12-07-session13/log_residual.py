@@ -23,12 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from window_table import table
+from window_table import dev_and_synthetic
 
 import models.synthetic as syn
-from models.checkpoint import load_checkpoint
-from models.nab import NabCorpus
-from models.protocol import DevSet
 from models.scoring import Scorer
 
 assert os.environ.get("SEQSTREAM_SCORER_KERNEL") == "0", "the compiled kernel would bypass the patch"
@@ -73,19 +70,7 @@ def main() -> None:
     Scorer._context = context  # type: ignore[method-assign]
     syn.make_families = make_families  # type: ignore[assignment]
     torch.set_num_threads(1)
-    ck = load_checkpoint()
-    corpus = NabCorpus.load(out, LABELS)
-    det = DevSet(out, corpus, ck.model, ck.scoring).detections(ck.scoring)
-    s = corpus.score(det, threshold=ck.scoring.open_threshold)["standard"].normalized
-    missed, fps = table(corpus, det, ck.scoring.open_threshold)
-    print(f"dev: {s:.2f} ({39 - len(missed)} windows, {sum(fps.values())} FP rows), missed {[m[1] for m in missed]}")
-    print("  FP rows per file:", {f.split("/")[1][:24]: n for f, n in fps.items()}, flush=True)
-    for seed in (0, 1, 2):
-        cells = []
-        for r in syn.evaluate_synthetic(scoring=ck.scoring, seed=seed):
-            rec = f"recall {r.recall:.2f}, " if r.windows else ""
-            cells.append(f"{r.family} {rec}alerts {r.alerts}, false/10k {r.false_per_10k:.2f}")
-        print(f"seed {seed}: " + "; ".join(cells), flush=True)
+    dev_and_synthetic(out, LABELS)
 
 
 if __name__ == "__main__":

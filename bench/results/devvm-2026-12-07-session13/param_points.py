@@ -15,19 +15,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session10"))
 
 from lifecycle_probe import dev_set
-from window_table import table
+from window_table import point
 
 
 def main() -> None:
     corpus, shipped, dev = dev_set()
     for kv in sys.argv[1:]:
         k, v = kv.split("=")
-        c = dataclasses.replace(shipped, **{k: type(getattr(shipped, k))(float(v))})
-        det = dev.detections(c)
-        s = corpus.score(det, threshold=c.open_threshold)["standard"].normalized
-        missed, fps = table(corpus, det, c.open_threshold)
-        per = {f.split("/")[1][:24]: n for f, n in fps.items()}
-        print(f"{kv}: {s:.2f}, missed {[m[1] for m in missed]}, {sum(fps.values())} FP rows {per}", flush=True)
+        point(corpus, dev, dataclasses.replace(shipped, **{k: type(getattr(shipped, k))(float(v))}), kv)
 
 
 if __name__ == "__main__":

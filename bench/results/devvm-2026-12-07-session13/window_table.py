@@ -32,6 +32,39 @@ def table(corpus, det, thr):  # type: ignore[no-untyped-def]
     return missed, fps
 
 
+def point(corpus, dev, c, label: str) -> None:  # type: ignore[no-untyped-def]
+    """One line: all dev (standard, the production threshold) of config ``c``, missed windows, FP rows per file."""
+    det = dev.detections(c)
+    s = corpus.score(det, threshold=c.open_threshold)["standard"].normalized
+    missed, fps = table(corpus, det, c.open_threshold)
+    per = {f.split("/")[1][:24]: n for f, n in fps.items()}
+    print(f"{label}: {s:.2f}, missed {[m[1] for m in missed]}, {sum(fps.values())} FP rows {per}", flush=True)
+
+
+def dev_and_synthetic(data, labels, seeds=(0, 1, 2), per_file: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """The bundled checkpoint's scoring (with whatever patches are in place now): all dev at the production
+    threshold, then the synthetic families of ``seeds`` (recall, alerts, false alerts per 10k)."""
+    import models.synthetic as syn
+    from models.checkpoint import load_checkpoint
+    from models.nab import NabCorpus
+    from models.protocol import DevSet
+
+    ck = load_checkpoint()
+    corpus = NabCorpus.load(data, labels)
+    det = DevSet(data, corpus, ck.model, ck.scoring).detections(ck.scoring)
+    s = corpus.score(det, threshold=ck.scoring.open_threshold)["standard"].normalized
+    missed, fps = table(corpus, det, ck.scoring.open_threshold)
+    print(f"dev: {s:.2f} ({39 - len(missed)} windows, {sum(fps.values())} FP rows), missed {[m[1] for m in missed]}")
+    if per_file:
+        print("  FP rows per file:", {f.split("/")[1][:24]: n for f, n in fps.items()}, flush=True)
+    for seed in seeds:
+        cells = []
+        for r in syn.evaluate_synthetic(scoring=ck.scoring, seed=seed):
+            rec = f"recall {r.recall:.2f}, " if r.windows else ""
+            cells.append(f"{r.family} {rec}alerts {r.alerts}, false/10k {r.false_per_10k:.2f}")
+        print(f"seed {seed}: " + "; ".join(cells), flush=True)
+
+
 def main() -> None:
     corpus, shipped, dev = dev_set()
     for rr in [int(a) for a in sys.argv[1:]] or [200, 50]:

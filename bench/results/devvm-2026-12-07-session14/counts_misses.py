@@ -1,4 +1,5 @@
-"""Experiment (issue 18): which injected `counts` anomalies the bundled detector misses, and why.
+"""Experiment (issue 18): which injected `counts` anomalies the bundled detector misses, and why
+(`counts_misses.txt`: the thirteenth session's bundle, before the drop channel; `counts_misses_drop.txt`: with it).
 
 For every window of the `counts` family (seeds 0-2): surge or outage, its multiplier and length, the
 level around it, whether an alert opened inside it, the highest score inside it, and whether an alert

@@ -20,6 +20,7 @@ hold still applies to the shift channel; Bonferroni over four channels. Torch sc
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -28,13 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session13"))
 
-from window_table import table
+from window_table import dev_and_synthetic
 
-import models.synthetic as syn
 from models.calibrated import CalibratedChannels
-from models.checkpoint import load_checkpoint
-from models.nab import NabCorpus
-from models.protocol import DevSet
 from models.scoring import Scorer
 
 assert os.environ.get("SEQSTREAM_SCORER_KERNEL") == "0", "the compiled kernel would bypass the patch"
@@ -48,6 +45,8 @@ _init, _init_row, _context = Scorer.__init__, Scorer.init_row, Scorer._context
 
 
 def init(self, config, n_targets=1, *a, **kw):  # type: ignore[no-untyped-def]
+    # pinned to the detector it was written against: the bundle before the product's own drop channel
+    config = dataclasses.replace(config, drop_step=0.0) if config.drop_step else config
     _init(self, config, n_targets, *a, **kw)
     old = self.calibrated
     if old is None or not config.shift_short:
@@ -122,20 +121,8 @@ def patch() -> None:
 def main() -> None:
     patch()
     torch.set_num_threads(1)
-    ck = load_checkpoint()
     print(f"c factor {C_FACTOR}, reference {REF}", flush=True)
-    corpus = NabCorpus.load(DATA, LABELS)
-    det = DevSet(DATA, corpus, ck.model, ck.scoring).detections(ck.scoring)
-    s = corpus.score(det, threshold=ck.scoring.open_threshold)["standard"].normalized
-    missed, fps = table(corpus, det, ck.scoring.open_threshold)
-    print(f"dev: {s:.2f} ({39 - len(missed)} windows, {sum(fps.values())} FP rows), missed {[m[1] for m in missed]}")
-    print("  FP rows per file:", {f.split("/")[1][:24]: n for f, n in fps.items()}, flush=True)
-    for seed in (0, 1, 2):
-        cells = []
-        for r in syn.evaluate_synthetic(scoring=ck.scoring, seed=seed):
-            rec = f"recall {r.recall:.2f}, " if r.windows else ""
-            cells.append(f"{r.family} {rec}alerts {r.alerts}, false/10k {r.false_per_10k:.2f}")
-        print(f"seed {seed}: " + "; ".join(cells), flush=True)
+    dev_and_synthetic(DATA, LABELS)
 
 
 if __name__ == "__main__":

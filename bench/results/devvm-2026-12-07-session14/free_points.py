@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session13")
 sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session10"))
 
 from lifecycle_probe import dev_set
-from window_table import table
+from window_table import point
 
 from models.protocol import FREE_PARAMETERS
 
@@ -25,12 +25,7 @@ def main() -> None:
     params = {p.name: p for p in FREE_PARAMETERS}
     for kv in sys.argv[1:]:
         k, v = kv.split("=")
-        c = params[k].set(shipped, float(v))
-        det = dev.detections(c)
-        s = corpus.score(det, threshold=c.open_threshold)["standard"].normalized
-        missed, fps = table(corpus, det, c.open_threshold)
-        per = {f.split("/")[1][:24]: n for f, n in fps.items()}
-        print(f"{kv}: {s:.2f}, missed {[m[1] for m in missed]}, {sum(fps.values())} FP rows {per}", flush=True)
+        point(corpus, dev, params[k].set(shipped, float(v)), kv)
 
 
 if __name__ == "__main__":

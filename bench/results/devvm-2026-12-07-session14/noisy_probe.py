@@ -43,23 +43,5 @@ for s in [x for x in make_families(3, 6)["quiet"] if x.name.startswith("noisy")]
     for t in range(len(s.values)):
         res = r.process(Batch([s.name], s.ts[t : t + 1], np.array([[s.values[t]]], np.float32)))
         if res.transition[0] > 0:
-            print(
-                s.name,
-                t,
-                f"x {s.values[t]:.2f}",
-                f"score {res.score[0]:.3f}",
-                "trans",
-                res.transition[0],
-                "r",
-                LAST["r"].numpy().round(3),
-                "mean",
-                LAST["mean"].numpy().round(3),
-                "var",
-                LAST["var"].numpy().round(4),
-                "bvar",
-                LAST["bvar"].numpy().round(4),
-                "exc",
-                LAST["exc"].numpy().round(5),
-                "sc",
-                LAST["score"].numpy().round(3),
-            )
+            named = " ".join(f"{k} {LAST[k].numpy().round(5)}" for k in ("r", "mean", "var", "bvar", "exc", "score"))
+            print(s.name, t, f"x {s.values[t]:.2f} score {res.score[0]:.3f} trans {res.transition[0]}", named)

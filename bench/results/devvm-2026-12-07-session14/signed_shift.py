@@ -14,7 +14,6 @@ Torch scorer; prints dev (standard, the production threshold) and the synthetic 
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -23,14 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session13"))
 
-from window_table import table
+from window_table import dev_and_synthetic
 
 import models.scoring as ms
 from models.calibrated import CalibratedChannels
-from models.checkpoint import load_checkpoint
-from models.nab import NabCorpus
-from models.protocol import DevSet
-from models.synthetic import evaluate_synthetic
 
 assert os.environ.get("SEQSTREAM_SCORER_KERNEL") == "0", "the compiled kernel would bypass the patch"
 DATA = "../shared/data/nab-dev/data"
@@ -89,19 +84,7 @@ def main() -> None:
     CalibratedChannels.calibrate = calibrate  # type: ignore[method-assign]
     ms.Scorer._context = context  # type: ignore[method-assign]
     torch.set_num_threads(1)
-    ck = load_checkpoint()
-    corpus = NabCorpus.load(DATA, LABELS)
-    det = DevSet(DATA, corpus, ck.model, ck.scoring).detections(ck.scoring)
-    s = corpus.score(det, threshold=ck.scoring.open_threshold)["standard"].normalized
-    missed, fps = table(corpus, det, ck.scoring.open_threshold)
-    print(f"dev: {s:.2f} ({39 - len(missed)} windows, {sum(fps.values())} FP rows), missed {[m[1] for m in missed]}")
-    for seed in range(5):
-        cells = []
-        for q in evaluate_synthetic(seed=seed):
-            rec = f"recall {q.recall:.2f}, " if q.windows else ""
-            cells.append(f"{q.family} {rec}alerts {q.alerts}, false/10k {q.false_per_10k:.2f}")
-        print(f"seed {seed}: " + "; ".join(cells), flush=True)
-    _ = math.pi
+    dev_and_synthetic(DATA, LABELS, range(5), per_file=False)
 
 
 if __name__ == "__main__":
