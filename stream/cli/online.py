@@ -320,7 +320,12 @@ def register(sub: Any) -> None:
 
     d = sub.add_parser("demo", help="embedded broker + worker + simulated streams with anomalies, live summary")
     _add_broker(d)
-    d.add_argument("--seconds", type=float, default=None, help="stop after N seconds (default: until Ctrl-C)")
+    d.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="stop after N seconds of producing, once the worker is ready (default: until Ctrl-C)",
+    )
     d.add_argument("-q", "--quiet", action="store_true", help="only the final summary")
     d.set_defaults(func=_cmd_demo)
 

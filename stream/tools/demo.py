@@ -2,7 +2,7 @@
 
 Starts what is missing, prints a live summary every two seconds (events/s, active streams,
 latency, latest alerts, whether each alert matches an injected anomaly) and stops everything it
-started after ``--seconds`` or Ctrl-C.
+started after ``--seconds`` of producing (counted once the worker is ready) or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -192,16 +192,17 @@ def run_demo(seconds: float | None = None, broker: str | None = None, quiet: boo
         print(f"demo: worker pid {worker.proc.pid if worker.proc else '?'}, log {worker.log_path}")
         print(f"demo: metrics at {worker.metrics_url}")
         print(f"demo: stream explorer at http://{worker.host}:{worker.web_port}/explorer", flush=True)
-        sims, rates = demo_plan(settings, None if seconds is None else seconds - (time.monotonic() - t0))
         waited = worker.wait_ready()
+        # the demo's seconds count from here: a first run on a fresh machine compiles the scorer's loops and
+        # loads torch (10-30 s), which must not eat the window the injected anomalies are planned in
+        sims, rates = demo_plan(settings, seconds)
         print(
             f"demo: worker ready after {waited:.1f} s; producing "
             + ", ".join(f"{s} {sims[s].n_streams} streams {rates[s]:,.0f} ev/s" for s in sims)
             + " with injected anomalies",
             flush=True,
         )
-        remaining = None if seconds is None else max(1.0, seconds - (time.monotonic() - t0))
-        st = asyncio.run(_main(settings, worker, sims, rates, remaining, t0, quiet))
+        st = asyncio.run(_main(settings, worker, sims, rates, seconds, t0, quiet))
         opened = [a for a in st.alerts if a.get("state") == "open"]
         hits = {(a.source, a.stream) for a in st.labels}
         found = {(a.get("source"), a.get("stream")) for a in opened} & hits
