@@ -10,6 +10,7 @@ tuning protocol read it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,9 +24,13 @@ __all__ = ["CALIBRATED_SCORING", "CONTEXT_SCORING", "EPS_P", "ScoringConfig", "d
 # scorers and their compiled loops
 EPS_P = 1e-10
 
-# options added after runners' state fingerprints were first written, and their off values: a config with
-# one of them off fingerprints as it did before the option existed (ScoringConfig.fingerprint_dict)
-_ADDED_OFF: dict[str, Any] = {"hold_release": 0.0, "drop_step": 0.0}
+# options added after runners' state fingerprints were first written, and when each changes nothing (off, or
+# without the parts it needs): a config where it changes nothing fingerprints as it did before the option
+# existed (ScoringConfig.fingerprint_dict)
+_ADDED_OFF: dict[str, Callable[[ScoringConfig], bool]] = {
+    "hold_release": lambda c: c.hold_release == 0.0,
+    "drop_step": lambda c: not c.drop_channel,
+}
 
 
 @dataclass(frozen=True)
@@ -225,10 +230,8 @@ class ScoringConfig:
         upgrade instead of being re-warmed (or refused)."""
         d = self.to_dict()
         for k, off in _ADDED_OFF.items():
-            if d[k] == off:
+            if off(self):
                 del d[k]
-        if not self.drop_channel:  # drop_step without the channels it compares changes nothing either
-            d.pop("drop_step", None)
         return d
 
 
