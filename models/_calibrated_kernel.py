@@ -8,12 +8,11 @@ costs a few µs plus a few hundred ns per row. The loops take the wave's ``rows`
 tensor: the Runner passes the slab's own on the CPU, so the 861-float rows are never copied out and
 back (``Runner.aux_in_place``).
 
-The arithmetic follows the torch code operation by operation in float32 (constants as float32,
-``lerp`` and ``addcmul`` as torch's fused forms, :mod:`models._jit`; reductions over the targets sum
-then divide); ``erfc`` and ``log`` come from libm here and torch's kernels there and may differ in the
-last bit, so scores agree to float32 rounding (``tests/test_calibrated_kernel.py``: outputs, state and
-every alert decision). CUDA keeps the torch code. Which parts a config has is in ``lay`` (int64:
-column offsets and sizes) and ``par`` (float32: rates and thresholds), built once by :func:`layout`.
+The arithmetic follows the torch code operation by operation in float32 (constants as float32, ``lerp``
+and ``addcmul`` as torch's fused forms, :mod:`models._jit`; reductions sum then divide); ``erfc`` and
+``log`` are libm's here and torch's there, so scores agree to float32 rounding (``tests/test_calibrated_kernel.py``:
+outputs, state, every alert decision). CUDA keeps the torch code. ``lay`` (int64: column offsets and
+sizes) and ``par`` (float32: rates and thresholds), built once by :func:`layout`, say what a config has.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ._folded import FOLD_D, FOLD_G, folded_null
 from ._jit import fma, jit, lerp
 from .scoring_config import EPS_P
 
@@ -40,8 +40,8 @@ _EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(EPS_P)
     L_F, L_T, L_MEAN, L_VAR, L_FCAST,
     L_SEASON, L_NS, L_PROFILE, L_NP, L_SHIFT,
     L_C, L_GATE, L_CMEAN, L_CVAR, L_BVAR, L_BCOUNT, L_H, L_SCORE, L_CSINCE, L_RAVG, L_EXC, L_STEP,
-    L_HOLD, L_PEND, L_DROP, L_N,
-) = range(26)  # fmt: skip
+    L_HOLD, L_PEND, L_DROP, L_FOLD, L_FOLDN, L_N,
+) = range(28)  # fmt: skip
 # par: float32 numbers
 (
     P_MIN_VAR, P_CLIP, P_INV_NORM_W, P_SEASON_RATE, P_PROFILE_RATE, P_INV_SHIFT_SHORT, P_INV_SHIFT_LONG,
@@ -59,7 +59,7 @@ def eligible(sc: Any) -> bool:
 
 
 def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(lay, par)`` of an :func:`eligible` scorer."""
+    """``(lay, par)`` of an :func:`eligible` scorer (``par``: [P_N] numbers, then the folded normal's table)."""
     c, cal = sc.config, sc.calibrated
     assert cal is not None
     lay = np.zeros(L_N, np.int64)  # [L_N]
@@ -78,6 +78,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     lay[L_HOLD] = cal._hold  # the channel held while an alert is open (hold_shift), -1: none
     lay[L_PEND] = cal._pend  # its held events' sums (hold_release), -1: none
     lay[L_DROP] = cal._drop.start if c.drop_channel else -1  # the drop channel's expectation[T] and flag
+    lay[L_FOLD], lay[L_FOLDN] = cal._folded, len(FOLD_G)  # profile_folded's channel (-1: none); its table, par's tail
     par = np.zeros(P_N, np.float32)  # [P_N]
     par[P_MIN_VAR], par[P_CLIP], par[P_INV_NORM_W] = c.min_std**2, c.clip, 1.0 / c.norm_window
     par[P_MIN_STD] = c.min_std
@@ -91,7 +92,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     par[P_OPEN], par[P_CLOSE], par[P_CLOSE_AFTER] = c.open_threshold, c.close_threshold, float(c.close_after)
     par[P_WARMUP], par[P_SUPPRESS], par[P_SUPPRESS_OTHER] = float(c.warmup), float(c.suppress), float(c.suppress_other)
     par[P_RELEASE], par[P_SINCE_CAP], par[P_DROP] = cal._release_at, cal._since_cap, c.drop_step
-    return lay, par
+    return lay, np.concatenate((par, FOLD_D, FOLD_G))
 
 
 def keep_width(lay: np.ndarray) -> int:
@@ -150,8 +151,7 @@ def _step_factor(row: Any, xi: Any, std: Any, lay: Any, par: Any) -> Any:
 @jit(inline="always")
 def _residual(row: Any, xn: Any, lay: Any) -> Any:
     """The mean absolute residual of the normalised targets against the stream's last forecast."""
-    t, fc0 = lay[L_T], lay[L_FCAST]
-    err = _ZERO
+    t, fc0, err = lay[L_T], lay[L_FCAST], _ZERO
     for k in range(t):
         err += abs(xn[k] - row[fc0 + k])
     return err / _F(t)
@@ -197,9 +197,8 @@ def _channels(row: Any, xi: Any, ph: Any, std: Any, lay: Any, par: Any, r: Any, 
     if lay[L_NP]:
         col = np.int64(ph[p])
         base, ic = lay[L_PROFILE] + col * t, lay[L_PROFILE] + lay[L_NP] * t + col
-        cn = row[ic]
+        cn, acc = row[ic], _ZERO
         seen_p = cn > _ZERO
-        acc = _ZERO
         rate = max(_ONE / (cn + _ONE), par[P_PROFILE_RATE])
         for k in range(t):
             m = row[base + k]
@@ -213,8 +212,7 @@ def _channels(row: Any, xi: Any, ph: Any, std: Any, lay: Any, par: Any, r: Any, 
     if lay[L_SHIFT] >= 0:
         s0 = lay[L_SHIFT]
         first = _ONE / (count + _ONE)
-        ws, wl = max(first, par[P_INV_SHIFT_SHORT]), max(first, par[P_INV_SHIFT_LONG])
-        acc = _ZERO
+        ws, wl, acc = max(first, par[P_INV_SHIFT_SHORT]), max(first, par[P_INV_SHIFT_LONG]), _ZERO
         for k in range(t):
             ms = lerp(row[s0 + k], xi[k], ws)
             row[s0 + k] = ms
@@ -297,12 +295,14 @@ def _calibrate(row: Any, k: Any, rk: Any, okk: Any, count: Any, bucket: Any, bc:
         ab = max(_ONE / (bc + _ONE), par[P_SEASON_RATE])
         row[ib] = bv + ab * (dc * dc - bv)
     z = dc / math.sqrt(v)
-    tail = math.erfc(z * par[P_INV_SQRT2]) * _HALF
+    tail, inv_q = math.erfc(z * par[P_INV_SQRT2]) * _HALF, par[P_INV_Q0]
+    if k == lay[L_FOLD]:  # profile_folded: a folded normal's tail (and rate at z0) fitted to mean and variance
+        tail, inv_q = folded_null(rk, mean_c, v, par[P_TAIL_Z], par[P_N:], lay[L_FOLDN])
     logp = math.log(tail + _EPS_P) + par[P_LOG_C]
     if lay[L_EXC] >= 0:
         ie = lay[L_EXC] + k
         exc = row[ie]
-        logp = logp + math.log(max(exc * par[P_INV_Q0], _ONE))
+        logp = logp + math.log(max(exc * inv_q, _ONE))
         re = max(_ONE / (count + par[P_N0]), par[P_INV_ERR_W]) * (_ONE if okk else _ZERO)
         row[ie] = lerp(exc, _ONE if z > par[P_TAIL_Z] else _ZERO, re)
     logp = min(logp, _ZERO)

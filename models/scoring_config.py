@@ -30,6 +30,7 @@ EPS_P = 1e-10
 _ADDED_OFF: dict[str, Callable[[ScoringConfig], bool]] = {
     "hold_release": lambda c: c.hold_release == 0.0,
     "drop_step": lambda c: not c.drop_channel,
+    "profile_folded": lambda c: not (c.profile_folded and c.profile_buckets),
 }
 
 
@@ -128,6 +129,12 @@ class ScoringConfig:
     # channels never see an outage. Without the profile or shift channel or step_scale there is no drop
     # channel (as there is nothing to hold without a shift channel)
     drop_step: float = 0.0
+    # calibrated mode: the profile channel's statistic, |x - profile mean| / sd, is an absolute value
+    # (half-normal where the value scatters around its profile, about Gaussian where the profile is off
+    # by more than the noise); its tail is a folded normal's |N(m, s^2)|, m and s fitted to the channel's
+    # running mean and variance, instead of the location-scale Gaussian, which puts a half-normal's tail
+    # far too thin (models/_folded.py). Without a profile channel it changes nothing
+    profile_folded: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -192,6 +199,8 @@ class ScoringConfig:
             raise ConfigError("drop_step is a calibrated-scoring option (calibrated=True)")
         if self.drop_step and not self.min_std > 0.0:
             raise ConfigError(f"drop_step needs min_std > 0 (it floors the drop channel's slack), got {self.min_std}")
+        if self.profile_folded and not self.calibrated:
+            raise ConfigError("profile_folded is a calibrated-scoring option (calibrated=True)")
         if self.calibrated:
             unused = {
                 "err_short": (self.err_short, 1),
@@ -276,12 +285,13 @@ CALIBRATED_SCORING = ScoringConfig(
     hold_shift=True,  # the shift channel's calibration does not learn from an open alert (a shift's own echo)
     hold_release=3.0,  # ... unless the alert resolved within 3 * shift_short events (a spike's echo)
     drop_step=0.25,  # a fall of a never-negative series as a ratio to what was expected (an outage)
+    profile_folded=True,  # the profile channel's null is a folded normal (its statistic is an absolute value)
 )
 """The bundled univariate sensor detector's scoring (models/calibrated.py, docs/accuracy.md): the
 context channels with one calibration, a Bonferroni combination and the alert lifecycle; its free
 parameters are W, rho, the two shift horizons, R (and R / 2), the residual's averaging, the tail
 check's level, the threshold, the lifecycle's close/warm-up settings, the held shift's release and
-the drop channel's slack.
+the drop channel's slack (the folded profile null adds none: its two numbers are the calibration's own).
 """
 
 SCORINGS = {"calibrated": CALIBRATED_SCORING, "context": CONTEXT_SCORING, "plain": ScoringConfig()}

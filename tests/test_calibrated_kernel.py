@@ -35,6 +35,7 @@ CONFIGS = {
     # R 25 < the release's 45 events: since is counted up to 45
     "short-block": replace(CALIBRATED_SCORING, suppress=25, suppress_other=12, warmup=20),
     "no-drop": replace(CALIBRATED_SCORING, drop_step=0.0, warmup=20),
+    "no-folded": replace(CALIBRATED_SCORING, profile_folded=False, warmup=20),
 }
 
 
