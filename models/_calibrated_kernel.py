@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from ._folded import FOLD_D, FOLD_G, folded_null
 from ._jit import fma, jit, lerp
 from .scoring_config import EPS_P
 
@@ -40,8 +39,8 @@ _EPS4, _EPS12, _EPS_P = _F(1e-4), _F(1e-12), _F(EPS_P)
     L_F, L_T, L_MEAN, L_VAR, L_FCAST,
     L_SEASON, L_NS, L_PROFILE, L_NP, L_SHIFT,
     L_C, L_GATE, L_CMEAN, L_CVAR, L_BVAR, L_BCOUNT, L_H, L_SCORE, L_CSINCE, L_RAVG, L_EXC, L_STEP,
-    L_HOLD, L_PEND, L_DROP, L_FOLD, L_FOLDN, L_N,
-) = range(28)  # fmt: skip
+    L_HOLD, L_PEND, L_DROP, L_HALFN, L_N,
+) = range(27)  # fmt: skip
 # par: float32 numbers
 (
     P_MIN_VAR, P_CLIP, P_INV_NORM_W, P_SEASON_RATE, P_PROFILE_RATE, P_INV_SHIFT_SHORT, P_INV_SHIFT_LONG,
@@ -59,7 +58,7 @@ def eligible(sc: Any) -> bool:
 
 
 def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(lay, par)`` of an :func:`eligible` scorer (``par``: [P_N] numbers, then the folded normal's table)."""
+    """``(lay, par)`` of an :func:`eligible` scorer."""
     c, cal = sc.config, sc.calibrated
     assert cal is not None
     lay = np.zeros(L_N, np.int64)  # [L_N]
@@ -78,7 +77,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     lay[L_HOLD] = cal._hold  # the channel held while an alert is open (hold_shift), -1: none
     lay[L_PEND] = cal._pend  # its held events' sums (hold_release), -1: none
     lay[L_DROP] = cal._drop.start if c.drop_channel else -1  # the drop channel's expectation[T] and flag
-    lay[L_FOLD], lay[L_FOLDN] = cal._folded, len(FOLD_G)  # profile_folded's channel (-1: none); its table, par's tail
+    lay[L_HALFN] = cal._halfnormal  # the channel with a half-normal null (profile_halfnormal), -1: none
     par = np.zeros(P_N, np.float32)  # [P_N]
     par[P_MIN_VAR], par[P_CLIP], par[P_INV_NORM_W] = c.min_std**2, c.clip, 1.0 / c.norm_window
     par[P_MIN_STD] = c.min_std
@@ -92,7 +91,7 @@ def layout(sc: Any) -> tuple[np.ndarray, np.ndarray]:
     par[P_OPEN], par[P_CLOSE], par[P_CLOSE_AFTER] = c.open_threshold, c.close_threshold, float(c.close_after)
     par[P_WARMUP], par[P_SUPPRESS], par[P_SUPPRESS_OTHER] = float(c.warmup), float(c.suppress), float(c.suppress_other)
     par[P_RELEASE], par[P_SINCE_CAP], par[P_DROP] = cal._release_at, cal._since_cap, c.drop_step
-    return lay, np.concatenate((par, FOLD_D, FOLD_G))
+    return lay, par
 
 
 def keep_width(lay: np.ndarray) -> int:
@@ -296,8 +295,10 @@ def _calibrate(row: Any, k: Any, rk: Any, okk: Any, count: Any, bucket: Any, bc:
         row[ib] = bv + ab * (dc * dc - bv)
     z = dc / math.sqrt(v)
     tail, inv_q = math.erfc(z * par[P_INV_SQRT2]) * _HALF, par[P_INV_Q0]
-    if k == lay[L_FOLD]:  # profile_folded: a folded normal's tail (and rate at z0) fitted to mean and variance
-        tail, inv_q = folded_null(rk, mean_c, v, par[P_TAIL_Z], par[P_N:], lay[L_FOLDN])
+    if k == lay[L_HALFN]:  # profile_halfnormal: P(|N(0, rms^2)| > r), and that null's rate at z0
+        rms = math.sqrt(v + mean_c * mean_c)
+        tail = _F(math.erfc(rk / rms * par[P_INV_SQRT2]))
+        inv_q = _ONE / math.erfc((mean_c + par[P_TAIL_Z] * math.sqrt(v)) / rms * par[P_INV_SQRT2])
     logp = math.log(tail + _EPS_P) + par[P_LOG_C]
     if lay[L_EXC] >= 0:
         ie = lay[L_EXC] + k
@@ -489,8 +490,7 @@ calibrated_post_seq = jit(_post_seq)
 def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
     """Compile both loops (or load them from numba's cache) now, not in the first batch (~3 s without a cache)."""
     f32 = np.float32
-    aux, f, t = np.zeros((0, width), f32), int(lay[L_F]), int(lay[L_T])
-    rows = np.zeros(0, np.int64)
+    aux, f, t, rows = np.zeros((0, width), f32), int(lay[L_F]), int(lay[L_T]), np.zeros(0, np.int64)
     calibrated_pre(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32),
                    np.zeros(0, f32))  # fmt: skip
     calibrated_post(aux, rows, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))

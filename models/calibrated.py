@@ -50,14 +50,13 @@ constants, chosen on the NAB dev files. Here every channel gets the same treatme
   noise of a count or a rate is not, so the ``|deviation|`` channels never saw an outage; one-sided:
   only a value below what was expected is evidence. It comes before the shift channel (which stays
   the last, the held one) and gets the overall variance;
-* **folded profile** (``profile_folded``): the profile channel's statistic ``|x - profile mean| / sd``
-  is an absolute value; where the value scatters around its profile it is half-normal, whose tail the
-  location-scale Gaussian puts far too thin (bursty counts: a draw 3x the level reads as 4-5 sd). Its
-  tail is instead a folded normal's, ``|N(m, s^2)|``, fitted to the channel's running mean and variance
-  (:mod:`models._folded`): the half-normal at one end, the Gaussian where the statistic sits far from
-  0. The tail check compares the channel's exceedances of z0 with that null's rate there. The shift
-  channel, also an absolute value, keeps the Gaussian: the folded null cost NAB dev windows and
-  synthetic level shifts there;
+* **half-normal profile** (``profile_halfnormal``): the profile channel's statistic
+  ``|x - profile mean| / sd`` is an absolute value, half-normal where the value scatters around its
+  profile, and a location-scale Gaussian puts a half-normal's tail far too thin (a 4-sd draw reads as
+  5.3 sd of the statistic). Its tail is ``P(|N(0, rms^2)| > r)``, ``rms`` the statistic's running root
+  mean square (``sqrt(var + mean^2)``, from the calibration's own two numbers); the tail check compares
+  the channel's exceedances of z0 with that null's rate there. The shift channel, also an absolute
+  value, keeps the Gaussian: a half-normal null there cost NAB dev windows and synthetic level shifts;
 * **combination**: the smallest Gaussian tail probability ``p`` of the ``C`` channels, times ``C``
   (Bonferroni: C looks at one event are not C chances at a false alarm; C counts the drop channel
   also for a series that goes below 0, where it is never defined: ~0.0125 of score), becomes the
@@ -89,7 +88,6 @@ import math
 import torch
 from torch import Tensor
 
-from ._folded import FOLD_D, FOLD_G
 from .scoring_config import EPS_P, ScoringConfig
 
 __all__ = ["CalibratedChannels"]
@@ -146,7 +144,7 @@ class CalibratedChannels:
         self._drop = slice(o, o + t + 1) if c.drop_channel else slice(o, o)
         o += t + 1 if c.drop_channel else 0
         self.end = o
-        self._folded = 1 if c.profile_folded and c.profile_buckets else -1  # the profile channel, second
+        self._halfnormal = 1 if c.profile_halfnormal and c.profile_buckets else -1  # the profile channel, second
         self._log_c = math.log(n)
         self._dev: dict[torch.device, dict[str, Tensor]] = {}
 
@@ -183,7 +181,6 @@ class CalibratedChannels:
             }
             got = {k: torch.tensor(v, dtype=torch.float32, device=dev) for k, v in vals.items()}
             got["chan"] = torch.arange(self.n_hourly, device=dev)  # [H]
-            got["fold_d"], got["fold_g"] = torch.from_numpy(FOLD_D).to(dev), torch.from_numpy(FOLD_G).to(dev)  # [N]
             got["held"] = (torch.arange(self.n_channels, device=dev) == self._hold).float()  # [C] 1: the held one
             self._dev[dev] = got
         return got
@@ -271,17 +268,17 @@ class CalibratedChannels:
             aux.scatter_(1, i_c, bc + 1.0)
         z = d / v.sqrt()  # [B, C]
         tail = torch.special.erfc(z * k["inv_sqrt2"]) * k["half"]  # [B, C] one-sided Gaussian tail
-        f = self._folded
-        if f >= 0:  # profile_folded: that channel's tail is a folded normal's, fitted to its mean and variance
-            fm, fs = self._fold_fit(mean[:, f], v[:, f], k)  # [B], [B]
-            tail[:, f] = self._fold_tail(r[:, f], fm, fs, k)  # [B]
+        f = self._halfnormal
+        if f >= 0:  # profile_halfnormal: that channel's tail is P(|N(0, rms^2)| > r), rms its root mean square
+            rms = (v[:, f] + mean[:, f] * mean[:, f]).sqrt()  # [B]
+            tail[:, f] = torch.special.erfc(r[:, f] / rms * k["inv_sqrt2"])  # [B] two-sided
         logp = (tail + k["eps_p"]).log_().add_(k["log_c"])  # [B, C] Bonferroni: C p
         if cfg.tail_z:
             exc = aux[:, self._exc]  # [B, C] view: rate of z > z0 so far
             ratio = exc * k["inv_q0"]  # [B, C] the exceedance rate over the null's rate at z0 (Gaussian) ...
-            if f >= 0:  # ... the folded normal's there
+            if f >= 0:  # ... the half-normal's there
                 at = mean[:, f] + k["tail_z"] * v[:, f].sqrt()  # [B] the statistic at z = z0
-                ratio[:, f] = exc[:, f] * self._fold_tail(at, fm, fs, k).reciprocal()  # [B]
+                ratio[:, f] = exc[:, f] * torch.special.erfc(at / rms * k["inv_sqrt2"]).reciprocal()  # [B]
             logp.add_(ratio.clamp_min_(1.0).log_())  # [B, C] times the excess over the null's rate
             re = (count + k["n0"]).reciprocal_().clamp_min_(k["inv_w"]).unsqueeze(1) * ok  # [B, C] 0: not defined
             exc.lerp_((z > k["tail_z"]).to(exc.dtype), re)  # [B, C]
@@ -293,28 +290,6 @@ class CalibratedChannels:
             a = a * (1.0 - (is_open > 0.0).to(a.dtype).unsqueeze(1) * k["held"])  # [B, C] 0: held
         var.addcmul_(d, d * a).mul_(1.0 - a)  # [B, C]
         mean.addcmul_(a, d)  # [B, C]
-
-    @staticmethod
-    def _fold_fit(mu: Tensor, v: Tensor, k: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """``(m[B], s[B])`` of the folded normal with mean ``mu[B]`` and variance ``v[B]``
-        (:func:`models._folded.folded_fit`, the same float32 steps)."""
-        dd, gg = k["fold_d"], k["fold_g"]  # [N], [N]
-        mu = mu.clamp_min(0.0)  # [B]
-        m2 = v + mu * mu  # [B]
-        ratio = mu / m2.sqrt()  # [B] g(m / s)
-        i = torch.searchsorted(gg, ratio).clamp_(1, gg.shape[0] - 1)  # [B]
-        g0, d0 = gg[i - 1], dd[i - 1]  # [B], [B]
-        t = ((ratio - g0) / (gg[i] - g0)).clamp_(0.0, 1.0)  # [B]
-        d = d0 + t * (dd[i] - d0)  # [B] m / s
-        s = (m2 / (1.0 + d * d)).sqrt()  # [B]
-        gauss = ratio >= gg[-1]  # [B] m / s >= 12: the Gaussian, the table's end
-        return torch.where(gauss, mu, d * s), torch.where(gauss, v.sqrt(), s)
-
-    @staticmethod
-    def _fold_tail(r: Tensor, m: Tensor, s: Tensor, k: dict[str, Tensor]) -> Tensor:
-        """``[B]``: ``P(|N(m, s^2)| > r)``."""
-        hi = torch.special.erfc((r - m) / s * k["inv_sqrt2"]) * k["half"]  # [B]
-        return hi + torch.special.erfc((r + m) / s * k["inv_sqrt2"]) * k["half"]  # [B]
 
     def _release(
         self, aux: Tensor, r: Tensor, ok: Tensor, count: Tensor, is_open: Tensor, k: dict[str, Tensor]

@@ -30,7 +30,7 @@ EPS_P = 1e-10
 _ADDED_OFF: dict[str, Callable[[ScoringConfig], bool]] = {
     "hold_release": lambda c: c.hold_release == 0.0,
     "drop_step": lambda c: not c.drop_channel,
-    "profile_folded": lambda c: not (c.profile_folded and c.profile_buckets),
+    "profile_halfnormal": lambda c: not (c.profile_halfnormal and c.profile_buckets),
 }
 
 
@@ -129,12 +129,11 @@ class ScoringConfig:
     # channels never see an outage. Without the profile or shift channel or step_scale there is no drop
     # channel (as there is nothing to hold without a shift channel)
     drop_step: float = 0.0
-    # calibrated mode: the profile channel's statistic, |x - profile mean| / sd, is an absolute value
-    # (half-normal where the value scatters around its profile, about Gaussian where the profile is off
-    # by more than the noise); its tail is a folded normal's |N(m, s^2)|, m and s fitted to the channel's
-    # running mean and variance, instead of the location-scale Gaussian, which puts a half-normal's tail
-    # far too thin (models/_folded.py). Without a profile channel it changes nothing
-    profile_folded: bool = False
+    # calibrated mode: the profile channel's statistic, |x - profile mean| / sd, is an absolute value,
+    # half-normal where the value scatters around its profile; its tail is P(|N(0, rms^2)| > r), rms the
+    # statistic's running root mean square (sqrt(var + mean^2)), instead of the location-scale Gaussian,
+    # which puts a half-normal's tail far too thin. Without a profile channel it changes nothing
+    profile_halfnormal: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "err_scales", tuple(int(k) for k in self.err_scales))  # JSON gives lists
@@ -183,8 +182,9 @@ class ScoringConfig:
             raise ConfigError(f"residual_avg must be >= 1 event, got {self.residual_avg}")
         if self.residual_avg != 1.0 and not self.calibrated:
             raise ConfigError("residual_avg is a calibrated-scoring option (calibrated=True)")
-        if self.tail_z < 0.0 or (self.tail_z and not self.calibrated):
-            raise ConfigError(f"tail_z is a calibrated-scoring option, >= 0 (0: off), got {self.tail_z}")
+        if not 0.0 <= self.tail_z <= 8.0 or (self.tail_z and not self.calibrated):
+            # past ~13 sd the Gaussian rate at z0 underflows float32 (and a half-normal's past ~12)
+            raise ConfigError(f"tail_z is a calibrated-scoring option in [0, 8] (0: off), got {self.tail_z}")
         if self.step_scale and not self.calibrated:
             raise ConfigError("step_scale is a calibrated-scoring option (calibrated=True)")
         if self.hold_shift and not self.calibrated:
@@ -199,8 +199,8 @@ class ScoringConfig:
             raise ConfigError("drop_step is a calibrated-scoring option (calibrated=True)")
         if self.drop_step and not self.min_std > 0.0:
             raise ConfigError(f"drop_step needs min_std > 0 (it floors the drop channel's slack), got {self.min_std}")
-        if self.profile_folded and not self.calibrated:
-            raise ConfigError("profile_folded is a calibrated-scoring option (calibrated=True)")
+        if self.profile_halfnormal and not self.calibrated:
+            raise ConfigError("profile_halfnormal is a calibrated-scoring option (calibrated=True)")
         if self.calibrated:
             unused = {
                 "err_short": (self.err_short, 1),
@@ -285,13 +285,13 @@ CALIBRATED_SCORING = ScoringConfig(
     hold_shift=True,  # the shift channel's calibration does not learn from an open alert (a shift's own echo)
     hold_release=3.0,  # ... unless the alert resolved within 3 * shift_short events (a spike's echo)
     drop_step=0.25,  # a fall of a never-negative series as a ratio to what was expected (an outage)
-    profile_folded=True,  # the profile channel's null is a folded normal (its statistic is an absolute value)
+    profile_halfnormal=True,  # the profile channel's null is a half-normal (its statistic is an absolute value)
 )
 """The bundled univariate sensor detector's scoring (models/calibrated.py, docs/accuracy.md): the
 context channels with one calibration, a Bonferroni combination and the alert lifecycle; its free
 parameters are W, rho, the two shift horizons, R (and R / 2), the residual's averaging, the tail
 check's level, the threshold, the lifecycle's close/warm-up settings, the held shift's release and
-the drop channel's slack (the folded profile null adds none: its two numbers are the calibration's own).
+the drop channel's slack (the half-normal profile null adds none: its scale is the calibration's own).
 """
 
 SCORINGS = {"calibrated": CALIBRATED_SCORING, "context": CONTEXT_SCORING, "plain": ScoringConfig()}

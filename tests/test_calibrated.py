@@ -417,7 +417,7 @@ def test_hold_release_off_keeps_a_checkpoints_state_fingerprint() -> None:
     while it is off, so a checkpoint that does not use it restores its streams' state after an upgrade."""
     fp = ScoringConfig().fingerprint_dict()
     assert "hold_release" not in fp
-    added = ("hold_release", "drop_step", "profile_folded")
+    added = ("hold_release", "drop_step", "profile_halfnormal")
     assert fp == {k: v for k, v in ScoringConfig().to_dict().items() if k not in added}
     assert CALIBRATED_SCORING.fingerprint_dict()["hold_release"] == 3.0
     model = RecurrentForecaster(NetConfig(hidden_size=8))
@@ -536,67 +536,36 @@ def test_drop_channel_sees_an_outage_of_a_count_series() -> None:
     assert not any(outage[0] <= o <= outage[1] for o in _opened(shipped, below))
 
 
-def _folded_moments(m: float, s: float) -> tuple[float, float]:
-    """Mean and variance of |N(m, s^2)|."""
-    mean = s * math.sqrt(2.0 / math.pi) * math.exp(-0.5 * (m / s) ** 2) + m * math.erf(m / (s * math.sqrt(2.0)))
-    return mean, m * m + s * s - mean * mean
+def _halfnormal_row(halfnormal: bool, tail_z: float = 0.0):  # type: ignore[no-untyped-def]
+    """A bundled-config scorer whose profile and shift channels have the running mean and variance of a
+    half-normal statistic of scale 1 (mean sqrt(2/pi), variance 1 - 2/pi) and no time-of-day variance."""
+    sc = Scorer(replace(CALIBRATED_SCORING, tail_z=tail_z, profile_halfnormal=halfnormal), 1)
+    cal = sc.calibrated
+    assert cal is not None and cal.n_channels == 4
+    aux = sc.init_row().unsqueeze(0).clone()  # [1, A]
+    mu, v = math.sqrt(2.0 / math.pi), 1.0 - 2.0 / math.pi
+    aux[:, cal._mean] = torch.tensor([0.0, mu, 0.0, mu])
+    aux[:, cal._var] = torch.tensor([1.0, v, 1.0, v])
+    aux[:, cal._bcount : cal._bcount + cal.n_buckets] = 0.0  # no time-of-day variance yet
+    return sc, cal, aux
 
 
-@pytest.mark.parametrize("m, s", [(0.0, 1.0), (0.0, 0.3), (0.6, 1.0), (1.0, 1.0), (2.0, 0.5), (5.0, 2.0), (30.0, 1.0)])
-def test_folded_fit_recovers_the_folded_normal_from_its_moments(m: float, s: float) -> None:
-    """``profile_folded``'s fit (models/_folded.py): the folded normal with a given mean and variance, on
-    both paths (the compiled loops' scalar function and the torch code) alike. Below m / s ~ 0.5 the
-    moments hardly tell m apart (g is flat there), and the tail hardly depends on it: the tail is checked."""
-    from models._folded import FOLD_D, FOLD_G, folded_fit, folded_null, folded_tail
-    from models.calibrated import CalibratedChannels
-
-    mu, v = _folded_moments(m, s)
-    fm, fs = folded_fit(np.float32(mu), np.float32(v), FOLD_D, FOLD_G)
-    k = {
-        "fold_d": torch.from_numpy(FOLD_D),
-        "fold_g": torch.from_numpy(FOLD_G),
-        "inv_sqrt2": torch.tensor(1.0 / math.sqrt(2.0)),
-        "half": torch.tensor(0.5),
-    }
-    f32 = torch.float32
-    tm, ts = CalibratedChannels._fold_fit(torch.tensor([mu], dtype=f32), torch.tensor([v], dtype=f32), k)
-    assert (float(tm[0]), float(ts[0])) == pytest.approx((float(fm), float(fs)), rel=1e-6, abs=1e-6)
-    if 0.5 <= m / s <= 12.0:
-        assert (float(fm), float(fs)) == pytest.approx((m, s), rel=2e-3, abs=2e-3 * s)
-    for z in (1.0, 3.0, 5.0):
-        r = m + z * s
-        want = 0.5 * math.erfc((r - m) / (s * math.sqrt(2.0))) + 0.5 * math.erfc((r + m) / (s * math.sqrt(2.0)))
-        got = float(folded_tail(np.float32(r), fm, fs))
-        assert got == pytest.approx(want, rel=0.02)
-        assert float(CalibratedChannels._fold_tail(torch.tensor([r]), tm, ts, k)[0]) == pytest.approx(got, rel=1e-5)
-    # the tail check's rate: the null's own at z0, i.e. of mu + z0 sd
-    table = np.concatenate((FOLD_D, FOLD_G))
-    _, inv_q = folded_null(np.float32(mu), np.float32(mu), np.float32(v), np.float32(3.5), table, len(FOLD_G))
-    at = mu + 3.5 * math.sqrt(v)
-    q = 0.5 * math.erfc((at - m) / (s * math.sqrt(2.0))) + 0.5 * math.erfc((at + m) / (s * math.sqrt(2.0)))
-    assert 1.0 / float(inv_q) == pytest.approx(q, rel=0.05)
+def _calibrate_once(cal, aux, r: list[float]) -> list[float]:  # type: ignore[no-untyped-def]
+    ok = torch.ones(1, 4, dtype=torch.bool)
+    cal.calibrate(aux, torch.tensor([r]), ok, torch.tensor([1000.0]), torch.zeros(1), torch.zeros(1))
+    return aux[0, cal._score].tolist()  # type: ignore[no-any-return]
 
 
-def test_profile_folded_scores_white_noise_as_a_half_normal() -> None:
+def test_profile_halfnormal_scores_white_noise_as_a_half_normal() -> None:
     """The profile channel of a stream whose values scatter around their profile: its statistic is
-    half-normal (mean s sqrt(2/pi), variance s^2 (1 - 2/pi)). A value 4 s out is a two-sided 4-sd draw,
-    p = 6.3e-5: with the folded null that is what the channel scores; the location-scale Gaussian put it
-    at z = (4 - 0.80) / 0.60 = 5.3, p = 5.7e-8, and a score 1.7 times as far from 0."""
-    on = replace(CALIBRATED_SCORING, tail_z=0.0)
+    half-normal (mean s sqrt(2/pi), variance s^2 (1 - 2/pi), root mean square s). A value 4 s out is a
+    two-sided 4-sd draw, p = 6.3e-5: with the half-normal null that is what the channel scores; the
+    location-scale Gaussian put it at z = (4 - 0.80) / 0.60 = 5.3, p = 5.7e-8, a score 1.7 times as far
+    from 0."""
     scores = {}
-    for folded in (True, False):
-        sc = Scorer(replace(on, profile_folded=folded), 1)
-        cal = sc.calibrated
-        assert cal is not None and cal.n_channels == 4
-        aux = sc.init_row().unsqueeze(0).clone()  # [1, A]
-        mu, v = _folded_moments(0.0, 1.0)
-        aux[:, cal._mean] = torch.tensor([0.0, mu, 0.0, mu])
-        aux[:, cal._var] = torch.tensor([1.0, v, 1.0, v])
-        aux[:, cal._bcount : cal._bcount + cal.n_buckets] = 0.0  # no time-of-day variance yet
-        r = torch.tensor([[0.0, 4.0, 0.0, 4.0]])  # [1, C]: the profile and shift channels 4 s out
-        ok = torch.ones(1, 4, dtype=torch.bool)
-        cal.calibrate(aux, r, ok, torch.tensor([1000.0]), torch.zeros(1), torch.zeros(1))
-        scores[folded] = aux[0, cal._score].tolist()
+    for halfnormal in (True, False):
+        _, cal, aux = _halfnormal_row(halfnormal)
+        scores[halfnormal] = _calibrate_once(cal, aux, [0.0, 4.0, 0.0, 4.0])  # profile and shift 4 s out
     c = 4  # Bonferroni
     want = math.log(c * math.erfc(4.0 / math.sqrt(2.0)) + c * 1e-10) / math.log(1e-10)
     assert scores[True][1] == pytest.approx(want, rel=1e-4)
@@ -604,11 +573,29 @@ def test_profile_folded_scores_white_noise_as_a_half_normal() -> None:
     assert scores[True][3] == scores[False][3]  # the shift channel keeps the Gaussian
 
 
-def test_profile_folded_is_a_calibrated_option_left_out_of_old_fingerprints() -> None:
-    with pytest.raises(ConfigError, match="profile_folded"):
-        ScoringConfig(profile_folded=True)  # not calibrated
-    assert "profile_folded" not in ScoringConfig().fingerprint_dict()
-    assert CALIBRATED_SCORING.fingerprint_dict()["profile_folded"] is True
+def test_profile_halfnormal_tail_check_compares_with_the_half_normal_rate() -> None:
+    """With the tail check, the profile channel's p is multiplied by (its rate of z > z0) / (the
+    half-normal's rate there, P(|N(0, rms^2)| > mean + z0 sd)), never divided; the other channels keep
+    the Gaussian rate q0."""
+    z0, r = 3.5, 4.0
+    mu, v = math.sqrt(2.0 / math.pi), 1.0 - 2.0 / math.pi
+    q_hn = math.erfc((mu + z0 * math.sqrt(v)) / math.sqrt(2.0))  # rms = 1
+    for rate in (q_hn / 2.0, 20.0 * q_hn):
+        _, cal, aux = _halfnormal_row(True, tail_z=z0)
+        aux[:, cal._exc] = rate
+        got = _calibrate_once(cal, aux, [0.0, r, 0.0, 0.0])[1]
+        p = 4 * math.erfc(r / math.sqrt(2.0)) * max(rate / q_hn, 1.0)
+        assert got == pytest.approx(math.log(p + 4e-10) / math.log(1e-10), rel=1e-4)
+
+
+def test_profile_halfnormal_is_a_calibrated_option_left_out_of_old_fingerprints() -> None:
+    with pytest.raises(ConfigError, match="profile_halfnormal"):
+        ScoringConfig(profile_halfnormal=True)  # not calibrated
+    assert "profile_halfnormal" not in ScoringConfig().fingerprint_dict()
+    assert CALIBRATED_SCORING.fingerprint_dict()["profile_halfnormal"] is True
     no_profile = replace(CALIBRATED_SCORING, profile_buckets=0, drop_step=0.0)
-    assert no_profile.fingerprint_dict() == replace(no_profile, profile_folded=False).fingerprint_dict()
-    assert Scorer(CALIBRATED_SCORING, 1).size == Scorer(replace(CALIBRATED_SCORING, profile_folded=False), 1).size
+    assert no_profile.fingerprint_dict() == replace(no_profile, profile_halfnormal=False).fingerprint_dict()
+    off = replace(CALIBRATED_SCORING, profile_halfnormal=False)
+    assert Scorer(CALIBRATED_SCORING, 1).size == Scorer(off, 1).size  # no state of its own
+    with pytest.raises(ConfigError, match="tail_z"):
+        replace(CALIBRATED_SCORING, tail_z=9.0)  # the null's rate at z0 would underflow float32

@@ -35,7 +35,7 @@ CONFIGS = {
     # R 25 < the release's 45 events: since is counted up to 45
     "short-block": replace(CALIBRATED_SCORING, suppress=25, suppress_other=12, warmup=20),
     "no-drop": replace(CALIBRATED_SCORING, drop_step=0.0, warmup=20),
-    "no-folded": replace(CALIBRATED_SCORING, profile_folded=False, warmup=20),
+    "no-halfnormal": replace(CALIBRATED_SCORING, profile_halfnormal=False, warmup=20),
 }
 
 
@@ -56,6 +56,7 @@ CONFIGS = {
         ("no-release", 1),
         ("short-block", 1),
         ("no-drop", 1),
+        ("no-halfnormal", 1),
     ],
 )
 def test_the_compiled_scorer_agrees_with_the_torch_code(name: str, f: int) -> None:

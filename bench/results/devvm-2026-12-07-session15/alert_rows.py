@@ -2,10 +2,15 @@
 files, bundled and with ``--halfnormal`` (the shift channel under a half-normal null). Torch scorer.
 
     SEQSTREAM_SCORER_KERNEL=0 OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \\
-        bench/results/devvm-2026-12-07-session15/alert_rows.py [--halfnormal] speed_7578 occupancy_6005
+        bench/results/devvm-2026-12-07-session15/alert_rows.py [--halfnormal] [--checkpoint PATH] speed_7578 \\
+            occupancy_6005
 
-Its output here was measured on the bundle of 42fce55 (before ``profile_folded``, which folds the
-profile channel's tail in the product since f573097).
+``alert_rows.txt``: ``--checkpoint`` the bundle of 42fce55
+(``git show 42fce55:models/checkpoints/sensor_gru.pt > /tmp/bundle_42fce55.pt``), without and with
+``--halfnormal``.
+
+Its output here was measured on the bundle of 42fce55 (before the profile channel's own null: ``profile_folded`` in
+f573097, ``profile_halfnormal`` since).
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ from models.calibrated import CalibratedChannels
 
 
 def main() -> None:
-    names = [a for a in sys.argv[1:] if not a.startswith("--")]
+    args = sys.argv[1:]
+    if "--checkpoint" in args:
+        import models.checkpoint as mc
+
+        i = args.index("--checkpoint")
+        mc.DEFAULT_CHECKPOINT = Path(args[i + 1])
+        del args[i : i + 2]
+    names = [a for a in args if not a.startswith("--")]
     if "--halfnormal" in sys.argv:
         import halfnormal_shift as hn
 

@@ -12,8 +12,8 @@ the synthetic families of the seeds given (default 0-5).
     SEQSTREAM_SCORER_KERNEL=0 OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \\
         bench/results/devvm-2026-12-07-session15/halfnormal_shift.py [seed ...]
 
-Its output here was measured on the bundle of 42fce55 (before ``profile_folded``, which folds the
-profile channel's tail in the product since f573097).
+Its output here was measured on the bundle of 42fce55 (before the profile channel's own null: ``profile_folded`` in
+f573097, ``profile_halfnormal`` since).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 ``with_scoring.py``) with a patched scorer: ``halfnormal`` (the shift channel under a half-normal null,
 ``halfnormal_shift.py``) or ``folded CH ...`` (``folded_shift.py`` on those channels). Torch scorer.
 
-Measured on the bundle of 42fce55 (before ``profile_folded``): ``halfnormal_shift_synthetic_nab.txt``
+Measured on the bundle of 42fce55 (before the profile channel's own null): ``halfnormal_shift_synthetic_nab.txt``
 (``halfnormal --seeds 0 1 2 3 4 5``) and ``folded_profile_synthetic_nab.txt`` (``folded 1 --seeds ...``).
 
     SEQSTREAM_SCORER_KERNEL=0 OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \\

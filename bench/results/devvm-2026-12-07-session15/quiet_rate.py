@@ -12,7 +12,7 @@ scorer, set SEQSTREAM_SCORER_KERNEL=0).
         bench/results/devvm-2026-12-07-session15/quiet_rate.py --seeds 0 50
 
 ``quiet_rate_bundled.txt`` and ``quiet_rate_halfnormal.txt``: the bundle of 42fce55;
-``quiet_rate_folded.txt``: f573097's (``profile_folded``).
+``quiet_rate_halfnormal_profile.txt``: the bundle with ``profile_halfnormal``.
 """
 
 from __future__ import annotations
