@@ -4,8 +4,13 @@ exceedance rate and the channel scores, at the alert openings (torch scorer, the
 channels: residual, profile, drop, shift).
 
     SEQSTREAM_SCORER_KERNEL=0 OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python \\
-        bench/results/devvm-2026-12-07-session14/noisy_probe.py
+        bench/results/devvm-2026-12-07-session14/noisy_probe.py [SEED NAME [CHECKPOINT]]
+
+The fifteenth session's ``noisy_probe_seed26.txt``: ``26 noisy_0 /tmp/bundle_42fce55.pt`` (the bundle of
+42fce55: ``git show 42fce55:models/checkpoints/sensor_gru.pt > /tmp/bundle_42fce55.pt``).
 """
+
+import sys
 
 import numpy as np
 import torch
@@ -36,8 +41,10 @@ def calibrate(self, aux, r, ok, count, bucket, is_open):
 
 
 CalibratedChannels.calibrate = calibrate
-ck = load_checkpoint()
-for s in [x for x in make_families(3, 6)["quiet"] if x.name.startswith("noisy")]:
+# fifteenth session: optional SEED NAME [CHECKPOINT] (default: seed 3's noisy series, the bundle)
+SEED, NAME = (int(sys.argv[1]), sys.argv[2]) if len(sys.argv) > 2 else (3, "noisy")
+ck = load_checkpoint(sys.argv[3] if len(sys.argv) > 3 else None)
+for s in [x for x in make_families(SEED, 6)["quiet"] if x.name.startswith(NAME)]:
     r = Runner(ck.model, ck.scoring, device="cpu", capacity=2)
     r.scorer._cal_kernel = None
     for t in range(len(s.values)):

@@ -31,14 +31,16 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session13"))
+
+from halfnormal_shift import calibrate_with
 
 from models.calibrated import CalibratedChannels
 
 DATA = "../shared/data/nab-dev/data"
 LABELS = "../shared/data/nab-dev/combined_windows.json"
 CHANNELS: list[int] = [3]
-_calibrate = CalibratedChannels.calibrate
 _erfc = torch.special.erfc
 _SQ2 = math.sqrt(2.0)
 
@@ -97,12 +99,10 @@ def calibrate(self, aux, r, ok, count, bucket, is_open):  # type: ignore[no-unty
             k["inv_q0"] = inv
         return out
 
-    torch.special.erfc = erfc
-    try:
-        _calibrate(self, aux, r, ok, count, bucket, is_open)
-    finally:
-        torch.special.erfc = _erfc
+    def restore() -> None:
         k["inv_q0"] = k["inv_q0_scalar"]
+
+    calibrate_with(erfc, self, aux, r, ok, count, bucket, is_open, after=restore)
 
 
 def patch(channels: list[int]) -> None:

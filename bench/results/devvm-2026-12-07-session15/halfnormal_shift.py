@@ -69,11 +69,18 @@ def calibrate(self, aux, r, ok, count, bucket, is_open):  # type: ignore[no-unty
             out[:, -1] = 2.0 * _erfc((C1 + C2 * z) / math.sqrt(2.0))  # the caller halves it
         return out
 
+    calibrate_with(erfc, self, aux, r, ok, count, bucket, is_open)
+
+
+def calibrate_with(erfc, self, *args, after=None):  # type: ignore[no-untyped-def]
+    """The shipped calibration with ``torch.special.erfc`` replaced by ``erfc`` (then ``after()``)."""
     torch.special.erfc = erfc
     try:
-        _calibrate(self, aux, r, ok, count, bucket, is_open)
+        _calibrate(self, *args)
     finally:
         torch.special.erfc = _erfc
+        if after is not None:
+            after()
 
 
 def main() -> None:
