@@ -294,11 +294,12 @@ def _calibrate(row: Any, k: Any, rk: Any, okk: Any, count: Any, bucket: Any, bc:
         ab = max(_ONE / (bc + _ONE), par[P_SEASON_RATE])
         row[ib] = bv + ab * (dc * dc - bv)
     z = dc / math.sqrt(v)
-    tail, inv_q = math.erfc(z * par[P_INV_SQRT2]) * _HALF, par[P_INV_Q0]
     if k == lay[L_HALFN]:  # profile_halfnormal: P(|N(0, rms^2)| > r), and that null's rate at z0
         rms = math.sqrt(v + mean_c * mean_c)
         tail = _F(math.erfc(rk / rms * par[P_INV_SQRT2]))
         inv_q = _ONE / math.erfc((mean_c + par[P_TAIL_Z] * math.sqrt(v)) / rms * par[P_INV_SQRT2])
+    else:  # the Gaussian tail and rate
+        tail, inv_q = math.erfc(z * par[P_INV_SQRT2]) * _HALF, par[P_INV_Q0]
     logp = math.log(tail + _EPS_P) + par[P_LOG_C]
     if lay[L_EXC] >= 0:
         ie = lay[L_EXC] + k
@@ -489,12 +490,11 @@ calibrated_post_seq = jit(_post_seq)
 
 def warm_up(lay: np.ndarray, par: np.ndarray, width: int) -> None:
     """Compile both loops (or load them from numba's cache) now, not in the first batch (~3 s without a cache)."""
-    f32 = np.float32
-    aux, f, t, rows = np.zeros((0, width), f32), int(lay[L_F]), int(lay[L_T]), np.zeros(0, np.int64)
-    calibrated_pre(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32),
-                   np.zeros(0, f32))  # fmt: skip
-    calibrated_post(aux, rows, np.zeros((0, t), f32), lay, par, np.zeros((0, 2 * t + 3), f32))
-    keep = np.zeros((0, keep_width(lay)), f32)
-    calibrated_pre_seq(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), lay, par, np.zeros((0, f), f32), keep)
-    calibrated_post_seq(aux, rows, np.zeros((0, f), f32), np.zeros((0, 2), f32), keep, np.zeros((0, t), f32), lay,
-                        par, np.zeros((0, 2 * t + 3), f32))  # fmt: skip
+    aux, f, t, rows = np.zeros((0, width), _F), int(lay[L_F]), int(lay[L_T]), np.zeros(0, np.int64)
+    calibrated_pre(aux, rows, np.zeros((0, f), _F), np.zeros((0, 2), _F), lay, par, np.zeros((0, f), _F),
+                   np.zeros(0, _F))  # fmt: skip
+    calibrated_post(aux, rows, np.zeros((0, t), _F), lay, par, np.zeros((0, 2 * t + 3), _F))
+    keep = np.zeros((0, keep_width(lay)), _F)
+    calibrated_pre_seq(aux, rows, np.zeros((0, f), _F), np.zeros((0, 2), _F), lay, par, np.zeros((0, f), _F), keep)
+    calibrated_post_seq(aux, rows, np.zeros((0, f), _F), np.zeros((0, 2), _F), keep, np.zeros((0, t), _F), lay,
+                        par, np.zeros((0, 2 * t + 3), _F))  # fmt: skip

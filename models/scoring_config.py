@@ -185,10 +185,9 @@ class ScoringConfig:
         if not 0.0 <= self.tail_z <= 8.0 or (self.tail_z and not self.calibrated):
             # past ~13 sd the Gaussian rate at z0 underflows float32 (and a half-normal's past ~12)
             raise ConfigError(f"tail_z is a calibrated-scoring option in [0, 8] (0: off), got {self.tail_z}")
-        if self.step_scale and not self.calibrated:
-            raise ConfigError("step_scale is a calibrated-scoring option (calibrated=True)")
-        if self.hold_shift and not self.calibrated:
-            raise ConfigError("hold_shift is a calibrated-scoring option (calibrated=True)")
+        for name in ("step_scale", "hold_shift", "profile_halfnormal"):  # switches of the calibrated scoring
+            if getattr(self, name) and not self.calibrated:
+                raise ConfigError(f"{name} is a calibrated-scoring option (calibrated=True)")
         if not (math.isfinite(self.hold_release) and self.hold_release >= 0.0):
             raise ConfigError(f"hold_release must be a finite number >= 0 (0: off), got {self.hold_release}")
         if self.hold_release and not self.calibrated:
@@ -199,8 +198,6 @@ class ScoringConfig:
             raise ConfigError("drop_step is a calibrated-scoring option (calibrated=True)")
         if self.drop_step and not self.min_std > 0.0:
             raise ConfigError(f"drop_step needs min_std > 0 (it floors the drop channel's slack), got {self.min_std}")
-        if self.profile_halfnormal and not self.calibrated:
-            raise ConfigError("profile_halfnormal is a calibrated-scoring option (calibrated=True)")
         if self.calibrated:
             unused = {
                 "err_short": (self.err_short, 1),
