@@ -5,6 +5,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+# MKL (torch's CPU matrix products) picks its code path by the operands' memory alignment on AVX-512 CPUs:
+# the same rows gathered into another buffer can differ in the last bit of the GRU's forecast. Tests that
+# compare two paths of our own code bit for bit (in place / gathered, waves / sequence steps) would then
+# test MKL; STRICT makes it bitwise reproducible (read at its first call). Not set in the product: it costs
+# 12-16 % of the GRU's steps/s at batch 256-4096 here, and a stream's bits already depend on its batch's size
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
 import numpy as np
 import pytest
 import torch
