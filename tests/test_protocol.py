@@ -108,3 +108,25 @@ def test_evaluate_synthetic_counts_alerts_through_the_runner() -> None:
         assert rows[fam].windows == 0 and rows[fam].detected == 0 and rows[fam].true_alerts == 0
     assert rows["shifts"].windows > 0 and 0 <= rows["shifts"].recall <= 1
     assert rows["quiet"].series == 5 and rows["quiet"].events == 5 * 4032
+
+
+class _Landscape:
+    """A DevSet stand-in whose standard score depends on R alone: a peak at R 250 at a cliff's edge."""
+
+    def __init__(self) -> None:
+        self.files = ["a/1.csv", "b/2.csv"]
+        self.category = {"a/1.csv": "a", "b/2.csv": "b"}
+        self.points = {112.0: 70.0, 150.0: 77.0, 188.0: 77.5, 200.0: 78.0, 250.0: 80.0, 312.0: 50.0}
+
+    def score(self, c: object, files: object = None, swept: bool = False) -> object:
+        return type("R", (), {"normalized": self.points[float(c.suppress)]})()  # type: ignore[attr-defined]
+
+
+def test_the_rule_chooses_the_best_worst_score_within_25_percent_not_a_cliffs_edge() -> None:
+    """R 250 scores best, but 25 % more (312) loses 30 points; R 200's worst within +-25 % (150, 250)
+    is 77: the rule chooses R 200 and reports both numbers."""
+    rep = run_protocol(_Landscape(), CALIBRATED_SCORING, grid={"R": (150, 200, 250)}, sensitivity=False)  # type: ignore[arg-type]
+    assert rep.chosen == "R=200"
+    assert rep.all_dev == 78.0 and rep.all_dev_worst == 77.0
+    assert all(f["chosen"] == "R=200" and f["train_worst"] == 77.0 for f in rep.folds)
+    assert "worst within +-25 %" in rep.table()
