@@ -8,8 +8,11 @@ from typing import Any
 # MKL (torch's CPU matrix products) picks its code path by the operands' memory alignment on AVX-512 CPUs:
 # the same rows gathered into another buffer can differ in the last bit of the GRU's forecast. Tests that
 # compare two paths of our own code bit for bit (in place / gathered, waves / sequence steps) would then
-# test MKL; STRICT makes it bitwise reproducible (read at its first call). Not set in the product: it costs
-# 12-16 % of the GRU's steps/s at batch 256-4096 here, and a stream's bits already depend on its batch's size
+# test MKL; STRICT makes its GEMMs of a given shape bitwise reproducible whatever the alignment. MKL reads
+# it at its first call, and worker subprocesses inherit it; a developer's own MKL_CBWR wins (setdefault).
+# Not set in the product: it cost up to ~17 % of the GRU's steps/s at batch 256-4096 here (noisy:
+# bench/results/devvm-2026-12-07-session16/mkl_cbwr_strict.txt), and a stream's bits already depend on
+# its batch's size
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 import numpy as np

@@ -130,3 +130,5 @@ def test_the_rule_chooses_the_best_worst_score_within_25_percent_not_a_cliffs_ed
     assert rep.all_dev == 78.0 and rep.all_dev_worst == 77.0
     assert all(f["chosen"] == "R=200" and f["train_worst"] == 77.0 for f in rep.folds)
     assert "worst within +-25 %" in rep.table()
+    best = run_protocol(_Landscape(), CALIBRATED_SCORING, grid={"R": (150, 200, 250)}, sensitivity=False, robust=False)  # type: ignore[arg-type]
+    assert best.chosen == "R=250" and best.all_dev == 80.0 and best.all_dev_worst == 50.0  # the old rule: the cliff
