@@ -148,7 +148,8 @@ def _param(name: str) -> FreeParameter:
 
 
 def _moved(p: FreeParameter, c: ScoringConfig) -> list[ScoringConfig]:
-    """``c`` with ``p`` moved by -25 % and +25 % (rounded where it counts events)."""
+    """``c`` with ``p`` moved by -25 % and +25 %, rounded half to even where it counts events (R 150: 112 and
+    188, so -25.3 % and +25.3 %; the sensitivity table takes the same steps)."""
     vals = [p.get(c) * f for f in (0.75, 1.25)]
     return [p.set(c, float(round(x)) if p.integer else x) for x in vals]
 
