@@ -312,6 +312,7 @@ def run_protocol(
 ) -> ProtocolReport:
     """LOCO over the dev categories with the selection rule, then the sensitivity of ``base``."""
     cands = grid_configs(base, grid)
+    gridded = [_param(name) for name in grid]
     cats = sorted(set(dev.category.values()))
 
     def pick(files: list[str]) -> tuple[str, ScoringConfig, float, float]:
@@ -319,7 +320,7 @@ def run_protocol(
         scored = []
         for i, (_, c) in enumerate(cands):
             own = dev.score(c, files).normalized
-            near = [dev.score(m, files).normalized for name in grid for m in _moved(_param(name), c)]
+            near = [dev.score(m, files).normalized for p in gridded for m in _moved(p, c)]
             scored.append((min([own, *near]), own, i))
         # ties: the better own score, the earlier; robust=False: the best own score (the rule before)
         worst, own, i = max(scored, key=lambda s: (s[0], s[1], -s[2]) if robust else (s[1], -s[2]))
