@@ -17,9 +17,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session13"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session10"))
 
-import rearm
+import importlib
+import os
+
 from lifecycle_probe import dev_set
 from window_table import point
+
+rearm = importlib.import_module(os.environ.get("REARM_MODULE", "rearm"))
+
+
+def _knobs() -> str:
+    return f"low {getattr(rearm, 'LOW', 'close')} quiet {getattr(rearm, 'QUIET', 'close_after')}"
 
 
 def main() -> None:
@@ -27,7 +35,7 @@ def main() -> None:
     if not shipped_rule:
         rearm.install()
     corpus, shipped, dev = dev_set()
-    label = "blocks (shipped)" if shipped_rule else f"rearm low {rearm.LOW} quiet {rearm.QUIET}"
+    label = "blocks (shipped)" if shipped_rule else f"{rearm.__name__} {_knobs()}"
     point(corpus, dev, shipped, label)
     for arg in [a for a in sys.argv[1:] if not a.startswith("--")]:
         f = {}

@@ -14,16 +14,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "devvm-2026-12-07-session10"))
 
-import rearm
+import importlib
+import os
+
 from lifecycle_probe import dev_set
 
 from models.protocol import run_protocol
+
+rearm = importlib.import_module(os.environ.get("REARM_MODULE", "rearm"))
+
+
+def _knobs() -> str:
+    return f"low {getattr(rearm, 'LOW', 'close')} quiet {getattr(rearm, 'QUIET', 'close_after')}"
 
 
 def main() -> None:
     rearm.install()
     _, base, dev = dev_set()
-    print(f"rearm low {rearm.LOW} quiet {rearm.QUIET}", flush=True)
+    print(
+        f"{rearm.__name__} {_knobs()}",
+        flush=True,
+    )
     print(run_protocol(dev, base, grid={"shift_short": [9, 12, 15]}, sensitivity=False).table(), flush=True)
 
 

@@ -12,7 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import rearm
+import importlib
+import os
+
+rearm = importlib.import_module(os.environ.get("REARM_MODULE", "rearm"))
 
 
 def main() -> None:
