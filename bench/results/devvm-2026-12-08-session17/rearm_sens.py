@@ -52,6 +52,7 @@ def main() -> None:
         for m in (0.75, 1.25):
             nv = round(v * m) if name == "QUIET" else v * m
             setattr(rearm, name, float(nv))
+            dev._cache.clear()  # the detections are cached per ScoringConfig, which LOW/QUIET do not change
             point(corpus, dev, base, f"{name} {nv:.4g}")
         setattr(rearm, name, float(v))
 
